@@ -1,0 +1,52 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import JigdoFormat
+
+/// A regular file found while scanning a directory tree.
+public struct ScannedFile: Sendable, Hashable {
+    public var path: String
+    public var size: Int64
+    public var modificationTime: Int64
+    public var inode: UInt64
+}
+
+/// Recursive directory listing with stat, following symlinks to files (rsync'd mirrors use them)
+/// but never descending into a directory twice (symlink loops).
+public enum DirectoryWalker {
+    public static func walk(_ root: String, _ visit: (ScannedFile) -> Void) throws {
+        var st = stat()
+        guard stat(root, &st) == 0 else {
+            throw JigdoError(.io, path: root, "cannot scan: \(errnoText(errno))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw JigdoError(.usage, path: root, "--scan needs a directory")
+        }
+        var seen = Set<[UInt64]>()
+        var stack = [root.hasSuffix("/") ? String(root.dropLast()) : root]
+        seen.insert([UInt64(st.st_dev), UInt64(st.st_ino)])
+        while let dir = stack.popLast() {
+            guard let handle = opendir(dir) else { continue }
+            defer { closedir(handle) }
+            while let entry = readdir(handle) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                let path = dir + "/" + name
+                var s = stat()
+                guard stat(path, &s) == 0 else { continue }
+                switch s.st_mode & S_IFMT {
+                case S_IFDIR:
+                    if seen.insert([UInt64(s.st_dev), UInt64(s.st_ino)]).inserted { stack.append(path) }
+                case S_IFREG:
+                    visit(ScannedFile(path: path, size: Int64(s.st_size), modificationTime: Int64(s.st_mtim.tv_sec), inode: UInt64(s.st_ino)))
+                default:
+                    continue
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import ImageAssembly
+import JigdoFormat
+import Logging
+import Synchronization
+
+/// Parts found on local disk: files from `--scan` directories (matched by size, then checksum),
+/// and local locations the jigdo resolves to (`--map LABEL=DIR`, `file:` servers), which are
+/// checked against their checksum the first time they are used.
+public final class LocalParts: PartSource {
+    private enum Resolution: Sendable {
+        case verified(String)
+        case unavailable
+    }
+
+    public let template: TemplateInfo
+    private let logger: Logger
+    /// Checksum -> files already known to have that checksum (from the scan).
+    private let scanned: [Checksum: [String]]
+    /// Checksum -> local locations to check on first use, in order.
+    private let unverified: [Checksum: [String]]
+    private let resolved = Mutex<[Checksum: Resolution]>([:])
+    private let openFiles = ByteBudgetCache<String, ReadOnlyFile>(budget: 64)
+
+    /// Progress of a scan: bytes hashed so far and bytes to hash in total.
+    public typealias ScanProgress = @Sendable (_ hashed: Int64, _ total: Int64) -> Void
+
+    public init(
+        template: TemplateInfo,
+        resolver: LocationResolver,
+        scanDirectories: [String],
+        logger: Logger = Logger(label: "jigdofs.local"),
+        progress: ScanProgress? = nil
+    ) throws {
+        self.template = template
+        self.logger = logger
+        var unverified: [Checksum: [String]] = [:]
+        for part in template.parts where unverified[part.checksum] == nil {
+            var paths: [String] = []
+            for loc in resolver.locations(forPart: part.checksum) {
+                if case .local(let p) = loc { paths.append(p) }
+            }
+            unverified[part.checksum] = paths
+        }
+        self.unverified = unverified
+        self.scanned = try Self.scan(scanDirectories, template: template, progress: progress)
+    }
+
+    /// Walks the directories, hashes only files whose size equals some part's size, and keeps
+    /// those whose checksum is a part's.
+    static func scan(_ dirs: [String], template: TemplateInfo, progress: ScanProgress?) throws -> [Checksum: [String]] {
+        guard !dirs.isEmpty else { return [:] }
+        var wanted: [Int64: Set<Checksum>] = [:]
+        for p in template.parts { wanted[p.length, default: []].insert(p.checksum) }
+        var candidates: [ScannedFile] = []
+        var seen = Set<String>()
+        for dir in dirs {
+            try DirectoryWalker.walk(dir) { file in
+                if wanted[file.size] != nil, seen.insert(file.path).inserted { candidates.append(file) }
+            }
+        }
+        let total = candidates.reduce(Int64(0)) { $0 + $1.size }
+        let kind = template.checksumKind
+        let results = Mutex<(found: [Checksum: [String]], hashed: Int64)>(([:], 0))
+        let list = candidates
+        let wantedBySize = wanted
+        DispatchQueue.concurrentPerform(iterations: list.count) { i in
+            let file = list[i]
+            guard let sum = try? ReadOnlyFile(path: file.path).checksum(kind) else { return }
+            let hashed = results.withLock { r -> Int64 in
+                if wantedBySize[file.size]?.contains(sum) == true { r.found[sum, default: []].append(file.path) }
+                r.hashed += file.size
+                return r.hashed
+            }
+            progress?(hashed, total)
+        }
+        // Deterministic order: the same path wins whatever the thread timing.
+        return results.withLock { $0.found }.mapValues { $0.sorted() }
+    }
+
+    /// Whether a local copy exists (found by the scan, or a local location with the right size;
+    /// the latter is verified on first use).
+    public func isLocallyAvailable(_ index: Int) -> Bool {
+        let part = template.parts[index]
+        switch resolved.withLock({ $0[part.checksum] }) {
+        case .verified?: return true
+        case .unavailable?: return false
+        case nil: break
+        }
+        if scanned[part.checksum] != nil { return true }
+        return (unverified[part.checksum] ?? []).contains { fileSize($0) == part.length }
+    }
+
+    /// Indices of parts with no local copy.
+    public func missingParts() -> [Int] {
+        template.parts.indices.filter { !isLocallyAvailable($0) }
+    }
+
+    public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let part = template.parts[index]
+        let path = try verifiedPath(for: part)
+        let file = try open(path)
+        guard file.size == part.length else {
+            throw JigdoError(.io, path: path, "changed size since it was checked (\(file.size) bytes, part is \(part.length))")
+        }
+        try file.read(at: offset, into: buffer)
+    }
+
+    private func open(_ path: String) throws -> ReadOnlyFile {
+        if let f = openFiles.value(for: path) { return f }
+        let f = try ReadOnlyFile(path: path)
+        openFiles.insert(f, for: path, cost: 1)
+        return f
+    }
+
+    private func verifiedPath(for part: TemplatePart) throws -> String {
+        switch resolved.withLock({ $0[part.checksum] }) {
+        case .verified(let p)?: return p
+        case .unavailable?: throw unavailable(part)
+        case nil: break
+        }
+        if let p = scanned[part.checksum]?.first {
+            resolved.withLock { $0[part.checksum] = .verified(p) }
+            return p
+        }
+        for path in unverified[part.checksum] ?? [] {
+            guard fileSize(path) == part.length else { continue }
+            do {
+                let sum = try ReadOnlyFile(path: path).checksum(part.checksum.kind ?? template.checksumKind)
+                if sum == part.checksum {
+                    resolved.withLock { $0[part.checksum] = .verified(path) }
+                    return path
+                }
+                logger.warning("\(path): checksum \(sum.base64) does not match part \(part.checksum.base64); not used")
+            } catch {
+                logger.warning("\(error)")
+            }
+        }
+        resolved.withLock { $0[part.checksum] = .unavailable }
+        throw unavailable(part)
+    }
+
+    private func unavailable(_ part: TemplatePart) -> JigdoError {
+        JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) has no local copy")
+    }
+}
+
+func fileSize(_ path: String) -> Int64? {
+    var st = stat()
+    guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+    return Int64(st.st_size)
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import JigdoFormat
+import Logging
+
+@main
+struct JigdoFS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jigdofs",
+        abstract: "Use jigdo images (.jigdo + .template) as if they were the image files.",
+        discussion: """
+            A .jigdo file lists the parts (packages) of an image; the .template holds everything \
+            else. jigdofs reads any byte range of the image from the template and from local \
+            copies of the parts, without building the whole image first.
+            """,
+        version: "0.1.0",
+        subcommands: [Info.self, MakeImage.self, Verify.self]
+    )
+
+    /// Runs a command; every failure becomes one line on stderr and a non-zero exit.
+    static func main() {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = ProcessInfo.processInfo.environment["JIGDOFS_DEBUG"] != nil ? .debug : .warning
+            return handler
+        }
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as JigdoError {
+            FileHandle.standardError.write(Data("jigdofs: \(error)\n".utf8))
+            Foundation.exit(error.exitCode)
+        } catch let error as CommandFailure {
+            FileHandle.standardError.write(Data("jigdofs: \(error.message)\n".utf8))
+            Foundation.exit(error.code)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// A failure the CLI reports with a specific exit code.
+struct CommandFailure: Error {
+    var message: String
+    var code: Int32
+}
+
+extension JigdoError {
+    /// 1: error; 2: parts missing; 3: bad checksum. (Usage errors are ArgumentParser's 64.)
+    var exitCode: Int32 {
+        switch kind {
+        case .partUnavailable: return 2
+        case .checksumMismatch: return 3
+        default: return 1
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import JigdoFormat
+
+/// An output file written under a temporary name in the same directory and renamed into place
+/// only by `commit()`: an interrupted or failed run leaves nothing at the final path.
+final class PartialOutputFile {
+    let finalPath: String
+    let tempPath: String
+    private var fd: Int32
+    private var committed = false
+
+    init(finalPath: String) throws {
+        self.finalPath = finalPath
+        let dir = directoryOf(absolutePath(finalPath))
+        tempPath = dir + ".\(baseName(finalPath)).jigdofs-partial-\(getpid())"
+        fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            throw JigdoError(.io, path: finalPath, "cannot create: \(errnoText(errno))")
+        }
+        SignalCleanup.register(tempPath)
+    }
+
+    func write(_ data: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < data.count {
+            let n = Glibc.write(fd, data.baseAddress! + done, data.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw JigdoError(.io, path: finalPath, "write failed: \(errnoText(errno))")
+            }
+            done += n
+        }
+    }
+
+    func commit() throws {
+        if fsync(fd) != 0 { throw JigdoError(.io, path: finalPath, "fsync failed: \(errnoText(errno))") }
+        close(fd)
+        fd = -1
+        if rename(tempPath, finalPath) != 0 {
+            throw JigdoError(.io, path: finalPath, "cannot rename into place: \(errnoText(errno))")
+        }
+        committed = true
+        SignalCleanup.unregister()
+    }
+
+    func discard() {
+        if fd >= 0 { close(fd); fd = -1 }
+        if !committed { unlink(tempPath) }
+        SignalCleanup.unregister()
+    }
+}
+
+/// Removes the temporary output file when the user interrupts (SIGINT/SIGTERM/SIGHUP).
+enum SignalCleanup {
+    // Read by the signal handler: a plain C string, set before the handler is installed.
+    nonisolated(unsafe) private static var path: UnsafeMutablePointer<CChar>?
+
+    static func register(_ p: String) {
+        path = strdup(p)
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig) { sig in
+                if let p = SignalCleanup.path { unlink(p) }
+                _exit(128 + sig)
+            }
+        }
+    }
+
+    static func unregister() {
+        for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_DFL) }
+    }
+}

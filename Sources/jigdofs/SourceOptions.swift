@@ -1,0 +1,94 @@
+import ArgumentParser
+import ImageAssembly
+import JigdoFormat
+import Logging
+import PartSources
+
+/// Options shared by every command that reads an image.
+struct SourceOptions: ParsableArguments {
+    @Argument(help: "The .jigdo file (plain or gzip-compressed).")
+    var source: String
+
+    @Option(name: .long, help: ArgumentHelp("Look for parts in this directory tree (repeatable). Files are matched by size, then checksum.", valueName: "DIR"))
+    var scan: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("A local copy of a [Servers] label: part LABEL:path is read from DIR/path (repeatable).", valueName: "LABEL=DIR"))
+    var map: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Use this .template instead of looking for it next to the .jigdo.", valueName: "FILE"))
+    var template: String?
+
+    func validate() throws {
+        for m in map {
+            guard let eq = m.firstIndex(of: "="), eq != m.startIndex, m.index(after: eq) != m.endIndex else {
+                throw ValidationError("--map needs LABEL=DIR, got '\(m)'")
+            }
+        }
+    }
+
+    /// Label -> directory from `--map`, as server locations tried before the jigdo's own.
+    func mapOverrides() throws -> [String: [JigdoLocation]] {
+        var out: [String: [JigdoLocation]] = [:]
+        for m in map {
+            let eq = m.firstIndex(of: "=")!
+            let label = String(m[..<eq])
+            var dir = absolutePath(String(m[m.index(after: eq)...]))
+            guard isDirectory(dir) else {
+                throw JigdoError(.usage, path: dir, "--map \(label)=...: not a directory")
+            }
+            if !dir.hasSuffix("/") { dir += "/" }
+            out[label, default: []].append(JigdoLocation(value: "file:" + dir, base: dir))
+        }
+        return out
+    }
+
+    func openImage() throws -> JigdoImage {
+        guard fileExists(source) else {
+            throw JigdoError(.io, path: source, "no such file")
+        }
+        return try JigdoImage.open(jigdoPath: source, templatePath: template)
+    }
+
+    func resolver(for image: JigdoImage) throws -> LocationResolver {
+        var resolver = LocationResolver(descriptor: image.descriptor)
+        resolver.prepend = try mapOverrides()
+        for label in resolver.prepend.keys where image.descriptor.servers[label] == nil {
+            Logger(label: "jigdofs").warning("--map \(label)=...: the .jigdo has no server label '\(label)'")
+        }
+        return resolver
+    }
+
+    /// Opens the image with its local part sources, showing scan progress on a terminal.
+    func openReader(progressTitle: String = "Scanning") throws -> (JigdoImage, LocalParts, ImageReader, LocationResolver) {
+        let image = try openImage()
+        let resolver = try resolver(for: image)
+        let bar = ProgressBar(title: progressTitle)
+        var progress: LocalParts.ScanProgress?
+        if bar.isActive {
+            progress = { done, total in bar.update(done: done, total: total) }
+        }
+        let parts = try LocalParts(
+            template: image.template, resolver: resolver, scanDirectories: scan, progress: progress)
+        bar.finish()
+        let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: parts)
+        return (image, parts, reader, resolver)
+    }
+}
+
+/// Fails with the list of missing parts (and where the jigdo says to get them).
+func requireAllParts(_ image: JigdoImage, _ parts: LocalParts, _ resolver: LocationResolver) throws {
+    let missing = parts.missingParts()
+    guard !missing.isEmpty else { return }
+    var seen = Set<Checksum>()
+    var lines: [String] = []
+    var bytes: Int64 = 0
+    for i in missing {
+        let part = image.template.parts[i]
+        guard seen.insert(part.checksum).inserted else { continue }
+        bytes += part.length
+        let urls = resolver.locations(forPart: part.checksum).map(\.description)
+        lines.append("  \(part.checksum.base64) \(part.length) bytes: \(urls.isEmpty ? "(no location in the .jigdo)" : urls.joined(separator: " "))")
+    }
+    let header = "\(seen.count) of \(Set(image.template.parts.map(\.checksum)).count) parts (\(bytes) bytes) have no local copy; use --scan DIR or --map LABEL=DIR:"
+    throw CommandFailure(message: ([header] + lines).joined(separator: "\n"), code: 2)
+}
