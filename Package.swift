@@ -5,6 +5,7 @@ import PackageDescription
 //   CZlib, CBzip2      thin shims over the C libraries
 //   JigdoFormat        reading .jigdo and .template files (pure parsing, no part I/O)
 //   ImageAssembly      image layout + thread-safe range reader over template data and parts
+//   CSQLite            shim over libsqlite3 (persistent checksum cache of --scan)
 //   PartSources        where part bytes come from: scanned dirs, mapped mirrors
 //   jigdofs            the command line (ArgumentParser)
 let package = Package(
@@ -21,6 +22,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CBzip2", path: "Sources/CBzip2"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .target(
             name: "JigdoFormat",
             dependencies: [
@@ -34,7 +36,7 @@ let package = Package(
         ),
         .target(
             name: "PartSources",
-            dependencies: ["JigdoFormat", "ImageAssembly", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "jigdofs",

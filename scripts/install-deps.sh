@@ -10,6 +10,8 @@ packages=(
   jigdo-file xorriso jigit
   # inspecting images, squashfs for loop-mount tests, servers for download tests
   genisoimage libarchive-tools squashfs-tools bzip2 nginx-light openssl curl python3
+  # the benchmark script
+  bc time
 )
 missing=()
 for p in "${packages[@]}"; do

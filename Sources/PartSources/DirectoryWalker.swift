@@ -9,7 +9,8 @@ import JigdoFormat
 public struct ScannedFile: Sendable, Hashable {
     public var path: String
     public var size: Int64
-    public var modificationTime: Int64
+    /// Modification time in nanoseconds since the epoch.
+    public var modificationTimeNs: Int64
     public var inode: UInt64
 }
 
@@ -42,7 +43,7 @@ public enum DirectoryWalker {
                 case S_IFDIR:
                     if seen.insert([UInt64(s.st_dev), UInt64(s.st_ino)]).inserted { stack.append(path) }
                 case S_IFREG:
-                    visit(ScannedFile(path: path, size: Int64(s.st_size), modificationTime: Int64(s.st_mtim.tv_sec), inode: UInt64(s.st_ino)))
+                    visit(ScannedFile(path: path, size: Int64(s.st_size), modificationTimeNs: Int64(s.st_mtim.tv_sec) * 1_000_000_000 + Int64(s.st_mtim.tv_nsec), inode: UInt64(s.st_ino)))
                 default:
                     continue
                 }

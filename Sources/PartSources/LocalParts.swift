@@ -32,6 +32,7 @@ public final class LocalParts: PartSource {
         template: TemplateInfo,
         resolver: LocationResolver,
         scanDirectories: [String],
+        checksumCache: ChecksumCache? = nil,
         logger: Logger = Logger(label: "jigdofs.local"),
         progress: ScanProgress? = nil
     ) throws {
@@ -46,39 +47,48 @@ public final class LocalParts: PartSource {
             unverified[part.checksum] = paths
         }
         self.unverified = unverified
-        self.scanned = try Self.scan(scanDirectories, template: template, progress: progress)
+        self.scanned = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress)
     }
 
     /// Walks the directories, hashes only files whose size equals some part's size, and keeps
     /// those whose checksum is a part's.
-    static func scan(_ dirs: [String], template: TemplateInfo, progress: ScanProgress?) throws -> [Checksum: [String]] {
+    /// Files whose checksum is in `cache` (same path, size, mtime and inode) are not read again.
+    static func scan(_ dirs: [String], template: TemplateInfo, cache: ChecksumCache?, progress: ScanProgress?) throws -> [Checksum: [String]] {
         guard !dirs.isEmpty else { return [:] }
         var wanted: [Int64: Set<Checksum>] = [:]
         for p in template.parts { wanted[p.length, default: []].insert(p.checksum) }
         var candidates: [ScannedFile] = []
         var seen = Set<String>()
         for dir in dirs {
-            try DirectoryWalker.walk(dir) { file in
+            try DirectoryWalker.walk(absolutePath(dir)) { file in
                 if wanted[file.size] != nil, seen.insert(file.path).inserted { candidates.append(file) }
             }
         }
-        let total = candidates.reduce(Int64(0)) { $0 + $1.size }
         let kind = template.checksumKind
-        let results = Mutex<(found: [Checksum: [String]], hashed: Int64)>(([:], 0))
-        let list = candidates
+        let known = cache?.lookup(candidates, kind: kind) ?? [:]
+        let list = candidates.filter { known[$0.path] == nil }
+        let total = list.reduce(Int64(0)) { $0 + $1.size }
         let wantedBySize = wanted
+        var found: [Checksum: [String]] = [:]
+        for f in candidates {
+            if let sum = known[f.path], wanted[f.size]?.contains(sum) == true { found[sum, default: []].append(f.path) }
+        }
+        let results = Mutex<(found: [Checksum: [String]], hashed: Int64, new: [(ScannedFile, Checksum)])>((found, 0, []))
         DispatchQueue.concurrentPerform(iterations: list.count) { i in
             let file = list[i]
             guard let sum = try? ReadOnlyFile(path: file.path).checksum(kind) else { return }
             let hashed = results.withLock { r -> Int64 in
                 if wantedBySize[file.size]?.contains(sum) == true { r.found[sum, default: []].append(file.path) }
                 r.hashed += file.size
+                r.new.append((file, sum))
                 return r.hashed
             }
             progress?(hashed, total)
         }
+        let (allFound, newSums) = results.withLock { ($0.found, $0.new) }
+        cache?.store(newSums, kind: kind)
         // Deterministic order: the same path wins whatever the thread timing.
-        return results.withLock { $0.found }.mapValues { $0.sorted() }
+        return allFound.mapValues { $0.sorted() }
     }
 
     /// Whether a local copy exists (found by the scan, or a local location with the right size;

@@ -18,6 +18,12 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Use this .template instead of looking for it next to the .jigdo.", valueName: "FILE"))
     var template: String?
 
+    @Option(name: .long, help: ArgumentHelp("Where checksums of scanned files (and later downloaded parts) are cached (default: $XDG_CACHE_HOME/jigdofs or ~/.cache/jigdofs).", valueName: "DIR"))
+    var cacheDir: String?
+
+    @Flag(name: .long, help: "Do not use or update the checksum cache of --scan.")
+    var noScanCache = false
+
     func validate() throws {
         for m in map {
             guard let eq = m.firstIndex(of: "="), eq != m.startIndex, m.index(after: eq) != m.endIndex else {
@@ -67,8 +73,17 @@ struct SourceOptions: ParsableArguments {
         if bar.isActive {
             progress = { done, total in bar.update(done: done, total: total) }
         }
+        var checksumCache: ChecksumCache?
+        if !scan.isEmpty && !noScanCache {
+            do {
+                checksumCache = try ChecksumCache(directory: cacheDir ?? ChecksumCache.defaultDirectory())
+            } catch {
+                Logger(label: "jigdofs").warning("\(error); scanning without a checksum cache")
+            }
+        }
         let parts = try LocalParts(
-            template: image.template, resolver: resolver, scanDirectories: scan, progress: progress)
+            template: image.template, resolver: resolver, scanDirectories: scan,
+            checksumCache: checksumCache, progress: progress)
         bar.finish()
         let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: parts)
         return (image, parts, reader, resolver)

@@ -1,0 +1,5 @@
+# Sourced by the scripts: puts the Swift toolchain on PATH when it is installed at /opt/swift.
+if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+  export PATH=/opt/swift/usr/bin:$PATH
+fi
+command -v swift >/dev/null 2>&1 || { echo "swift not found (expected at /opt/swift/usr/bin)" >&2; exit 1; }

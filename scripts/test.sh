@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (as root), builds jigdofs and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+bash scripts/install-deps.sh
+swift build
+# Tests run in parallel by default; mount and server tests pick their own ports and dirs.
+swift test 2>&1 | tee /tmp/jigdofs-test.log
