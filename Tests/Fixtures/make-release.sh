@@ -51,7 +51,8 @@ with open(os.path.join(tree, "repodata", "primary.xml"), "w") as f:
         f.write(f"<package><name>pkg-{i}</name><version>1.{i % 7}</version></package>\n")
 PY
 # The same package under a second path.
-first=$(ls "$tree/Packages" | head -n 1)
+pkgs=("$tree"/Packages/*)   # (not `ls | head`: SIGPIPE under pipefail on big trees)
+first=$(basename "${pkgs[0]}")
 cp "$tree/Packages/$first" "$tree/extra dir/copy of $first"
 echo "jigdofs test release $seed" > "$tree/README.txt"
 
