@@ -7,6 +7,7 @@ import PackageDescription
 //   ImageAssembly      image layout + thread-safe range reader over template data and parts
 //   CSQLite            shim over libsqlite3 (persistent checksum cache of --scan)
 //   PartSources        where part bytes come from: scanned dirs, mapped mirrors
+//   ISO9660            the file tree inside an image (ISO 9660, Rock Ridge, Joliet)
 //   jigdofs            the command line (ArgumentParser)
 let package = Package(
     name: "jigdofs",
@@ -38,10 +39,14 @@ let package = Package(
             name: "PartSources",
             dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(
+            name: "ISO9660",
+            dependencies: ["JigdoFormat", "ImageAssembly"]
+        ),
         .executableTarget(
             name: "jigdofs",
             dependencies: [
-                "JigdoFormat", "ImageAssembly", "PartSources",
+                "JigdoFormat", "ImageAssembly", "PartSources", "ISO9660",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -55,6 +60,10 @@ let package = Package(
         .testTarget(
             name: "ImageAssemblyTests",
             dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport"]
+        ),
+        .testTarget(
+            name: "ISO9660Tests",
+            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "ISO9660"]
         ),
     ]
 )

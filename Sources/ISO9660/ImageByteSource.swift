@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ImageAssembly
+import JigdoFormat
+
+/// Random access to the bytes of a disc image: what the ISO 9660 reader needs and nothing more.
+///
+/// `ImageReader` (a jigdo image) satisfies it, and so does `ImageFile` (a plain .iso file or a
+/// block device), so the reader is tested on real ISOs and used on jigdo images alike.
+public protocol ImageByteSource: Sendable {
+    /// The image size in bytes.
+    var size: Int64 { get }
+    /// Fills `buffer` from `offset`; returns the bytes read, fewer only at the end of the image.
+    func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+}
+
+extension ImageReader: ImageByteSource {}
+
+/// A plain image file or block device, read with pread. Its size comes from seeking to the end,
+/// which also works for block devices (where stat reports 0).
+public final class ImageFile: ImageByteSource {
+    public let path: String
+    public let size: Int64
+    private let fd: Int32
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw JigdoError(.io, path: path, "cannot open: \(errnoText(errno))") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw JigdoError(.io, path: path, "cannot stat: \(errnoText(e))")
+        }
+        let type = st.st_mode & S_IFMT
+        guard type == S_IFREG || type == S_IFBLK else {
+            close(fd)
+            throw JigdoError(.io, path: path, type == S_IFDIR ? "is a directory, not an image" : "is not a regular file or block device")
+        }
+        let end = lseek(fd, 0, SEEK_END)
+        guard end >= 0 else {
+            let e = errno
+            close(fd)
+            throw JigdoError(.io, path: path, "cannot find the size: \(errnoText(e))")
+        }
+        self.fd = fd
+        self.size = Int64(end)
+    }
+
+    deinit { close(fd) }
+
+    public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard offset >= 0 else { throw JigdoError(.usage, path: path, "negative offset \(offset)") }
+        guard offset < size, buffer.count > 0 else { return 0 }
+        let total = Int(min(Int64(buffer.count), size - offset))
+        var done = 0
+        while done < total {
+            let n = pread(fd, buffer.baseAddress! + done, total - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done)): \(errnoText(errno))")
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+}
+
+/// Whether the file at `path` looks like an ISO 9660 image ("CD001" at the first volume
+/// descriptor), as opposed to a .jigdo. Reads 6 bytes.
+public func looksLikeISO9660File(_ path: String) -> Bool {
+    guard let f = try? ImageFile(path: path), f.size >= 32768 + 2048 else { return false }
+    var sig = [UInt8](repeating: 0, count: 6)
+    let n = (try? sig.withUnsafeMutableBytes { try f.read(at: 32768, into: $0) }) ?? 0
+    return n == 6 && Array(sig[1...5]) == Array("CD001".utf8)
+}

@@ -1,0 +1,117 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import ImageAssembly
+import ISO9660
+import JigdoFormat
+
+/// Opens the ISO 9660 file system of SOURCE: a .jigdo (through the image reader, so only the
+/// template and the parts actually touched are read) or, for convenience, a plain ISO file.
+func openVolume(_ options: SourceOptions) throws -> ISO9660Volume {
+    if looksLikeISO9660File(options.source) {
+        return try ISO9660Volume.open(ImageFile(path: options.source), name: baseName(options.source))
+    }
+    let (image, _, reader, _) = try options.openReader()
+    return try ISO9660Volume.open(reader, name: image.imageName)
+}
+
+/// ISO 9660 errors become the CLI's one-line failures.
+func withISOErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as ISO9660Error {
+        throw CommandFailure(message: e.description, code: 1)
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ls",
+        abstract: "List the files inside the image (ISO 9660 with Rock Ridge or Joliet).",
+        discussion: """
+            Reads only the image's directory records, which normally lie in the template: no \
+            parts are needed. SOURCE may also be a plain ISO file. Times are local, sizes exact.
+            """)
+
+    @OptionGroup var options: SourceOptions
+
+    @Argument(help: "A path inside the image.")
+    var path: String = "/"
+
+    @Flag(name: .customShort("l"), help: "Long listing: mode, links, owner, group, size, time, symlink target.")
+    var long = false
+
+    @Flag(name: .customShort("R"), help: "List subdirectories recursively.")
+    var recursive = false
+
+    func run() throws {
+        try withISOErrors {
+            let volume = try openVolume(options)
+            let entry = try volume.lookup(path)
+            let display = path.hasPrefix("/") ? path : "/" + path
+            guard entry.isDirectory else {
+                var shown = entry
+                shown.name = path
+                print(ISOListing.lines([shown], long: long)[0])
+                return
+            }
+            guard recursive else {
+                for line in ISOListing.lines(ISOListing.sorted(try volume.list(entry)), long: long) { print(line) }
+                return
+            }
+            var first = true
+            try ISOListing.walk(volume, from: entry, path: display) { dirPath, _, children in
+                if !first { print("") }
+                first = false
+                print("\(dirPath):")
+                for line in ISOListing.lines(children, long: long) { print(line) }
+            }
+        }
+    }
+}
+
+struct Cat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cat",
+        abstract: "Write one file from inside the image to standard output.",
+        discussion: "Reads only the parts the file's own extents cover. SOURCE may also be a plain ISO file.")
+
+    @OptionGroup var options: SourceOptions
+
+    @Argument(help: "The path of the file inside the image.")
+    var path: String
+
+    func run() throws {
+        try withISOErrors {
+            let volume = try openVolume(options)
+            let entry = try volume.lookup(path, followSymlinks: true)
+            guard entry.type == .regular else {
+                throw ISO9660Error(entry.isDirectory ? .isADirectory : .notFound, image: volume.name, path: path,
+                                   entry.isDirectory ? "is a directory" : "is not a regular file")
+            }
+            let chunk = 1 << 20
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+            defer { buffer.deallocate() }
+            var offset: Int64 = 0
+            while offset < entry.size {
+                let n = try volume.read(entry, at: offset, into: buffer)
+                guard n > 0 else { break }
+                try writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                offset += Int64(n)
+            }
+        }
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = write(1, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CommandFailure(message: "standard output: \(errnoText(errno))", code: 1)
+            }
+            done += n
+        }
+    }
+}
