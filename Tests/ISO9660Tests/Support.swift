@@ -1,0 +1,244 @@
+import Foundation
+import ImageAssembly
+import ISO9660
+import JigdoFormat
+import PartSources
+import Synchronization
+import Testing
+
+// Fixtures are built once per test run with the real generators (xorriso, jigdo-file, libjte)
+// into one temporary directory, removed at exit.
+
+let fixtureRoot: String = {
+    let dir = NSTemporaryDirectory() + "jigdofs-iso9660-tests-\(getpid())"
+    try? FileManager.default.removeItem(atPath: dir)
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    atexit { try? FileManager.default.removeItem(atPath: fixtureRoot) }
+    return dir
+}()
+
+let packageRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
+
+struct ShellError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Runs a bash script; returns stdout. Fails with stderr on a non-zero exit.
+@discardableResult
+func sh(_ script: String, cwd: String? = nil) throws -> String {
+    let errPath = fixtureRoot + "/stderr-\(UUID().uuidString)"
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: errPath) }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = ["-euo", "pipefail", "-c", script]
+    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle(forWritingAtPath: errPath)
+    try p.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else {
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        throw ShellError(description: "bash -c \(script.prefix(200)): exit \(p.terminationStatus): \(err)")
+    }
+    return String(decoding: outData, as: UTF8.self)
+}
+
+func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+/// The release built by Tests/Fixtures/make-release.sh (ISO + jigdo-file and libjte variants).
+let releaseFixture: Result<String, ShellError> = {
+    let out = fixtureRoot + "/release"
+    do {
+        try sh("bash \(shellQuote(packageRoot + "/Tests/Fixtures/make-release.sh")) \(shellQuote(out)) 40 7 >/dev/null")
+        return .success(out)
+    } catch {
+        return .failure(ShellError(description: "\(error)"))
+    }
+}()
+
+/// A small tree with what Rock Ridge can express: symlinks (short, absolute, over 255 bytes so
+/// SL continues), deep directories, modes incl. setuid/sticky, a fifo, a hard link, a name of
+/// 204 bytes (NM in a continuation area), quotes, UTF-8. Built as rr.iso (-R -J), reloc.iso
+/// (deep directories relocated: CL/RE/PL), joliet.iso (-J only, a tree without symlinks).
+let rockRidgeFixture: Result<String, ShellError> = {
+    let dir = fixtureRoot + "/rr"
+    let script = #"""
+    mkdir -p src && cd src
+    mkdir -p a/b/c/d/e/f/g/h/i/j/k/l/m
+    echo deep > a/b/c/d/e/f/g/h/i/j/k/l/m/deep.txt
+    ln -s a/b/c target-rel
+    ln -s /etc/passwd abs-link
+    ln -s "$(python3 -c 'print("/".join(["component%03d" % i for i in range(40)]))')" long-link
+    python3 -c 'open("n" * 200 + ".txt", "w").write("long name\n")'
+    echo secret > mode600 && chmod 600 mode600
+    echo s > suid && chmod 4755 suid
+    mkdir sticky && chmod 1777 sticky
+    mkfifo fifo
+    echo x > "weird 'quote\" name"
+    echo été > "ünïcödé-名前.txt"
+    ln mode600 hardlink
+    ln -s a/b/../b/c/./d dotty
+    ln -s loop1 loop2 && ln -s loop2 loop1
+    head -c 300000 /dev/urandom > random.bin
+    touch empty
+    cd ..
+    xorriso -as mkisofs -quiet -R -J -o rr.iso src 2>/dev/null
+    xorriso -as mkisofs -quiet -R -J -rr_reloc_dir RR_MOVED -o reloc.iso src 2>/dev/null
+    mkdir -p jsrc/Sub\ Dir/deeper && echo one > jsrc/Sub\ Dir/deeper/Mixed.Case.txt && echo two > jsrc/readme
+    xorriso -as mkisofs -quiet -J -o joliet.iso jsrc 2>/dev/null
+    """#
+    do {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try sh(script, cwd: dir)
+        return .success(dir)
+    } catch {
+        return .failure(ShellError(description: "\(error)"))
+    }
+}()
+
+/// An ISO (iso-level 3) holding a sparse file just over 4 GiB, so xorriso writes it as two
+/// extents. Written sparse (dd conv=sparse), so it takes little disk.
+let multiExtentFixture: Result<String, ShellError> = {
+    let dir = fixtureRoot + "/big"
+    let script = """
+    mkdir -p src
+    truncate -s 4097M src/huge.bin
+    printf 'HEAD' | dd of=src/huge.bin conv=notrunc status=none
+    printf 'EDGE1234' | dd of=src/huge.bin bs=1 seek=$((4294965248 - 4)) conv=notrunc status=none
+    printf 'TAIL' | dd of=src/huge.bin bs=1 seek=$((4097 * 1048576 - 4)) conv=notrunc status=none
+    echo small > src/small.txt
+    xorriso -as mkisofs -quiet -R -iso-level 3 -o - src 2>/dev/null | dd of=big.iso bs=1M conv=sparse iflag=fullblock status=none
+    """
+    do {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try sh(script, cwd: dir)
+        return .success(dir)
+    } catch {
+        return .failure(ShellError(description: "\(error)"))
+    }
+}()
+
+/// One line of `xorriso -find / -exec lsdl`.
+struct LsdlEntry: Equatable, CustomStringConvertible {
+    var mode: String
+    var size: Int64
+    var target: String?
+    var description: String { "\(mode) \(size)\(target.map { " -> \($0)" } ?? "")" }
+}
+
+/// Path -> entry, from xorriso's own reading of the image.
+func xorrisoListing(_ iso: String) throws -> [String: LsdlEntry] {
+    let out = try sh("xorriso -indev \(shellQuote(iso)) -find / -exec lsdl 2>/dev/null")
+    var result: [String: LsdlEntry] = [:]
+    for line in out.split(separator: "\n") {
+        var rest = Substring(line)
+        var fields: [Substring] = []
+        for _ in 0..<8 {
+            rest = rest.drop { $0 == " " }
+            let f = rest.prefix { $0 != " " }
+            fields.append(f)
+            rest = rest.dropFirst(f.count)
+        }
+        rest = rest.drop { $0 == " " }
+        let words = shellWords(String(rest))
+        guard fields.count == 8, let size = Int64(fields[4]), let path = words.first else { continue }
+        let target = words.count == 3 && words[1] == "->" ? words[2] : nil
+        result[path] = LsdlEntry(mode: String(fields[0]), size: size, target: target)
+    }
+    return result
+}
+
+/// Splits shell-quoted words ('...', "...", adjacent pieces join; unquoted -> stays).
+func shellWords(_ s: String) -> [String] {
+    var words: [String] = []
+    var cur = ""
+    var inWord = false
+    var it = Array(s)
+    var i = 0
+    while i < it.count {
+        let c = it[i]
+        if c == "'" {
+            inWord = true
+            i += 1
+            while i < it.count, it[i] != "'" { cur.append(it[i]); i += 1 }
+        } else if c == "\"" {
+            inWord = true
+            i += 1
+            while i < it.count, it[i] != "\"" {
+                if it[i] == "\\", i + 1 < it.count { i += 1 }
+                cur.append(it[i])
+                i += 1
+            }
+        } else if c == " " {
+            if inWord { words.append(cur); cur = ""; inWord = false }
+        } else {
+            inWord = true
+            cur.append(c)
+        }
+        i += 1
+    }
+    if inWord { words.append(cur) }
+    it.removeAll()
+    return words
+}
+
+/// Path -> entry, from our reader, in the same form (directories with size 0, as xorriso).
+func ourListing(_ volume: ISO9660Volume) throws -> [String: LsdlEntry] {
+    var result: [String: LsdlEntry] = ["/": LsdlEntry(mode: ISOListing.modeString(volume.root), size: 0)]
+    try ISOListing.walk(volume, from: volume.root, path: "/") { dirPath, _, children in
+        for c in children {
+            let p = dirPath == "/" ? "/" + c.name : dirPath + "/" + c.name
+            let size: Int64 = c.type == .regular ? c.size : 0
+            result[p] = LsdlEntry(mode: ISOListing.modeString(c), size: size, target: c.symlinkTarget)
+        }
+    }
+    return result
+}
+
+/// The image of an in-memory byte array (for corrupting images).
+final class MemoryImage: ImageByteSource {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    var size: Int64 { Int64(bytes.count) }
+    func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard offset < size, offset >= 0 else { return 0 }
+        let n = min(buffer.count, bytes.count - Int(offset))
+        bytes.withUnsafeBytes { src in
+            buffer.baseAddress!.copyMemory(from: src.baseAddress! + Int(offset), byteCount: n)
+        }
+        return n
+    }
+}
+
+/// A PartSource that records which parts were read.
+final class CountingParts: PartSource {
+    let inner: any PartSource
+    let reads = Mutex<[Int: Int]>([:])
+    init(_ inner: any PartSource) { self.inner = inner }
+    func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        reads.withLock { $0[index, default: 0] += 1 }
+        try inner.readPart(index, at: offset, into: buffer)
+    }
+    func isLocallyAvailable(_ index: Int) -> Bool { inner.isLocallyAvailable(index) }
+    var partsRead: Set<Int> { reads.withLock { Set($0.keys) } }
+}
+
+/// A jigdo variant of the release opened with local parts from the tree.
+func openJigdo(_ variant: String, release: String, parts: (LocalParts) -> any PartSource = { $0 }) throws -> (ImageReader, LocalParts) {
+    let image = try JigdoImage.open(jigdoPath: "\(release)/\(variant)/release.jigdo")
+    let local = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: image.descriptor),
+                               scanDirectories: [release + "/tree"])
+    let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: parts(local))
+    return (reader, local)
+}
+
+func fileBytes(_ path: String) throws -> [UInt8] {
+    try ReadOnlyFile(path: path).readAll()
+}
