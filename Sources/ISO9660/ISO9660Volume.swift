@@ -192,10 +192,10 @@ public final class ISO9660Volume: Sendable {
             }
             let dir = stack.last!
             guard dir.isDirectory else {
-                throw ISO9660Error(.notADirectory, image: name, path: here, "not a directory")
+                throw ISO9660Error(.notADirectory, image: name, path: here, "not a directory (looking up \(path))")
             }
             guard let entry = try child(named: component, of: dir) else {
-                throw ISO9660Error(.notFound, image: name, path: (walked + [component]).reduce("") { $0 + "/" + $1 }, "no such file or directory")
+                throw ISO9660Error(.notFound, image: name, path: path.hasPrefix("/") ? path : "/" + path, "no such file or directory")
             }
             if entry.type == .symlink, let target = entry.symlinkTarget, !pending.isEmpty || followSymlinks {
                 follows += 1
