@@ -1,0 +1,140 @@
+import Foundation
+import ISO9660
+import Testing
+
+/// The built `jigdofs` binary (swift test builds it alongside the tests).
+private let jigdofsBinary = packageRoot + "/.build/debug/jigdofs"
+
+private struct Run {
+    var status: Int32
+    var stdout: Data
+    var stderr: String
+    var text: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+private func jigdofs(_ args: [String]) throws -> Run {
+    let errPath = fixtureRoot + "/cli-stderr-\(UUID().uuidString)"
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: errPath) }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: jigdofsBinary)
+    p.arguments = args
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle(forWritingAtPath: errPath)
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Run(status: p.terminationStatus, stdout: data, stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+}
+
+/// Parses `ls -lR` output into the xorriso-comparable form.
+private func parseLongListing(_ text: String) -> [String: LsdlEntry] {
+    var result: [String: LsdlEntry] = [:]
+    var dir = "/"
+    for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+        if line.hasSuffix(":") && line.hasPrefix("/") {
+            dir = String(line.dropLast())
+            if dir == "/" { result["/"] = nil }
+            continue
+        }
+        var rest = Substring(line)
+        var fields: [Substring] = []
+        for _ in 0..<7 {
+            rest = rest.drop { $0 == " " }
+            let f = rest.prefix { $0 != " " }
+            fields.append(f)
+            rest = rest.dropFirst(f.count)
+        }
+        rest = rest.dropFirst() // the one space before the name
+        var name = String(rest)
+        var target: String?
+        if fields[0].hasPrefix("l"), let arrow = name.range(of: " -> ") {
+            target = String(name[arrow.upperBound...])
+            name = String(name[..<arrow.lowerBound])
+        }
+        let isDir = fields[0].hasPrefix("d")
+        let path = (dir == "/" ? "" : dir) + "/" + name
+        result[path] = LsdlEntry(mode: String(fields[0]), size: isDir || target != nil ? 0 : Int64(fields[4]) ?? -1, target: target)
+    }
+    return result
+}
+
+@Suite struct BrowseCommandLine {
+    init() throws {
+        guard FileManager.default.isExecutableFile(atPath: jigdofsBinary) else {
+            throw ShellError(description: "\(jigdofsBinary) not built")
+        }
+    }
+
+    @Test(arguments: ["jf-sha256-gz", "jte-md5-gz"])
+    func longRecursiveListingAgreesWithXorriso(variant: String) throws {
+        let release = try releaseFixture.get()
+        let run = try jigdofs(["ls", "-lR", "\(release)/\(variant)/release.jigdo"])
+        #expect(run.status == 0, "\(run.stderr)")
+        var ours = parseLongListing(run.text)
+        var theirs = try xorrisoListing(variant.hasPrefix("jte") ? "\(release)/\(variant)/release.iso" : release + "/release.iso")
+        theirs["/"] = nil
+        ours["/"] = nil
+        #expect(theirs.count > 40)
+        #expect(ours == theirs)
+    }
+
+    @Test func rockRidgeListingWithSymlinks() throws {
+        let dir = try rockRidgeFixture.get()
+        let run = try jigdofs(["ls", "-lR", dir + "/rr.iso"])
+        #expect(run.status == 0, "\(run.stderr)")
+        var theirs = try xorrisoListing(dir + "/rr.iso")
+        theirs["/"] = nil
+        #expect(parseLongListing(run.text) == theirs)
+    }
+
+    @Test func shortListingsAndSingleFiles() throws {
+        let release = try releaseFixture.get()
+        let jigdo = "\(release)/jf-md5-bz2/release.jigdo"
+        let top = try jigdofs(["ls", jigdo])
+        #expect(top.text == "Packages\nREADME.txt\nextra dir\nrepodata\n")
+        let packages = try jigdofs(["ls", jigdo, "/Packages"])
+        let names = try FileManager.default.contentsOfDirectory(atPath: release + "/tree/Packages")
+        #expect(packages.text.split(separator: "\n").map(String.init) == names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        let one = try jigdofs(["ls", "-l", jigdo, "README.txt"])
+        #expect(one.text.hasPrefix("-rw-r--r-- 1 0 0 "))
+        #expect(one.text.hasSuffix(" README.txt\n"))
+    }
+
+    @Test func catEqualsTheSourceFile() throws {
+        let release = try releaseFixture.get()
+        let tree = release + "/tree"
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: tree + "/Packages").sorted().first { $0.contains(" ") })
+        for extra in [["--scan", tree], ["--map", "Base=" + tree], []] {
+            let run = try jigdofs(["cat", "\(release)/jte-sha256-bz2/release.jigdo", "/Packages/" + name] + extra)
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.stdout == FileManager.default.contents(atPath: tree + "/Packages/" + name))
+        }
+        let plain = try jigdofs(["cat", release + "/release.iso", "README.txt"])
+        #expect(plain.text == "jigdofs test release 7\n")
+    }
+
+    @Test func clearErrors() throws {
+        let release = try releaseFixture.get()
+        let jigdo = "\(release)/jf-md5-gz/release.jigdo"
+        let missing = try jigdofs(["cat", jigdo, "/no/such/file"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr == "jigdofs: release.iso: /no/such/file: no such file or directory\n")
+        let dir = try jigdofs(["cat", jigdo, "/Packages"])
+        #expect(dir.status == 1)
+        #expect(dir.stderr.contains("is a directory"))
+
+        // A jigdo of an image that is not ISO 9660 (a plain concatenation of files).
+        let other = fixtureRoot + "/not-iso"
+        try sh("""
+            mkdir -p \(shellQuote(other)) && cd \(shellQuote(other))
+            head -c 70000 /dev/urandom > blob.img
+            cat \(shellQuote(release))/tree/Packages/* >> blob.img
+            jigdo-file make-template -r quiet --force -i blob.img -j blob.jigdo -t blob.template \(shellQuote(release))/tree// 
+            """)
+        let notISO = try jigdofs(["ls", other + "/blob.jigdo", "--scan", release + "/tree"])
+        #expect(notISO.status == 1)
+        #expect(notISO.stderr.hasPrefix("jigdofs: blob.img: not an ISO 9660 image"), "\(notISO.stderr)")
+    }
+}
