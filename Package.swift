@@ -6,8 +6,8 @@ import PackageDescription
 //   JigdoFormat        reading .jigdo and .template files (pure parsing, no part I/O)
 //   ImageAssembly      image layout + thread-safe range reader over template data and parts
 //   CSQLite            shim over libsqlite3 (persistent checksum cache of --scan)
-//   PartSources        where part bytes come from: scanned dirs, mapped mirrors
 //   ISO9660            the file tree inside an image (ISO 9660, Rock Ridge, Joliet)
+//   PartSources        where part bytes come from: scanned dirs, mapped mirrors, old images
 //   jigdofs            the command line (ArgumentParser)
 let package = Package(
     name: "jigdofs",
@@ -37,7 +37,7 @@ let package = Package(
         ),
         .target(
             name: "PartSources",
-            dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", "ISO9660", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "ISO9660",

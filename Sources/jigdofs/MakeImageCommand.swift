@@ -24,8 +24,8 @@ struct MakeImage: ParsableCommand {
         if isDirectory(output) {
             throw CommandFailure(message: "\(output): is a directory", code: 1)
         }
-        let (image, parts, reader, resolver) = try options.openReader()
-        try requireAllParts(image, parts, resolver)
+        let (image, _, reader, resolver) = try options.openReader()
+        try requireAllParts(image, reader.parts, resolver)
 
         let out = try PartialOutputFile(finalPath: output)
         defer { out.discard() }
@@ -52,8 +52,8 @@ struct Verify: ParsableCommand {
     @OptionGroup var options: SourceOptions
 
     func run() throws {
-        let (image, parts, reader, resolver) = try options.openReader()
-        try requireAllParts(image, parts, resolver)
+        let (image, _, reader, resolver) = try options.openReader()
+        try requireAllParts(image, reader.parts, resolver)
         let bar = ProgressBar(title: "Verifying")
         let result = try ImageStreamer(reader: reader).stream(
             sink: { _ in },

@@ -18,6 +18,9 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Use this .template instead of looking for it next to the .jigdo.", valueName: "FILE"))
     var template: String?
 
+    @Option(name: .long, help: ArgumentHelp("An older ISO 9660 image (file or block device) whose files may be parts: matched by size, then checksum, and read from the image (repeatable).", valueName: "OLD.iso"))
+    var scanImage: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Where checksums of scanned files (and later downloaded parts) are cached (default: $XDG_CACHE_HOME/jigdofs or ~/.cache/jigdofs).", valueName: "DIR"))
     var cacheDir: String?
 
@@ -85,14 +88,26 @@ struct SourceOptions: ParsableArguments {
             template: image.template, resolver: resolver, scanDirectories: scan,
             checksumCache: checksumCache, progress: progress)
         bar.finish()
-        let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: parts)
+        var source: any PartSource = parts
+        if !scanImage.isEmpty {
+            let imageBar = ProgressBar(title: "Scanning images")
+            var imageProgress: ImageParts.ScanProgress?
+            if imageBar.isActive {
+                imageProgress = { done, total in imageBar.update(done: done, total: total) }
+            }
+            let old = try ImageParts(template: image.template, images: scanImage.map { absolutePath($0) }, progress: imageProgress)
+            imageBar.finish()
+            source = PartSourceChain([parts, old], partCount: image.template.parts.count)
+        }
+        let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: source)
         return (image, parts, reader, resolver)
     }
 }
 
-/// Fails with the list of missing parts (and where the jigdo says to get them).
-func requireAllParts(_ image: JigdoImage, _ parts: LocalParts, _ resolver: LocationResolver) throws {
-    let missing = parts.missingParts()
+/// Fails with the list of missing parts (and where the jigdo says to get them). Pass the
+/// reader's `parts`, which include the --scan-image images.
+func requireAllParts(_ image: JigdoImage, _ parts: any PartSource, _ resolver: LocationResolver) throws {
+    let missing = image.template.parts.indices.filter { !parts.isLocallyAvailable($0) }
     guard !missing.isEmpty else { return }
     var seen = Set<Checksum>()
     var lines: [String] = []

@@ -1,0 +1,158 @@
+import Dispatch
+import ImageAssembly
+import ISO9660
+import JigdoFormat
+import Logging
+import Synchronization
+
+/// Parts read from the files inside older images (`--scan-image OLD.iso`): when a new release
+/// comes out, every package that did not change is read straight from the old image's extents,
+/// with no loop mount.
+///
+/// Each old image (a plain file, a block device, or a virtual ISO of another mount) is opened
+/// as ISO 9660; its files whose size equals some part's length are hashed (reading only their
+/// extents) and kept when the checksum is a part's. Reads then go to that file's extents.
+///
+/// Compose with `LocalParts` through `PartSourceChain([localParts, imageParts])`: scanned
+/// directories and mapped mirrors are tried first, the old images next.
+public final class ImageParts: PartSource {
+    /// A file inside an old image that holds a part.
+    public struct Match: Sendable {
+        public var volume: ISO9660Volume
+        public var entry: ISOEntry
+        /// The old image's path and the file's path inside it (for messages).
+        public var imagePath: String
+        public var path: String
+    }
+
+    public let template: TemplateInfo
+    /// Checksum -> the first matching file (in image order of the arguments, then path order).
+    public let matches: [Checksum: Match]
+
+    public typealias ScanProgress = @Sendable (_ hashed: Int64, _ total: Int64) -> Void
+
+    public init(template: TemplateInfo, images: [String], logger: Logger = Logger(label: "jigdofs.image-parts"),
+                progress: ScanProgress? = nil) throws {
+        self.template = template
+        var wanted: [Int64: Set<Checksum>] = [:]
+        for p in template.parts { wanted[p.length, default: []].insert(p.checksum) }
+        var candidates: [Match] = []
+        for imagePath in images {
+            let file = try ImageFile(path: imagePath)
+            let volume: ISO9660Volume
+            do {
+                volume = try ISO9660Volume.open(file, name: imagePath)
+            } catch let e as ISO9660Error {
+                throw JigdoError(.usage, path: imagePath, "--scan-image: \(e.message)")
+            }
+            do {
+                try ISOListing.walk(volume, from: volume.root, path: "/") { dir, _, children in
+                    for c in children where c.type == .regular && wanted[c.size] != nil {
+                        candidates.append(Match(volume: volume, entry: c, imagePath: imagePath,
+                                                path: (dir == "/" ? "" : dir) + "/" + c.name))
+                    }
+                }
+            } catch let e as ISO9660Error {
+                throw JigdoError(.io, path: imagePath, "--scan-image: \(e.path.map { "\($0): " } ?? "")\(e.message)")
+            }
+        }
+        let total = candidates.reduce(Int64(0)) { $0 + $1.entry.size }
+        let kind = template.checksumKind
+        let list = candidates
+        let wantedBySize = wanted
+        let results = Mutex<(found: [Checksum: Int], hashed: Int64)>(([:], 0))
+        DispatchQueue.concurrentPerform(iterations: list.count) { i in
+            let m = list[i]
+            let sum: Checksum
+            do {
+                sum = try Self.hash(m, kind: kind)
+            } catch {
+                logger.warning("\(m.imagePath): \(m.path): \(error)")
+                return
+            }
+            let hashed = results.withLock { r -> Int64 in
+                if wantedBySize[m.entry.size]?.contains(sum) == true {
+                    // Deterministic: the earliest candidate wins whatever the thread timing.
+                    if let old = r.found[sum], old < i {} else { r.found[sum] = i }
+                }
+                r.hashed += m.entry.size
+                return r.hashed
+            }
+            progress?(hashed, total)
+        }
+        self.matches = results.withLock { $0.found }.mapValues { list[$0] }
+    }
+
+    static func hash(_ m: Match, kind: ChecksumKind) throws -> Checksum {
+        var hasher = ChecksumHasher(kind)
+        let size = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset: Int64 = 0
+        while offset < m.entry.size {
+            let n = try m.volume.read(m.entry, at: offset, into: buffer)
+            guard n > 0 else { throw JigdoError(.io, path: m.imagePath, "\(m.path): ends early at \(offset)") }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            offset += Int64(n)
+        }
+        return hasher.finalize()
+    }
+
+    public func isLocallyAvailable(_ index: Int) -> Bool {
+        matches[template.parts[index].checksum] != nil
+    }
+
+    public func missingParts() -> [Int] {
+        template.parts.indices.filter { !isLocallyAvailable($0) }
+    }
+
+    public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let part = template.parts[index]
+        guard let m = matches[part.checksum] else {
+            throw JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) is in none of the --scan-image images")
+        }
+        guard offset >= 0, offset + Int64(buffer.count) <= m.entry.size else {
+            throw JigdoError(.usage, path: m.imagePath, "\(m.path): read of \(buffer.count) bytes at \(offset) is outside the file")
+        }
+        let n = try m.volume.read(m.entry, at: offset, into: buffer)
+        guard n == buffer.count else {
+            throw JigdoError(.io, path: m.imagePath, "\(m.path): short read at \(offset) (did the image change?)")
+        }
+    }
+}
+
+/// Several part sources tried in order: for a read, first those that have the part locally,
+/// in order, then the others (e.g. a downloader), until one succeeds. The first error is
+/// reported when all fail.
+public final class PartSourceChain: PartSource {
+    public let sources: [any PartSource]
+    public let partCount: Int
+
+    public init(_ sources: [any PartSource], partCount: Int) {
+        self.sources = sources
+        self.partCount = partCount
+    }
+
+    public func isLocallyAvailable(_ index: Int) -> Bool {
+        sources.contains { $0.isLocallyAvailable(index) }
+    }
+
+    public func missingParts() -> [Int] {
+        (0..<partCount).filter { !isLocallyAvailable($0) }
+    }
+
+    public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let local = sources.filter { $0.isLocallyAvailable(index) }
+        let others = sources.filter { !$0.isLocallyAvailable(index) }
+        var firstError: Error?
+        for s in local + others {
+            do {
+                try s.readPart(index, at: offset, into: buffer)
+                return
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        throw firstError ?? JigdoError(.partUnavailable, "part \(index) has no source")
+    }
+}

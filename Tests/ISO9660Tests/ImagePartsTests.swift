@@ -1,0 +1,102 @@
+import Foundation
+import ImageAssembly
+import ISO9660
+import JigdoFormat
+import PartSources
+import Testing
+
+/// Release N+1 of the release fixture: about a tenth of the packages changed (new content),
+/// one added, one removed; new.iso by xorriso, new.jigdo/.template by jigdo-file (MD5, gzip).
+/// Afterwards the new tree is deleted except `changed/` (the changed and added files), so the
+/// new release's parts can come only from there or from the old ISO.
+let upgradeFixture: Result<String, ShellError> = {
+    do {
+        let release = try releaseFixture.get()
+        let dir = fixtureRoot + "/upgrade"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try sh("""
+            cp -a \(shellQuote(release))/tree newtree
+            mkdir changed
+            python3 - <<'PY'
+            import os, random
+            rng = random.Random(11)
+            files = sorted(os.path.join(d, f) for d, _, fs in os.walk("newtree") for f in fs if os.path.getsize(os.path.join(d, f)) >= 1024)
+            for i, p in enumerate(rng.sample(files, max(3, len(files) // 10))):
+                with open(p, "wb") as f: f.write(rng.randbytes(rng.randrange(2048, 40000)))
+                os.link(p, os.path.join("changed", "c%03d" % i))
+            os.remove(sorted(f for f in files if os.path.exists(f))[-1])
+            with open("newtree/Packages/added-1.0.rpm", "wb") as f: f.write(rng.randbytes(12345))
+            os.link("newtree/Packages/added-1.0.rpm", "changed/added")
+            PY
+            xorriso -as mkisofs -quiet -R -J -V JIGDOFS_TEST2 -o new.iso newtree 2>/dev/null
+            jigdo-file make-template -r quiet --force -i new.iso -j new.jigdo -t new.template -C md5 --gzip newtree//
+            rm -rf newtree
+            """, cwd: dir)
+        return .success(dir)
+    } catch {
+        return .failure(ShellError(description: "\(error)"))
+    }
+}()
+
+private let jigdofsBinary = packageRoot + "/.build/debug/jigdofs"
+
+@Suite struct UpgradeFromOldImage {
+    /// The old ISO supplies exactly the parts a scan of the old tree would: matching by size
+    /// and checksum through the ISO reader agrees with matching the files themselves.
+    @Test func oldImageSuppliesTheUnchangedParts() throws {
+        let release = try releaseFixture.get()
+        let dir = try upgradeFixture.get()
+        let image = try JigdoImage.open(jigdoPath: dir + "/new.jigdo")
+        let fromISO = try ImageParts(template: image.template, images: [release + "/release.iso"])
+        let fromTree = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: image.descriptor),
+                                      scanDirectories: [release + "/tree"])
+        let changed = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: image.descriptor),
+                                     scanDirectories: [dir + "/changed"])
+        #expect(fromISO.missingParts() == fromTree.missingParts())
+        #expect(!fromISO.missingParts().isEmpty)
+        #expect(fromISO.missingParts().count < image.template.parts.count / 4)
+        // What the old image lacks is exactly what changed.
+        #expect(fromISO.missingParts().allSatisfy { changed.isLocallyAvailable($0) })
+
+        // The whole new image, read from the changed files plus the old ISO, is new.iso.
+        let counting = CountingParts(PartSourceChain([changed, fromISO], partCount: image.template.parts.count))
+        let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: counting)
+        let expected = try ReadOnlyFile(path: dir + "/new.iso")
+        #expect(reader.size == expected.size)
+        var offset: Int64 = 0
+        while offset < reader.size {
+            let n = Int(min(1 << 20, reader.size - offset))
+            #expect(try reader.read(at: offset, count: n) == (try expected.read(at: offset, count: n)), "at \(offset)")
+            offset += Int64(n)
+        }
+        #expect(counting.partsRead.count == image.template.parts.count)
+    }
+
+    @Test func makeImageWithScanImage() throws {
+        let release = try releaseFixture.get()
+        let dir = try upgradeFixture.get()
+        let out = fixtureRoot + "/upgrade-out-\(UUID().uuidString).iso"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        try sh("""
+            \(shellQuote(jigdofsBinary)) make-image --no-scan-cache \(shellQuote(dir))/new.jigdo --scan-image \(shellQuote(release))/release.iso \
+              --scan \(shellQuote(dir))/changed -o \(shellQuote(out)) >/dev/null
+            cmp \(shellQuote(out)) \(shellQuote(dir))/new.iso
+            rm \(shellQuote(out))
+            """)
+        // Without the changed files, make-image names what is missing: only changed parts.
+        let missing = try sh("""
+            \(shellQuote(jigdofsBinary)) make-image --no-scan-cache \(shellQuote(dir))/new.jigdo --scan-image \(shellQuote(release))/release.iso \
+              -o \(shellQuote(out)) 2>&1 >/dev/null || echo "exit $?"
+            """)
+        let image = try JigdoImage.open(jigdoPath: dir + "/new.jigdo")
+        let fromISO = try ImageParts(template: image.template, images: [release + "/release.iso"])
+        let changedCount = Set(fromISO.missingParts().map { image.template.parts[$0].checksum }).count
+        #expect(changedCount >= 3)
+        #expect(missing.hasSuffix("exit 2\n"))
+        #expect(missing.contains("\(changedCount) of "), "\(missing)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+        // Not an ISO.
+        let bad = try sh("\(shellQuote(jigdofsBinary)) verify \(shellQuote(dir))/new.jigdo --scan-image \(shellQuote(dir))/new.template 2>&1 || true")
+        #expect(bad.contains("not an ISO 9660 image"), "\(bad)")
+    }
+}
