@@ -109,7 +109,6 @@ public final class ISO9660Volume: Sendable {
         // The root of the primary tree, to look for Rock Ridge (SP + RRIP entries in ".").
         let pvdRoot = try rootRecord(pvd, name: name)
         var scheme = NameScheme.iso9660
-        var rootDesc = pvd
         var rootRecord = pvdRoot
         var rr = RockRidgeInfo()
         var skip = 0
@@ -129,10 +128,8 @@ public final class ISO9660Volume: Sendable {
         }
         if scheme != .rockRidge, useJoliet, let j = joliet {
             scheme = .joliet
-            rootDesc = j
             rootRecord = try Self.rootRecord(j, name: name)
         }
-        _ = rootDesc
         let rootOffset = Int64(rootRecord.block) + Int64(rootRecord.extAttrLength)
         var root = ISOEntry(
             name: "/", type: .directory, mode: rr.mode ?? 0o040555, links: rr.links ?? 2,

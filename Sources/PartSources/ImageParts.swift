@@ -127,6 +127,8 @@ public final class ImageParts: PartSource {
 public final class PartSourceChain: PartSource {
     public let sources: [any PartSource]
     public let partCount: Int
+    /// Part index -> the source that delivered it last, tried first next time.
+    private let lastGood = Mutex<[Int: Int]>([:])
 
     public init(_ sources: [any PartSource], partCount: Int) {
         self.sources = sources
@@ -142,12 +144,23 @@ public final class PartSourceChain: PartSource {
     }
 
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        let local = sources.filter { $0.isLocallyAvailable(index) }
-        let others = sources.filter { !$0.isLocallyAvailable(index) }
         var firstError: Error?
-        for s in local + others {
+        let known = lastGood.withLock { $0[index] }
+        if let k = known {
             do {
-                try s.readPart(index, at: offset, into: buffer)
+                try sources[k].readPart(index, at: offset, into: buffer)
+                return
+            } catch {
+                firstError = error
+            }
+        }
+        let order = sources.indices.filter { $0 != known }
+        let local = order.filter { sources[$0].isLocallyAvailable(index) }
+        let others = order.filter { !sources[$0].isLocallyAvailable(index) }
+        for i in local + others {
+            do {
+                try sources[i].readPart(index, at: offset, into: buffer)
+                lastGood.withLock { $0[index] = i }
                 return
             } catch {
                 if firstError == nil { firstError = error }

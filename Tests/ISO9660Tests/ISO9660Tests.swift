@@ -124,6 +124,12 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
         #expect(ISOListing.modeString(try volume.lookup("suid")) == "-rwsr-xr-x")
         #expect(ISOListing.modeString(try volume.lookup("sticky")) == "drwxrwxrwt")
         #expect(try volume.lookup("fifo").type == .fifo)
+        // Rock Ridge TF times are the source files' mtimes (to the second).
+        for name in ["random.bin", "mode600", "sticky", "a/b/c"] {
+            let attrs = try FileManager.default.attributesOfItem(atPath: dir + "/src/" + name)
+            let mtime = Int64((attrs[.modificationDate] as! Date).timeIntervalSince1970.rounded(.down))
+            #expect(try volume.lookup(name).mtime == mtime, "\(name)")
+        }
         // Errors carry a kind a FUSE bridge can turn into errno.
         #expect(throws: ISO9660Error.self) { try volume.lookup("loop1", followSymlinks: true) }
         do { _ = try volume.lookup("loop1/x") } catch let e as ISO9660Error { #expect(e.kind == .symlinkLoop) }
