@@ -41,7 +41,8 @@ let package = Package(
         ),
         .target(
             name: "ISO9660",
-            dependencies: ["JigdoFormat", "ImageAssembly"]
+            dependencies: ["JigdoFormat", "ImageAssembly"],
+            exclude: ["README.md"]
         ),
         .executableTarget(
             name: "jigdofs",

@@ -95,7 +95,12 @@ struct Cat: ParsableCommand {
             defer { buffer.deallocate() }
             var offset: Int64 = 0
             while offset < entry.size {
-                let n = try volume.read(entry, at: offset, into: buffer)
+                let n: Int
+                do {
+                    n = try volume.read(entry, at: offset, into: buffer)
+                } catch let e as JigdoError where e.kind == .partUnavailable {
+                    throw CommandFailure(message: "\(volume.name): \(path): \(e.description); use --scan DIR, --map LABEL=DIR or --scan-image OLD.iso", code: 2)
+                }
                 guard n > 0 else { break }
                 try writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 offset += Int64(n)

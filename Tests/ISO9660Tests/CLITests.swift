@@ -115,6 +115,27 @@ private func parseLongListing(_ text: String) -> [String: LsdlEntry] {
         #expect(plain.text == "jigdofs test release 7\n")
     }
 
+    /// Without any parts: listing works, a file held in the template can be read, and a
+    /// package says which part is missing.
+    @Test func withoutParts() throws {
+        let release = try releaseFixture.get()
+        let lonely = fixtureRoot + "/lonely"
+        try sh("mkdir -p \(shellQuote(lonely)) && cp \(shellQuote(release))/jf-md5-gz/release.* \(shellQuote(lonely))/")
+        let list = try jigdofs(["ls", "-lR", lonely + "/release.jigdo"])
+        #expect(list.status == 0, "\(list.stderr)")
+        #expect(list.text.contains("/Packages:\n"))
+        let readme = try jigdofs(["cat", lonely + "/release.jigdo", "/README.txt"])
+        #expect(readme.status == 0, "\(readme.stderr)")
+        #expect(readme.text == "jigdofs test release 7\n")
+        let package = try #require(try FileManager.default.contentsOfDirectory(atPath: release + "/tree/Packages").sorted().first {
+            (try? FileManager.default.attributesOfItem(atPath: release + "/tree/Packages/" + $0)[.size] as? Int).flatMap { $0 } ?? 0 > 4096
+        })
+        let cat = try jigdofs(["cat", lonely + "/release.jigdo", "/Packages/" + package])
+        #expect(cat.status == 2)
+        #expect(cat.stderr.hasPrefix("jigdofs: release.iso: /Packages/\(package): part "), "\(cat.stderr)")
+        #expect(cat.stderr.contains("has no local copy"))
+    }
+
     @Test func clearErrors() throws {
         let release = try releaseFixture.get()
         let jigdo = "\(release)/jf-md5-gz/release.jigdo"

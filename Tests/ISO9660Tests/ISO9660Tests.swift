@@ -3,6 +3,7 @@ import ImageAssembly
 import ISO9660
 import JigdoFormat
 import PartSources
+import Synchronization
 import Testing
 
 private func fixture(_ r: Result<String, ShellError>) throws -> String { try r.get() }
@@ -102,6 +103,31 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
         }
         #expect(files > 40)
         #expect(withParts > 20)
+    }
+
+    /// Many threads listing and reading through one volume with a tiny directory cache (every
+    /// listing re-reads its extent) all get the right bytes.
+    @Test func concurrentReadsWithASmallCache() throws {
+        let release = try fixture(releaseFixture)
+        let (reader, _) = try openJigdo("jf-sha256-gz", release: release)
+        let volume = try ISO9660Volume.open(reader, name: "jf-sha256-gz", cacheBudget: 4096)
+        var paths: [String] = []
+        try ISOListing.walk(volume, from: volume.root, path: "/") { dir, _, children in
+            for c in children where c.type == .regular { paths.append((dir == "/" ? "" : dir) + "/" + c.name) }
+        }
+        let failures = Mutex<[String]>([])
+        let all = paths
+        DispatchQueue.concurrentPerform(iterations: all.count * 3) { i in
+            let p = all[i % all.count]
+            do {
+                let got = try volume.contents(of: volume.lookup(p))
+                if got != (try fileBytes(release + "/tree" + p)) { failures.withLock { $0.append(p) } }
+            } catch {
+                failures.withLock { $0.append("\(p): \(error)") }
+            }
+        }
+        #expect(paths.count > 40)
+        #expect(failures.withLock { $0 } == [])
     }
 
     @Test func rockRidgeFilesAndLinks() throws {
