@@ -97,9 +97,9 @@ struct SUSPParser {
                 let sig = (current.u8(pos)!, current.u8(pos + 1)!)
                 let len = Int(current.u8(pos + 2)!)
                 if len == 0 && sig == (0, 0) { break } // zero padding at the end of an area
-                guard len >= 4, let e = current.sub(pos, len) else {
-                    throw damaged("record at offset \(recordOffset): system use entry \(sigText(sig)) has length \(len), past the end of its area")
-                }
+                // An entry that does not fit ends the area. genisoimage writes such entries after
+                // an SL longer than 255 bytes; like Linux and xorriso, keep what came before.
+                guard len >= 4, let e = current.sub(pos, len) else { break }
                 switch sig {
                 case (0x43, 0x45): // CE
                     guard let block = e.le32(4), let off = e.le32(12), let clen = e.le32(20) else {
@@ -134,7 +134,9 @@ struct SUSPParser {
                 case (0x53, 0x4C): // SL
                     info.sawRockRidge = true
                     sawSymlink = true
-                    try symlink.add(e, len: len) { damaged("record at offset \(recordOffset): \($0)") }
+                    // Components may reach past an overlong entry's wrapped length byte, so they
+                    // are bounded by the area, not the entry.
+                    symlink.add(current.sub(pos, current.count - pos)!, len: len)
                 case (0x54, 0x46): // TF
                     info.sawRockRidge = true
                     parseTF(e, len: len, into: &info)
@@ -194,11 +196,13 @@ struct SymlinkBuilder {
     private var needSlash = false
     private var inComponent = false
 
-    mutating func add(_ e: Bytes, len: Int, damaged: (String) -> Error) throws {
+    /// Adds the components of the SL entry at the start of `e` whose length byte says `len`.
+    /// A component that runs past the end of `e` ends the target (bounds come from `e`).
+    mutating func add(_ e: Bytes, len: Int) {
         var at = 5
         while at < len {
             guard let flags = e.u8(at), let clen = e.u8(at + 1).map(Int.init), let content = e.bytes(at + 2, clen) else {
-                throw damaged("SL component runs past its entry")
+                return
             }
             if !inComponent && needSlash { target += "/" }
             if flags & 0x08 != 0 {

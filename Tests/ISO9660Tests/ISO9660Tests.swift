@@ -17,7 +17,7 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
 }
 
 @Suite struct ListingAgreesWithXorriso {
-    @Test(arguments: ["rr.iso", "reloc.iso"])
+    @Test(arguments: ["rr.iso", "reloc.iso", "geni.iso", "bsd.iso"])
     func rockRidgeTree(iso: String) throws {
         let path = try fixture(rockRidgeFixture) + "/" + iso
         let volume = try ISO9660Volume.open(ImageFile(path: path), name: iso)

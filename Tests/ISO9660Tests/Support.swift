@@ -66,7 +66,9 @@ let releaseFixture: Result<String, ShellError> = {
 /// A small tree with what Rock Ridge can express: symlinks (short, absolute, over 255 bytes so
 /// SL continues), deep directories, modes incl. setuid/sticky, a fifo, a hard link, a name of
 /// 204 bytes (NM in a continuation area), quotes, UTF-8. Built as rr.iso (-R -J), reloc.iso
-/// (deep directories relocated: CL/RE/PL), joliet.iso (-J only, a tree without symlinks).
+/// (deep directories relocated: CL/RE/PL), joliet.iso (-J only, a tree without symlinks), and
+/// by two other writers: geni.iso (genisoimage: RRIP 1.09, its own rr_moved relocation, and an
+/// overlong SL entry it gets wrong) and bsd.iso (libarchive's bsdtar).
 let rockRidgeFixture: Result<String, ShellError> = {
     let dir = fixtureRoot + "/rr"
     let script = #"""
@@ -91,6 +93,8 @@ let rockRidgeFixture: Result<String, ShellError> = {
     cd ..
     xorriso -as mkisofs -quiet -R -J -o rr.iso src 2>/dev/null
     xorriso -as mkisofs -quiet -R -J -rr_reloc_dir RR_MOVED -o reloc.iso src 2>/dev/null
+    genisoimage -quiet -R -J -joliet-long -o geni.iso src 2>/dev/null
+    bsdtar -c --format iso9660 -f bsd.iso -C src .
     mkdir -p jsrc/Sub\ Dir/deeper && echo one > jsrc/Sub\ Dir/deeper/Mixed.Case.txt && echo two > jsrc/readme
     xorriso -as mkisofs -quiet -J -o joliet.iso jsrc 2>/dev/null
     """#
