@@ -39,6 +39,27 @@ public struct ISOExtent: Sendable, Hashable {
     }
 }
 
+/// The numbers of a device node; `makedev(major, minor)` gives st_rdev.
+public struct ISODevice: Sendable, Hashable {
+    public var major: UInt32
+    public var minor: UInt32
+
+    public init(major: UInt32, minor: UInt32) {
+        self.major = major
+        self.minor = minor
+    }
+
+    /// From PN's high and low words. xorriso writes the whole old-style dev_t in the low word
+    /// (high 0), genisoimage writes major and minor: told apart as Linux's rock.c does.
+    init(pnHigh high: UInt32, low: UInt32) {
+        if high == 0 && low & ~0xFF != 0 {
+            self.init(major: low >> 8, minor: low & 0xFF)
+        } else {
+            self.init(major: high, minor: low)
+        }
+    }
+}
+
 /// A file, directory or symlink in the image, with what `stat` needs.
 public struct ISOEntry: Sendable {
     /// The name in its directory (Rock Ridge, else Joliet, else the ISO 9660 name without
@@ -59,8 +80,8 @@ public struct ISOEntry: Sendable {
     public var ctime: Int64
     /// The target of a symbolic link, as stored.
     public var symlinkTarget: String?
-    /// rdev of a device node (Rock Ridge PN).
-    public var device: UInt64?
+    /// Major and minor number of a device node (Rock Ridge PN).
+    public var device: ISODevice?
     /// Where the data lies in the image, in file order (several for multi-extent files; the
     /// directory's own extent for a directory; none for an empty file or a symlink).
     public var extents: [ISOExtent]

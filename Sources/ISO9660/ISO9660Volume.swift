@@ -346,7 +346,7 @@ public final class ISO9660Volume: Sendable {
             entry.size = Int64(rr.symlink?.utf8.count ?? 0)
             entry.extents = []
         case .characterDevice, .blockDevice:
-            if let d = rr.device { entry.device = UInt64(d.high) << 32 | UInt64(d.low) }
+            if let d = rr.device { entry.device = ISODevice(pnHigh: d.high, low: d.low) }
             entry.size = 0
             entry.extents = []
         case .fifo, .socket:

@@ -54,7 +54,7 @@ public enum ISOListing {
         let gids = entries.map { String($0.gid) }
         let sizes = entries.map { e -> String in
             if let d = e.device, e.type == .characterDevice || e.type == .blockDevice {
-                return "\(d >> 32), \(d & 0xFFFF_FFFF)"
+                return "\(d.major), \(d.minor)"
             }
             return String(e.size)
         }

@@ -171,6 +171,29 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
         #expect(ids.count == count)
     }
 
+    /// Device nodes (needs root for mknod; skipped otherwise): xorriso and genisoimage encode
+    /// PN differently, both read as the source's major/minor.
+    @Test(.enabled(if: getuid() == 0)) func deviceNodes() throws {
+        let dir = fixtureRoot + "/devices"
+        try sh("""
+            mkdir -p \(shellQuote(dir))/src && cd \(shellQuote(dir))
+            mknod src/null c 1 3 && mknod src/loop b 7 200 && mknod src/big c 300 70000
+            xorriso -as mkisofs -quiet -R -o x.iso src 2>/dev/null
+            genisoimage -quiet -R -o g.iso src 2>/dev/null
+            """)
+        for iso in ["x.iso", "g.iso"] {
+            let v = try ISO9660Volume.open(ImageFile(path: dir + "/" + iso), name: iso)
+            let null = try v.lookup("null")
+            #expect(null.type == .characterDevice)
+            #expect(null.device == ISODevice(major: 1, minor: 3), "\(iso)")
+            let loop = try v.lookup("loop")
+            #expect(loop.type == .blockDevice)
+            #expect(loop.device == ISODevice(major: 7, minor: 200), "\(iso)")
+            #expect(ISOListing.lines([loop], long: true)[0].hasPrefix("brw-r--r-- 1 0 0 7, 200 "))
+            if iso == "g.iso" { #expect(try v.lookup("big").device == ISODevice(major: 300, minor: 70000)) }
+        }
+    }
+
     @Test func jolietAndPlainNames() throws {
         let dir = try fixture(rockRidgeFixture)
         // xorriso writes Rock Ridge even without -R; read the Joliet tree instead of it.
