@@ -68,6 +68,8 @@ public struct ISOEntry: Sendable {
     public var type: ISOFileType
     /// The full st_mode (type bits and permissions).
     public var mode: UInt32
+    /// Rock Ridge's link count; 1 without Rock Ridge, which tells find(1) the count is unknown
+    /// (2 would make it skip the subdirectories of a directory).
     public var links: UInt32
     public var uid: UInt32
     public var gid: UInt32

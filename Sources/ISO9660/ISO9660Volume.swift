@@ -132,7 +132,7 @@ public final class ISO9660Volume: Sendable {
         }
         let rootOffset = Int64(rootRecord.block) + Int64(rootRecord.extAttrLength)
         var root = ISOEntry(
-            name: "/", type: .directory, mode: rr.mode ?? 0o040555, links: rr.links ?? 2,
+            name: "/", type: .directory, mode: rr.mode ?? 0o040555, links: rr.links ?? 1,
             uid: rr.uid ?? 0, gid: rr.gid ?? 0, size: Int64(rootRecord.dataLength),
             mtime: rr.mtime ?? (rootRecord.recordTime != 0 ? rootRecord.recordTime : vdTime), atime: 0, ctime: 0,
             symlinkTarget: nil, device: nil,
@@ -333,7 +333,7 @@ public final class ISO9660Volume: Sendable {
         }
         let mtime = rr.mtime ?? rec.recordTime
         var entry = ISOEntry(
-            name: entryName, type: type, mode: mode, links: rr.links ?? (isDir ? 2 : 1),
+            name: entryName, type: type, mode: mode, links: rr.links ?? 1,
             uid: rr.uid ?? 0, gid: rr.gid ?? 0, size: size, mtime: mtime,
             atime: rr.atime ?? mtime, ctime: rr.ctime ?? mtime, symlinkTarget: nil, device: nil,
             extents: extents.filter { $0.length > 0 },

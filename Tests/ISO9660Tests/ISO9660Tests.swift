@@ -204,6 +204,7 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
         let noRR = try ISO9660Volume.open(ImageFile(path: dir + "/rr.iso"), name: "rr.iso", useRockRidge: false)
         #expect(noRR.scheme == .joliet)
         #expect(try noRR.lookup("mode600").mode == 0o100444)
+        #expect(try noRR.lookup("a").links == 1) // "unknown" for find(1), never a wrong 2
         let plain = try ISO9660Volume.open(ImageFile(path: dir + "/rr.iso"), name: "rr.iso", useRockRidge: false, useJoliet: false)
         #expect(plain.scheme == .iso9660)
         #expect(try plain.contents(of: plain.lookup("MODE600")) == Array("secret\n".utf8))
