@@ -24,6 +24,10 @@ extension ImageReader: ImageByteSource {}
 public final class ImageFile: ImageByteSource {
     public let path: String
     public let size: Int64
+    /// From fstat: lets callers tell whether the image changed (e.g. for cached checksums).
+    public let inode: UInt64
+    public let modificationTimeNs: Int64
+    public let isBlockDevice: Bool
     private let fd: Int32
 
     public init(path: String) throws {
@@ -49,6 +53,9 @@ public final class ImageFile: ImageByteSource {
         }
         self.fd = fd
         self.size = Int64(end)
+        self.inode = UInt64(st.st_ino)
+        self.modificationTimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        self.isBlockDevice = type == S_IFBLK
     }
 
     deinit { close(fd) }

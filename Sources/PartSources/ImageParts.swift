@@ -31,12 +31,16 @@ public final class ImageParts: PartSource {
 
     public typealias ScanProgress = @Sendable (_ hashed: Int64, _ total: Int64) -> Void
 
-    public init(template: TemplateInfo, images: [String], logger: Logger = Logger(label: "jigdofs.image-parts"),
-                progress: ScanProgress? = nil) throws {
+    /// `checksumCache`: checksums of files inside image files (not block devices) are kept there,
+    /// keyed by the image's path, inode and mtime and the path inside it, so a second run over
+    /// the same old image hashes nothing.
+    public init(template: TemplateInfo, images: [String], checksumCache: ChecksumCache? = nil,
+                logger: Logger = Logger(label: "jigdofs.image-parts"), progress: ScanProgress? = nil) throws {
         self.template = template
         var wanted: [Int64: Set<Checksum>] = [:]
         for p in template.parts { wanted[p.length, default: []].insert(p.checksum) }
         var candidates: [Match] = []
+        var cacheKeys: [ScannedFile?] = []
         for imagePath in images {
             let file = try ImageFile(path: imagePath)
             let volume: ISO9660Volume
@@ -48,20 +52,37 @@ public final class ImageParts: PartSource {
             do {
                 try ISOListing.walk(volume, from: volume.root, path: "/") { dir, _, children in
                     for c in children where c.type == .regular && wanted[c.size] != nil {
-                        candidates.append(Match(volume: volume, entry: c, imagePath: imagePath,
-                                                path: (dir == "/" ? "" : dir) + "/" + c.name))
+                        let path = (dir == "/" ? "" : dir) + "/" + c.name
+                        candidates.append(Match(volume: volume, entry: c, imagePath: imagePath, path: path))
+                        // Real paths are absolute, so this key never meets one of --scan's.
+                        cacheKeys.append(file.isBlockDevice ? nil : ScannedFile(
+                            path: "iso9660:" + absolutePath(imagePath) + "//" + path, size: c.size,
+                            modificationTimeNs: file.modificationTimeNs, inode: file.inode))
                     }
                 }
             } catch let e as ISO9660Error {
                 throw JigdoError(.io, path: imagePath, "--scan-image: \(e.path.map { "\($0): " } ?? "")\(e.message)")
             }
         }
-        let total = candidates.reduce(Int64(0)) { $0 + $1.entry.size }
         let kind = template.checksumKind
+        let known = checksumCache?.lookup(cacheKeys.compactMap { $0 }, kind: kind) ?? [:]
         let list = candidates
+        let keys = cacheKeys
         let wantedBySize = wanted
-        let results = Mutex<(found: [Checksum: Int], hashed: Int64)>(([:], 0))
-        DispatchQueue.concurrentPerform(iterations: list.count) { i in
+        var found: [Checksum: Int] = [:]
+        var toHash: [Int] = []
+        for i in list.indices {
+            if let key = keys[i], let sum = known[key.path] {
+                if wantedBySize[list[i].entry.size]?.contains(sum) == true, found[sum] == nil { found[sum] = i }
+            } else {
+                toHash.append(i)
+            }
+        }
+        let total = toHash.reduce(Int64(0)) { $0 + list[$1].entry.size }
+        let pending = toHash
+        let results = Mutex<(found: [Checksum: Int], hashed: Int64, new: [(ScannedFile, Checksum)])>((found, 0, []))
+        DispatchQueue.concurrentPerform(iterations: pending.count) { j in
+            let i = pending[j]
             let m = list[i]
             let sum: Checksum
             do {
@@ -76,11 +97,14 @@ public final class ImageParts: PartSource {
                     if let old = r.found[sum], old < i {} else { r.found[sum] = i }
                 }
                 r.hashed += m.entry.size
+                if let key = keys[i] { r.new.append((key, sum)) }
                 return r.hashed
             }
             progress?(hashed, total)
         }
-        self.matches = results.withLock { $0.found }.mapValues { list[$0] }
+        let (allFound, newSums) = results.withLock { ($0.found, $0.new) }
+        checksumCache?.store(newSums, kind: kind)
+        self.matches = allFound.mapValues { list[$0] }
     }
 
     static func hash(_ m: Match, kind: ChecksumKind) throws -> Checksum {

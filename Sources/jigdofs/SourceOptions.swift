@@ -77,7 +77,7 @@ struct SourceOptions: ParsableArguments {
             progress = { done, total in bar.update(done: done, total: total) }
         }
         var checksumCache: ChecksumCache?
-        if !scan.isEmpty && !noScanCache {
+        if (!scan.isEmpty || !scanImage.isEmpty) && !noScanCache {
             do {
                 checksumCache = try ChecksumCache(directory: cacheDir ?? ChecksumCache.defaultDirectory())
             } catch {
@@ -95,7 +95,9 @@ struct SourceOptions: ParsableArguments {
             if imageBar.isActive {
                 imageProgress = { done, total in imageBar.update(done: done, total: total) }
             }
-            let old = try ImageParts(template: image.template, images: scanImage.map { absolutePath($0) }, progress: imageProgress)
+            let old = try ImageParts(
+                template: image.template, images: scanImage.map { absolutePath($0) },
+                checksumCache: checksumCache, progress: imageProgress)
             imageBar.finish()
             source = PartSourceChain([parts, old], partCount: image.template.parts.count)
         }

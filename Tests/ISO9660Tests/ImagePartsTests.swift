@@ -3,6 +3,7 @@ import ImageAssembly
 import ISO9660
 import JigdoFormat
 import PartSources
+import Synchronization
 import Testing
 
 /// Release N+1 of the release fixture: about a tenth of the packages changed (new content),
@@ -70,6 +71,32 @@ private let jigdofsBinary = packageRoot + "/.build/debug/jigdofs"
             offset += Int64(n)
         }
         #expect(counting.partsRead.count == image.template.parts.count)
+    }
+
+    /// With a checksum cache, a second scan of the same old image hashes nothing and finds the
+    /// same parts; a changed image (new mtime) is hashed again.
+    @Test func checksumCacheSkipsHashing() throws {
+        let release = try releaseFixture.get()
+        let dir = try upgradeFixture.get()
+        let image = try JigdoImage.open(jigdoPath: dir + "/new.jigdo")
+        let old = fixtureRoot + "/cached-old-\(UUID().uuidString).iso"
+        try sh("cp \(shellQuote(release))/release.iso \(shellQuote(old))")
+        let cache = try ChecksumCache(directory: fixtureRoot + "/cache-\(UUID().uuidString)")
+        func scan() throws -> (ImageParts, Int64) {
+            let hashed = Mutex<Int64>(0)
+            let parts = try ImageParts(template: image.template, images: [old], checksumCache: cache,
+                                       progress: { done, _ in hashed.withLock { $0 = max($0, done) } })
+            return (parts, hashed.withLock { $0 })
+        }
+        let (first, hashedFirst) = try scan()
+        let (second, hashedSecond) = try scan()
+        #expect(hashedFirst > 0)
+        #expect(hashedSecond == 0)
+        #expect(first.missingParts() == second.missingParts())
+        #expect(Set(first.matches.keys) == Set(second.matches.keys))
+        try sh("touch -d '2001-01-01' \(shellQuote(old))")
+        let (_, hashedThird) = try scan()
+        #expect(hashedThird == hashedFirst)
     }
 
     @Test func makeImageWithScanImage() throws {
