@@ -11,6 +11,8 @@ struct RawRecord {
     var extAttrLength: UInt8
     var dataLength: UInt32
     var recordTime: Int64
+    /// Interleaving (file unit size, gap): not supported when non-zero.
+    var interleaved: Bool
     var flags: UInt8
     var identifier: [UInt8]
     /// The system use area (SUSP entries), in the directory extent's bytes.
@@ -42,6 +44,7 @@ struct RawRecord {
             extAttrLength: r.u8(1)!,
             dataLength: r.le32(10)!,
             recordTime: shortTime(r, 18) ?? 0,
+            interleaved: r.u8(26)! != 0 || r.u8(27)! != 0,
             flags: r.u8(25)!,
             identifier: id,
             systemUse: su)
@@ -67,6 +70,8 @@ struct RockRidgeInfo {
     var relocated = false
     /// CL: this (file) record stands for the relocated directory at this block.
     var childLink: UInt32?
+    /// ZF: compression algorithm ("pz" is zisofs), log2 of the block size, uncompressed size.
+    var zisofs: (algorithm: String, log2BlockSize: Int, size: Int64)?
     /// SP found (only meaningful in the root's "." record) and its skip length.
     var suspSkip: Int?
 }
@@ -146,6 +151,10 @@ struct SUSPParser {
                 case (0x43, 0x4C): // CL
                     info.sawRockRidge = true
                     info.childLink = e.le32(4)
+                case (0x5A, 0x46): // ZF: zisofs-compressed file (an AAIP/RRIP extension)
+                    if let alg = e.bytes(4, 2), let log2 = e.u8(7), let size = e.le32(8) {
+                        info.zisofs = (String(decoding: alg, as: UTF8.self), Int(log2), Int64(size))
+                    }
                 default:
                     break
                 }

@@ -90,6 +90,16 @@ public struct ISOEntry: Sendable {
     /// Unique within the volume and stable across calls (usable as an inode number): the
     /// image offset of a directory's extent, or of a file's (first) directory record.
     public var id: Int64
+    /// How the data is stored when it is not plain bytes.
+    public var storage: Storage = .plain
+
+    public enum Storage: Sendable, Equatable {
+        case plain
+        /// zisofs ("pz"): `read` inflates; `extents` and `imageRanges` give the stored bytes.
+        case zisofs(log2BlockSize: Int)
+        /// Interleaved or compressed in an unknown way: listed, but reads fail.
+        case unsupported(String)
+    }
 
     public var isDirectory: Bool { type == .directory }
 }

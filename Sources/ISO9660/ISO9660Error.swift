@@ -2,7 +2,7 @@
 ///
 /// `description` is one line naming the image (and the path inside it, when there is one).
 /// For a FUSE bridge: `.notFound` -> ENOENT, `.notADirectory` -> ENOTDIR, `.isADirectory` ->
-/// EISDIR, `.symlinkLoop` -> ELOOP, everything else -> EIO. Errors of the byte source (e.g. a
+/// EISDIR, `.symlinkLoop` -> ELOOP, `.unsupported` -> EOPNOTSUPP, everything else -> EIO. Errors of the byte source (e.g. a
 /// part that cannot be had) are passed through unchanged.
 public struct ISO9660Error: Error, CustomStringConvertible, Sendable, Equatable {
     public enum Kind: String, Sendable {
@@ -15,6 +15,8 @@ public struct ISO9660Error: Error, CustomStringConvertible, Sendable, Equatable 
         case isADirectory
         /// Too many symbolic links while resolving a path.
         case symlinkLoop
+        /// A file stored in a way this reader does not decode (interleaved, unknown compression).
+        case unsupported
     }
 
     public var kind: Kind

@@ -353,7 +353,17 @@ public final class ISO9660Volume: Sendable {
             entry.size = 0
             entry.extents = []
         case .regular:
-            break
+            if rec.interleaved {
+                entry.storage = .unsupported("interleaved file (unit size or gap set)")
+            } else if let z = rr.zisofs {
+                if z.algorithm == "pz", (15...17).contains(z.log2BlockSize) {
+                    entry.storage = .zisofs(log2BlockSize: z.log2BlockSize)
+                    entry.size = z.size
+                } else {
+                    entry.storage = .unsupported("compressed as '\(z.algorithm)' with blocks of 2^\(z.log2BlockSize) bytes")
+                    entry.size = z.size // ZF's size is the uncompressed one
+                }
+            }
         }
         return entry
     }
@@ -378,10 +388,12 @@ public final class ISO9660Volume: Sendable {
 
     // MARK: Reading files
 
-    /// The image ranges holding bytes `offset..<offset+count` of a file (clipped to its size).
+    /// The image ranges holding bytes `offset..<offset+count` of a file as stored (clipped to
+    /// its extents). For a plain file these are its bytes; for a zisofs file, compressed data.
     public func imageRanges(of entry: ISOEntry, offset: Int64 = 0, count: Int64? = nil) -> [ISOExtent] {
         guard entry.type == .regular, offset >= 0 else { return [] }
-        var want = min(count ?? entry.size, entry.size - offset)
+        let stored = storedSize(entry)
+        var want = min(count ?? stored, stored - offset)
         var skip = offset
         var out: [ISOExtent] = []
         for ext in entry.extents where want > 0 {
@@ -403,12 +415,87 @@ public final class ISO9660Volume: Sendable {
         case .directory: throw ISO9660Error(.isADirectory, image: name, path: entry.name, "is a directory")
         default: return 0
         }
+        guard offset >= 0 else { throw ISO9660Error(.damaged, image: name, path: entry.name, "negative offset \(offset)") }
+        switch entry.storage {
+        case .plain:
+            return try readStored(entry, at: offset, into: buffer)
+        case .zisofs(let log2):
+            return try readZisofs(entry, log2BlockSize: log2, at: offset, into: buffer)
+        case .unsupported(let why):
+            throw ISO9660Error(.unsupported, image: name, path: entry.name, "\(why): cannot be read")
+        }
+    }
+
+    private func storedSize(_ entry: ISOEntry) -> Int64 {
+        entry.extents.reduce(0) { $0 + $1.length }
+    }
+
+    private func readStored(_ entry: ISOEntry, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         var done = 0
         for r in imageRanges(of: entry, offset: offset, count: Int64(buffer.count)) {
             let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + Int(r.length))])
             let n = try source.read(at: r.offset, into: slice)
             guard n == slice.count else {
                 throw damaged(entry.name, "data at offset \(r.offset) (\(r.length) bytes) reaches past the end of the image (\(source.size) bytes)")
+            }
+            done += n
+        }
+        return done
+    }
+
+    /// Exactly `count` stored bytes at `offset`, or a damage error.
+    private func storedBytes(_ entry: ISOEntry, at offset: Int64, count: Int) throws -> [UInt8] {
+        guard offset >= 0, count >= 0, offset + Int64(count) <= storedSize(entry) else {
+            throw damaged(entry.name, "zisofs data refers to bytes \(offset)..<\(offset + Int64(count)) of a \(storedSize(entry))-byte file")
+        }
+        var out = [UInt8](repeating: 0, count: count)
+        _ = try out.withUnsafeMutableBytes { try readStored(entry, at: offset, into: $0) }
+        return out
+    }
+
+    private static let zisofsMagic: [UInt8] = [0x37, 0xE4, 0x53, 0x96, 0xC9, 0xDB, 0xD6, 0x07]
+
+    /// zisofs: a 16-byte header, a table of block offsets, then each block deflated on its own
+    /// (a block whose start equals its end is all zeros).
+    private func readZisofs(_ entry: ISOEntry, log2BlockSize: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard offset < entry.size, buffer.count > 0 else { return 0 }
+        let total = Int(min(Int64(buffer.count), entry.size - offset))
+        let header = Bytes(try storedBytes(entry, at: 0, count: 16))
+        guard header.bytes(0, 8) == Self.zisofsMagic, let h4 = header.u8(12), let hlog2 = header.u8(13),
+              Int(hlog2) == log2BlockSize, h4 >= 4 else {
+            throw damaged(entry.name, "zisofs header does not match its ZF entry")
+        }
+        let blockSize = 1 << log2BlockSize
+        let first = offset >> log2BlockSize
+        let last = (offset + Int64(total) - 1) >> log2BlockSize
+        let table = Bytes(try storedBytes(entry, at: Int64(h4) * 4 + first * 4, count: Int(last - first + 2) * 4))
+        var block = [UInt8](repeating: 0, count: blockSize)
+        var done = 0
+        for b in first...last {
+            let i = Int(b - first) * 4
+            let start = Int64(table.le32(i)!), end = Int64(table.le32(i + 4)!)
+            let blockStart = b << log2BlockSize
+            let blockLength = Int(min(Int64(blockSize), entry.size - blockStart))
+            guard end >= start, end - start <= Int64(blockSize) * 2 + 1024 else {
+                throw damaged(entry.name, "zisofs block \(b) has offsets \(start)..<\(end)")
+            }
+            try block.withUnsafeMutableBytes { out in
+                let dest = UnsafeMutableRawBufferPointer(rebasing: out[0..<blockLength])
+                if end == start {
+                    dest.initializeMemory(as: UInt8.self, repeating: 0)
+                    return
+                }
+                let compressed = try storedBytes(entry, at: start, count: Int(end - start))
+                do {
+                    try compressed.withUnsafeBytes { try Decompression.inflateZlib($0, into: dest) }
+                } catch {
+                    throw damaged(entry.name, "zisofs block \(b): \(error)")
+                }
+            }
+            let within = Int(offset + Int64(done) - blockStart)
+            let n = min(blockLength - within, total - done)
+            block.withUnsafeBytes { src in
+                buffer.baseAddress!.advanced(by: done).copyMemory(from: src.baseAddress! + within, byteCount: n)
             }
             done += n
         }

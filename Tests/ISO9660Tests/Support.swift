@@ -68,7 +68,8 @@ let releaseFixture: Result<String, ShellError> = {
 /// 204 bytes (NM in a continuation area), quotes, UTF-8. Built as rr.iso (-R -J), reloc.iso
 /// (deep directories relocated: CL/RE/PL), joliet.iso (-J only, a tree without symlinks), and
 /// by two other writers: geni.iso (genisoimage: RRIP 1.09, its own rr_moved relocation, and an
-/// overlong SL entry it gets wrong) and bsd.iso (libarchive's bsdtar).
+/// overlong SL entry it gets wrong) and bsd.iso (libarchive's bsdtar); zisofs.iso holds
+/// zisofs-compressed files (xorriso -zisofs).
 let rockRidgeFixture: Result<String, ShellError> = {
     let dir = fixtureRoot + "/rr"
     let script = #"""
@@ -95,6 +96,11 @@ let rockRidgeFixture: Result<String, ShellError> = {
     xorriso -as mkisofs -quiet -R -J -rr_reloc_dir RR_MOVED -o reloc.iso src 2>/dev/null
     genisoimage -quiet -R -J -joliet-long -o geni.iso src 2>/dev/null
     bsdtar -c --format iso9660 -f bsd.iso -C src .
+    mkdir -p zsrc
+    python3 -c 'open("zsrc/text.txt", "w").write("".join("line %d of a compressible text\\n" % i for i in range(40000)))'
+    python3 -c 'open("zsrc/zeros-inside.bin", "wb").write(b"start" + bytes(300000) + b"end")'
+    head -c 70000 /dev/urandom > zsrc/random.bin
+    xorriso -outdev zisofs.iso -map zsrc / -zisofs level=6 -set_filter_r --zisofs / -- 2>/dev/null
     mkdir -p jsrc/Sub\ Dir/deeper && echo one > jsrc/Sub\ Dir/deeper/Mixed.Case.txt && echo two > jsrc/readme
     xorriso -as mkisofs -quiet -J -o joliet.iso jsrc 2>/dev/null
     """#
