@@ -16,12 +16,15 @@ func openVolume(_ options: SourceOptions) throws -> ISO9660Volume {
     return try ISO9660Volume.open(reader, name: image.imageName)
 }
 
-/// ISO 9660 errors become the CLI's one-line failures.
+/// ISO 9660 errors become the CLI's one-line failures; a part that is needed but missing
+/// (directories normally lie in the template, but need not) says what to do.
 func withISOErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let e as ISO9660Error {
         throw CommandFailure(message: e.description, code: 1)
+    } catch let e as JigdoError where e.kind == .partUnavailable {
+        throw CommandFailure(message: "\(e.description); use --scan DIR, --map LABEL=DIR or --scan-image OLD.iso", code: 2)
     }
 }
 
