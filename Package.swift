@@ -6,6 +6,7 @@ import PackageDescription
 //   JigdoFormat        reading .jigdo and .template files (pure parsing, no part I/O)
 //   ImageAssembly      image layout + thread-safe range reader over template data and parts
 //   PartSources        where part bytes come from: scanned dirs, mapped mirrors
+//   CFuse3, FUSEBridge libfuse shim; the mount: images as read-only files, daemonizing
 //   jigdofs            the command line (ArgumentParser)
 let package = Package(
     name: "jigdofs",
@@ -21,6 +22,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CBzip2", path: "Sources/CBzip2"),
+        .systemLibrary(name: "CFuse3", path: "Sources/CFuse3", pkgConfig: "fuse3"),
         .target(
             name: "JigdoFormat",
             dependencies: [
@@ -36,10 +38,14 @@ let package = Package(
             name: "PartSources",
             dependencies: ["JigdoFormat", "ImageAssembly", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(
+            name: "FUSEBridge",
+            dependencies: ["CFuse3", "JigdoFormat", "ImageAssembly", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "jigdofs",
             dependencies: [
-                "JigdoFormat", "ImageAssembly", "PartSources",
+                "JigdoFormat", "ImageAssembly", "PartSources", "FUSEBridge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -54,5 +60,7 @@ let package = Package(
             name: "ImageAssemblyTests",
             dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport"]
         ),
+        // Mounts through the built `jigdofs` binary (root, /dev/fuse, loop devices).
+        .testTarget(name: "MountTests", dependencies: ["FUSEBridge", "JigdoFormat"]),
     ]
 )
