@@ -61,6 +61,6 @@ let package = Package(
             dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport"]
         ),
         // Mounts through the built `jigdofs` binary (root, /dev/fuse, loop devices).
-        .testTarget(name: "MountTests", dependencies: ["FUSEBridge", "JigdoFormat"]),
+        .testTarget(name: "MountTests"),
     ]
 )

@@ -37,7 +37,25 @@ public final class Daemon {
             waitForChild(pid, readFD: fds[0])
         }
         close(fds[0])
+        closeInheritedDescriptors(keeping: fds[1])
         return Daemon(readyFD: fds[1])
+    }
+
+    /// A daemon must not hold descriptors its caller gave it (beyond stdio): a caller that waits
+    /// for end-of-file on one of them (Foundation's Process does, through a socket it passes
+    /// down) would wait for as long as the mount lives. Nothing of ours is open yet.
+    private static func closeInheritedDescriptors(keeping keep: Int32) {
+        guard let dir = opendir("/proc/self/fd") else { return }
+        var open: [Int32] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if let fd = Int32(name), fd > 2, fd != keep { open.append(fd) }
+        }
+        let own = dirfd(dir)
+        closedir(dir)
+        for fd in open where fd != own { close(fd) }
     }
 
     private static func waitForChild(_ pid: pid_t, readFD: Int32) -> Never {

@@ -41,7 +41,7 @@ public final class FUSEMount {
             return jfs_fuse_new(&args, &ops, retained.toOpaque())
         }
         guard let handle else {
-            retained.release()
+            // deinit releases `filesystem` (it runs for a throwing init once all properties are set).
             throw JigdoError(.usage, path: mountpoint, "cannot set up FUSE: \(FUSELog.stopCapturing() ?? "bad options \(optionList.joined(separator: ","))")")
         }
         _ = FUSELog.stopCapturing()
@@ -49,6 +49,17 @@ public final class FUSEMount {
         // SIGINT/SIGTERM/SIGHUP from now on only flag the session as exited (libfuse's handlers):
         // a signal that arrives while mounting makes run() return at once and unmount, instead
         // of killing the process and leaving a dead mount behind.
+        // libfuse leaves a signal alone if it is ignored, and shells start background jobs
+        // with SIGINT ignored: an explicit `kill -INT` must still unmount. (SIGHUP keeps its
+        // disposition, so `nohup` works.)
+        // Likewise a caller may have blocked them (Foundation's Process spawns with its thread's
+        // mask); the loop's worker threads inherit this thread's mask.
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&unblock, sig) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         signalsInstalled = fuse_set_signal_handlers(fuse_get_session(handle)) == 0
     }
 
@@ -179,23 +190,23 @@ enum FUSELog {
             var buffer = [CChar](repeating: 0, count: 1024)
             _ = vsnprintf(&buffer, buffer.count, format, args)
             let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
-            let line = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: "\n")
-            FUSELog.record(level: level, line)
+            FUSELog.record(level: level, String(decoding: bytes, as: UTF8.self))
         }
     }
 
-    static func record(level: fuse_log_level, _ line: String) {
+    /// libfuse sometimes builds one message from several calls; while capturing, everything is
+    /// collected and returned as one line.
+    static func record(level: fuse_log_level, _ text: String) {
         let captured = capture.withLock { state -> Bool in
             guard state.active else { return false }
-            if level.rawValue <= FUSE_LOG_ERR.rawValue || state.last == nil { state.last = line }
+            state.last = (state.last ?? "") + text
             return true
         }
-        if captured {
+        let line = text.trimmingCharacters(in: "\n")
+        if captured || level.rawValue > FUSE_LOG_WARNING.rawValue {
             logger.debug("\(line)")
-        } else if level.rawValue <= FUSE_LOG_WARNING.rawValue {
-            logger.warning("\(line)")
         } else {
-            logger.debug("\(line)")
+            logger.warning("\(line)")
         }
     }
 
@@ -204,10 +215,13 @@ enum FUSELog {
     }
 
     static func stopCapturing() -> String? {
-        capture.withLock { state in
+        let text = capture.withLock { state in
             defer { state = (false, nil) }
             return state.last
         }
+        guard let text else { return nil }
+        let lines = text.split(separator: "\n").map { $0.trimmingPrefix("fuse: ").trimmingPrefix("fusermount3: ") }
+        return lines.isEmpty ? nil : lines.joined(separator: "; ")
     }
 }
 
