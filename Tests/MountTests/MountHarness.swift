@@ -204,3 +204,38 @@ struct Fixtures: Sendable {
         return Fixtures(root: root)
     }
 }
+
+/// A squashfs image of the seed-1 tree, distributed through jigdo: uncompressed and without
+/// fragments, so every file is stored verbatim and jigdo-file matches it as a part.
+struct SquashfsFixture: Sendable {
+    let dir: String
+    let tree: String
+    var jigdo: String { dir + "/fs.jigdo" }
+    var original: String { dir + "/fs.sqsh.original" }
+
+    static let shared = Result { try SquashfsFixture.make() }
+
+    static func make() throws -> SquashfsFixture {
+        let release = try Fixtures.seed1.get()
+        let dir = release.root + "-squashfs"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let image = dir + "/fs.sqsh"
+        try Harness.check(["mksquashfs", release.tree, image, "-noI", "-noD", "-noF", "-noX",
+                           "-no-fragments", "-no-xattrs", "-quiet", "-no-progress"])
+        try Harness.check(["jigdo-file", "make-template", "-r", "quiet", "--force", "-i", image,
+                           "-j", dir + "/fs.jigdo", "-t", dir + "/fs.template",
+                           "--label", "T=\(release.tree)", "--uri", "T=file:\(release.tree)/", release.tree + "//"])
+        try FileManager.default.moveItem(atPath: image, toPath: dir + "/fs.sqsh.original")
+        return SquashfsFixture(dir: dir, tree: release.tree)
+    }
+}
+
+/// Loop devices whose backing file is under `prefix` (from `losetup -a`).
+func loopDevices(backedBy prefix: String) -> [String] {
+    guard let r = try? Harness.run(["losetup", "-a"]) else { return [] }
+    return r.stdout.split(separator: "\n").compactMap { line in
+        guard line.contains("(\(prefix)") else { return nil }
+        return line.split(separator: ":").first.map(String.init)
+    }
+}

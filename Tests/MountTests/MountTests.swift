@@ -101,6 +101,29 @@ struct MountTests {
         }
     }
 
+    @Test func squashfsLoopMountedFromTheMount() throws {
+        let sq = try SquashfsFixture.shared.get()
+        let template = try FileManager.default.attributesOfItem(atPath: sq.dir + "/fs.template")[.size] as? Int ?? 0
+        #expect(template < 1_000_000, "jigdo-file matched the files inside the squashfs")
+        try Harness.withMount([sq.jigdo]) { mnt in
+            let image = mnt + "/fs.sqsh"
+            let cmp = try Harness.run(["cmp", image, sq.original])
+            #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
+            let target = try Harness.makeTempDir("loop")
+            // Loop mount first out, FUSE mount second (withMount's cleanup).
+            defer { Harness.cleanUpMount(target) }
+            try Harness.check(["mount", "-t", "squashfs", "-o", "loop,ro", image, target])
+            #expect(Harness.isMounted(target))
+            let name = "Packages/pkg 0017 with space.rpm"
+            let inside = try Harness.run(["cmp", "\(target)/\(name)", "\(sq.tree)/\(name)"])
+            #expect(inside.status == 0, "\(inside.stdout)\(inside.stderr)")
+            let all = try Harness.run(["diff", "-r", target, sq.tree])
+            #expect(all.status == 0, "\(all.stdout.prefix(500))")
+            try Harness.check(["umount", target])
+            #expect(loopDevices(backedBy: mnt).isEmpty)
+        }
+    }
+
     @Test func twoImagesWithTheSameNameIsAnErrorNamingBoth() throws {
         let dir = try Harness.makeTempDir("same-name")
         defer { try? FileManager.default.removeItem(atPath: dir) }
