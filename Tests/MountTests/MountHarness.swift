@@ -31,6 +31,9 @@ enum Harness {
     }()
 
     static let mountHelpers = packageRoot.appendingPathComponent("mount-helpers").path
+    static func helper(_ name: String) -> String { mountHelpers + "/" + name }
+    /// The helper scripts find the jigdofs under test through $JIGDOFS.
+    static var helperEnvironment: [String: String] { ["JIGDOFS": jigdofs] }
 
     /// Runs a program (PATH lookup through /usr/bin/env) and waits for it.
     @discardableResult
@@ -76,8 +79,8 @@ enum Harness {
 
     /// Runs and requires exit status 0.
     @discardableResult
-    static func check(_ args: [String]) throws -> CommandResult {
-        let r = try run(args)
+    static func check(_ args: [String], environment: [String: String]? = nil) throws -> CommandResult {
+        let r = try run(args, environment: environment)
         guard r.status == 0 else {
             throw HarnessError("\(args.joined(separator: " ")) failed (\(r.status)): \(r.stderr)")
         }
@@ -121,10 +124,12 @@ enum Harness {
 
     /// Mounts `sources` with `jigdofs mount` on a fresh temp directory, runs `body` with the mount
     /// point, and always unmounts and removes the directory, whatever `body` does.
-    static func withMount<T>(_ sources: [String], options: [String] = [], _ body: (String) throws -> T) throws -> T {
+    /// `command` builds another mount command line for the mount point (e.g. mount.jigdofs).
+    static func withMount<T>(_ sources: [String], options: [String] = [], command: ((String) -> [String])? = nil,
+                             _ body: (String) throws -> T) throws -> T {
         let mountpoint = try makeTempDir("mnt")
         defer { cleanUpMount(mountpoint) }
-        let r = try run([jigdofs, "mount"] + options + sources + [mountpoint])
+        let r = try run(command?(mountpoint) ?? [jigdofs, "mount"] + options + sources + [mountpoint], environment: helperEnvironment)
         guard r.status == 0 else {
             throw HarnessError("jigdofs mount \(sources) failed (\(r.status)): \(r.stderr)")
         }
@@ -238,4 +243,12 @@ func loopDevices(backedBy prefix: String) -> [String] {
         guard line.contains("(\(prefix)") else { return nil }
         return line.split(separator: ":").first.map(String.init)
     }
+}
+
+/// Runs `body` with a loop device over `file` (`losetup -f --show`), always detached afterwards.
+func withLoopDevice<T>(_ file: String, _ body: (String) throws -> T) throws -> T {
+    let device = try Harness.check(["losetup", "-f", "--show", file]).stdout
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+    defer { _ = try? Harness.run(["losetup", "-d", device]) }
+    return try body(device)
 }
