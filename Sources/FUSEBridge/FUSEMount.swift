@@ -23,6 +23,7 @@ public final class FUSEMount {
     public init(filesystem: JigdoFilesystem, mountpoint: String, fsname: String, options: [String], debug: Bool) throws {
         self.mountpoint = mountpoint
         FUSELog.install()
+        FUSELog.verbose.withLock { $0 = debug }
         var optionList = ["ro", "default_permissions", "subtype=jigdofs", "fsname=" + Self.escapeOption(fsname)]
         optionList += options.filter { !$0.isEmpty }
         var argv = ["jigdofs", "-o", optionList.joined(separator: ",")]
@@ -178,6 +179,8 @@ enum FUSELog {
     static let logger = Logger(label: "jigdofs.fuse")
     private static let capture = Mutex<(active: Bool, last: String?)>((false, nil))
     private static let installed = Mutex(false)
+    /// Set for -d: every libfuse message goes to stderr.
+    static let verbose = Mutex(false)
 
     static func install() {
         let first = installed.withLock { done in
@@ -203,7 +206,10 @@ enum FUSELog {
             return true
         }
         let line = text.trimmingCharacters(in: "\n")
-        if captured || level.rawValue > FUSE_LOG_WARNING.rawValue {
+        if verbose.withLock({ $0 }) {
+            // -d: libfuse's request trace, to stderr as libfuse itself would print it.
+            _ = text.withCString { write(2, $0, strlen($0)) }
+        } else if captured || level.rawValue > FUSE_LOG_WARNING.rawValue {
             logger.debug("\(line)")
         } else {
             logger.warning("\(line)")
