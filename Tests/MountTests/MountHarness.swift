@@ -30,6 +30,10 @@ enum Harness {
         return packageRoot.appendingPathComponent(".build/debug/jigdofs").path
     }()
 
+    /// Mounting (FUSE and loop) needs root, the FUSE device and fusermount3.
+    static let canMount: Bool = getuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0
+        && FileManager.default.isExecutableFile(atPath: "/usr/bin/fusermount3")
+
     static let mountHelpers = packageRoot.appendingPathComponent("mount-helpers").path
     static func helper(_ name: String) -> String { mountHelpers + "/" + name }
     /// The helper scripts find the jigdofs under test through $JIGDOFS.

@@ -3,7 +3,7 @@ import Testing
 
 // The scripts in mount-helpers/, run as root against real loop devices. Every loop device and
 // mount a test makes is released in a defer, also when the test fails.
-@Suite(.serialized)
+@Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse, fusermount3 and loop devices"))
 struct MountHelperTests {
     let release: Fixtures
 

@@ -3,7 +3,7 @@ import Testing
 
 // Needs root, /dev/fuse and fusermount3 (the CI machine has them). Serialized: each test mounts
 // and reads whole images, and the machine has two cores shared with other builds.
-@Suite(.serialized)
+@Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse and fusermount3"))
 struct MountTests {
     let release: Fixtures
 
@@ -50,7 +50,7 @@ struct MountTests {
                 guard fd >= 0 else { failures.update { $0.append("open: errno \(errno)") }; return }
                 defer { close(fd) }
                 var buffer = [UInt8](repeating: 0, count: 300_000)
-                for _ in 0..<100 {
+                for _ in 0..<300 {
                     let offset = Int(rng.next() % UInt64(original.count + 1000))
                     let count = Int(rng.next() % UInt64(buffer.count)) + 1
                     let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
