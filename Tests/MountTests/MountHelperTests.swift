@@ -33,6 +33,35 @@ struct MountHelperTests {
         }
     }
 
+    /// `mount -t jigdofs` and an fstab line, through mount(8). mount(8) only looks for helpers in
+    /// /sbin: the test links mount.jigdofs there for its duration unless one is installed.
+    @Test func mountCommandAndFstabLine() throws {
+        let installed = "/sbin/mount.jigdofs"
+        var linked = false
+        if !FileManager.default.fileExists(atPath: installed) {
+            try FileManager.default.createSymbolicLink(atPath: installed, withDestinationPath: Harness.helper("mount.jigdofs"))
+            linked = true
+        }
+        defer { if linked { try? FileManager.default.removeItem(atPath: installed) } }
+        let source = release.jigdo("jf-md5-bz2")
+        try Harness.withMount([], command: { mnt in
+            ["mount", "-t", "jigdofs", source, mnt, "-o", "scan=\(self.release.tree),allow_other"]
+        }) { mnt in
+            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.originalISO("jf-md5-bz2")])
+            #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
+        }
+        let fstab = try Harness.makeTempDir("fstab") + "/fstab"
+        defer { try? FileManager.default.removeItem(atPath: (fstab as NSString).deletingLastPathComponent) }
+        try Harness.withMount([], command: { mnt in
+            let line = "\(source) \(mnt) jigdofs map=Base=\(self.release.tree),noauto,nofail,_netdev 0 0\n"
+            try? line.write(toFile: fstab, atomically: true, encoding: .utf8)
+            return ["mount", "--fstab", fstab, mnt]
+        }) { mnt in
+            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.originalISO("jf-md5-bz2")])
+            #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
+        }
+    }
+
     @Test func jigdoLoopMountOnSquashfs() throws {
         let sq = try SquashfsFixture.shared.get()
         let state = try Harness.makeTempDir("loop-state")
