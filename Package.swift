@@ -8,6 +8,7 @@ import PackageDescription
 //   CSQLite            shim over libsqlite3 (persistent checksum cache of --scan)
 //   ISO9660            the file tree inside an image (ISO 9660, Rock Ridge, Joliet)
 //   PartSources        where part bytes come from: scanned dirs, mapped mirrors, old images
+//   CFuse3, FUSEBridge libfuse shim; the mount: images as read-only files, daemonizing
 //   jigdofs            the command line (ArgumentParser)
 let package = Package(
     name: "jigdofs",
@@ -24,6 +25,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CBzip2", path: "Sources/CBzip2"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .systemLibrary(name: "CFuse3", path: "Sources/CFuse3", pkgConfig: "fuse3"),
         .target(
             name: "JigdoFormat",
             dependencies: [
@@ -44,10 +46,14 @@ let package = Package(
             dependencies: ["JigdoFormat", "ImageAssembly"],
             exclude: ["README.md"]
         ),
+        .target(
+            name: "FUSEBridge",
+            dependencies: ["CFuse3", "JigdoFormat", "ImageAssembly", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "jigdofs",
             dependencies: [
-                "JigdoFormat", "ImageAssembly", "PartSources", "ISO9660",
+                "JigdoFormat", "ImageAssembly", "PartSources", "ISO9660", "FUSEBridge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -66,5 +72,7 @@ let package = Package(
             name: "ISO9660Tests",
             dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "ISO9660"]
         ),
+        // Mounts through the built `jigdofs` binary (root, /dev/fuse, loop devices).
+        .testTarget(name: "MountTests"),
     ]
 )

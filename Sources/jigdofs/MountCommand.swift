@@ -1,0 +1,175 @@
+import ArgumentParser
+import FUSEBridge
+import Foundation
+import ImageAssembly
+import JigdoFormat
+import Logging
+import PartSources
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show jigdo images as read-only files in a directory, served on demand.",
+        discussion: """
+            Each SOURCE is a .jigdo file or a directory whose *.jigdo files each become one \
+            image. The mount point shows one file per image, with its exact size; reads are \
+            assembled from the template and the local parts as they happen. The command returns \
+            once the mount is usable and keeps serving in the background (-f: in the foreground). \
+            Unmount with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.
+            """)
+
+    @Argument(help: ArgumentHelp("One or more .jigdo files or directories of them, then the mount point.", valueName: "SOURCE... MOUNTPOINT"))
+    var paths: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Look for parts in this directory tree (repeatable). Files are matched by size, then checksum.", valueName: "DIR"))
+    var scan: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("A local copy of a [Servers] label: part LABEL:path is read from DIR/path (repeatable).", valueName: "LABEL=DIR"))
+    var map: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Use this .template (only with a single .jigdo SOURCE).", valueName: "FILE"))
+    var template: String?
+
+    @Flag(name: [.customShort("f"), .long], help: "Stay in the foreground; log to stderr.")
+    var foreground = false
+
+    @Flag(name: [.customShort("d"), .long], help: "Log every FUSE request (implies --foreground).")
+    var debug = false
+
+    @Option(name: .customShort("o"), help: ArgumentHelp("FUSE mount options, comma-separated (e.g. allow_other); repeatable.", valueName: "FUSEOPTS"))
+    var fuseOptions: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("In the background, append log lines here (default: syslog).", valueName: "FILE"))
+    var logFile: String?
+
+    var sources: [String] { Array(paths.dropLast()) }
+    var mountpoint: String { paths.last ?? "" }
+
+    func validate() throws {
+        guard paths.count >= 2 else {
+            throw ValidationError("give at least one SOURCE and the MOUNTPOINT")
+        }
+        if template != nil, sources.count != 1 || isDirectory(sources[0]) {
+            throw ValidationError("--template needs exactly one SOURCE, a .jigdo file")
+        }
+        var probe = SourceOptions()
+        probe.map = map
+        try probe.validate()
+    }
+
+    func run() throws {
+        // Fork before anything else runs (see Daemon): the parent returns only when the
+        // child reports the mount ready, or exits with the child's status.
+        let daemon = foreground || debug ? nil : try Daemon.forkWaitingForReady()
+
+        let images = try openImages()
+        let logger = daemon == nil || logFile != nil ? Logger(label: "jigdofs.mount") : Logger(label: "jigdofs.mount", factory: SyslogLogHandler.init)
+        let filesystem = try JigdoFilesystem(images: images, logger: logger)
+        let mount = try FUSEMount(
+            filesystem: filesystem, mountpoint: absolutePath(mountpoint),
+            fsname: sources.count == 1 ? absolutePath(sources[0]) : "jigdofs",
+            options: fuseOptions.flatMap { $0.split(separator: ",").map(String.init) }, debug: debug)
+        try mount.mount()
+        do {
+            try daemon?.ready(logFile: logFile.map(absolutePath))
+        } catch {
+            mount.unmount()
+            throw error
+        }
+        if daemon == nil {
+            logger.info("\(mountpoint): mounted \(images.map(\.name).joined(separator: ", "))")
+        }
+        mount.run()
+    }
+
+    /// Every SOURCE as (jigdo path); directories expand to their *.jigdo files.
+    func jigdoFiles() throws -> [String] {
+        var out: [String] = []
+        for source in sources {
+            let path = absolutePath(source)
+            if isDirectory(path) {
+                let names = try FileManager.default.contentsOfDirectory(atPath: path)
+                    .filter { $0.hasSuffix(".jigdo") }.sorted()
+                guard !names.isEmpty else { throw JigdoError(.usage, path: source, "directory has no .jigdo files") }
+                let dir = path.hasSuffix("/") ? path : path + "/"
+                out += names.map { dir + $0 }.filter { !isDirectory($0) }
+            } else if fileExists(path) {
+                out.append(path)
+            } else {
+                throw JigdoError(.io, path: source, "no such file or directory")
+            }
+        }
+        return out
+    }
+
+    func openImages() throws -> [MountedImage] {
+        let files = try jigdoFiles()
+        var byName: [String: String] = [:]
+        var opened: [(String, JigdoImage)] = []
+        for file in files {
+            let image = try JigdoImage.open(jigdoPath: file, templatePath: template.map(absolutePath))
+            if let other = byName[image.imageName] {
+                throw JigdoError(.usage, path: file, "image \(image.imageName) is also the image of \(other); one mount cannot show both")
+            }
+            byName[image.imageName] = file
+            opened.append((file, image))
+        }
+        var options = SourceOptions()
+        options.scan = scan.map(absolutePath)
+        options.map = map
+        return try opened.map { file, image in
+            let reader = try options.reader(for: image)
+            return MountedImage(name: image.imageName, reader: reader, jigdoPath: file, modificationTime: modificationTime(file))
+        }
+    }
+
+    func modificationTime(_ path: String) -> timespec {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return timespec() }
+        return st.st_mtim
+    }
+}
+
+extension SourceOptions {
+    /// The image's reader over its local parts (scans `--scan` directories).
+    func reader(for image: JigdoImage) throws -> ImageReader {
+        let resolver = try resolver(for: image)
+        let parts = try LocalParts(template: image.template, resolver: resolver, scanDirectories: scan)
+        return ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: parts)
+    }
+}
+
+/// Log lines of a background mount go to syslog (the daemon has no terminal).
+struct SyslogLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+    let label: String
+
+    init(label: String) {
+        self.label = label
+        Self.openOnce
+    }
+
+    private static let openOnce: Void = {
+        openlog(strdup("jigdofs"), LOG_PID, LOG_DAEMON)
+    }()
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let priority: Int32
+        switch event.level {
+        case .trace, .debug: priority = LOG_DEBUG
+        case .info: priority = LOG_INFO
+        case .notice: priority = LOG_NOTICE
+        case .warning: priority = LOG_WARNING
+        case .error: priority = LOG_ERR
+        case .critical: priority = LOG_CRIT
+        }
+        "\(event.message)".withCString { text in
+            withVaList([text]) { vsyslog(priority, "%s", $0) }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+import Foundation
+import Testing
+
+// Needs root, /dev/fuse and fusermount3 (the CI machine has them). Serialized: each test mounts
+// and reads whole images, and the machine has two cores shared with other builds.
+@Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse and fusermount3"))
+struct MountTests {
+    let release: Fixtures
+
+    init() throws {
+        release = try Fixtures.seed1.get()
+    }
+
+    /// How each variant finds its parts: the jigdo's own file: server, --scan, and --map.
+    static func partOptions(_ variant: String, _ release: Fixtures) -> [String] {
+        switch Fixtures.variants.firstIndex(of: variant)! % 3 {
+        case 0: return []
+        case 1: return ["--scan", release.tree]
+        default: return ["--map", "Base=\(release.tree)"]
+        }
+    }
+
+    @Test(arguments: Fixtures.variants)
+    func wholeImageEqualsOriginal(variant: String) throws {
+        try Harness.withMount([release.jigdo(variant)], options: Self.partOptions(variant, release)) { mnt in
+            let names = try FileManager.default.contentsOfDirectory(atPath: mnt)
+            #expect(names == ["release.iso"])
+            let file = mnt + "/release.iso"
+            let attrs = try FileManager.default.attributesOfItem(atPath: file)
+            let original = try FileManager.default.attributesOfItem(atPath: release.originalISO(variant))
+            #expect(attrs[.size] as? Int64 == original[.size] as? Int64)
+            #expect((attrs[.posixPermissions] as? Int) == 0o444)
+            #expect(attrs[.type] as? FileAttributeType == .typeRegular)
+            let jigdoAttrs = try FileManager.default.attributesOfItem(atPath: release.jigdo(variant))
+            #expect(attrs[.modificationDate] as? Date == jigdoAttrs[.modificationDate] as? Date)
+            let cmp = try Harness.run(["cmp", file, release.originalISO(variant)])
+            #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
+        }
+    }
+
+    @Test func eightThreadsOfRandomUnalignedReads() throws {
+        let original = try Data(contentsOf: URL(fileURLWithPath: release.originalISO("jf-sha256-bz2")))
+        try Harness.withMount([release.jigdo("jf-sha256-bz2")]) { mnt in
+            let path = mnt + "/release.iso"
+            let mismatches = Mutexed(0)
+            let failures = Mutexed<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 8) { thread in
+                var rng = SplitMix(seed: UInt64(thread + 1) * 0x9E37_79B9)
+                let fd = open(path, O_RDONLY)
+                guard fd >= 0 else { failures.update { $0.append("open: errno \(errno)") }; return }
+                defer { close(fd) }
+                var buffer = [UInt8](repeating: 0, count: 300_000)
+                for _ in 0..<300 {
+                    let offset = Int(rng.next() % UInt64(original.count + 1000))
+                    let count = Int(rng.next() % UInt64(buffer.count)) + 1
+                    let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+                    guard n >= 0 else { failures.update { $0.append("pread \(offset)+\(count): errno \(errno)") }; continue }
+                    let expectedCount = max(0, min(count, original.count - offset))
+                    // memcmp: an element-wise comparison is too slow in a debug build.
+                    let same = n == expectedCount && (n == 0 || buffer.withUnsafeBytes { got in
+                        original.withUnsafeBytes { memcmp(got.baseAddress!, $0.baseAddress! + offset, n) == 0 }
+                    })
+                    if !same { mismatches.update { $0 += 1 } }
+                }
+            }
+            #expect(failures.value.isEmpty, "\(failures.value.prefix(3))")
+            #expect(mismatches.value == 0)
+        }
+    }
+
+    @Test func xorrisoFileListEqualsOriginal() throws {
+        func list(_ iso: String) throws -> [String] {
+            let r = try Harness.check(["xorriso", "-indev", iso, "-find", "/"])
+            return r.stdout.split(separator: "\n").map(String.init).sorted()
+        }
+        let expected = try list(release.originalISO("jte-md5-gz"))
+        #expect(expected.count > 300)
+        try Harness.withMount([release.jigdo("jte-md5-gz")]) { mnt in
+            let got = try list(mnt + "/release.iso")
+            #expect(got == expected)
+        }
+    }
+
+    @Test func directorySourceWithTwoReleases() throws {
+        let second = try Fixtures.seed2.get()
+        // Both releases' ISOs are called release.iso: make jigdos with distinct image names in
+        // one directory, as a release's iso/x86_64/ folder holds them.
+        let dir = try Harness.makeTempDir("two-releases")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (name, rel) in [("first", release), ("second", second)] {
+            let iso = "\(dir)/\(name).iso"
+            try FileManager.default.copyItem(atPath: rel.root + "/release.iso", toPath: iso)
+            try Harness.check(["jigdo-file", "make-template", "-r", "quiet", "--force", "-i", iso,
+                               "-j", "\(dir)/\(name).jigdo", "-t", "\(dir)/\(name).template", rel.tree + "//"])
+            try FileManager.default.moveItem(atPath: iso, toPath: "\(dir)/\(name).original")
+        }
+        try Harness.withMount([dir], options: ["--scan", release.tree, "--scan", second.tree]) { mnt in
+            #expect(try FileManager.default.contentsOfDirectory(atPath: mnt).sorted() == ["first.iso", "second.iso"])
+            for name in ["first", "second"] {
+                let cmp = try Harness.run(["cmp", "\(mnt)/\(name).iso", "\(dir)/\(name).original"])
+                #expect(cmp.status == 0, "\(name): \(cmp.stdout)\(cmp.stderr)")
+            }
+        }
+    }
+
+    @Test func squashfsLoopMountedFromTheMount() throws {
+        let sq = try SquashfsFixture.shared.get()
+        let template = try FileManager.default.attributesOfItem(atPath: sq.dir + "/fs.template")[.size] as? Int ?? 0
+        #expect(template < 1_000_000, "jigdo-file matched the files inside the squashfs")
+        try Harness.withMount([sq.jigdo]) { mnt in
+            let image = mnt + "/fs.sqsh"
+            let cmp = try Harness.run(["cmp", image, sq.original])
+            #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
+            let target = try Harness.makeTempDir("loop")
+            // Loop mount first out, FUSE mount second (withMount's cleanup).
+            defer { Harness.cleanUpMount(target) }
+            try Harness.check(["mount", "-t", "squashfs", "-o", "loop,ro", image, target])
+            #expect(Harness.isMounted(target))
+            let name = "Packages/pkg 0017 with space.rpm"
+            let inside = try Harness.run(["cmp", "\(target)/\(name)", "\(sq.tree)/\(name)"])
+            #expect(inside.status == 0, "\(inside.stdout)\(inside.stderr)")
+            let all = try Harness.run(["diff", "-r", target, sq.tree])
+            #expect(all.status == 0, "\(all.stdout.prefix(500))")
+            try Harness.check(["umount", target])
+            #expect(loopDevices(backedBy: mnt).isEmpty)
+        }
+    }
+
+    @Test func twoImagesWithTheSameNameIsAnErrorNamingBoth() throws {
+        let dir = try Harness.makeTempDir("same-name")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["a.jigdo", "b.jigdo"] {
+            try FileManager.default.copyItem(atPath: release.jigdo("jf-md5-gz"), toPath: "\(dir)/\(name)")
+        }
+        try FileManager.default.copyItem(atPath: release.root + "/jf-md5-gz/release.template", toPath: dir + "/release.template")
+        try expectMountFails([dir], mentioning: ["a.jigdo", "b.jigdo", "release.iso"])
+    }
+
+    @Test func writesFailWithEROFS() throws {
+        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+            for (path, flags) in [("/release.iso", O_WRONLY), ("/release.iso", O_RDWR), ("/new-file", O_WRONLY | O_CREAT)] {
+                let fd = open(mnt + path, flags, 0o644)
+                let e = errno
+                if fd >= 0 { close(fd) }
+                #expect(fd < 0 && e == EROFS, "open \(path) flags \(flags): fd \(fd) errno \(e)")
+            }
+            #expect(mkdir(mnt + "/dir", 0o755) != 0 && errno == EROFS)
+            #expect(unlink(mnt + "/release.iso") != 0 && errno == EROFS)
+            #expect(truncate(mnt + "/release.iso", 0) != 0 && errno == EROFS)
+            var st = statvfs()
+            #expect(statvfs(mnt, &st) == 0)
+            #expect(st.f_flag & UInt(ST_RDONLY) != 0)
+            #expect(UInt64(st.f_blocks) * UInt64(st.f_frsize) >= 35_000_000)
+        }
+    }
+
+    /// A mount that fails must print one line and leave nothing mounted.
+    func expectMountFails(_ sources: [String], mountpoint given: String? = nil, options: [String] = [], mentioning words: [String]) throws {
+        let mountpoint = try given ?? Harness.makeTempDir("mnt")
+        defer { if given == nil { Harness.cleanUpMount(mountpoint) } }
+        let before = Harness.mountPoints().count
+        let r = try Harness.run([Harness.jigdofs, "mount"] + options + sources + [mountpoint])
+        #expect(r.status != 0)
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "stderr: \(r.stderr)")
+        for w in words { #expect(r.stderr.contains(w), "stderr lacks '\(w)': \(r.stderr)") }
+        #expect(!Harness.isMounted(mountpoint) || given != nil)
+        #expect(Harness.mountPoints().count == before)
+    }
+
+    @Test func badSourcesLeaveNothingMounted() throws {
+        try expectMountFails(["/nonexistent/x.jigdo"], mentioning: ["/nonexistent/x.jigdo"])
+        let emptyDir = try Harness.makeTempDir("empty")
+        defer { try? FileManager.default.removeItem(atPath: emptyDir) }
+        try expectMountFails([emptyDir], mentioning: [emptyDir, ".jigdo"])
+        // A template cut short: its checksum no longer matches the .jigdo.
+        let bad = try Harness.makeTempDir("bad-template")
+        defer { try? FileManager.default.removeItem(atPath: bad) }
+        try FileManager.default.copyItem(atPath: release.jigdo("jf-md5-gz"), toPath: bad + "/release.jigdo")
+        let template = try Data(contentsOf: URL(fileURLWithPath: release.root + "/jf-md5-gz/release.template"))
+        try template.prefix(template.count / 2).write(to: URL(fileURLWithPath: bad + "/release.template"))
+        try expectMountFails([bad + "/release.jigdo"], mentioning: ["release.template"])
+        // No template at all.
+        try FileManager.default.removeItem(atPath: bad + "/release.template")
+        try expectMountFails([bad + "/release.jigdo"], mentioning: ["template"])
+        // Not a jigdo.
+        try expectMountFails([release.originalISO("jf-md5-gz")], mentioning: ["release.iso"])
+        // Mount point missing.
+        try expectMountFails([release.jigdo("jf-md5-gz")], mountpoint: "/nonexistent-mountpoint", mentioning: ["/nonexistent-mountpoint"])
+        // A bad FUSE option.
+        try expectMountFails([release.jigdo("jf-md5-gz")], options: ["-o", "no_such_option"], mentioning: ["no_such_option"])
+    }
+
+    @Test func busyMountpointIsRefused() throws {
+        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+            let before = Harness.mountPoints().filter { $0 == mnt }.count
+            try expectMountFails([release.jigdo("jf-md5-bz2")], mountpoint: mnt, mentioning: [mnt, "busy"])
+            #expect(Harness.mountPoints().filter { $0 == mnt }.count == before)
+        }
+    }
+
+    @Test(arguments: ["TERM", "INT", "fusermount3"])
+    func signalsAndFusermountUnmountCleanly(how: String) throws {
+        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+            let daemons = Harness.pids(withArgument: mnt)
+            #expect(daemons.count == 1)
+            guard let pid = daemons.first else { return }
+            if how == "fusermount3" {
+                try Harness.check(["fusermount3", "-u", mnt])
+            } else {
+                kill(pid, how == "TERM" ? SIGTERM : SIGINT)
+            }
+            try Harness.waitUntil("daemon \(pid) exits") { kill(pid, 0) != 0 || isZombie(pid) }
+            #expect(!Harness.isMounted(mnt))
+        }
+    }
+
+    @Test func missingPartsGiveEIOAndTheDaemonStaysUp() throws {
+        // The jigdo's own server (file:../tree/) does not resolve from a copy elsewhere.
+        let dir = try Harness.makeTempDir("no-parts")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for f in ["release.jigdo", "release.template"] {
+            try FileManager.default.copyItem(atPath: "\(release.root)/jf-md5-gz/\(f)", toPath: "\(dir)/\(f)")
+        }
+        let log = dir + "/daemon.log"
+        try Harness.withMount([dir + "/release.jigdo"], options: ["--log-file", log]) { mnt in
+            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.originalISO("jf-md5-gz")])
+            #expect(cmp.status == 2)
+            #expect(cmp.stderr.contains("Input/output error"), "\(cmp.stderr)")
+            // The first 32 KiB (ISO system area) come from the template and still read fine.
+            let head = try Harness.run(["head", "-c", "32768", mnt + "/release.iso"])
+            let original = try Data(contentsOf: URL(fileURLWithPath: release.originalISO("jf-md5-gz")))
+            #expect(head.stdoutData == original.prefix(32768))
+            #expect(Harness.isMounted(mnt))
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            #expect(text.contains("release.iso: read of"), "log: \(text)")
+            #expect(text.contains("has no local copy"), "log: \(text)")
+        }
+    }
+}
+
+func isZombie(_ pid: Int32) -> Bool {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = s.lastIndex(of: ")") else { return false }
+    return s[s.index(close, offsetBy: 2)] == "Z"
+}
+
+/// A small deterministic RNG so a failure can be replayed.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+final class Mutexed<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: T
+    init(_ v: T) { self.v = v }
+    func update(_ f: (inout T) -> Void) { lock.lock(); f(&v); lock.unlock() }
+    var value: T { lock.lock(); defer { lock.unlock() }; return v }
+}
