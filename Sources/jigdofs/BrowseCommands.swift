@@ -12,7 +12,7 @@ func openVolume(_ options: SourceOptions) throws -> ISO9660Volume {
     if looksLikeISO9660File(options.source) {
         return try ISO9660Volume.open(ImageFile(path: options.source), name: baseName(options.source))
     }
-    let (image, _, reader, _) = try options.openReader()
+    let (image, reader, _) = try options.openReader()
     return try ISO9660Volume.open(reader, name: image.imageName)
 }
 

@@ -24,7 +24,7 @@ struct MakeImage: ParsableCommand {
         if isDirectory(output) {
             throw CommandFailure(message: "\(output): is a directory", code: 1)
         }
-        let (image, _, reader, resolver) = try options.openReader()
+        let (image, reader, resolver) = try options.openReader()
         try requireAllParts(image, reader.parts, resolver)
 
         let out = try PartialOutputFile(finalPath: output)
@@ -52,7 +52,7 @@ struct Verify: ParsableCommand {
     @OptionGroup var options: SourceOptions
 
     func run() throws {
-        let (image, _, reader, resolver) = try options.openReader()
+        let (image, reader, resolver) = try options.openReader()
         try requireAllParts(image, reader.parts, resolver)
         let bar = ProgressBar(title: "Verifying")
         let result = try ImageStreamer(reader: reader).stream(

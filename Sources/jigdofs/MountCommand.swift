@@ -20,11 +20,7 @@ struct Mount: ParsableCommand {
     @Argument(help: ArgumentHelp("One or more .jigdo files or directories of them, then the mount point.", valueName: "SOURCE... MOUNTPOINT"))
     var paths: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Look for parts in this directory tree (repeatable). Files are matched by size, then checksum.", valueName: "DIR"))
-    var scan: [String] = []
-
-    @Option(name: .long, help: ArgumentHelp("A local copy of a [Servers] label: part LABEL:path is read from DIR/path (repeatable).", valueName: "LABEL=DIR"))
-    var map: [String] = []
+    @OptionGroup var partOptions: PartOptions
 
     @Option(name: .long, help: ArgumentHelp("Use this .template (only with a single .jigdo SOURCE).", valueName: "FILE"))
     var template: String?
@@ -51,9 +47,6 @@ struct Mount: ParsableCommand {
         if template != nil, sources.count != 1 || isDirectory(sources[0]) {
             throw ValidationError("--template needs exactly one SOURCE, a .jigdo file")
         }
-        var probe = SourceOptions()
-        probe.map = map
-        try probe.validate()
     }
 
     func run() throws {
@@ -113,11 +106,10 @@ struct Mount: ParsableCommand {
             byName[image.imageName] = file
             opened.append((file, image))
         }
-        var options = SourceOptions()
-        options.scan = scan.map(absolutePath)
-        options.map = map
+        // One checksum cache for all images: a scan of the same tree hashes each file once.
+        let cache = partOptions.checksumCache()
         return try opened.map { file, image in
-            let reader = try options.reader(for: image)
+            let (reader, _) = try partOptions.openReader(for: image, checksumCache: cache)
             return MountedImage(name: image.imageName, reader: reader, jigdoPath: file, modificationTime: modificationTime(file))
         }
     }
@@ -126,15 +118,6 @@ struct Mount: ParsableCommand {
         var st = stat()
         guard stat(path, &st) == 0 else { return timespec() }
         return st.st_mtim
-    }
-}
-
-extension SourceOptions {
-    /// The image's reader over its local parts (scans `--scan` directories).
-    func reader(for image: JigdoImage) throws -> ImageReader {
-        let resolver = try resolver(for: image)
-        let parts = try LocalParts(template: image.template, resolver: resolver, scanDirectories: scan)
-        return ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: parts)
     }
 }
 

@@ -4,19 +4,14 @@ import JigdoFormat
 import Logging
 import PartSources
 
-/// Options shared by every command that reads an image.
-struct SourceOptions: ParsableArguments {
-    @Argument(help: "The .jigdo file (plain or gzip-compressed).")
-    var source: String
-
+/// Where parts come from: options shared by every command that reads images (make-image,
+/// verify, ls, cat, mount).
+struct PartOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Look for parts in this directory tree (repeatable). Files are matched by size, then checksum.", valueName: "DIR"))
     var scan: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("A local copy of a [Servers] label: part LABEL:path is read from DIR/path (repeatable).", valueName: "LABEL=DIR"))
     var map: [String] = []
-
-    @Option(name: .long, help: ArgumentHelp("Use this .template instead of looking for it next to the .jigdo.", valueName: "FILE"))
-    var template: String?
 
     @Option(name: .long, help: ArgumentHelp("An older ISO 9660 image (file or block device) whose files may be parts: matched by size, then checksum, and read from the image (repeatable).", valueName: "OLD.iso"))
     var scanImage: [String] = []
@@ -51,13 +46,6 @@ struct SourceOptions: ParsableArguments {
         return out
     }
 
-    func openImage() throws -> JigdoImage {
-        guard fileExists(source) else {
-            throw JigdoError(.io, path: source, "no such file")
-        }
-        return try JigdoImage.open(jigdoPath: source, templatePath: template)
-    }
-
     func resolver(for image: JigdoImage) throws -> LocationResolver {
         var resolver = LocationResolver(descriptor: image.descriptor)
         resolver.prepend = try mapOverrides()
@@ -67,25 +55,28 @@ struct SourceOptions: ParsableArguments {
         return resolver
     }
 
-    /// Opens the image with its local part sources, showing scan progress on a terminal.
-    func openReader(progressTitle: String = "Scanning") throws -> (JigdoImage, LocalParts, ImageReader, LocationResolver) {
-        let image = try openImage()
+    /// The persistent checksum cache for --scan/--scan-image, if wanted and usable.
+    func checksumCache() -> ChecksumCache? {
+        guard (!scan.isEmpty || !scanImage.isEmpty) && !noScanCache else { return nil }
+        do {
+            return try ChecksumCache(directory: cacheDir.map(absolutePath) ?? ChecksumCache.defaultDirectory())
+        } catch {
+            Logger(label: "jigdofs").warning("\(error); scanning without a checksum cache")
+            return nil
+        }
+    }
+
+    /// The image's reader over its part sources: local parts (scan, map, the jigdo's own local
+    /// locations), then files inside older images. Scan progress is shown on a terminal.
+    func openReader(for image: JigdoImage, checksumCache: ChecksumCache? = nil) throws -> (ImageReader, LocationResolver) {
         let resolver = try resolver(for: image)
-        let bar = ProgressBar(title: progressTitle)
+        let bar = ProgressBar(title: "Scanning")
         var progress: LocalParts.ScanProgress?
         if bar.isActive {
             progress = { done, total in bar.update(done: done, total: total) }
         }
-        var checksumCache: ChecksumCache?
-        if (!scan.isEmpty || !scanImage.isEmpty) && !noScanCache {
-            do {
-                checksumCache = try ChecksumCache(directory: cacheDir ?? ChecksumCache.defaultDirectory())
-            } catch {
-                Logger(label: "jigdofs").warning("\(error); scanning without a checksum cache")
-            }
-        }
         let parts = try LocalParts(
-            template: image.template, resolver: resolver, scanDirectories: scan,
+            template: image.template, resolver: resolver, scanDirectories: scan.map(absolutePath),
             checksumCache: checksumCache, progress: progress)
         bar.finish()
         var source: any PartSource = parts
@@ -102,7 +93,32 @@ struct SourceOptions: ParsableArguments {
             source = PartSourceChain([parts, old], partCount: image.template.parts.count)
         }
         let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: source)
-        return (image, parts, reader, resolver)
+        return (reader, resolver)
+    }
+}
+
+/// A single .jigdo SOURCE and where its parts come from.
+struct SourceOptions: ParsableArguments {
+    @Argument(help: "The .jigdo file (plain or gzip-compressed).")
+    var source: String
+
+    @Option(name: .long, help: ArgumentHelp("Use this .template instead of looking for it next to the .jigdo.", valueName: "FILE"))
+    var template: String?
+
+    @OptionGroup var parts: PartOptions
+
+    func openImage() throws -> JigdoImage {
+        guard fileExists(source) else {
+            throw JigdoError(.io, path: source, "no such file")
+        }
+        return try JigdoImage.open(jigdoPath: source, templatePath: template)
+    }
+
+    /// Opens the image with its part sources.
+    func openReader() throws -> (JigdoImage, ImageReader, LocationResolver) {
+        let image = try openImage()
+        let (reader, resolver) = try parts.openReader(for: image, checksumCache: parts.checksumCache())
+        return (image, reader, resolver)
     }
 }
 
