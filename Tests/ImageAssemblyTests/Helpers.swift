@@ -13,23 +13,27 @@ struct OpenedImage {
     let resolver: LocationResolver
 }
 
+/// `streamedWindow`: decompress every template chunk as a stream in windows of this size
+/// (normally only chunks over 4 MiB are).
 func openImage(jigdo: String, template: String? = nil, map: [String: String] = [:], scan: [String] = [],
-               cacheBudget: Int = 32 << 20) throws -> OpenedImage {
+               cacheBudget: Int = 32 << 20, streamedWindow: Int? = nil,
+               scanProgress: LocalParts.ScanProgress? = nil) throws -> OpenedImage {
     let image = try JigdoImage.open(jigdoPath: jigdo, templatePath: template)
     var resolver = LocationResolver(descriptor: image.descriptor)
     for (label, dir) in map {
         let d = dir.hasSuffix("/") ? dir : dir + "/"
         resolver.prepend[label, default: []].append(JigdoLocation(value: "file:" + d, base: d))
     }
-    let parts = try LocalParts(template: image.template, resolver: resolver, scanDirectories: scan)
-    let reader = ImageReader(
-        template: TemplateDataReader(file: image.templateFile, info: image.template, cacheBudget: cacheBudget),
-        parts: parts)
+    let parts = try LocalParts(template: image.template, resolver: resolver, scanDirectories: scan, progress: scanProgress)
+    let templateReader = streamedWindow.map {
+        TemplateDataReader(file: image.templateFile, info: image.template, cacheBudget: cacheBudget, largeChunkThreshold: 0, windowSize: $0)
+    } ?? TemplateDataReader(file: image.templateFile, info: image.template, cacheBudget: cacheBudget)
+    let reader = ImageReader(template: templateReader, parts: parts)
     return OpenedImage(image: image, parts: parts, reader: reader, resolver: resolver)
 }
 
-func openImage(_ v: FixtureVariant, cacheBudget: Int = 32 << 20) throws -> OpenedImage {
-    try openImage(jigdo: v.jigdo, cacheBudget: cacheBudget)
+func openImage(_ v: FixtureVariant, cacheBudget: Int = 32 << 20, streamedWindow: Int? = nil) throws -> OpenedImage {
+    try openImage(jigdo: v.jigdo, cacheBudget: cacheBudget, streamedWindow: streamedWindow)
 }
 
 /// Streams the whole image and compares it, buffer by buffer, with `iso`.

@@ -21,6 +21,23 @@ struct ImageAssemblyTests {
         #expect(r.equal, "streamed image must equal \(v.iso) byte for byte")
     }
 
+    @Test("chunks decompressed as streams in small windows give the same image", arguments: FixtureVariant.names)
+    func streamedChunks(_ name: String) throws {
+        let v = try Fixtures.release().variant(name)
+        // Odd window size, tiny cache: windows are evicted, streams restarted on backward reads.
+        let opened = try openImage(v, cacheBudget: 64 << 10, streamedWindow: 3001)
+        let r = try streamAndCompare(opened.reader, with: v.iso)
+        #expect(r.matches && r.equal)
+        let iso = try readBytes(v.iso)
+        var rng = SeededRandom(seed: 77)
+        for _ in 0..<300 {
+            let offset = Int64.random(in: 0..<Int64(iso.count), using: &rng)
+            let count = Int.random(in: 1...200_000, using: &rng)
+            let got = try opened.reader.read(at: offset, count: count)
+            #expect(bytesEqual(got, iso[Int(offset)..<min(Int(offset) + count, iso.count)]), "read(at: \(offset), count: \(count))")
+        }
+    }
+
     @Test("random, unaligned and boundary ranges equal the ISO", arguments: FixtureVariant.names)
     func randomRanges(_ name: String) throws {
         let v = try Fixtures.release().variant(name)
@@ -76,9 +93,9 @@ struct ImageAssemblyTests {
 
     @Test("8 threads reading random ranges concurrently all get the right bytes")
     func concurrentReads() throws {
-        for name in ["jf-md5-gz", "jte-sha256-bz2"] {
+        for (name, window) in [("jf-md5-gz", nil), ("jte-sha256-bz2", nil), ("jf-sha256-gz", 8192)] {
             let v = try Fixtures.release().variant(name)
-            let opened = try openImage(v, cacheBudget: 2 << 20)
+            let opened = try openImage(v, cacheBudget: 2 << 20, streamedWindow: window)
             let iso = try readBytes(v.iso)
             let reader = opened.reader
             let failures = Mutex<[String]>([])
@@ -161,8 +178,16 @@ struct ImageAssemblyTests {
         try writeBytes(decoy, to: extra + "/sub/decoy.rpm")
         try copyTree(part0, to: extra + "/sub/duplicate.rpm")
 
-        let opened = try openImage(jigdo: jigdo, template: v.template, scan: [extra, release.tree, release.tree + "/"])
+        let totals = Mutex<(hashed: Int64, total: Int64)>((0, 0))
+        let opened = try openImage(jigdo: jigdo, template: v.template, scan: [extra, release.tree, release.tree + "/"],
+                                   scanProgress: { hashed, total in totals.withLock { $0 = (max($0.hashed, hashed), total) } })
         #expect(opened.parts.missingParts().isEmpty)
+        // Only files whose size is some part's size are hashed, each path once.
+        let partSizes = Set(opened.image.template.parts.map(\.length))
+        let candidates = (regularFiles(under: extra) + regularFiles(under: release.tree))
+            .map { (try? ReadOnlyFile(path: $0).size) ?? -1 }.filter { partSizes.contains($0) }
+        let t = totals.withLock { $0 }
+        #expect(t.total == candidates.reduce(0, +) && t.hashed == t.total, "\(t)")
         let r = try streamAndCompare(opened.reader, with: v.iso)
         #expect(r.matches && r.equal)
     }

@@ -47,8 +47,12 @@ final class TreeParts: PartSource {
         func isLocallyAvailable(_ index: Int) -> Bool { files[parts[index].checksum] != nil }
     }
 
-    func reader(for info: TemplateInfo, file: ReadOnlyFile) -> ImageReader {
-        ImageReader(template: TemplateDataReader(file: file, info: info), parts: Bound(files: files, parts: info.parts))
+    /// `streamed`: decompress every chunk as a stream in small windows.
+    func reader(for info: TemplateInfo, file: ReadOnlyFile, streamed: Bool = false) -> ImageReader {
+        let template = streamed
+            ? TemplateDataReader(file: file, info: info, largeChunkThreshold: 0, windowSize: 5000)
+            : TemplateDataReader(file: file, info: info)
+        return ImageReader(template: template, parts: Bound(files: files, parts: info.parts))
     }
 }
 
@@ -65,13 +69,13 @@ enum Outcome: Equatable {
 }
 
 /// Parses `path` and reads the whole image it describes.
-func readWholeImage(templatePath path: String, parts: TreeParts, iso: [UInt8]) -> Outcome {
+func readWholeImage(templatePath path: String, parts: TreeParts, iso: [UInt8], streamed: Bool = false) -> Outcome {
     do {
         let file = try ReadOnlyFile(path: path)
         let info = try TemplateInfo.read(file)
         // One corrupt byte cannot change both the image length and the areas that must add up to it.
         guard info.imageLength <= Int64(iso.count) * 2 else { return .bug("image length \(info.imageLength) accepted") }
-        let bytes = try parts.reader(for: info, file: file).read(at: 0, count: Int(info.imageLength))
+        let bytes = try parts.reader(for: info, file: file, streamed: streamed).read(at: 0, count: Int(info.imageLength))
         guard Int64(bytes.count) == info.imageLength else { return .bug("short read \(bytes.count) of \(info.imageLength)") }
         var h = ChecksumHasher(info.checksumKind)
         h.update(bytes)
@@ -122,7 +126,7 @@ struct TemplateCorruptionTests {
         var notRejected: [Int] = []
         for length in 0..<template.count {
             try writeBytes(Array(template[..<length]), to: path)
-            let outcome = readWholeImage(templatePath: path, parts: parts, iso: iso)
+            let outcome = readWholeImage(templatePath: path, parts: parts, iso: iso, streamed: length % 2 == 1)
             if case .bug(let why) = outcome { bugs.append("truncated to \(length): \(why)") }
             if outcome == .correct { bugs.append("truncated to \(length): accepted as correct") }
             if !rejectedByJigdoChecksum(jigdo: jigdo, template: path, expected: expected) { notRejected.append(length) }
@@ -132,6 +136,7 @@ struct TemplateCorruptionTests {
         // The intact template is still fine.
         try writeBytes(template, to: path)
         #expect(readWholeImage(templatePath: path, parts: parts, iso: iso) == .correct)
+        #expect(readWholeImage(templatePath: path, parts: parts, iso: iso, streamed: true) == .correct)
         #expect(try JigdoImage.open(jigdoPath: jigdo).templateCheck == .matched(v.checksumKind))
     }
 
@@ -161,7 +166,8 @@ struct TemplateCorruptionTests {
             // Vary the change: single low and high bits, and all bits.
             bytes[offset] ^= [0x01, 0x80, 0xff, 0x10][offset % 4]
             try writeBytes(bytes, to: path)
-            let outcome = readWholeImage(templatePath: path, parts: parts, iso: iso)
+            // Half of the cases through streamed decompression.
+            let outcome = readWholeImage(templatePath: path, parts: parts, iso: iso, streamed: offset % 2 == 1)
             switch outcome {
             case .bug(let why): bugs.append("byte \(offset): \(why)")
             case .error: counts["error", default: 0] += 1
