@@ -169,6 +169,7 @@ struct CLITests {
             (["info", v.jigdo, "--template", tmp.file("nope.template")], [tmp.file("nope.template")]),
             (["make-image", v.jigdo, "-o", tmp.file("o.iso"), "--scan", tmp.file("nodir")], [tmp.file("nodir")]),
             (["make-image", v.jigdo, "-o", tmp.file("o.iso"), "--map", "Base=\(tmp.file("nodir"))"], [tmp.file("nodir")]),
+            (["make-image", v.jigdo, "-o", tmp.file("nodir/o.iso")], [tmp.file("nodir/o.iso")]),
         ]
         for c in cases {
             let r = try CLI.run(c.args)
@@ -179,6 +180,35 @@ struct CLITests {
             #expect(r.status < 64 || r.status == 64, "\(c.args): not killed by a signal: \(r.status)")
         }
         #expect(!FileManager.default.fileExists(atPath: tmp.file("o.iso")))
+    }
+
+    @Test("an image checksum that does not match: verify says BAD (exit 3), make-image leaves nothing")
+    func imageChecksumMismatch() throws {
+        let release = try Fixtures.release()
+        let v = release.variant("jf-md5-gz")
+        let tmp = try TemporaryDirectory()
+        // A release copy whose template claims another image checksum (and whose .jigdo has no
+        // template checksum to catch that first).
+        try FileManager.default.createSymbolicLink(atPath: tmp.file("tree"), withDestinationPath: release.tree)
+        try FileManager.default.createDirectory(atPath: tmp.file("r"), withIntermediateDirectories: true)
+        let text = try String(contentsOfFile: v.jigdo, encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("Template-MD5Sum") }
+            .joined(separator: "\n")
+        try text.write(toFile: tmp.file("r/release.jigdo"), atomically: true, encoding: .utf8)
+        var template = try readBytes(v.template)
+        // DESC ends with the image entry: type 5, length (6), MD5 (16), block length (4), then
+        // the DESC length (6).
+        #expect(template[template.count - 6 - 4 - 16 - 6 - 1] == 5)
+        template[template.count - 6 - 4 - 16 + 3] ^= 0x40
+        try writeBytes(template, to: tmp.file("r/release.template"))
+
+        let verify = try CLI.run(["verify", tmp.file("r/release.jigdo")])
+        #expect(verify.status == 3, "\(verify)")
+        #expect(verify.stderrLines.count == 1 && verify.stderr.contains("BAD"), "\(verify)")
+        let make = try CLI.run(["make-image", tmp.file("r/release.jigdo"), "-o", tmp.file("r/out.iso")])
+        #expect(make.status == 3, "\(make)")
+        #expect(make.stderr.contains("does not match"), "\(make)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.file("r")).sorted() == ["release.jigdo", "release.template"])
     }
 
     @Test("a template that does not match the .jigdo: an error naming both sums")

@@ -91,6 +91,25 @@ struct ImageAssemblyTests {
         try check(0, Int(size), "whole image in one read")
     }
 
+    @Test("partsCovering lists the parts a range touches, in image order")
+    func partsCovering() throws {
+        let v = try Fixtures.release().variant("jte-md5-gz")
+        let opened = try openImage(v)
+        let info = opened.image.template
+        var rng = SeededRandom(seed: 5)
+        for _ in 0..<500 {
+            let offset = Int64.random(in: 0..<info.imageLength, using: &rng)
+            let count = Int64.random(in: 1...2_000_000, using: &rng)
+            let want = info.layout.compactMap { e -> Int? in
+                guard case .part(let p) = e.source, e.imageOffset < offset + count, e.imageOffset + e.length > offset else { return nil }
+                return p
+            }
+            #expect(opened.reader.partsCovering(offset: offset, count: count) == want)
+        }
+        #expect(opened.reader.partsCovering(offset: info.imageLength, count: 10).isEmpty)
+        #expect(opened.reader.partsCovering(offset: 0, count: 0).isEmpty)
+    }
+
     @Test("8 threads reading random ranges concurrently all get the right bytes")
     func concurrentReads() throws {
         for (name, window) in [("jf-md5-gz", nil), ("jte-sha256-bz2", nil), ("jf-sha256-gz", 8192)] {
