@@ -91,6 +91,37 @@ struct ImageAssemblyTests {
         try check(0, Int(size), "whole image in one read")
     }
 
+    @Test("ImageStreamer: a failing part source or sink ends the stream with its error; odd buffer sizes")
+    func streamerErrors() throws {
+        let v = try Fixtures.release().variant("jf-md5-gz")
+        let image = try JigdoImage.open(jigdoPath: v.jigdo)
+        let noParts = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: NoParts())
+        let e = try #require(throws: JigdoError.self) { try ImageStreamer(reader: noParts).stream(sink: { _ in }) }
+        #expect(e.kind == .partUnavailable)
+
+        let opened = try openImage(v)
+        struct DiskFull: Error {}
+        var calls = 0
+        #expect(throws: DiskFull.self) {
+            try ImageStreamer(reader: opened.reader).stream(sink: { _ in
+                calls += 1
+                if calls == 3 { throw DiskFull() }
+            })
+        }
+        #expect(calls == 3, "no buffer is handed to the sink after it failed")
+
+        var small = ImageStreamer(reader: opened.reader)
+        small.bufferSize = 4097
+        small.bufferCount = 2
+        var last: Int64 = 0
+        var monotonic = true
+        let r = try small.stream(sink: { _ in }, progress: { done in
+            if done <= last { monotonic = false }
+            last = done
+        })
+        #expect(r.matches && monotonic && last == opened.reader.size)
+    }
+
     @Test("partsCovering lists the parts a range touches, in image order")
     func partsCovering() throws {
         let v = try Fixtures.release().variant("jte-md5-gz")
