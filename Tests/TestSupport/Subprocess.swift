@@ -78,11 +78,18 @@ public enum CLI {
     }()
 
     /// Runs `jigdofs ARGUMENTS` and captures stdout, stderr and the exit status.
+    ///
+    /// `XDG_CACHE_HOME` points into the per-process temp dir, so caches the command keeps
+    /// (the --scan checksum cache) never touch the user's ~/.cache; `environment` adds to or
+    /// overrides the inherited variables.
     @discardableResult
-    public static func run(_ arguments: [String], cwd: String? = nil) throws -> ProcessResult {
+    public static func run(_ arguments: [String], cwd: String? = nil, environment: [String: String] = [:]) throws -> ProcessResult {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw FixtureError("jigdofs binary not found at \(binary); run `swift build` first or set JIGDOFS_BINARY")
         }
-        return try Subprocess.run(binary, arguments, cwd: cwd)
+        var env = ProcessInfo.processInfo.environment
+        env["XDG_CACHE_HOME"] = ProcessTemp.root + "/xdg-cache"
+        env.merge(environment) { _, new in new }
+        return try Subprocess.run(binary, arguments, cwd: cwd, environment: env)
     }
 }
