@@ -40,6 +40,9 @@ public struct JigdoDescriptor: Sendable {
         version.hasPrefix("2") ? .sha256 : .md5
     }
 
+    /// Files larger than this are not read as .jigdo files.
+    public static let maxFileSize: Int64 = 64 << 20
+
     /// Reads a .jigdo file (plain or gzip), following local `[Include]` directives.
     public static func load(path: String) throws -> JigdoDescriptor {
         var parser = JigdoParser()
@@ -72,7 +75,13 @@ struct JigdoParser {
             let chain = (stack + [canonical]).joined(separator: " -> ")
             throw JigdoError(.syntax, path: path, "[Include] loop: \(chain)")
         }
-        let raw = try ReadOnlyFile(path: path).readAll()
+        let file = try ReadOnlyFile(path: path)
+        // The largest real .jigdo files (Debian Blu-ray sets) are a few MB; refusing anything huge
+        // keeps a mistaken SOURCE (an ISO, a disk) from being read whole into memory.
+        guard file.size <= JigdoDescriptor.maxFileSize else {
+            throw JigdoError(.syntax, path: path, "not a .jigdo file (\(file.size) bytes; .jigdo files are at most \(JigdoDescriptor.maxFileSize >> 20) MiB)")
+        }
+        let raw = try file.readAll()
         let bytes: [UInt8]
         do {
             bytes = try Decompression.gunzipConcatenated(raw)
