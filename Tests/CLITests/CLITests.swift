@@ -154,6 +154,8 @@ struct CLITests {
         try writeBytes(Array(try readBytes(v.template).prefix(3000)), to: tmp.file("short.template"))
         try writeBytes(Array("[Jigdo]\nVersion=3.0\n[Image]\nFilename=a\nTemplate=b\n".utf8), to: tmp.file("v3.jigdo"))
         try writeBytes(Array("[Image]\nFilename='unterminated\nTemplate=b\n".utf8), to: tmp.file("quote.jigdo"))
+        // A disk-image-sized SOURCE is refused without being read (sparse: costs no disk).
+        try Subprocess.shell("truncate -s 5G huge.iso", cwd: tmp.path)
 
         let cases: [(args: [String], mentions: [String])] = [
             (["info", tmp.file("missing.jigdo")], [tmp.file("missing.jigdo"), "no such file"]),
@@ -162,6 +164,7 @@ struct CLITests {
             (["make-image", tmp.path, "-o", tmp.file("o.iso")], [tmp.path, "directory"]),
             (["info", tmp.file("text.jigdo")], [tmp.file("text.jigdo"), "[Image]"]),
             (["info", v.iso], [v.iso]),
+            (["verify", tmp.file("huge.iso")], [tmp.file("huge.iso"), "not a .jigdo file"]),
             (["verify", v.template], [v.template]),
             (["info", tmp.file("v3.jigdo")], [tmp.file("v3.jigdo"), "3.0"]),
             (["info", tmp.file("quote.jigdo")], [tmp.file("quote.jigdo"), "quote"]),
