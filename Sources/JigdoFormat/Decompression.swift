@@ -74,17 +74,19 @@ public enum Decompression {
 
     /// The content of a .jigdo file: plain text, gzip, or any concatenation of gzip members and
     /// plain text (jigdo-file(1)), detected by content, not by file name.
-    public static func gunzipConcatenated(_ data: [UInt8]) throws(DecompressionFailure) -> [UInt8] {
+    /// More than `limit` bytes of content is an error (a small gzip file can expand enormously).
+    public static func gunzipConcatenated(_ data: [UInt8], limit: Int = .max) throws(DecompressionFailure) -> [UInt8] {
         var out = [UInt8]()
         var pos = 0
         while pos < data.count {
             if pos + 1 < data.count && data[pos] == 0x1f && data[pos + 1] == 0x8b {
-                pos += try inflateGzipMember(data, from: pos, appendingTo: &out)
+                pos += try inflateGzipMember(data, from: pos, appendingTo: &out, limit: limit)
             } else {
                 // Plain text up to the next gzip magic.
                 var end = pos
                 while end < data.count && !(data[end] == 0x1f && end + 1 < data.count && data[end + 1] == 0x8b) { end += 1 }
                 out.append(contentsOf: data[pos..<end])
+                if out.count > limit { throw DecompressionFailure("content is larger than \(limit >> 20) MiB") }
                 pos = end
             }
         }
@@ -92,7 +94,7 @@ public enum Decompression {
     }
 
     /// Inflates the gzip member at `start`; returns the number of input bytes it used.
-    private static func inflateGzipMember(_ data: [UInt8], from start: Int, appendingTo out: inout [UInt8]) throws(DecompressionFailure) -> Int {
+    private static func inflateGzipMember(_ data: [UInt8], from start: Int, appendingTo out: inout [UInt8], limit: Int) throws(DecompressionFailure) -> Int {
         var stream = z_stream()
         guard jfs_inflateInit2(&stream, 15 + 16) == Z_OK else { throw DecompressionFailure("zlib initialisation failed") }
         defer { inflateEnd(&stream) }
@@ -109,6 +111,10 @@ public enum Decompression {
                     let rc = inflate(&stream, Z_NO_FLUSH)
                     let produced = chunk - Int(stream.avail_out)
                     out.append(contentsOf: outBuf[0..<produced])
+                    if out.count > limit {
+                        result = .failure(DecompressionFailure("gzip data expands to more than \(limit >> 20) MiB"))
+                        return
+                    }
                     if rc == Z_STREAM_END {
                         result = .success(data.count - start - Int(stream.avail_in))
                         return

@@ -84,7 +84,7 @@ struct JigdoParser {
         let raw = try file.readAll()
         let bytes: [UInt8]
         do {
-            bytes = try Decompression.gunzipConcatenated(raw)
+            bytes = try Decompression.gunzipConcatenated(raw, limit: Int(JigdoDescriptor.maxFileSize) * 4)
         } catch {
             throw JigdoError(.syntax, path: path, "not a readable .jigdo file: \(error)")
         }
