@@ -197,6 +197,11 @@ struct ImageAssemblyTests {
             #expect(d.image.templateChecksums == plain.image.templateChecksums, "\(file)")
             #expect(d.version == plain.version)
         }
+        // A gzip bomb (300 MB of zeros in some 300 KB) is refused, not inflated into memory.
+        try Subprocess.shell("head -c 300000000 /dev/zero | gzip -1 > bomb.jigdo", cwd: tmp.path)
+        let bomb = try #require(throws: JigdoError.self) { try JigdoDescriptor.load(path: tmp.file("bomb.jigdo")) }
+        #expect(bomb.description.contains("bomb.jigdo") && bomb.description.contains("MiB"), "\(bomb)")
+
         // A whole verified image through the gzip .jigdo (its file: server does not resolve
         // from the temp dir, so the parts come from --map).
         let opened = try openImage(jigdo: tmp.file("gz.jigdo"), template: v.template, map: ["Base": release.tree])
