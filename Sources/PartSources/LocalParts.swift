@@ -26,6 +26,16 @@ public final class LocalParts: PartSource {
     private let resolved = Mutex<[Checksum: Resolution]>([:])
     private let openFiles = ByteBudgetCache<String, ReadOnlyFile>(budget: 64)
 
+    /// What a `--scan` did: files whose size fit a part, how many of them were read and hashed,
+    /// and how many checksums came from the persistent cache instead.
+    public struct ScanReport: Sendable, Equatable {
+        public var candidates = 0
+        public var hashedFiles = 0
+        public var hashedBytes: Int64 = 0
+        public var fromCache = 0
+    }
+    public let scanReport: ScanReport
+
     /// Progress of a scan: bytes hashed so far and bytes to hash in total.
     public typealias ScanProgress = @Sendable (_ hashed: Int64, _ total: Int64) -> Void
 
@@ -48,14 +58,14 @@ public final class LocalParts: PartSource {
             unverified[part.checksum] = paths
         }
         self.unverified = unverified
-        self.scanned = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress)
+        (self.scanned, self.scanReport) = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress)
     }
 
     /// Walks the directories, hashes only files whose size equals some part's size, and keeps
     /// those whose checksum is a part's.
     /// Files whose checksum is in `cache` (same path, size, mtime and inode) are not read again.
-    static func scan(_ dirs: [String], template: TemplateInfo, cache: ChecksumCache?, progress: ScanProgress?) throws -> [Checksum: [String]] {
-        guard !dirs.isEmpty else { return [:] }
+    static func scan(_ dirs: [String], template: TemplateInfo, cache: ChecksumCache?, progress: ScanProgress?) throws -> ([Checksum: [String]], ScanReport) {
+        guard !dirs.isEmpty else { return ([:], ScanReport()) }
         var wanted: [Int64: Set<Checksum>] = [:]
         for p in template.parts { wanted[p.length, default: []].insert(p.checksum) }
         var candidates: [ScannedFile] = []
@@ -86,10 +96,11 @@ public final class LocalParts: PartSource {
             }
             progress?(hashed, total)
         }
-        let (allFound, newSums) = results.withLock { ($0.found, $0.new) }
+        let (allFound, newSums, hashedBytes) = results.withLock { ($0.found, $0.new, $0.hashed) }
         cache?.store(newSums, kind: kind)
+        let report = ScanReport(candidates: candidates.count, hashedFiles: newSums.count, hashedBytes: hashedBytes, fromCache: known.count)
         // Deterministic order: the same path wins whatever the thread timing.
-        return allFound.mapValues { $0.sorted() }
+        return (allFound.mapValues { $0.sorted() }, report)
     }
 
     /// Whether a local copy exists (found by the scan, or a local location with the right size;
