@@ -114,6 +114,32 @@ struct BrowseTests {
         }
     }
 
+    /// jigdo-loop-mount counts the images in its private mount: X.iso.d is not one. (This
+    /// kernel has no iso9660 driver, so the loop mount itself may fail; it must not fail for
+    /// "2 images".)
+    @Test func jigdoLoopMountCountsOnlyImages() throws {
+        let state = try Harness.makeTempDir("loop-state")
+        let target = try Harness.makeTempDir("loop-target")
+        let env = Harness.helperEnvironment.merging(["JIGDO_LOOP_STATE_DIR": state]) { $1 }
+        defer {
+            _ = try? Harness.run([Harness.helper("jigdo-loop-mount"), "-u", target], environment: env)
+            Harness.cleanUpMount(target)
+            for m in Harness.mountPoints() where m.hasPrefix(state + "/") { Harness.cleanUpMount(m) }
+            try? FileManager.default.removeItem(atPath: state)
+        }
+        let r = try Harness.run([Harness.helper("jigdo-loop-mount"), release.jigdo("jf-md5-gz"), target, "--scan", release.tree], environment: env)
+        #expect(!r.stderr.contains("images"), "\(r.stderr)")
+        if r.status == 0 {
+            let cmp = try Harness.run(["cmp", target + "/README.txt", release.tree + "/README.txt"])
+            #expect(cmp.status == 0)
+            try Harness.check([Harness.helper("jigdo-loop-mount"), "-u", target], environment: env)
+        } else {
+            #expect(r.stderr.contains("cannot loop-mount"), "\(r.stderr)")
+        }
+        #expect(!Harness.isMounted(target))
+        #expect(Harness.mountPoints().filter { $0.hasPrefix(state + "/") }.isEmpty)
+    }
+
     /// Symlinks, execute bits and nested directories from Rock Ridge; names from Joliet when an
     /// ISO has no Rock Ridge (genisoimage -J, which leaves symlinks out).
     @Test func symlinksModesAndJolietNames() throws {
