@@ -63,7 +63,10 @@ let package = Package(
             dependencies: ["JigdoFormat"],
             path: "Tests/TestSupport"
         ),
-        .testTarget(name: "JigdoFormatTests", dependencies: ["JigdoFormat", "TestSupport"]),
+        .testTarget(
+            name: "JigdoFormatTests",
+            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport"]
+        ),
         .testTarget(
             name: "ImageAssemblyTests",
             dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport"]
@@ -74,5 +77,7 @@ let package = Package(
         ),
         // Mounts through the built `jigdofs` binary (root, /dev/fuse, loop devices).
         .testTarget(name: "MountTests"),
+        // Runs the built `jigdofs` binary (see TestSupport's `CLI`).
+        .testTarget(name: "CLITests", dependencies: ["JigdoFormat", "TestSupport"]),
     ]
 )

@@ -40,6 +40,9 @@ public struct JigdoDescriptor: Sendable {
         version.hasPrefix("2") ? .sha256 : .md5
     }
 
+    /// Files larger than this are not read as .jigdo files.
+    public static let maxFileSize: Int64 = 64 << 20
+
     /// Reads a .jigdo file (plain or gzip), following local `[Include]` directives.
     public static func load(path: String) throws -> JigdoDescriptor {
         var parser = JigdoParser()
@@ -72,10 +75,16 @@ struct JigdoParser {
             let chain = (stack + [canonical]).joined(separator: " -> ")
             throw JigdoError(.syntax, path: path, "[Include] loop: \(chain)")
         }
-        let raw = try ReadOnlyFile(path: path).readAll()
+        let file = try ReadOnlyFile(path: path)
+        // The largest real .jigdo files (Debian Blu-ray sets) are a few MB; refusing anything huge
+        // keeps a mistaken SOURCE (an ISO, a disk) from being read whole into memory.
+        guard file.size <= JigdoDescriptor.maxFileSize else {
+            throw JigdoError(.syntax, path: path, "not a .jigdo file (\(file.size) bytes; .jigdo files are at most \(JigdoDescriptor.maxFileSize >> 20) MiB)")
+        }
+        let raw = try file.readAll()
         let bytes: [UInt8]
         do {
-            bytes = try Decompression.gunzipConcatenated(raw)
+            bytes = try Decompression.gunzipConcatenated(raw, limit: Int(JigdoDescriptor.maxFileSize) * 4)
         } catch {
             throw JigdoError(.syntax, path: path, "not a readable .jigdo file: \(error)")
         }
@@ -99,7 +108,8 @@ struct JigdoParser {
         }
 
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is a single Character in Swift, so CRLF line ends need their own separator.
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNumber += 1
             var line = rawLine
             if line.last == "\r" { line = line.dropLast() }

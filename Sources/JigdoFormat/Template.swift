@@ -147,6 +147,11 @@ private struct TemplateParser {
         func need(_ n: Int, _ what: String) throws {
             if pos + n > end { throw corrupt("DESC entry '\(what)' at DESC offset \(pos - 1) runs past the end of the DESC part") }
         }
+        // Each length is below 2^48; stopping at 2^50 keeps the sums far from overflowing Int64
+        // however many entries a corrupt DESC holds.
+        func checkTotal() throws {
+            if imageOffset > 1 << 50 { throw corrupt("DESC areas add up to more than 2^50 bytes") }
+        }
         while pos < end {
             let type = desc[pos]
             pos += 1
@@ -157,6 +162,7 @@ private struct TemplateParser {
                 if len > 0 { layout.append(LayoutEntry(imageOffset: imageOffset, length: len, source: .templateData(dataOffset: dataOffset))) }
                 imageOffset += len
                 dataOffset += len
+                try checkTotal()
             case 3, 6, 7, 9, 10:
                 let sumLength = (type == 9 || type == 10) ? 32 : 16
                 let hasRsync = type != 3
@@ -173,6 +179,7 @@ private struct TemplateParser {
                 }
                 parts.append(TemplatePart(length: len, checksum: sum, rsyncSum: rsync))
                 imageOffset += len
+                try checkTotal()
             case 1, 5, 8:
                 let sumLength = type == 8 ? 32 : 16
                 let hasBlock = type != 1

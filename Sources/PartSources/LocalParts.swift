@@ -13,7 +13,8 @@ import Synchronization
 public final class LocalParts: PartSource {
     private enum Resolution: Sendable {
         case verified(String)
-        case unavailable
+        /// No usable copy; `rejected` says why the local candidates were refused (for the error).
+        case unavailable(rejected: [String])
     }
 
     public let template: TemplateInfo
@@ -129,13 +130,14 @@ public final class LocalParts: PartSource {
     private func verifiedPath(for part: TemplatePart) throws -> String {
         switch resolved.withLock({ $0[part.checksum] }) {
         case .verified(let p)?: return p
-        case .unavailable?: throw unavailable(part)
+        case .unavailable(let rejected)?: throw unavailable(part, rejected: rejected)
         case nil: break
         }
         if let p = scanned[part.checksum]?.first {
             resolved.withLock { $0[part.checksum] = .verified(p) }
             return p
         }
+        var rejected: [String] = []
         for path in unverified[part.checksum] ?? [] {
             guard fileSize(path) == part.length else { continue }
             do {
@@ -144,17 +146,24 @@ public final class LocalParts: PartSource {
                     resolved.withLock { $0[part.checksum] = .verified(path) }
                     return path
                 }
-                logger.warning("\(path): checksum \(sum.base64) does not match part \(part.checksum.base64); not used")
+                rejected.append("\(path) has checksum \(sum.base64)")
             } catch {
-                logger.warning("\(error)")
+                rejected.append("\(error)")
             }
+            // Debug only: the error thrown below carries the reason, and the CLI prints errors
+            // as one line.
+            logger.debug("part \(part.checksum.base64): local copy refused: \(rejected.last!)")
         }
-        resolved.withLock { $0[part.checksum] = .unavailable }
-        throw unavailable(part)
+        resolved.withLock { $0[part.checksum] = .unavailable(rejected: rejected) }
+        throw unavailable(part, rejected: rejected)
     }
 
-    private func unavailable(_ part: TemplatePart) -> JigdoError {
-        JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) has no local copy")
+    private func unavailable(_ part: TemplatePart, rejected: [String]) -> JigdoError {
+        if rejected.isEmpty {
+            return JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) has no local copy")
+        }
+        return JigdoError(.partUnavailable,
+            "part \(part.checksum.base64) (\(part.length) bytes): no local copy with the right checksum (\(rejected.joined(separator: "; ")))")
     }
 }
 
