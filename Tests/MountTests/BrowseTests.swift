@@ -104,6 +104,26 @@ struct BrowseTests {
         }
     }
 
+    /// With exactly one package available, that package reads through the view (its read
+    /// needs no other part) and another package does not.
+    @Test func readingAFileNeedsOnlyItsOwnPart() throws {
+        let dir = try Harness.makeTempDir("browse-one-part")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for f in ["release.jigdo", "release.template"] {
+            try FileManager.default.copyItem(atPath: "\(release.root)/jf-sha256-bz2/\(f)", toPath: "\(dir)/\(f)")
+        }
+        let package = "Packages/pkg 0034 with space.rpm" // 2.7 MB: many kernel reads
+        let other = "Packages/pkg 0017 with space.rpm"
+        try FileManager.default.createDirectory(atPath: dir + "/only", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(release.tree)/\(package)", toPath: dir + "/only/the-one.rpm")
+        try Harness.withMount([dir + "/release.jigdo"], options: ["--scan", dir + "/only", "--log-file", dir + "/log"]) { mnt in
+            let cmp = try Harness.run(["cmp", "\(mnt)/release.iso.d/\(package)", "\(release.tree)/\(package)"])
+            #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
+            let cat = try Harness.run(["cat", "\(mnt)/release.iso.d/\(other)"])
+            #expect(cat.status != 0 && cat.stderr.contains("Input/output error"), "\(cat.stderr)")
+        }
+    }
+
     @Test func aSquashfsImageHasNoBrowseView() throws {
         let sq = try SquashfsFixture.shared.get()
         try Harness.withMount([sq.jigdo]) { mnt in
