@@ -126,12 +126,6 @@ public final class JigdoFilesystem: Sendable {
         return .browse(view, inner.count > 1 && inner.hasSuffix("/") ? String(inner.dropLast()) : inner)
     }
 
-    /// Index of the image at `path` ("/name"), if any.
-    func image(at path: String) -> Int? {
-        if case .image(let i)? = node(at: path) { return i }
-        return nil
-    }
-
     /// The one place where errors become errno values. Expected answers (no such file, not a
     /// directory) are not logged; everything that becomes EIO or EOPNOTSUPP is, with the path.
     func errnoValue(_ error: Error, _ what: @autoclosure () -> String) -> Int32 {
@@ -346,10 +340,6 @@ public final class JigdoFilesystem: Sendable {
             break
         }
         return mask & W_OK != 0 ? -EROFS : 0
-    }
-
-    func readdirNames() -> [String] {
-        images.map(\.name) + viewNames
     }
 
     func statfs(_ st: inout statvfs) {
