@@ -47,10 +47,47 @@ struct BrowseTests {
                 let cmp = try Harness.run(["cmp", "\(view)/\(file)", "\(release.tree)/\(file)"])
                 #expect(cmp.status == 0, "\(file): \(cmp.stdout)\(cmp.stderr)")
             }
+            // Every file's content and every name, against the tree the ISO was made from.
+            let diff = try Harness.run(["diff", "-r", view, release.tree])
+            #expect(diff.status == 0, "\(diff.stdout.prefix(500))\(diff.stderr.prefix(500))")
             // Rock Ridge times: the source file's mtime, in seconds.
             let ours = try FileManager.default.attributesOfItem(atPath: view + "/README.txt")[.modificationDate] as? Date
             let source = try FileManager.default.attributesOfItem(atPath: release.tree + "/README.txt")[.modificationDate] as? Date
             #expect(ours != nil && source != nil && ours!.timeIntervalSince1970 == source!.timeIntervalSince1970.rounded(.down))
+        }
+    }
+
+    /// Eight threads read every file of a fresh mount at once (the first ones race to open the
+    /// volume), in unaligned pieces; each piece equals the source file's bytes.
+    @Test func eightThreadsReadTheTreeAtOnce() throws {
+        let fm = FileManager.default
+        let files = try ["Packages", "repodata", "extra dir"].flatMap { dir in
+            try fm.contentsOfDirectory(atPath: release.tree + "/" + dir).map { "\(dir)/\($0)" }
+        }.sorted()
+        try Harness.withMount([release.jigdo("jte-sha256-bz2")]) { mnt in
+            let failures = Mutexed<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 8) { thread in
+                var rng = SplitMix(seed: UInt64(thread + 11))
+                for (i, file) in files.enumerated() where i % 8 == thread || i % 5 == thread {
+                    guard let source = fm.contents(atPath: "\(release.tree)/\(file)") else {
+                        failures.update { $0.append("\(file): source unreadable") }; continue
+                    }
+                    let fd = open("\(mnt)/release.iso.d/\(file)", O_RDONLY)
+                    guard fd >= 0 else { failures.update { $0.append("\(file): open errno \(errno)") }; continue }
+                    defer { close(fd) }
+                    var got = Data()
+                    var buffer = [UInt8](repeating: 0, count: 200_000)
+                    while true {
+                        let want = Int(rng.next() % UInt64(buffer.count)) + 1
+                        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(got.count)) }
+                        if n < 0 { failures.update { $0.append("\(file): pread errno \(errno)") }; break }
+                        if n == 0 { break }
+                        got.append(contentsOf: buffer[0..<n])
+                    }
+                    if got != source { failures.update { $0.append("\(file): \(got.count) bytes differ from \(source.count)") } }
+                }
+            }
+            #expect(failures.value.isEmpty, "\(failures.value.prefix(5))")
         }
     }
 
