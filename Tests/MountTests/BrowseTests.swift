@@ -161,6 +161,32 @@ struct BrowseTests {
         }
     }
 
+    @Test func writesInsideTheViewFailWithEROFS() throws {
+        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+            let view = mnt + "/release.iso.d"
+            for (path, flags) in [("/README.txt", O_WRONLY), ("/README.txt", O_RDWR), ("/README.txt", O_WRONLY | O_TRUNC),
+                                  ("/new-file", O_WRONLY | O_CREAT), ("/Packages/new-file", O_WRONLY | O_CREAT)] {
+                let fd = open(view + path, flags, 0o644)
+                let e = errno
+                if fd >= 0 { close(fd) }
+                #expect(fd < 0 && e == EROFS, "open \(path) flags \(flags): fd \(fd) errno \(e)")
+            }
+            #expect(mkdir(view + "/Packages/dir", 0o755) != 0 && errno == EROFS)
+            #expect(unlink(view + "/README.txt") != 0 && errno == EROFS)
+            #expect(rmdir(view + "/extra dir") != 0 && errno == EROFS)
+            #expect(rename(view + "/README.txt", view + "/R") != 0 && errno == EROFS)
+            #expect(chmod(view + "/README.txt", 0o644) != 0 && errno == EROFS)
+            #expect(symlink("x", view + "/link") != 0 && errno == EROFS)
+            // Directories cannot be opened as files, and files are not directories.
+            let dirFD = open(view + "/Packages", O_RDONLY)
+            #expect(dirFD >= 0)
+            if dirFD >= 0 { close(dirFD) }
+            var st = stat()
+            #expect(stat(view + "/README.txt/x", &st) != 0 && errno == ENOTDIR)
+            #expect(stat(view + "/no-such-file", &st) != 0 && errno == ENOENT)
+        }
+    }
+
     @Test func aSquashfsImageHasNoBrowseView() throws {
         let sq = try SquashfsFixture.shared.get()
         try Harness.withMount([sq.jigdo]) { mnt in
