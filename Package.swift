@@ -8,7 +8,7 @@ import PackageDescription
 //   CSQLite            shim over libsqlite3 (persistent checksum cache of --scan)
 //   ISO9660            the file tree inside an image (ISO 9660, Rock Ridge, Joliet)
 //   PartSources        where part bytes come from: scanned dirs, mapped mirrors, old images
-//   CFuse3, FUSEBridge libfuse shim; the mount: images as read-only files, daemonizing
+//   CFuse3, FUSEBridge libfuse shim; the mount: images as read-only files (+ X.iso.d browse views), daemonizing
 //   jigdofs            the command line (ArgumentParser)
 let package = Package(
     name: "jigdofs",
@@ -48,7 +48,7 @@ let package = Package(
         ),
         .target(
             name: "FUSEBridge",
-            dependencies: ["CFuse3", "JigdoFormat", "ImageAssembly", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CFuse3", "JigdoFormat", "ImageAssembly", "ISO9660", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "jigdofs",

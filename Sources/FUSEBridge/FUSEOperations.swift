@@ -34,7 +34,7 @@ func makeOperations() -> fuse_operations {
             cfg.pointee.entry_timeout = 86400
             cfg.pointee.attr_timeout = 86400
             cfg.pointee.negative_timeout = 86400
-            // read() uses the file handle (the image index), never the path: libfuse may skip
+            // read() and readdir() use the file handle, never the path: libfuse may skip
             // the path lookup on every read.
             cfg.pointee.nullpath_ok = 1
             cfg.pointee.use_ino = 0
@@ -77,21 +77,51 @@ func makeOperations() -> fuse_operations {
         return fs.read(handle: fi.pointee.fh, into: UnsafeMutableRawBufferPointer(start: buf, count: size), at: Int64(offset))
     }
 
-    ops.release = { _, _ in 0 }
-
-    ops.opendir = { p, _ in
-        path(p) == "/" ? 0 : -ENOTDIR
+    ops.release = { _, fi in
+        if let fs = currentFilesystem(), let fi { fs.release(handle: fi.pointee.fh) }
+        return 0
     }
 
-    // With nullpath_ok the path may be NULL here; opendir has already refused anything but "/".
-    ops.readdir = { _, buf, filler, _, _, _ in
-        guard let fs = currentFilesystem(), let filler else { return -EIO }
-        _ = filler(buf, ".", nil, 0, fuse_fill_dir_flags(rawValue: 0))
-        _ = filler(buf, "..", nil, 0, fuse_fill_dir_flags(rawValue: 0))
-        for name in fs.readdirNames() {
-            if filler(buf, name, nil, 0, fuse_fill_dir_flags(rawValue: 0)) != 0 { break }
+    ops.opendir = { p, fi in
+        guard let fs = currentFilesystem(), let fi else { return -EIO }
+        let (result, handle) = fs.opendir(path(p))
+        if result == 0 {
+            fi.pointee.fh = handle
+            // Directories never change while mounted: the kernel may keep their listings.
+            fi.pointee.cache_readdir = 1
+            fi.pointee.keep_cache = 1
         }
+        return result
+    }
+
+    ops.releasedir = { _, fi in
+        if let fs = currentFilesystem(), let fi { fs.release(handle: fi.pointee.fh) }
         return 0
+    }
+
+    // With nullpath_ok the path is NULL here: the directory comes from the handle opendir set.
+    // Every name is given with offset 0, so libfuse collects the whole listing in one call.
+    ops.readdir = { _, buf, filler, _, fi, _ in
+        guard let fs = currentFilesystem(), let filler, let fi else { return -EIO }
+        return fs.readdir(handle: fi.pointee.fh) { name, type in
+            var st = stat()
+            st.st_mode = type
+            return filler(buf, name, &st, 0, fuse_fill_dir_flags(rawValue: 0)) == 0
+        }
+    }
+
+    ops.readlink = { p, buf, size in
+        guard let fs = currentFilesystem(), let buf, size > 0 else { return -EIO }
+        switch fs.readlink(path(p)) {
+        case .success(let target):
+            // readlink(2) semantics through libfuse: NUL-terminated, truncated to fit.
+            let bytes = Array(target.utf8.prefix(size - 1))
+            for (i, b) in bytes.enumerated() { buf[i] = CChar(bitPattern: b) }
+            buf[bytes.count] = 0
+            return 0
+        case .failure(let e):
+            return e.negated
+        }
     }
 
     ops.statfs = { _, st in
@@ -102,9 +132,7 @@ func makeOperations() -> fuse_operations {
 
     ops.access = { p, mask in
         guard let fs = currentFilesystem() else { return -EIO }
-        let name = path(p)
-        guard name == "/" || fs.image(at: name) != nil else { return -ENOENT }
-        return mask & W_OK != 0 ? -EROFS : 0
+        return fs.access(path(p), mask: mask)
     }
 
     ops.write = { _, _, _, _, _ in readOnly() }

@@ -2,8 +2,10 @@
 import Glibc
 #endif
 import ImageAssembly
+import ISO9660
 import JigdoFormat
 import Logging
+import Synchronization
 
 /// One image as the mount shows it: a read-only regular file in the root directory.
 public struct MountedImage: Sendable {
@@ -23,19 +25,43 @@ public struct MountedImage: Sendable {
     }
 }
 
-/// The filesystem behind the FUSE callbacks: a root directory with one file per image.
+/// The filesystem behind the FUSE callbacks: a root directory with one file per image and, for
+/// each image that is an ISO 9660 volume, a directory `X.iso.d` with the files inside it.
 ///
-/// Built once before mounting and never changed, so it needs no lock; every image reader is
-/// itself thread-safe. Each method returns 0 / a byte count, or a negated errno: this type and
-/// `FUSEOperations` are the only places where errors become errno values.
+/// The images and views are fixed before mounting; every image reader and volume is itself
+/// thread-safe. Each method returns 0 / a byte count, or a negated errno: this type and
+/// `FUSEOperations` are the only places where errors become errno values (`errnoValue`).
+///
+/// File handles: an image file's handle is its index; the root directory's is
+/// `rootDirectoryHandle`; a file or directory opened inside a view gets a fresh handle with the
+/// top bit set, kept in `handles` until released (so reads and readdir need no path).
+///
+/// Locks: `handles` (bookkeeping only) and each view's own; never held across I/O or a reply,
+/// never two at once.
 public final class JigdoFilesystem: Sendable {
     public let images: [MountedImage]
     private let index: [String: Int]
+    /// View name ("X.iso.d") -> view.
+    private let views: [String: BrowseView]
+    /// In root listing order (after the images).
+    private let viewNames: [String]
     private let logger: Logger
     private let owner: (uid: uid_t, gid: gid_t)
     private let mountTime: timespec
+    private let handles = Mutex<(next: UInt64, open: [UInt64: OpenEntry])>((1, [:]))
 
-    public init(images: [MountedImage], logger: Logger) throws {
+    static let rootDirectoryHandle: UInt64 = 1 << 62
+    static let browseHandleBit: UInt64 = 1 << 63
+
+    struct OpenEntry: Sendable {
+        let view: BrowseView
+        let path: String
+        let entry: ISOEntry
+    }
+
+    /// `browse`: give each ISO 9660 image a `X.iso.d` directory (probes each image's first
+    /// volume descriptor, which lies in the template).
+    public init(images: [MountedImage], logger: Logger, browse: Bool = true) throws {
         var index: [String: Int] = [:]
         for (i, image) in images.enumerated() {
             if let other = index[image.name] {
@@ -47,8 +73,29 @@ public final class JigdoFilesystem: Sendable {
             }
             index[image.name] = i
         }
+        var views: [String: BrowseView] = [:]
+        var viewNames: [String] = []
+        if browse {
+            for (i, image) in images.enumerated() {
+                let view = BrowseView(imageIndex: i, imageName: image.name, reader: image.reader)
+                guard index[view.name] == nil else {
+                    logger.warning("\(image.name): no browse view: an image is called \(view.name)")
+                    continue
+                }
+                do {
+                    guard try BrowseView.probe(image.reader) else { continue }
+                } catch {
+                    logger.warning("\(image.name): no browse view: cannot read its first volume descriptor: \(error)")
+                    continue
+                }
+                views[view.name] = view
+                viewNames.append(view.name)
+            }
+        }
         self.images = images
         self.index = index
+        self.views = views
+        self.viewNames = viewNames
         self.logger = logger
         self.owner = (getuid(), getgid())
         var now = timespec()
@@ -56,27 +103,103 @@ public final class JigdoFilesystem: Sendable {
         self.mountTime = images.map(\.modificationTime).max { $0.tv_sec < $1.tv_sec } ?? now
     }
 
-    /// Index of the image at `path` ("/name"), if any.
-    func image(at path: String) -> Int? {
-        guard path.hasPrefix("/") else { return nil }
-        return index[String(path.dropFirst())]
+    // MARK: Paths
+
+    /// What a path names.
+    enum Node {
+        case root
+        case image(Int)
+        /// The path inside the view ("/" for `X.iso.d` itself).
+        case browse(BrowseView, String)
     }
+
+    func node(at path: String) -> Node? {
+        guard path.hasPrefix("/") else { return nil }
+        if path == "/" { return .root }
+        let rest = path.dropFirst()
+        let slash = rest.firstIndex(of: "/")
+        let top = String(rest[..<(slash ?? rest.endIndex)])
+        if slash == nil, let i = index[top] { return .image(i) }
+        guard let view = views[top] else { return nil }
+        guard let slash else { return .browse(view, "/") }
+        let inner = String(rest[slash...])
+        return .browse(view, inner.count > 1 && inner.hasSuffix("/") ? String(inner.dropLast()) : inner)
+    }
+
+    /// The one place where errors become errno values. Expected answers (no such file, not a
+    /// directory) are not logged; everything that becomes EIO or EOPNOTSUPP is, with the path.
+    func errnoValue(_ error: Error, _ what: @autoclosure () -> String) -> Int32 {
+        if let e = error as? ISO9660Error {
+            switch e.kind {
+            case .notFound: return -ENOENT
+            case .notADirectory: return -ENOTDIR
+            case .isADirectory: return -EISDIR
+            case .symlinkLoop: return -ELOOP
+            case .unsupported:
+                logger.error("\(what()) failed (EOPNOTSUPP): \(error)")
+                return -EOPNOTSUPP
+            case .damaged, .notISO9660: break
+            }
+        }
+        // A part with no source is JigdoError(.partUnavailable), whose text names the part;
+        // anything else (a local file vanished, a corrupt chunk, damaged directories) is EIO.
+        logger.error("\(what()) failed (EIO): \(error)")
+        return -EIO
+    }
+
+    /// The entry at `inner` of `view`, or a negated errno (logged when it is EIO).
+    func browseEntry(_ view: BrowseView, _ inner: String) -> Result<ISOEntry, Errno> {
+        do {
+            return .success(try view.entry(at: inner))
+        } catch {
+            return .failure(Errno(errnoValue(error, "\(view.name)\(inner == "/" ? "" : inner): lookup")))
+        }
+    }
+
+    struct Errno: Error {
+        let negated: Int32
+        init(_ negated: Int32) { self.negated = negated }
+    }
+
+    // MARK: Operations
 
     func getattr(_ path: String, _ st: inout stat) -> Int32 {
         st = stat()
         st.st_uid = owner.uid
         st.st_gid = owner.gid
-        if path == "/" {
+        switch node(at: path) {
+        case nil:
+            return -ENOENT
+        case .root:
             st.st_mode = S_IFDIR | 0o555
-            st.st_nlink = 2
+            st.st_nlink = nlink_t(2 + views.count)
             st.st_mtim = mountTime
             st.st_ctim = mountTime
             st.st_atim = mountTime
             return 0
+        case .image(let i):
+            fillAttributes(i, &st)
+            return 0
+        case .browse(let view, "/"):
+            // X.iso.d itself: answered without opening the volume, so `ls -l MOUNT` reads no
+            // more than before. Times are the image file's; link count 1 ("unknown") so find(1)
+            // does not guess the number of subdirectories.
+            let image = images[view.imageIndex]
+            st.st_mode = S_IFDIR | 0o555
+            st.st_nlink = 1
+            st.st_mtim = image.modificationTime
+            st.st_ctim = image.modificationTime
+            st.st_atim = image.modificationTime
+            return 0
+        case .browse(let view, let inner):
+            switch browseEntry(view, inner) {
+            case .success(let entry):
+                BrowseAttributes.fill(entry, owner: owner, &st)
+                return 0
+            case .failure(let e):
+                return e.negated
+            }
         }
-        guard let i = image(at: path) else { return -ENOENT }
-        fillAttributes(i, &st)
-        return 0
     }
 
     func fillAttributes(_ i: Int, _ st: inout stat) {
@@ -93,30 +216,130 @@ public final class JigdoFilesystem: Sendable {
         st.st_gid = owner.gid
     }
 
-    /// Opening for writing is refused; the file handle is the image index, so reads need no
-    /// path lookup.
-    func open(_ path: String, flags: Int32) -> (result: Int32, handle: UInt64) {
-        guard let i = image(at: path) else { return (-ENOENT, 0) }
-        if flags & (O_WRONLY | O_RDWR) != 0 || flags & O_TRUNC != 0 { return (-EROFS, 0) }
-        return (0, UInt64(i))
+    private func register(_ open: OpenEntry) -> UInt64 {
+        handles.withLock { h in
+            let handle = Self.browseHandleBit | h.next
+            h.next += 1
+            h.open[handle] = open
+            return handle
+        }
     }
 
-    /// Reads into the kernel's buffer; returns the byte count (short only at the end of the image).
+    private func openEntry(_ handle: UInt64) -> OpenEntry? {
+        handles.withLock { $0.open[handle] }
+    }
+
+    /// Forgets a handle of a view entry (release, releasedir); other handles need nothing.
+    func release(handle: UInt64) {
+        guard handle & Self.browseHandleBit != 0 else { return }
+        _ = handles.withLock { $0.open.removeValue(forKey: handle) }
+    }
+
+    /// Opening for writing is refused; the file handle lets reads skip the path lookup.
+    func open(_ path: String, flags: Int32) -> (result: Int32, handle: UInt64) {
+        let writing = flags & (O_WRONLY | O_RDWR) != 0 || flags & O_TRUNC != 0
+        switch node(at: path) {
+        case .image(let i)?:
+            return writing ? (-EROFS, 0) : (0, UInt64(i))
+        case .browse(let view, let inner)?:
+            if writing { return (-EROFS, 0) }
+            switch browseEntry(view, inner) {
+            case .success(let entry):
+                if entry.isDirectory { return (-EISDIR, 0) }
+                return (0, register(OpenEntry(view: view, path: inner, entry: entry)))
+            case .failure(let e):
+                return (e.negated, 0)
+            }
+        case .root?:
+            return (-EISDIR, 0)
+        case nil:
+            return (-ENOENT, 0)
+        }
+    }
+
+    /// Reads into the kernel's buffer; returns the byte count (short only at the end of the file).
     func read(handle: UInt64, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int32 {
+        if handle & Self.browseHandleBit != 0 {
+            guard let open = openEntry(handle) else { return -EBADF }
+            do {
+                let volume = try open.view.volume()
+                return Int32(try volume.read(open.entry, at: offset, into: buffer))
+            } catch {
+                return errnoValue(error, "\(open.view.name)\(open.path): read of \(buffer.count) bytes at \(offset)")
+            }
+        }
         guard handle < UInt64(images.count) else { return -EBADF }
         let image = images[Int(handle)]
         do {
             return Int32(try image.reader.read(at: offset, into: buffer))
         } catch {
-            // A part with no source is JigdoError(.partUnavailable), whose text names the part;
-            // anything else (a local file vanished, a corrupt chunk) also becomes EIO.
-            logger.error("\(image.name): read of \(buffer.count) bytes at \(offset) failed (EIO): \(error)")
-            return -EIO
+            return errnoValue(error, "\(image.name): read of \(buffer.count) bytes at \(offset)")
         }
     }
 
-    func readdirNames() -> [String] {
-        images.map(\.name)
+    /// Checks that `path` is a directory; the handle lets readdir skip the path lookup.
+    func opendir(_ path: String) -> (result: Int32, handle: UInt64) {
+        switch node(at: path) {
+        case .root?:
+            return (0, Self.rootDirectoryHandle)
+        case .browse(let view, let inner)?:
+            switch browseEntry(view, inner) {
+            case .success(let entry):
+                guard entry.isDirectory else { return (-ENOTDIR, 0) }
+                return (0, register(OpenEntry(view: view, path: inner, entry: entry)))
+            case .failure(let e):
+                return (e.negated, 0)
+            }
+        case .image?:
+            return (-ENOTDIR, 0)
+        case nil:
+            return (-ENOENT, 0)
+        }
+    }
+
+    /// Calls `add` with each name and its file type bits ("." and ".." included) until it
+    /// returns false. A directory inside a view is read (from the image's template, normally)
+    /// before the first name is given, so a damaged one fails as a whole.
+    func readdir(handle: UInt64, _ add: (String, mode_t) -> Bool) -> Int32 {
+        var names: [(String, mode_t)] = [(".", S_IFDIR), ("..", S_IFDIR)]
+        if handle == Self.rootDirectoryHandle {
+            names += images.map { ($0.name, S_IFREG) }
+            names += viewNames.map { ($0, S_IFDIR) }
+        } else {
+            guard let open = openEntry(handle) else { return -EBADF }
+            do {
+                let entries = try open.view.volume().list(open.entry)
+                names += entries.map { ($0.name, mode_t($0.mode & 0o170000)) }
+            } catch {
+                return errnoValue(error, "\(open.view.name)\(open.path == "/" ? "" : open.path): readdir")
+            }
+        }
+        for (name, type) in names where !add(name, type) { break }
+        return 0
+    }
+
+    /// The target of a symlink inside a view.
+    func readlink(_ path: String) -> Result<String, Errno> {
+        guard case .browse(let view, let inner)? = node(at: path), inner != "/" else {
+            return .failure(Errno(node(at: path) == nil ? -ENOENT : -EINVAL))
+        }
+        return browseEntry(view, inner).flatMap { entry in
+            guard entry.type == .symlink, let target = entry.symlinkTarget else { return .failure(Errno(-EINVAL)) }
+            return .success(target)
+        }
+    }
+
+    /// Existence check for access(2); writing is refused.
+    func access(_ path: String, mask: Int32) -> Int32 {
+        switch node(at: path) {
+        case nil:
+            return -ENOENT
+        case .browse(let view, let inner)? where inner != "/":
+            if case .failure(let e) = browseEntry(view, inner) { return e.negated }
+        default:
+            break
+        }
+        return mask & W_OK != 0 ? -EROFS : 0
     }
 
     func statfs(_ st: inout statvfs) {

@@ -12,7 +12,9 @@ struct Mount: ParsableCommand {
         discussion: """
             Each SOURCE is a .jigdo file or a directory whose *.jigdo files each become one \
             image. The mount point shows one file per image, with its exact size; reads are \
-            assembled from the template and the local parts as they happen. The command returns \
+            assembled from the template and the local parts as they happen. Next to each ISO \
+            9660 image X.iso, a read-only directory X.iso.d shows the files inside it (listing \
+            it needs no part; reading a file reads only that file's parts). The command returns \
             once the mount is usable and keeps serving in the background (-f: in the foreground). \
             Unmount with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.
             """)
