@@ -35,6 +35,10 @@ ls -l "$mnt"
 step "the ISO's own directory tree, read straight from the template (jigdofs ls)"
 "$bin" ls "$demo/release/demo-1.0-x86_64.jigdo" / -l | head -n 8
 
+step "browsing the files inside the image, no root or loop device needed ($mnt/demo-1.0-x86_64.iso.d)"
+ls -l "$mnt/demo-1.0-x86_64.iso.d" | head -n 6
+cmp "$mnt/demo-1.0-x86_64.iso.d/repodata/primary.xml" "$demo/tree/repodata/primary.xml" && echo "repodata/primary.xml read through the mount equals the package tree's copy"
+
 step "xorriso reads the virtual ISO through the mount"
 xorriso -indev "$mnt/demo-1.0-x86_64.iso" -find / -type f 2>/dev/null | head -n 5
 
