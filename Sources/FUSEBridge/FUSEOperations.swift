@@ -63,11 +63,17 @@ func makeOperations() -> fuse_operations {
 
     ops.open = { p, fi in
         guard let fs = currentFilesystem(), let fi else { return -EIO }
-        let (result, handle) = fs.open(path(p), flags: fi.pointee.flags)
+        let name = path(p)
+        let (result, handle) = fs.open(name, flags: fi.pointee.flags)
         if result == 0 {
             fi.pointee.fh = handle
-            // Immutable content: pages cached by an earlier open stay valid.
-            fi.pointee.keep_cache = 1
+            if name == "/" + StatusFile.name {
+                // A new snapshot per open: bypass the page cache and the cached size.
+                fi.pointee.direct_io = 1
+            } else {
+                // Immutable content: pages cached by an earlier open stay valid.
+                fi.pointee.keep_cache = 1
+            }
         }
         return result
     }

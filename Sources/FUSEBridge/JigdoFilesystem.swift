@@ -53,10 +53,11 @@ public final class JigdoFilesystem: Sendable {
     static let rootDirectoryHandle: UInt64 = 1 << 62
     static let browseHandleBit: UInt64 = 1 << 63
 
-    struct OpenEntry: Sendable {
-        let view: BrowseView
-        let path: String
-        let entry: ISOEntry
+    enum OpenEntry: Sendable {
+        /// A file or directory inside a view.
+        case browse(view: BrowseView, path: String, entry: ISOEntry)
+        /// The status file: its content as of the open.
+        case status([UInt8])
     }
 
     /// `browse`: give each ISO 9660 image a `X.iso.d` directory (probes each image's first
@@ -109,6 +110,8 @@ public final class JigdoFilesystem: Sendable {
     enum Node {
         case root
         case image(Int)
+        /// The hidden status file.
+        case status
         /// The path inside the view ("/" for `X.iso.d` itself).
         case browse(BrowseView, String)
     }
@@ -120,6 +123,7 @@ public final class JigdoFilesystem: Sendable {
         let slash = rest.firstIndex(of: "/")
         let top = String(rest[..<(slash ?? rest.endIndex)])
         if slash == nil, let i = index[top] { return .image(i) }
+        if slash == nil, top == StatusFile.name { return .status }
         guard let view = views[top] else { return nil }
         guard let slash else { return .browse(view, "/") }
         let inner = String(rest[slash...])
@@ -180,6 +184,16 @@ public final class JigdoFilesystem: Sendable {
         case .image(let i):
             fillAttributes(i, &st)
             return 0
+        case .status:
+            // The size of a snapshot now; reads use direct I/O, so a later, longer snapshot
+            // is still read to its end.
+            st.st_mode = S_IFREG | 0o444
+            st.st_nlink = 1
+            st.st_size = off_t(StatusFile.snapshot(images).count)
+            st.st_mtim = mountTime
+            st.st_ctim = mountTime
+            st.st_atim = mountTime
+            return 0
         case .browse(let view, "/"):
             // X.iso.d itself: answered without opening the volume, so `ls -l MOUNT` reads no
             // more than before. Times are the image file's; link count 1 ("unknown") so find(1)
@@ -239,6 +253,8 @@ public final class JigdoFilesystem: Sendable {
     func open(_ path: String, flags: Int32) -> (result: Int32, handle: UInt64) {
         let writing = flags & (O_WRONLY | O_RDWR) != 0 || flags & O_TRUNC != 0
         switch node(at: path) {
+        case .status?:
+            return writing ? (-EROFS, 0) : (0, register(.status(StatusFile.snapshot(images))))
         case .image(let i)?:
             return writing ? (-EROFS, 0) : (0, UInt64(i))
         case .browse(let view, let inner)?:
@@ -246,7 +262,7 @@ public final class JigdoFilesystem: Sendable {
             switch browseEntry(view, inner) {
             case .success(let entry):
                 if entry.isDirectory { return (-EISDIR, 0) }
-                return (0, register(OpenEntry(view: view, path: inner, entry: entry)))
+                return (0, register(.browse(view: view, path: inner, entry: entry)))
             case .failure(let e):
                 return (e.negated, 0)
             }
@@ -260,12 +276,20 @@ public final class JigdoFilesystem: Sendable {
     /// Reads into the kernel's buffer; returns the byte count (short only at the end of the file).
     func read(handle: UInt64, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int32 {
         if handle & Self.browseHandleBit != 0 {
-            guard let open = openEntry(handle) else { return -EBADF }
-            do {
-                let volume = try open.view.volume()
-                return Int32(try volume.read(open.entry, at: offset, into: buffer))
-            } catch {
-                return errnoValue(error, "\(open.view.name)\(open.path): read of \(buffer.count) bytes at \(offset)")
+            switch openEntry(handle) {
+            case nil:
+                return -EBADF
+            case .status(let bytes)?:
+                guard offset < bytes.count else { return 0 }
+                let n = min(buffer.count, bytes.count - Int(offset))
+                bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: n) }
+                return Int32(n)
+            case .browse(let view, let path, let entry)?:
+                do {
+                    return Int32(try view.volume().read(entry, at: offset, into: buffer))
+                } catch {
+                    return errnoValue(error, "\(view.name)\(path): read of \(buffer.count) bytes at \(offset)")
+                }
             }
         }
         guard handle < UInt64(images.count) else { return -EBADF }
@@ -286,11 +310,11 @@ public final class JigdoFilesystem: Sendable {
             switch browseEntry(view, inner) {
             case .success(let entry):
                 guard entry.isDirectory else { return (-ENOTDIR, 0) }
-                return (0, register(OpenEntry(view: view, path: inner, entry: entry)))
+                return (0, register(.browse(view: view, path: inner, entry: entry)))
             case .failure(let e):
                 return (e.negated, 0)
             }
-        case .image?:
+        case .image?, .status?:
             return (-ENOTDIR, 0)
         case nil:
             return (-ENOENT, 0)
@@ -306,12 +330,12 @@ public final class JigdoFilesystem: Sendable {
             names += images.map { ($0.name, S_IFREG) }
             names += viewNames.map { ($0, S_IFDIR) }
         } else {
-            guard let open = openEntry(handle) else { return -EBADF }
+            guard case .browse(let view, let path, let entry)? = openEntry(handle) else { return -EBADF }
             do {
-                let entries = try open.view.volume().list(open.entry)
+                let entries = try view.volume().list(entry)
                 names += entries.map { ($0.name, mode_t($0.mode & 0o170000)) }
             } catch {
-                return errnoValue(error, "\(open.view.name)\(open.path == "/" ? "" : open.path): readdir")
+                return errnoValue(error, "\(view.name)\(path == "/" ? "" : path): readdir")
             }
         }
         for (name, type) in names where !add(name, type) { break }

@@ -1,0 +1,41 @@
+import JigdoFormat
+
+/// What an image's part sources hold and have done, for `jigdofs status`. Counts are of
+/// distinct parts (by checksum): an image may hold the same file twice.
+public struct PartStatistics: Codable, Sendable, Equatable {
+    public var partsTotal = 0
+    /// Readable from local files (scan, map, the jigdo's own local locations, old images).
+    public var partsLocal = 0
+    /// Readable from the download cache.
+    public var partsCached = 0
+    /// Neither local nor cached: a read would have to download them (or fail offline).
+    public var partsMissing = 0
+    public var bytesDownloaded: Int64 = 0
+    public var transfersInFlight = 0
+    /// Server (scheme://host) -> failed attempts.
+    public var failuresByMirror: [String: Int] = [:]
+
+    public init() {}
+}
+
+/// A part source that knows more than `isLocallyAvailable` tells (e.g. a download store).
+public protocol PartStatisticsProvider: Sendable {
+    func statistics(template: TemplateInfo) -> PartStatistics
+}
+
+extension ImageReader {
+    /// Statistics of this image's parts: from the source itself when it provides them, else
+    /// counted through `isLocallyAvailable`.
+    public func partStatistics() -> PartStatistics {
+        if let provider = parts as? any PartStatisticsProvider {
+            return provider.statistics(template: info)
+        }
+        var stats = PartStatistics()
+        var seen = Set<Checksum>()
+        for (i, part) in info.parts.enumerated() where seen.insert(part.checksum).inserted {
+            stats.partsTotal += 1
+            if parts.isLocallyAvailable(i) { stats.partsLocal += 1 } else { stats.partsMissing += 1 }
+        }
+        return stats
+    }
+}

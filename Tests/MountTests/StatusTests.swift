@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+/// `jigdofs status` and the hidden status file of a mount.
+@Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse and fusermount3"))
+struct StatusTests {
+    let release: Fixtures
+
+    init() throws {
+        release = try Fixtures.seed1.get()
+    }
+
+    /// Distinct part checksums listed in a .jigdo's [Parts] (what the status counts).
+    func distinctParts(_ jigdo: String) throws -> Int {
+        let text = try String(contentsOfFile: jigdo, encoding: .utf8)
+        let keys = text.split(separator: "\n").compactMap { line -> Substring? in
+            guard let eq = line.firstIndex(of: "=") else { return nil }
+            let key = line[..<eq]
+            return key.count == 22 || key.count == 43 ? key : nil
+        }
+        return Set(keys).count
+    }
+
+    struct Report: Decodable {
+        struct Image: Decodable {
+            struct Parts: Decodable {
+                var partsTotal: Int
+                var partsLocal: Int
+                var partsCached: Int
+                var partsMissing: Int
+            }
+            var name: String
+            var size: Int64
+            var parts: Parts
+        }
+        var images: [Image]
+    }
+
+    @Test func statusCountsLocalAndMissingPartsAndStaysHidden() throws {
+        // One image with every part local, one (a copy elsewhere) with none.
+        let dir = try Harness.makeTempDir("status")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for f in ["release.jigdo", "release.template"] {
+            try FileManager.default.copyItem(atPath: "\(release.root)/jf-sha256-gz/\(f)", toPath: "\(dir)/\(f)")
+        }
+        let text = try String(contentsOfFile: "\(dir)/release.jigdo", encoding: .utf8)
+        try text.replacingOccurrences(of: "Filename=release.iso", with: "Filename=orphan.iso")
+            .write(toFile: "\(dir)/release.jigdo", atomically: true, encoding: .utf8)
+        let parts = try distinctParts(release.jigdo("jf-md5-gz"))
+        #expect(parts > 100)
+
+        try Harness.withMount([release.jigdo("jf-md5-gz"), dir + "/release.jigdo"]) { mnt in
+            // Listing tools do not see the status file.
+            let listed = try Harness.check(["ls", "-a", mnt]).stdout.split(separator: "\n").map(String.init)
+            #expect(!listed.contains(".jigdofs-status"))
+            #expect(listed.contains("release.iso") && listed.contains("orphan.iso"))
+
+            let json = try Harness.check([Harness.jigdofs, "status", mnt, "--json"])
+            let report = try JSONDecoder().decode(Report.self, from: json.stdoutData)
+            let byName = Dictionary(uniqueKeysWithValues: report.images.map { ($0.name, $0) })
+            let full = try #require(byName["release.iso"])
+            #expect(full.parts.partsTotal == parts)
+            #expect(full.parts.partsLocal == parts)
+            #expect(full.parts.partsMissing == 0)
+            let orphan = try #require(byName["orphan.iso"])
+            #expect(orphan.parts.partsTotal == parts)
+            #expect(orphan.parts.partsLocal == 0)
+            #expect(orphan.parts.partsMissing == parts)
+            let isoSize = try FileManager.default.attributesOfItem(atPath: release.originalISO("jf-md5-gz"))[.size] as? Int64
+            #expect(full.size == isoSize)
+
+            let human = try Harness.check([Harness.jigdofs, "status", mnt])
+            #expect(human.stdout.contains("\(parts) total, \(parts) local, 0 cached, 0 missing"), "\(human.stdout)")
+        }
+    }
+
+    @Test func statusOfSomethingElseIsAClearError() throws {
+        let dir = try Harness.makeTempDir("not-a-mount")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try Harness.run([Harness.jigdofs, "status", dir])
+        #expect(r.status != 0)
+        #expect(r.stderr.hasPrefix("jigdofs: ") && r.stderr.contains("not a jigdofs mount"), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1)
+    }
+}
