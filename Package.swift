@@ -73,10 +73,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ISO9660Tests",
-            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "ISO9660"]
+            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "ISO9660", "TestSupport"]
         ),
         // Mounts through the built `jigdofs` binary (root, /dev/fuse, loop devices).
-        .testTarget(name: "MountTests"),
+        .testTarget(name: "MountTests", dependencies: ["TestSupport"]),
         // Runs the built `jigdofs` binary (see TestSupport's `CLI`).
         .testTarget(name: "CLITests", dependencies: ["JigdoFormat", "TestSupport"]),
     ]

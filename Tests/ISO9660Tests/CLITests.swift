@@ -1,31 +1,11 @@
 import Foundation
 import ISO9660
+import TestSupport
 import Testing
 
-/// The built `jigdofs` binary (swift test builds it alongside the tests).
-private let jigdofsBinary = packageRoot + "/.build/debug/jigdofs"
-
-private struct Run {
-    var status: Int32
-    var stdout: Data
-    var stderr: String
-    var text: String { String(decoding: stdout, as: UTF8.self) }
-}
-
-private func jigdofs(_ args: [String]) throws -> Run {
-    let errPath = fixtureRoot + "/cli-stderr-\(UUID().uuidString)"
-    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-    defer { try? FileManager.default.removeItem(atPath: errPath) }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: jigdofsBinary)
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle(forWritingAtPath: errPath)
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Run(status: p.terminationStatus, stdout: data, stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+/// `jigdofs ARGS` (through TestSupport's `CLI`, so caches go to a temp dir).
+private func jigdofs(_ args: [String]) throws -> ProcessResult {
+    try CLI.run(args)
 }
 
 /// Parses `ls -lR` output into the xorriso-comparable form.
@@ -38,15 +18,8 @@ private func parseLongListing(_ text: String) -> [String: LsdlEntry] {
             if dir == "/" { result["/"] = nil }
             continue
         }
-        var rest = Substring(line)
-        var fields: [Substring] = []
-        for _ in 0..<7 {
-            rest = rest.drop { $0 == " " }
-            let f = rest.prefix { $0 != " " }
-            fields.append(f)
-            rest = rest.dropFirst(f.count)
-        }
-        rest = rest.dropFirst() // the one space before the name
+        let (fields, afterFields) = leadingFields(line, 7)
+        let rest = afterFields.dropFirst() // the one space before the name
         var name = String(rest)
         var target: String?
         if fields[0].hasPrefix("l"), let arrow = name.range(of: " -> ") {
@@ -62,9 +35,7 @@ private func parseLongListing(_ text: String) -> [String: LsdlEntry] {
 
 @Suite struct BrowseCommandLine {
     init() throws {
-        guard FileManager.default.isExecutableFile(atPath: jigdofsBinary) else {
-            throw ShellError(description: "\(jigdofsBinary) not built")
-        }
+        try CLI.requireBinary()
     }
 
     @Test(arguments: ["jf-sha256-gz", "jte-md5-gz"])
@@ -72,7 +43,7 @@ private func parseLongListing(_ text: String) -> [String: LsdlEntry] {
         let release = try releaseFixture.get()
         let run = try jigdofs(["ls", "-lR", "\(release)/\(variant)/release.jigdo"])
         #expect(run.status == 0, "\(run.stderr)")
-        var ours = parseLongListing(run.text)
+        var ours = parseLongListing(run.stdout)
         var theirs = try xorrisoListing(variant.hasPrefix("jte") ? "\(release)/\(variant)/release.iso" : release + "/release.iso")
         theirs["/"] = nil
         ours["/"] = nil
@@ -86,20 +57,20 @@ private func parseLongListing(_ text: String) -> [String: LsdlEntry] {
         #expect(run.status == 0, "\(run.stderr)")
         var theirs = try xorrisoListing(dir + "/rr.iso")
         theirs["/"] = nil
-        #expect(parseLongListing(run.text) == theirs)
+        #expect(parseLongListing(run.stdout) == theirs)
     }
 
     @Test func shortListingsAndSingleFiles() throws {
         let release = try releaseFixture.get()
         let jigdo = "\(release)/jf-md5-bz2/release.jigdo"
         let top = try jigdofs(["ls", jigdo])
-        #expect(top.text == "Packages\nREADME.txt\nextra dir\nrepodata\n")
+        #expect(top.stdout == "Packages\nREADME.txt\nextra dir\nrepodata\n")
         let packages = try jigdofs(["ls", jigdo, "/Packages"])
         let names = try FileManager.default.contentsOfDirectory(atPath: release + "/tree/Packages")
-        #expect(packages.text.split(separator: "\n").map(String.init) == names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        #expect(packages.stdout.split(separator: "\n").map(String.init) == names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
         let one = try jigdofs(["ls", "-l", jigdo, "README.txt"])
-        #expect(one.text.hasPrefix("-rw-r--r-- 1 0 0 "))
-        #expect(one.text.hasSuffix(" README.txt\n"))
+        #expect(one.stdout.hasPrefix("-rw-r--r-- 1 0 0 "))
+        #expect(one.stdout.hasSuffix(" README.txt\n"))
     }
 
     @Test func catEqualsTheSourceFile() throws {
@@ -109,10 +80,10 @@ private func parseLongListing(_ text: String) -> [String: LsdlEntry] {
         for extra in [["--scan", tree], ["--map", "Base=" + tree], []] {
             let run = try jigdofs(["cat", "\(release)/jte-sha256-bz2/release.jigdo", "/Packages/" + name] + extra)
             #expect(run.status == 0, "\(run.stderr)")
-            #expect(run.stdout == FileManager.default.contents(atPath: tree + "/Packages/" + name))
+            #expect(run.stdoutData == FileManager.default.contents(atPath: tree + "/Packages/" + name))
         }
         let plain = try jigdofs(["cat", release + "/release.iso", "README.txt"])
-        #expect(plain.text == "jigdofs test release 7\n")
+        #expect(plain.stdout == "jigdofs test release 7\n")
     }
 
     /// Without any parts: listing works, a file held in the template can be read, and a
@@ -120,13 +91,13 @@ private func parseLongListing(_ text: String) -> [String: LsdlEntry] {
     @Test func withoutParts() throws {
         let release = try releaseFixture.get()
         let lonely = fixtureRoot + "/lonely"
-        try sh("mkdir -p \(shellQuote(lonely)) && cp \(shellQuote(release))/jf-md5-gz/release.* \(shellQuote(lonely))/")
+        try Subprocess.shell("mkdir -p \(shellQuote(lonely)) && cp \(shellQuote(release))/jf-md5-gz/release.* \(shellQuote(lonely))/")
         let list = try jigdofs(["ls", "-lR", lonely + "/release.jigdo"])
         #expect(list.status == 0, "\(list.stderr)")
-        #expect(list.text.contains("/Packages:\n"))
+        #expect(list.stdout.contains("/Packages:\n"))
         let readme = try jigdofs(["cat", lonely + "/release.jigdo", "/README.txt"])
         #expect(readme.status == 0, "\(readme.stderr)")
-        #expect(readme.text == "jigdofs test release 7\n")
+        #expect(readme.stdout == "jigdofs test release 7\n")
         let package = try #require(try FileManager.default.contentsOfDirectory(atPath: release + "/tree/Packages").sorted().first {
             (try? FileManager.default.attributesOfItem(atPath: release + "/tree/Packages/" + $0)[.size] as? Int).flatMap { $0 } ?? 0 > 4096
         })
@@ -148,7 +119,7 @@ private func parseLongListing(_ text: String) -> [String: LsdlEntry] {
 
         // A jigdo of an image that is not ISO 9660 (a plain concatenation of files).
         let other = fixtureRoot + "/not-iso"
-        try sh("""
+        try Subprocess.shell("""
             mkdir -p \(shellQuote(other)) && cd \(shellQuote(other))
             head -c 70000 /dev/urandom > blob.img
             cat \(shellQuote(release))/tree/Packages/* >> blob.img

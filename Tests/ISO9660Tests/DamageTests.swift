@@ -1,6 +1,7 @@
 import Foundation
 import ISO9660
 import JigdoFormat
+import TestSupport
 import Testing
 
 /// Little-endian + big-endian 32-bit field (ECMA-119 "both-byte orders").
@@ -107,7 +108,7 @@ private func walkAll(_ v: ISO9660Volume) throws {
     /// error, never a crash or a hang.
     @Test func randomFlipsNeverCrash() throws {
         let good = try rrBytes()
-        var rng = SplitMix64(seed: 20261125) // fixed: a failure can be replayed
+        var rng = SeededRandom(seed: 20261125) // fixed: a failure can be replayed
         let rootLBA = le32(good, 32768 + 156 + 2)
         let end = min(good.count, (rootLBA + 40) * 2048)
         var errors = 0
@@ -130,18 +131,5 @@ private func walkAll(_ v: ISO9660Volume) throws {
             }
         }
         #expect(errors > 0)
-    }
-}
-
-/// A small seeded generator (SplitMix64), so fuzz rounds are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -4,9 +4,10 @@ import ISO9660
 import JigdoFormat
 import PartSources
 import Synchronization
+import TestSupport
 import Testing
 
-private func fixture(_ r: Result<String, ShellError>) throws -> String { try r.get() }
+private func fixture(_ r: Result<String, any Error>) throws -> String { try r.get() }
 
 private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) -> [String] {
     var out: [String] = []
@@ -53,7 +54,7 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
     @Test func directorySizesMatchIsoinfo() throws {
         let release = try fixture(releaseFixture)
         let volume = try ISO9660Volume.open(ImageFile(path: release + "/release.iso"), name: "release.iso")
-        let out = try sh("isoinfo -R -l -i \(shellQuote(release + "/release.iso"))")
+        let out = try Subprocess.shell("isoinfo -R -l -i \(shellQuote(release + "/release.iso"))")
         var checked = 0
         var current = ""
         for line in out.split(separator: "\n") {
@@ -93,7 +94,7 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
                 let isoPath = (dir == "/" ? "" : dir) + "/" + c.name
                 counting.reads.withLock { $0 = [:] }
                 let got = try volume.contents(of: c)
-                #expect(got == (try fileBytes(release + "/tree" + isoPath)), "\(isoPath)")
+                #expect(got == (try readBytes(release + "/tree" + isoPath)), "\(isoPath)")
                 var expected = Set<Int>()
                 for e in volume.imageRanges(of: c) { expected.formUnion(reader.partsCovering(offset: e.offset, count: e.length)) }
                 #expect(counting.partsRead == expected, "\(isoPath)")
@@ -121,7 +122,7 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
             let p = all[i % all.count]
             do {
                 let got = try volume.contents(of: volume.lookup(p))
-                if got != (try fileBytes(release + "/tree" + p)) { failures.withLock { $0.append(p) } }
+                if got != (try readBytes(release + "/tree" + p)) { failures.withLock { $0.append(p) } }
             } catch {
                 failures.withLock { $0.append("\(p): \(error)") }
             }
@@ -133,7 +134,7 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
     @Test func rockRidgeFilesAndLinks() throws {
         let dir = try fixture(rockRidgeFixture)
         let volume = try ISO9660Volume.open(ImageFile(path: dir + "/rr.iso"), name: "rr.iso")
-        #expect(try volume.contents(of: volume.lookup("/random.bin")) == (try fileBytes(dir + "/src/random.bin")))
+        #expect(try volume.contents(of: volume.lookup("/random.bin")) == (try readBytes(dir + "/src/random.bin")))
         let long = "n" + String(repeating: "n", count: 199) + ".txt"
         #expect(try volume.contents(of: volume.lookup(long)) == Array("long name\n".utf8))
         #expect(try volume.contents(of: volume.lookup("/ünïcödé-名前.txt")) == Array("été\n".utf8))
@@ -175,7 +176,7 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
     /// PN differently, both read as the source's major/minor.
     @Test(.enabled(if: getuid() == 0)) func deviceNodes() throws {
         let dir = fixtureRoot + "/devices"
-        try sh("""
+        try Subprocess.shell("""
             mkdir -p \(shellQuote(dir))/src && cd \(shellQuote(dir))
             mknod src/null c 1 3 && mknod src/loop b 7 200 && mknod src/big c 300 70000
             xorriso -as mkisofs -quiet -R -o x.iso src 2>/dev/null
@@ -198,16 +199,16 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
     /// listed but refuses reads.
     @Test func zisofsFiles() throws {
         let dir = try fixture(rockRidgeFixture)
-        let bytes = try fileBytes(dir + "/zisofs.iso")
+        let bytes = try readBytes(dir + "/zisofs.iso")
         let volume = try ISO9660Volume.open(MemoryImage(bytes), name: "zisofs.iso")
         var compressed = 0
         for name in ["text.txt", "zeros-inside.bin", "random.bin"] {
             let entry = try volume.lookup(name)
-            let original = try fileBytes(dir + "/zsrc/" + name)
+            let original = try readBytes(dir + "/zsrc/" + name)
             #expect(entry.size == Int64(original.count))
             if case .zisofs = entry.storage { compressed += 1 }
             #expect(try volume.contents(of: entry) == original, "\(name)")
-            var rng = SplitMix64(seed: 7)
+            var rng = SeededRandom(seed: 7)
             for _ in 0..<20 {
                 let off = Int.random(in: 0..<original.count, using: &rng)
                 let n = Int.random(in: 1...100_000, using: &rng)
@@ -231,7 +232,7 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
         #expect(patched >= 2)
         let odd = try ISO9660Volume.open(MemoryImage(renamed), name: "odd.iso")
         let text = try odd.lookup("text.txt")
-        #expect(text.size == Int64(try fileBytes(dir + "/zsrc/text.txt").count))
+        #expect(text.size == Int64(try readBytes(dir + "/zsrc/text.txt").count))
         do {
             _ = try odd.contents(of: text)
             Issue.record("read an unknown compression")

@@ -4,18 +4,19 @@ import ISO9660
 import JigdoFormat
 import PartSources
 import Synchronization
+import TestSupport
 import Testing
 
 /// Release N+1 of the release fixture: about a tenth of the packages changed (new content),
 /// one added, one removed; new.iso by xorriso, new.jigdo/.template by jigdo-file (MD5, gzip).
 /// Afterwards the new tree is deleted except `changed/` (the changed and added files), so the
 /// new release's parts can come only from there or from the old ISO.
-let upgradeFixture: Result<String, ShellError> = {
+let upgradeFixture: Result<String, any Error> = {
     do {
         let release = try releaseFixture.get()
         let dir = fixtureRoot + "/upgrade"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try sh("""
+        try Subprocess.shell("""
             cp -a \(shellQuote(release))/tree newtree
             mkdir changed
             python3 - <<'PY'
@@ -35,11 +36,11 @@ let upgradeFixture: Result<String, ShellError> = {
             """, cwd: dir)
         return .success(dir)
     } catch {
-        return .failure(ShellError(description: "\(error)"))
+        return .failure(error)
     }
 }()
 
-private let jigdofsBinary = packageRoot + "/.build/debug/jigdofs"
+private let jigdofsBinary = CLI.binary
 
 @Suite struct UpgradeFromOldImage {
     /// The old ISO supplies exactly the parts a scan of the old tree would: matching by size
@@ -80,7 +81,7 @@ private let jigdofsBinary = packageRoot + "/.build/debug/jigdofs"
         let dir = try upgradeFixture.get()
         let image = try JigdoImage.open(jigdoPath: dir + "/new.jigdo")
         let old = fixtureRoot + "/cached-old-\(UUID().uuidString).iso"
-        try sh("cp \(shellQuote(release))/release.iso \(shellQuote(old))")
+        try Subprocess.shell("cp \(shellQuote(release))/release.iso \(shellQuote(old))")
         let cache = try ChecksumCache(directory: fixtureRoot + "/cache-\(UUID().uuidString)")
         func scan() throws -> (ImageParts, Int64) {
             let hashed = Mutex<Int64>(0)
@@ -94,7 +95,7 @@ private let jigdofsBinary = packageRoot + "/.build/debug/jigdofs"
         #expect(hashedSecond == 0)
         #expect(first.missingParts() == second.missingParts())
         #expect(Set(first.matches.keys) == Set(second.matches.keys))
-        try sh("touch -d '2001-01-01' \(shellQuote(old))")
+        try Subprocess.shell("touch -d '2001-01-01' \(shellQuote(old))")
         let (_, hashedThird) = try scan()
         #expect(hashedThird == hashedFirst)
     }
@@ -104,14 +105,14 @@ private let jigdofsBinary = packageRoot + "/.build/debug/jigdofs"
         let dir = try upgradeFixture.get()
         let out = fixtureRoot + "/upgrade-out-\(UUID().uuidString).iso"
         defer { try? FileManager.default.removeItem(atPath: out) }
-        try sh("""
+        try Subprocess.shell("""
             \(shellQuote(jigdofsBinary)) make-image --no-scan-cache \(shellQuote(dir))/new.jigdo --scan-image \(shellQuote(release))/release.iso \
               --scan \(shellQuote(dir))/changed -o \(shellQuote(out)) >/dev/null
             cmp \(shellQuote(out)) \(shellQuote(dir))/new.iso
             rm \(shellQuote(out))
             """)
         // Without the changed files, make-image names what is missing: only changed parts.
-        let missing = try sh("""
+        let missing = try Subprocess.shell("""
             \(shellQuote(jigdofsBinary)) make-image --no-scan-cache \(shellQuote(dir))/new.jigdo --scan-image \(shellQuote(release))/release.iso \
               -o \(shellQuote(out)) 2>&1 >/dev/null || echo "exit $?"
             """)
@@ -123,7 +124,7 @@ private let jigdofsBinary = packageRoot + "/.build/debug/jigdofs"
         #expect(missing.contains("\(changedCount) of "), "\(missing)")
         #expect(!FileManager.default.fileExists(atPath: out))
         // Not an ISO.
-        let bad = try sh("\(shellQuote(jigdofsBinary)) verify \(shellQuote(dir))/new.jigdo --scan-image \(shellQuote(dir))/new.template 2>&1 || true")
+        let bad = try Subprocess.shell("\(shellQuote(jigdofsBinary)) verify \(shellQuote(dir))/new.jigdo --scan-image \(shellQuote(dir))/new.template 2>&1 || true")
         #expect(bad.contains("not an ISO 9660 image"), "\(bad)")
     }
 }

@@ -4,64 +4,18 @@ import ISO9660
 import JigdoFormat
 import PartSources
 import Synchronization
+import TestSupport
 import Testing
 
-// Fixtures are built once per test run with the real generators (xorriso, jigdo-file, libjte)
-// into one temporary directory, removed at exit.
+// The fixture release comes from TestSupport (shared with the other targets); the ISO-only
+// fixtures below are built once per test run with the real writers into the per-process temp
+// dir, removed at exit.
 
-let fixtureRoot: String = {
-    let dir = NSTemporaryDirectory() + "jigdofs-iso9660-tests-\(getpid())"
-    try? FileManager.default.removeItem(atPath: dir)
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    atexit { try? FileManager.default.removeItem(atPath: fixtureRoot) }
-    return dir
-}()
+let fixtureRoot: String = try! ProcessTemp.directory("iso9660")
 
-let packageRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.path
-}()
-
-struct ShellError: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Runs a bash script; returns stdout. Fails with stderr on a non-zero exit.
-@discardableResult
-func sh(_ script: String, cwd: String? = nil) throws -> String {
-    let errPath = fixtureRoot + "/stderr-\(UUID().uuidString)"
-    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-    defer { try? FileManager.default.removeItem(atPath: errPath) }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/bash")
-    p.arguments = ["-euo", "pipefail", "-c", script]
-    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle(forWritingAtPath: errPath)
-    try p.run()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else {
-        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        throw ShellError(description: "bash -c \(script.prefix(200)): exit \(p.terminationStatus): \(err)")
-    }
-    return String(decoding: outData, as: UTF8.self)
-}
-
-func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
-
-/// The release built by Tests/Fixtures/make-release.sh (ISO + jigdo-file and libjte variants).
-let releaseFixture: Result<String, ShellError> = {
-    let out = fixtureRoot + "/release"
-    do {
-        try sh("bash \(shellQuote(packageRoot + "/Tests/Fixtures/make-release.sh")) \(shellQuote(out)) 40 7 >/dev/null")
-        return .success(out)
-    } catch {
-        return .failure(ShellError(description: "\(error)"))
-    }
-}()
+/// The release built by Tests/Fixtures/make-release.sh (ISO + jigdo-file and libjte variants):
+/// its OUT directory.
+let releaseFixture: Result<String, any Error> = Result { try Fixtures.release(files: 40, seed: 7).root }
 
 /// A small tree with what Rock Ridge can express: symlinks (short, absolute, over 255 bytes so
 /// SL continues), deep directories, modes incl. setuid/sticky, a fifo, a hard link, a name of
@@ -70,7 +24,7 @@ let releaseFixture: Result<String, ShellError> = {
 /// by two other writers: geni.iso (genisoimage: RRIP 1.09, its own rr_moved relocation, and an
 /// overlong SL entry it gets wrong) and bsd.iso (libarchive's bsdtar); zisofs.iso holds
 /// zisofs-compressed files (xorriso -zisofs).
-let rockRidgeFixture: Result<String, ShellError> = {
+let rockRidgeFixture: Result<String, any Error> = {
     let dir = fixtureRoot + "/rr"
     let script = #"""
     mkdir -p src && cd src
@@ -106,16 +60,16 @@ let rockRidgeFixture: Result<String, ShellError> = {
     """#
     do {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try sh(script, cwd: dir)
+        try Subprocess.shell(script, cwd: dir)
         return .success(dir)
     } catch {
-        return .failure(ShellError(description: "\(error)"))
+        return .failure(error)
     }
 }()
 
 /// An ISO (iso-level 3) holding a sparse file just over 4 GiB, so xorriso writes it as two
 /// extents. Written sparse (dd conv=sparse), so it takes little disk.
-let multiExtentFixture: Result<String, ShellError> = {
+let multiExtentFixture: Result<String, any Error> = {
     let dir = fixtureRoot + "/big"
     let script = """
     mkdir -p src
@@ -128,10 +82,10 @@ let multiExtentFixture: Result<String, ShellError> = {
     """
     do {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try sh(script, cwd: dir)
+        try Subprocess.shell(script, cwd: dir)
         return .success(dir)
     } catch {
-        return .failure(ShellError(description: "\(error)"))
+        return .failure(error)
     }
 }()
 
@@ -145,58 +99,11 @@ struct LsdlEntry: Equatable, CustomStringConvertible {
 
 /// Path -> entry, from xorriso's own reading of the image.
 func xorrisoListing(_ iso: String) throws -> [String: LsdlEntry] {
-    let out = try sh("xorriso -indev \(shellQuote(iso)) -find / -exec lsdl 2>/dev/null")
     var result: [String: LsdlEntry] = [:]
-    for line in out.split(separator: "\n") {
-        var rest = Substring(line)
-        var fields: [Substring] = []
-        for _ in 0..<8 {
-            rest = rest.drop { $0 == " " }
-            let f = rest.prefix { $0 != " " }
-            fields.append(f)
-            rest = rest.dropFirst(f.count)
-        }
-        rest = rest.drop { $0 == " " }
-        let words = shellWords(String(rest))
-        guard fields.count == 8, let size = Int64(fields[4]), let path = words.first else { continue }
-        let target = words.count == 3 && words[1] == "->" ? words[2] : nil
-        result[path] = LsdlEntry(mode: String(fields[0]), size: size, target: target)
+    for e in try Xorriso.lsdl(iso) {
+        result[e.path] = LsdlEntry(mode: e.mode, size: e.size, target: e.target)
     }
     return result
-}
-
-/// Splits shell-quoted words ('...', "...", adjacent pieces join; unquoted -> stays).
-func shellWords(_ s: String) -> [String] {
-    var words: [String] = []
-    var cur = ""
-    var inWord = false
-    var it = Array(s)
-    var i = 0
-    while i < it.count {
-        let c = it[i]
-        if c == "'" {
-            inWord = true
-            i += 1
-            while i < it.count, it[i] != "'" { cur.append(it[i]); i += 1 }
-        } else if c == "\"" {
-            inWord = true
-            i += 1
-            while i < it.count, it[i] != "\"" {
-                if it[i] == "\\", i + 1 < it.count { i += 1 }
-                cur.append(it[i])
-                i += 1
-            }
-        } else if c == " " {
-            if inWord { words.append(cur); cur = ""; inWord = false }
-        } else {
-            inWord = true
-            cur.append(c)
-        }
-        i += 1
-    }
-    if inWord { words.append(cur) }
-    it.removeAll()
-    return words
 }
 
 /// Path -> entry, from our reader, in the same form (directories with size 0, as xorriso).
@@ -247,8 +154,4 @@ func openJigdo(_ variant: String, release: String, parts: (LocalParts) -> any Pa
                                scanDirectories: [release + "/tree"])
     let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: parts(local))
     return (reader, local)
-}
-
-func fileBytes(_ path: String) throws -> [UInt8] {
-    try ReadOnlyFile(path: path).readAll()
 }

@@ -1,4 +1,6 @@
 import Foundation
+import Synchronization
+import TestSupport
 import Testing
 
 // The browse view: next to each ISO 9660 image X.iso, a read-only directory X.iso.d with the
@@ -6,10 +8,10 @@ import Testing
 // source tree the ISO was made from.
 @Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse and fusermount3"))
 struct BrowseTests {
-    let release: Fixtures
+    let release: FixtureRelease
 
     init() throws {
-        release = try Fixtures.seed1.get()
+        release = try Fixtures.release()
     }
 
     /// Some files of the tree worth reading: one with spaces, an empty one, the largest, one
@@ -31,11 +33,11 @@ struct BrowseTests {
         return ["Packages/pkg 0017 with space.rpm", empty, largest, small, copy, "README.txt", "repodata/primary.xml"]
     }
 
-    @Test(arguments: Fixtures.variants)
+    @Test(arguments: FixtureVariant.names)
     func treeAgreesWithXorrisoAndFilesWithTheSource(variant: String) throws {
-        let expected = try xorrisoTree(release.originalISO(variant))
+        let expected = try xorrisoTree(release.variant(variant).iso)
         #expect(expected.count > 300)
-        try Harness.withMount([release.jigdo(variant)], options: MountTests.partOptions(variant, release)) { mnt in
+        try Harness.withMount([release.variant(variant).jigdo], options: MountTests.partOptions(variant, release)) { mnt in
             #expect(try FileManager.default.contentsOfDirectory(atPath: mnt).sorted() == ["release.iso", "release.iso.d"])
             let view = mnt + "/release.iso.d"
             let got = try mountTree(view)
@@ -64,30 +66,31 @@ struct BrowseTests {
         let files = try ["Packages", "repodata", "extra dir"].flatMap { dir in
             try fm.contentsOfDirectory(atPath: release.tree + "/" + dir).map { "\(dir)/\($0)" }
         }.sorted()
-        try Harness.withMount([release.jigdo("jte-sha256-bz2")]) { mnt in
-            let failures = Mutexed<[String]>([])
+        try Harness.withMount([release.variant("jte-sha256-bz2").jigdo]) { mnt in
+            let failures = Mutex<[String]>([])
             DispatchQueue.concurrentPerform(iterations: 8) { thread in
-                var rng = SplitMix(seed: UInt64(thread + 11))
+                var rng = SeededRandom(seed: UInt64(thread + 11))
                 for (i, file) in files.enumerated() where i % 8 == thread || i % 5 == thread {
                     guard let source = fm.contents(atPath: "\(release.tree)/\(file)") else {
-                        failures.update { $0.append("\(file): source unreadable") }; continue
+                        failures.withLock { $0.append("\(file): source unreadable") }; continue
                     }
                     let fd = open("\(mnt)/release.iso.d/\(file)", O_RDONLY)
-                    guard fd >= 0 else { failures.update { $0.append("\(file): open errno \(errno)") }; continue }
+                    guard fd >= 0 else { failures.withLock { $0.append("\(file): open errno \(errno)") }; continue }
                     defer { close(fd) }
                     var got = Data()
                     var buffer = [UInt8](repeating: 0, count: 200_000)
                     while true {
                         let want = Int(rng.next() % UInt64(buffer.count)) + 1
                         let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(got.count)) }
-                        if n < 0 { failures.update { $0.append("\(file): pread errno \(errno)") }; break }
+                        if n < 0 { failures.withLock { $0.append("\(file): pread errno \(errno)") }; break }
                         if n == 0 { break }
                         got.append(contentsOf: buffer[0..<n])
                     }
-                    if got != source { failures.update { $0.append("\(file): \(got.count) bytes differ from \(source.count)") } }
+                    if got != source { failures.withLock { $0.append("\(file): \(got.count) bytes differ from \(source.count)") } }
                 }
             }
-            #expect(failures.value.isEmpty, "\(failures.value.prefix(5))")
+            let failed = failures.withLock { $0 }
+            #expect(failed.isEmpty, "\(failed.prefix(5))")
         }
     }
 
@@ -95,7 +98,7 @@ struct BrowseTests {
         let file = "Packages/pkg 0017 with space.rpm"
         let original = try Data(contentsOf: URL(fileURLWithPath: "\(release.tree)/\(file)"))
         let asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        try Harness.withMount([release.jigdo("jf-md5-gz")], options: ["-o", "allow_other"]) { mnt in
+        try Harness.withMount([release.variant("jf-md5-gz").jigdo], options: ["-o", "allow_other"]) { mnt in
             let cat = try Harness.run(asNobody + ["cat", "\(mnt)/release.iso.d/\(file)"])
             #expect(cat.status == 0, "\(cat.stderr)")
             #expect(cat.stdoutData == original)
@@ -104,7 +107,7 @@ struct BrowseTests {
         }
         // Without allow_other the kernel keeps other users out entirely: the option is what
         // makes the difference above.
-        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+        try Harness.withMount([release.variant("jf-md5-gz").jigdo]) { mnt in
             let cat = try Harness.run(asNobody + ["cat", "\(mnt)/release.iso.d/\(file)"])
             #expect(cat.status != 0)
             #expect(cat.stderr.contains("Permission denied"), "\(cat.stderr)")
@@ -121,7 +124,7 @@ struct BrowseTests {
             try FileManager.default.copyItem(atPath: "\(release.root)/jf-md5-gz/\(f)", toPath: "\(dir)/\(f)")
         }
         let log = dir + "/daemon.log"
-        let expected = try xorrisoTree(release.originalISO("jf-md5-gz"))
+        let expected = try xorrisoTree(release.variant("jf-md5-gz").iso)
         try Harness.withMount([dir + "/release.jigdo"], options: ["--log-file", log]) { mnt in
             let view = mnt + "/release.iso.d"
             #expect(treeDifferences(try mountTree(view), expected) == [])
@@ -162,7 +165,7 @@ struct BrowseTests {
     }
 
     @Test func writesInsideTheViewFailWithEROFS() throws {
-        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+        try Harness.withMount([release.variant("jf-md5-gz").jigdo]) { mnt in
             let view = mnt + "/release.iso.d"
             for (path, flags) in [("/README.txt", O_WRONLY), ("/README.txt", O_RDWR), ("/README.txt", O_WRONLY | O_TRUNC),
                                   ("/new-file", O_WRONLY | O_CREAT), ("/Packages/new-file", O_WRONLY | O_CREAT)] {
@@ -210,7 +213,7 @@ struct BrowseTests {
             for m in Harness.mountPoints() where m.hasPrefix(state + "/") { Harness.cleanUpMount(m) }
             try? FileManager.default.removeItem(atPath: state)
         }
-        let r = try Harness.run([Harness.helper("jigdo-loop-mount"), release.jigdo("jf-md5-gz"), target, "--scan", release.tree], environment: env)
+        let r = try Harness.run([Harness.helper("jigdo-loop-mount"), release.variant("jf-md5-gz").jigdo, target, "--scan", release.tree], environment: env)
         #expect(!r.stderr.contains("images"), "\(r.stderr)")
         if r.status == 0 {
             let cmp = try Harness.run(["cmp", target + "/README.txt", release.tree + "/README.txt"])
@@ -345,22 +348,11 @@ func mountTree(_ dir: String) throws -> [String: TreeEntry] {
 
 /// Path -> entry from `xorriso -indev ISO -find / -exec lsdl` (xorriso's own reading).
 func xorrisoTree(_ iso: String) throws -> [String: TreeEntry] {
-    let r = try Harness.check(["xorriso", "-indev", iso, "-find", "/", "-exec", "lsdl"])
     var out: [String: TreeEntry] = [:]
-    for line in r.stdout.split(separator: "\n") {
-        var rest = Substring(line)
-        var fields: [Substring] = []
-        for _ in 0..<8 {
-            rest = rest.drop { $0 == " " }
-            let f = rest.prefix { $0 != " " }
-            fields.append(f)
-            rest = rest.dropFirst(f.count)
-        }
-        let words = shellWords(String(rest.drop { $0 == " " }))
-        guard let modeChar = fields[0].first, let size = Int64(fields[4]), let path = words.first else { continue }
+    for e in try Xorriso.lsdl(iso) {
+        guard let modeChar = e.mode.first else { continue }
         let type: Character = modeChar == "-" ? "f" : modeChar
-        let target = words.count == 3 && words[1] == "->" ? words[2] : nil
-        out[path] = TreeEntry(type: type, size: size, mode: "", target: target)
+        out[e.path] = TreeEntry(type: type, size: e.size, mode: "", target: e.target)
     }
     return out
 }
@@ -378,43 +370,6 @@ func treeDifferences(_ ours: [String: TreeEntry], _ theirs: [String: TreeEntry])
         }
     }
     return out
-}
-
-/// Words of xorriso's quoting ('...' and "..." pieces joined, blanks separate).
-func shellWords(_ s: String) -> [String] {
-    var words: [String] = []
-    var cur = ""
-    var inWord = false
-    let chars = Array(s)
-    var i = 0
-    while i < chars.count {
-        let c = chars[i]
-        if c == "'" {
-            inWord = true
-            i += 1
-            while i < chars.count, chars[i] != "'" { cur.append(chars[i]); i += 1 }
-        } else if c == "\"" {
-            inWord = true
-            i += 1
-            while i < chars.count, chars[i] != "\"" {
-                if chars[i] == "\\", i + 1 < chars.count { i += 1 }
-                cur.append(chars[i])
-                i += 1
-            }
-        } else if c == " " {
-            if inWord { words.append(cur); cur = ""; inWord = false }
-        } else {
-            inWord = true
-            cur.append(c)
-        }
-        i += 1
-    }
-    if inWord { words.append(cur) }
-    return words
-}
-
-func shellQuote(_ s: String) -> String {
-    "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
 // MARK: Damaging an ISO's root directory

@@ -1,100 +1,39 @@
 import Foundation
+import TestSupport
 import Testing
 
-// Everything the mount tests share: the fixture releases (made by the real generators through
-// Tests/Fixtures/make-release.sh), running commands, and THE one way to mount: `withMount`,
-// which always unmounts (go-fuse's newTestCase + t.Cleanup pattern).
-
-/// Output of a finished command.
-struct CommandResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var stdoutData: Data
-}
+// The mount harness: THE one way to mount, `withMount`, which always unmounts (go-fuse's
+// newTestCase + t.Cleanup pattern), and what it needs (/proc/mounts, the mount helpers).
+// Running commands, the jigdofs binary and the fixture releases come from TestSupport.
 
 enum Harness {
-    static let packageRoot: URL = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    /// The `jigdofs` binary built next to the test bundle (swift build / swift test build it).
-    static let jigdofs: String = {
-        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        var dir = exe.deletingLastPathComponent()
-        // The test runner sits inside `jigdofsPackageTests.xctest` on Linux (a file) or deeper.
-        while dir.path != "/" {
-            let candidate = dir.appendingPathComponent("jigdofs").path
-            if FileManager.default.isExecutableFile(atPath: candidate), !candidate.hasSuffix(".xctest") { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return packageRoot.appendingPathComponent(".build/debug/jigdofs").path
-    }()
+    /// The `jigdofs` binary under test.
+    static var jigdofs: String { CLI.binary }
 
     /// Mounting (FUSE and loop) needs root, the FUSE device and fusermount3.
     static let canMount: Bool = getuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0
         && FileManager.default.isExecutableFile(atPath: "/usr/bin/fusermount3")
 
-    static let mountHelpers = packageRoot.appendingPathComponent("mount-helpers").path
+    static let mountHelpers = Fixtures.packageRoot + "/mount-helpers"
     static func helper(_ name: String) -> String { mountHelpers + "/" + name }
     /// The helper scripts find the jigdofs under test through $JIGDOFS.
     static var helperEnvironment: [String: String] { ["JIGDOFS": jigdofs] }
 
-    /// Runs a program (PATH lookup through /usr/bin/env) and waits for it.
+    /// Runs a program (a path, or a name looked up in PATH) and waits for it.
     @discardableResult
-    static func run(_ args: [String], environment: [String: String]? = nil, stdin: Data? = nil) throws -> CommandResult {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        if let environment {
-            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        // Output goes to files: no pipe can fill up, and a daemon that keeps a copy of the
-        // descriptors open cannot make us wait for end-of-file.
-        let outPath = NSTemporaryDirectory() + "jigdofs-out-\(UUID().uuidString)"
-        let errPath = outPath + ".err"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(atPath: outPath)
-            try? FileManager.default.removeItem(atPath: errPath)
-        }
-        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        p.standardOutput = out
-        p.standardError = err
-        let input = Pipe()
-        p.standardInput = stdin == nil ? FileHandle.nullDevice : input
-        try p.run()
-        try? out.close()
-        try? err.close()
-        if let stdin {
-            input.fileHandleForWriting.write(stdin)
-            try? input.fileHandleForWriting.close()
-        }
-        p.waitUntilExit()
-        let outData = FileManager.default.contents(atPath: outPath) ?? Data()
-        let errData = FileManager.default.contents(atPath: errPath) ?? Data()
-        return CommandResult(
-            status: p.terminationStatus,
-            stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self),
-            stdoutData: outData)
+    static func run(_ args: [String], environment: [String: String] = [:], stdin: Data? = nil) throws -> ProcessResult {
+        try Subprocess.run(args, environment: environment, stdin: stdin)
     }
 
     /// Runs and requires exit status 0.
     @discardableResult
-    static func check(_ args: [String], environment: [String: String]? = nil) throws -> CommandResult {
-        let r = try run(args, environment: environment)
-        guard r.status == 0 else {
-            throw HarnessError("\(args.joined(separator: " ")) failed (\(r.status)): \(r.stderr)")
-        }
-        return r
+    static func check(_ args: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+        try Subprocess.check(args, environment: environment)
     }
 
+    /// A new directory in the per-process temp dir (removed at exit).
     static func makeTempDir(_ name: String) throws -> String {
-        let path = NSTemporaryDirectory() + "jigdofs-\(name)-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
+        try ProcessTemp.directory("jigdofs-" + name)
     }
 
     /// Mount points from /proc/mounts (octal escapes decoded).
@@ -166,6 +105,13 @@ enum Harness {
         }
     }
 
+    /// Whether `pid` is a zombie (exited, not yet reaped).
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = s.lastIndex(of: ")") else { return false }
+        return s[s.index(close, offsetBy: 2)] == "Z"
+    }
+
     /// Waits (bounded; failing, not timing) until `condition` holds.
     static func waitUntil(_ what: String, seconds: Double = 30, _ condition: () -> Bool) throws {
         let deadline = Date().addingTimeInterval(seconds)
@@ -176,43 +122,7 @@ enum Harness {
     }
 }
 
-struct HarnessError: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
-
-/// The fixture releases, built once per test process with the real generators into a cache
-/// directory that is reused while make-release.sh is unchanged.
-struct Fixtures: Sendable {
-    /// The six variants make-release.sh writes (directory name -> the ISO it reproduces).
-    static let variants = ["jf-md5-gz", "jf-md5-bz2", "jf-sha256-gz", "jf-sha256-bz2", "jte-md5-gz", "jte-sha256-bz2"]
-
-    let root: String
-    var tree: String { root + "/tree" }
-    func jigdo(_ variant: String) -> String { "\(root)/\(variant)/release.jigdo" }
-    /// libjte writes its own ISO next to its jigdo; jigdo-file's reproduce release.iso.
-    func originalISO(_ variant: String) -> String {
-        variant.hasPrefix("jte-") ? "\(root)/\(variant)/release.iso" : "\(root)/release.iso"
-    }
-
-    static let seed1 = Result { try Fixtures.make(files: 300, seed: 1) }
-    static let seed2 = Result { try Fixtures.make(files: 80, seed: 2) }
-
-    static func make(files: Int, seed: Int) throws -> Fixtures {
-        let script = Harness.packageRoot.appendingPathComponent("Tests/Fixtures/make-release.sh").path
-        let scriptText = try String(contentsOfFile: script, encoding: .utf8)
-        let root = NSTemporaryDirectory() + "jigdofs-mounttests-fixtures/release-\(files)-\(seed)"
-        let stamp = root + "/.made-by"
-        if (try? String(contentsOfFile: stamp, encoding: .utf8)) == scriptText {
-            return Fixtures(root: root)
-        }
-        try? FileManager.default.removeItem(atPath: root)
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        try Harness.check(["bash", script, root, String(files), String(seed)])
-        try scriptText.write(toFile: stamp, atomically: true, encoding: .utf8)
-        return Fixtures(root: root)
-    }
-}
+typealias HarnessError = FixtureError
 
 /// A squashfs image of the seed-1 tree, distributed through jigdo: uncompressed and without
 /// fragments, so every file is stored verbatim and jigdo-file matches it as a part.
@@ -225,10 +135,8 @@ struct SquashfsFixture: Sendable {
     static let shared = Result { try SquashfsFixture.make() }
 
     static func make() throws -> SquashfsFixture {
-        let release = try Fixtures.seed1.get()
-        let dir = release.root + "-squashfs"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let release = try Fixtures.release()
+        let dir = try ProcessTemp.directory("squashfs")
         let image = dir + "/fs.sqsh"
         try Harness.check(["mksquashfs", release.tree, image, "-noI", "-noD", "-noF", "-noX",
                            "-no-fragments", "-no-xattrs", "-quiet", "-no-progress"])

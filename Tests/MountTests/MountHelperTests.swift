@@ -1,14 +1,15 @@
 import Foundation
+import TestSupport
 import Testing
 
 // The scripts in mount-helpers/, run as root against real loop devices. Every loop device and
 // mount a test makes is released in a defer, also when the test fails.
 @Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse, fusermount3 and loop devices"))
 struct MountHelperTests {
-    let release: Fixtures
+    let release: FixtureRelease
 
     init() throws {
-        release = try Fixtures.seed1.get()
+        release = try Fixtures.release()
     }
 
     @Test func mountJigdofsTranslatesMountOptions() throws {
@@ -28,7 +29,7 @@ struct MountHelperTests {
                 .map(String.init) ?? ""
             #expect(options.contains("allow_other"), "\(options)")
             #expect(options.contains(" ro,") || options.contains(",ro,"), "\(options)")
-            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.originalISO("jf-sha256-gz")])
+            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.variant("jf-sha256-gz").iso])
             #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
         }
     }
@@ -43,11 +44,11 @@ struct MountHelperTests {
             linked = true
         }
         defer { if linked { try? FileManager.default.removeItem(atPath: installed) } }
-        let source = release.jigdo("jf-md5-bz2")
+        let source = release.variant("jf-md5-bz2").jigdo
         try Harness.withMount([], command: { mnt in
             ["mount", "-t", "jigdofs", source, mnt, "-o", "scan=\(self.release.tree),allow_other"]
         }) { mnt in
-            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.originalISO("jf-md5-bz2")])
+            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.variant("jf-md5-bz2").iso])
             #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
         }
         let fstab = try Harness.makeTempDir("fstab") + "/fstab"
@@ -57,7 +58,7 @@ struct MountHelperTests {
             try? line.write(toFile: fstab, atomically: true, encoding: .utf8)
             return ["mount", "--fstab", fstab, mnt]
         }) { mnt in
-            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.originalISO("jf-md5-bz2")])
+            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.variant("jf-md5-bz2").iso])
             #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
         }
     }
@@ -96,7 +97,7 @@ struct MountHelperTests {
         let dir = try Harness.makeTempDir("usb-refuse")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let writer = Harness.helper("jigdo-write-usb")
-        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+        try Harness.withMount([release.variant("jf-md5-gz").jigdo]) { mnt in
             let image = mnt + "/release.iso"
             // A regular file, left untouched.
             let regular = dir + "/not-a-device"
@@ -144,8 +145,8 @@ struct MountHelperTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let stick = dir + "/stick.img"
         try Harness.check(["truncate", "-s", "48M", stick])
-        try Harness.withMount([release.jigdo("jte-sha256-bz2")]) { mnt in
-            let original = release.originalISO("jte-sha256-bz2")
+        try Harness.withMount([release.variant("jte-sha256-bz2").jigdo]) { mnt in
+            let original = release.variant("jte-sha256-bz2").iso
             let size = (try FileManager.default.attributesOfItem(atPath: original)[.size] as? Int) ?? 0
             try withLoopDevice(stick) { device in
                 let r = try Harness.run([Harness.helper("jigdo-write-usb"), "--yes", mnt + "/release.iso", device])

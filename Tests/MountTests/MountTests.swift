@@ -1,70 +1,75 @@
 import Foundation
+import Synchronization
+import TestSupport
 import Testing
 
 // Needs root, /dev/fuse and fusermount3 (the CI machine has them). Serialized: each test mounts
 // and reads whole images, and the machine has two cores shared with other builds.
 @Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse and fusermount3"))
 struct MountTests {
-    let release: Fixtures
+    let release: FixtureRelease
 
     init() throws {
-        release = try Fixtures.seed1.get()
+        release = try Fixtures.release()
     }
 
     /// How each variant finds its parts: the jigdo's own file: server, --scan, and --map.
-    static func partOptions(_ variant: String, _ release: Fixtures) -> [String] {
-        switch Fixtures.variants.firstIndex(of: variant)! % 3 {
+    static func partOptions(_ variant: String, _ release: FixtureRelease) -> [String] {
+        switch FixtureVariant.names.firstIndex(of: variant)! % 3 {
         case 0: return []
         case 1: return ["--scan", release.tree]
         default: return ["--map", "Base=\(release.tree)"]
         }
     }
 
-    @Test(arguments: Fixtures.variants)
+    @Test(arguments: FixtureVariant.names)
     func wholeImageEqualsOriginal(variant: String) throws {
-        try Harness.withMount([release.jigdo(variant)], options: Self.partOptions(variant, release)) { mnt in
+        try Harness.withMount([release.variant(variant).jigdo], options: Self.partOptions(variant, release)) { mnt in
             let names = try FileManager.default.contentsOfDirectory(atPath: mnt)
             #expect(names.sorted() == ["release.iso", "release.iso.d"])
             let file = mnt + "/release.iso"
             let attrs = try FileManager.default.attributesOfItem(atPath: file)
-            let original = try FileManager.default.attributesOfItem(atPath: release.originalISO(variant))
+            let original = try FileManager.default.attributesOfItem(atPath: release.variant(variant).iso)
             #expect(attrs[.size] as? Int64 == original[.size] as? Int64)
             #expect((attrs[.posixPermissions] as? Int) == 0o444)
             #expect(attrs[.type] as? FileAttributeType == .typeRegular)
-            let jigdoAttrs = try FileManager.default.attributesOfItem(atPath: release.jigdo(variant))
+            let jigdoAttrs = try FileManager.default.attributesOfItem(atPath: release.variant(variant).jigdo)
             #expect(attrs[.modificationDate] as? Date == jigdoAttrs[.modificationDate] as? Date)
-            let cmp = try Harness.run(["cmp", file, release.originalISO(variant)])
+            let cmp = try Harness.run(["cmp", file, release.variant(variant).iso])
             #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
         }
     }
 
     @Test func eightThreadsOfRandomUnalignedReads() throws {
-        let original = try Data(contentsOf: URL(fileURLWithPath: release.originalISO("jf-sha256-bz2")))
-        try Harness.withMount([release.jigdo("jf-sha256-bz2")]) { mnt in
+        let original = try Data(contentsOf: URL(fileURLWithPath: release.variant("jf-sha256-bz2").iso))
+        try Harness.withMount([release.variant("jf-sha256-bz2").jigdo]) { mnt in
             let path = mnt + "/release.iso"
-            let mismatches = Mutexed(0)
-            let failures = Mutexed<[String]>([])
+            let mismatches = Mutex(0)
+            let failures = Mutex<[String]>([])
             DispatchQueue.concurrentPerform(iterations: 8) { thread in
-                var rng = SplitMix(seed: UInt64(thread + 1) * 0x9E37_79B9)
+                var rng = SeededRandom(seed: UInt64(thread + 1) * 0x9E37_79B9)
                 let fd = open(path, O_RDONLY)
-                guard fd >= 0 else { failures.update { $0.append("open: errno \(errno)") }; return }
+                guard fd >= 0 else { failures.withLock { $0.append("open: errno \(errno)") }; return }
                 defer { close(fd) }
                 var buffer = [UInt8](repeating: 0, count: 300_000)
                 for _ in 0..<300 {
                     let offset = Int(rng.next() % UInt64(original.count + 1000))
                     let count = Int(rng.next() % UInt64(buffer.count)) + 1
                     let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
-                    guard n >= 0 else { failures.update { $0.append("pread \(offset)+\(count): errno \(errno)") }; continue }
+                    guard n >= 0 else { failures.withLock { $0.append("pread \(offset)+\(count): errno \(errno)") }; continue }
                     let expectedCount = max(0, min(count, original.count - offset))
-                    // memcmp: an element-wise comparison is too slow in a debug build.
+                    // bytesEqual (memcmp): an element-wise comparison is too slow in a debug build.
                     let same = n == expectedCount && (n == 0 || buffer.withUnsafeBytes { got in
-                        original.withUnsafeBytes { memcmp(got.baseAddress!, $0.baseAddress! + offset, n) == 0 }
+                        original.withUnsafeBytes {
+                            bytesEqual(UnsafeRawBufferPointer(rebasing: got[0..<n]), UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)]))
+                        }
                     })
-                    if !same { mismatches.update { $0 += 1 } }
+                    if !same { mismatches.withLock { $0 += 1 } }
                 }
             }
-            #expect(failures.value.isEmpty, "\(failures.value.prefix(3))")
-            #expect(mismatches.value == 0)
+            let failed = failures.withLock { $0 }
+            #expect(failed.isEmpty, "\(failed.prefix(3))")
+            #expect(mismatches.withLock { $0 } == 0)
         }
     }
 
@@ -73,16 +78,16 @@ struct MountTests {
             let r = try Harness.check(["xorriso", "-indev", iso, "-find", "/"])
             return r.stdout.split(separator: "\n").map(String.init).sorted()
         }
-        let expected = try list(release.originalISO("jte-md5-gz"))
+        let expected = try list(release.variant("jte-md5-gz").iso)
         #expect(expected.count > 300)
-        try Harness.withMount([release.jigdo("jte-md5-gz")]) { mnt in
+        try Harness.withMount([release.variant("jte-md5-gz").jigdo]) { mnt in
             let got = try list(mnt + "/release.iso")
             #expect(got == expected)
         }
     }
 
     @Test func directorySourceWithTwoReleases() throws {
-        let second = try Fixtures.seed2.get()
+        let second = try Fixtures.release(files: 80, seed: 2)
         // Both releases' ISOs are called release.iso: make jigdos with distinct image names in
         // one directory, as a release's iso/x86_64/ folder holds them.
         let dir = try Harness.makeTempDir("two-releases")
@@ -130,14 +135,14 @@ struct MountTests {
         let dir = try Harness.makeTempDir("same-name")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for name in ["a.jigdo", "b.jigdo"] {
-            try FileManager.default.copyItem(atPath: release.jigdo("jf-md5-gz"), toPath: "\(dir)/\(name)")
+            try FileManager.default.copyItem(atPath: release.variant("jf-md5-gz").jigdo, toPath: "\(dir)/\(name)")
         }
         try FileManager.default.copyItem(atPath: release.root + "/jf-md5-gz/release.template", toPath: dir + "/release.template")
         try expectMountFails([dir], mentioning: ["a.jigdo", "b.jigdo", "release.iso"])
     }
 
     @Test func writesFailWithEROFS() throws {
-        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+        try Harness.withMount([release.variant("jf-md5-gz").jigdo]) { mnt in
             for (path, flags) in [("/release.iso", O_WRONLY), ("/release.iso", O_RDWR), ("/new-file", O_WRONLY | O_CREAT)] {
                 let fd = open(mnt + path, flags, 0o644)
                 let e = errno
@@ -176,7 +181,7 @@ struct MountTests {
         // A template cut short: its checksum no longer matches the .jigdo.
         let bad = try Harness.makeTempDir("bad-template")
         defer { try? FileManager.default.removeItem(atPath: bad) }
-        try FileManager.default.copyItem(atPath: release.jigdo("jf-md5-gz"), toPath: bad + "/release.jigdo")
+        try FileManager.default.copyItem(atPath: release.variant("jf-md5-gz").jigdo, toPath: bad + "/release.jigdo")
         let template = try Data(contentsOf: URL(fileURLWithPath: release.root + "/jf-md5-gz/release.template"))
         try template.prefix(template.count / 2).write(to: URL(fileURLWithPath: bad + "/release.template"))
         try expectMountFails([bad + "/release.jigdo"], mentioning: ["release.template"])
@@ -184,24 +189,24 @@ struct MountTests {
         try FileManager.default.removeItem(atPath: bad + "/release.template")
         try expectMountFails([bad + "/release.jigdo"], mentioning: ["template"])
         // Not a jigdo.
-        try expectMountFails([release.originalISO("jf-md5-gz")], mentioning: ["release.iso"])
+        try expectMountFails([release.variant("jf-md5-gz").iso], mentioning: ["release.iso"])
         // Mount point missing.
-        try expectMountFails([release.jigdo("jf-md5-gz")], mountpoint: "/nonexistent-mountpoint", mentioning: ["/nonexistent-mountpoint"])
+        try expectMountFails([release.variant("jf-md5-gz").jigdo], mountpoint: "/nonexistent-mountpoint", mentioning: ["/nonexistent-mountpoint"])
         // A bad FUSE option.
-        try expectMountFails([release.jigdo("jf-md5-gz")], options: ["-o", "no_such_option"], mentioning: ["no_such_option"])
+        try expectMountFails([release.variant("jf-md5-gz").jigdo], options: ["-o", "no_such_option"], mentioning: ["no_such_option"])
     }
 
     @Test func busyMountpointIsRefused() throws {
-        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+        try Harness.withMount([release.variant("jf-md5-gz").jigdo]) { mnt in
             let before = Harness.mountPoints().filter { $0 == mnt }.count
-            try expectMountFails([release.jigdo("jf-md5-bz2")], mountpoint: mnt, mentioning: [mnt, "busy"])
+            try expectMountFails([release.variant("jf-md5-bz2").jigdo], mountpoint: mnt, mentioning: [mnt, "busy"])
             #expect(Harness.mountPoints().filter { $0 == mnt }.count == before)
         }
     }
 
     @Test(arguments: ["TERM", "INT", "fusermount3"])
     func signalsAndFusermountUnmountCleanly(how: String) throws {
-        try Harness.withMount([release.jigdo("jf-md5-gz")]) { mnt in
+        try Harness.withMount([release.variant("jf-md5-gz").jigdo]) { mnt in
             let daemons = Harness.pids(withArgument: mnt)
             #expect(daemons.count == 1)
             guard let pid = daemons.first else { return }
@@ -210,7 +215,7 @@ struct MountTests {
             } else {
                 kill(pid, how == "TERM" ? SIGTERM : SIGINT)
             }
-            try Harness.waitUntil("daemon \(pid) exits") { kill(pid, 0) != 0 || isZombie(pid) }
+            try Harness.waitUntil("daemon \(pid) exits") { kill(pid, 0) != 0 || Harness.isZombie(pid) }
             #expect(!Harness.isMounted(mnt))
         }
     }
@@ -224,12 +229,12 @@ struct MountTests {
         }
         let log = dir + "/daemon.log"
         try Harness.withMount([dir + "/release.jigdo"], options: ["--log-file", log]) { mnt in
-            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.originalISO("jf-md5-gz")])
+            let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.variant("jf-md5-gz").iso])
             #expect(cmp.status == 2)
             #expect(cmp.stderr.contains("Input/output error"), "\(cmp.stderr)")
             // The first 32 KiB (ISO system area) come from the template and still read fine.
             let head = try Harness.run(["head", "-c", "32768", mnt + "/release.iso"])
-            let original = try Data(contentsOf: URL(fileURLWithPath: release.originalISO("jf-md5-gz")))
+            let original = try Data(contentsOf: URL(fileURLWithPath: release.variant("jf-md5-gz").iso))
             #expect(head.stdoutData == original.prefix(32768))
             #expect(Harness.isMounted(mnt))
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
@@ -237,31 +242,4 @@ struct MountTests {
             #expect(text.contains("has no local copy"), "log: \(text)")
         }
     }
-}
-
-func isZombie(_ pid: Int32) -> Bool {
-    guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = s.lastIndex(of: ")") else { return false }
-    return s[s.index(close, offsetBy: 2)] == "Z"
-}
-
-/// A small deterministic RNG so a failure can be replayed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-final class Mutexed<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v: T
-    init(_ v: T) { self.v = v }
-    func update(_ f: (inout T) -> Void) { lock.lock(); f(&v); lock.unlock() }
-    var value: T { lock.lock(); defer { lock.unlock() }; return v }
 }

@@ -1,13 +1,14 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `jigdofs status` and the hidden status file of a mount.
 @Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse and fusermount3"))
 struct StatusTests {
-    let release: Fixtures
+    let release: FixtureRelease
 
     init() throws {
-        release = try Fixtures.seed1.get()
+        release = try Fixtures.release()
     }
 
     /// Distinct part checksums listed in a .jigdo's [Parts] (what the status counts).
@@ -46,10 +47,10 @@ struct StatusTests {
         let text = try String(contentsOfFile: "\(dir)/release.jigdo", encoding: .utf8)
         try text.replacingOccurrences(of: "Filename=release.iso", with: "Filename=orphan.iso")
             .write(toFile: "\(dir)/release.jigdo", atomically: true, encoding: .utf8)
-        let parts = try distinctParts(release.jigdo("jf-md5-gz"))
+        let parts = try distinctParts(release.variant("jf-md5-gz").jigdo)
         #expect(parts > 100)
 
-        try Harness.withMount([release.jigdo("jf-md5-gz"), dir + "/release.jigdo"]) { mnt in
+        try Harness.withMount([release.variant("jf-md5-gz").jigdo, dir + "/release.jigdo"]) { mnt in
             // Listing tools do not see the status file.
             let listed = try Harness.check(["ls", "-a", mnt]).stdout.split(separator: "\n").map(String.init)
             #expect(!listed.contains(".jigdofs-status"))
@@ -66,7 +67,7 @@ struct StatusTests {
             #expect(orphan.parts.partsTotal == parts)
             #expect(orphan.parts.partsLocal == 0)
             #expect(orphan.parts.partsMissing == parts)
-            let isoSize = try FileManager.default.attributesOfItem(atPath: release.originalISO("jf-md5-gz"))[.size] as? Int64
+            let isoSize = try FileManager.default.attributesOfItem(atPath: release.variant("jf-md5-gz").iso)[.size] as? Int64
             #expect(full.size == isoSize)
 
             let human = try Harness.check([Harness.jigdofs, "status", mnt])

@@ -7,7 +7,7 @@ public final class TemporaryDirectory: @unchecked Sendable {
     public let path: String
 
     public init(prefix: String = "jigdofs-test") throws {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let base = ProcessTemp.base
         var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw FixtureError("mkdtemp in \(base): \(errnoText(errno))")

@@ -1,20 +1,42 @@
 import Foundation
 import JigdoFormat
+import Synchronization
 
 /// The fixture releases of `Tests/Fixtures/make-release.sh`, built with the real generators
-/// (xorriso, jigdo-file, libjte) once per test process, on first use, from any thread.
+/// (xorriso, jigdo-file, libjte) on first use, from any thread; all test targets share them.
 ///
 /// Tests must treat every fixture file as read-only: copy what you want to change into a
 /// `TemporaryDirectory`.
 ///
-/// Set `JIGDOFS_TEST_FIXTURES=DIR` to keep the built releases in DIR between runs (they are
-/// rebuilt when make-release.sh changes); by default they live in a temp dir removed at exit.
+/// Built releases are kept between runs in `$JIGDOFS_TEST_FIXTURES` (default
+/// `$TMPDIR/jigdofs-test-fixtures`), one directory per (files, seed, content of
+/// make-release.sh): a changed script builds anew, and a release is built in a private
+/// directory and renamed into place, so test processes running at the same time never see
+/// half a release.
 public enum Fixtures {
     /// The standard release: 300 files, about 35 MB.
-    public static func release() throws -> FixtureRelease { try standard.get() }
+    public static func release() throws -> FixtureRelease { try release(files: 300, seed: 1) }
 
     /// A small release (12 files, under 1 MB, templates of about 5 KB) for exhaustive tests.
-    public static func smallRelease() throws -> FixtureRelease { try small.get() }
+    public static func smallRelease() throws -> FixtureRelease { try release(files: 12, seed: 7) }
+
+    /// The release make-release.sh builds with `files` files from `seed` (built once per process).
+    public static func release(files: Int, seed: Int) throws -> FixtureRelease {
+        let key = "\(files)-\(seed)"
+        let slot = built.withLock { slots in
+            if let s = slots[key] { return s }
+            let s = BuildSlot()
+            slots[key] = s
+            return s
+        }
+        // The slot's lock is held while building, so other threads wait for the same build.
+        return try slot.result.withLock { result in
+            if let result { return try result.get() }
+            let r = Result { try FixtureRelease.build(files: files, seed: seed) }
+            result = r
+            return try r.get()
+        }
+    }
 
     /// `Tests/` of the package (found from this source file, so tests do not depend on the
     /// working directory).
@@ -28,8 +50,17 @@ public enum Fixtures {
     /// The package root.
     public static var packageRoot: String { directoryOf(testsDirectory).dropLastSlash }
 
-    private static let standard = Result { try FixtureRelease.build(name: "release", files: 300, seed: 1) }
-    private static let small = Result { try FixtureRelease.build(name: "small", files: 12, seed: 7) }
+    /// Where built releases are kept between runs.
+    static var cacheDirectory: String {
+        if let keep = ProcessInfo.processInfo.environment["JIGDOFS_TEST_FIXTURES"], !keep.isEmpty { return keep }
+        return ProcessTemp.base + "/jigdofs-test-fixtures"
+    }
+
+    private final class BuildSlot: Sendable {
+        let result = Mutex<Result<FixtureRelease, any Error>?>(nil)
+    }
+
+    private static let built = Mutex<[String: BuildSlot]>([:])
 }
 
 /// One built release: the tree, the original ISO and the six generator variants.
@@ -51,32 +82,30 @@ public struct FixtureRelease: Sendable {
         return v
     }
 
-    static func build(name: String, files: Int, seed: Int) throws -> FixtureRelease {
+    static func build(files: Int, seed: Int) throws -> FixtureRelease {
         let script = Fixtures.testsDirectory + "/Fixtures/make-release.sh"
-        let out: String
-        if let keep = ProcessInfo.processInfo.environment["JIGDOFS_TEST_FIXTURES"], !keep.isEmpty {
-            out = keep + "/" + name
-            let stamp = out + "/.stamp"
-            let scriptText = (try? String(contentsOfFile: script, encoding: .utf8)) ?? ""
-            let want = "\(files) \(seed) \(scriptText.hashValueStable)"
-            if (try? String(contentsOfFile: stamp, encoding: .utf8)) == want {
-                return FixtureRelease(root: out)
+        let scriptText = try String(contentsOfFile: script, encoding: .utf8)
+        let cache = Fixtures.cacheDirectory
+        let out = cache + "/release-\(files)-\(seed)-\(String(scriptText.hashValueStable, radix: 16))"
+        if FileManager.default.fileExists(atPath: out + "/.complete") { return FixtureRelease(root: out) }
+        try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+        let building = out + ".building-\(getpid())"
+        removeTree(building)
+        let r = try Subprocess.run("/bin/bash", [script, building, String(files), String(seed)])
+        guard r.status == 0 else {
+            removeTree(building)
+            throw FixtureError("make-release.sh \(files) \(seed) failed (exit \(r.status)): \(r.stderr.suffix(2000))")
+        }
+        _ = FileManager.default.createFile(atPath: building + "/.complete", contents: nil)
+        // Another process may have finished the same release first: then use that one.
+        if rename(building, out) != 0 {
+            let failure = errnoText(errno)
+            removeTree(building)
+            guard FileManager.default.fileExists(atPath: out + "/.complete") else {
+                throw FixtureError("cannot move \(building) to \(out): \(failure)")
             }
-            try? FileManager.default.removeItem(atPath: stamp)
-            try run(script, out, files, seed)
-            try want.write(toFile: stamp, atomically: true, encoding: .utf8)
-        } else {
-            out = ProcessTemp.root + "/" + name
-            try run(script, out, files, seed)
         }
         return FixtureRelease(root: out)
-    }
-
-    private static func run(_ script: String, _ out: String, _ files: Int, _ seed: Int) throws {
-        let r = try Subprocess.run("/bin/bash", [script, out, String(files), String(seed)])
-        guard r.status == 0 else {
-            throw FixtureError("make-release.sh failed (exit \(r.status)): \(r.stderr.suffix(2000))")
-        }
     }
 
     init(root: String) {
@@ -118,10 +147,15 @@ public struct FixtureError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// The per-process temp dir that holds default fixtures; removed when the process exits.
-enum ProcessTemp {
-    static let root: String = {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+/// The per-process temp dir (fixtures of single tests, `XDG_CACHE_HOME` of child processes);
+/// removed when the process exits.
+public enum ProcessTemp {
+    /// $TMPDIR, or /tmp.
+    public static var base: String {
+        ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0.dropLastSlash } ?? "/tmp"
+    }
+
+    public static let root: String = {
         var template = Array("\(base)/jigdofs-tests-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard made != nil else { fatalError("mkdtemp failed: \(errnoText(errno))") }
@@ -132,6 +166,15 @@ enum ProcessTemp {
         }
         return path
     }()
+
+    /// A new directory `root/name-XXXXXX` (removed at exit with the rest of `root`).
+    public static func directory(_ name: String) throws -> String {
+        var template = Array("\(root)/\(name)-XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw FixtureError("mkdtemp in \(root): \(errnoText(errno))")
+        }
+        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }
 
 nonisolated(unsafe) private var processTempPath: UnsafeMutablePointer<CChar>?
