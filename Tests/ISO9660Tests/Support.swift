@@ -13,6 +13,15 @@ import Testing
 
 let fixtureRoot: String = try! ProcessTemp.directory("iso9660")
 
+/// Runs `script` (bash, strict) in a new directory `dir`; the result is `dir`.
+func scriptFixture(_ dir: String, _ script: String) -> Result<String, any Error> {
+    Result {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Subprocess.shell(script, cwd: dir)
+        return dir
+    }
+}
+
 /// The release built by Tests/Fixtures/make-release.sh (ISO + jigdo-file and libjte variants):
 /// its OUT directory.
 let releaseFixture: Result<String, any Error> = Result { try Fixtures.release(files: 40, seed: 7).root }
@@ -58,13 +67,7 @@ let rockRidgeFixture: Result<String, any Error> = {
     mkdir -p jsrc/Sub\ Dir/deeper && echo one > jsrc/Sub\ Dir/deeper/Mixed.Case.txt && echo two > jsrc/readme
     xorriso -as mkisofs -quiet -J -o joliet.iso jsrc 2>/dev/null
     """#
-    do {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try Subprocess.shell(script, cwd: dir)
-        return .success(dir)
-    } catch {
-        return .failure(error)
-    }
+    return scriptFixture(dir, script)
 }()
 
 /// An ISO (iso-level 3) holding a sparse file just over 4 GiB, so xorriso writes it as two
@@ -80,13 +83,7 @@ let multiExtentFixture: Result<String, any Error> = {
     echo small > src/small.txt
     xorriso -as mkisofs -quiet -R -iso-level 3 -o - src 2>/dev/null | dd of=big.iso bs=1M conv=sparse iflag=fullblock status=none
     """
-    do {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try Subprocess.shell(script, cwd: dir)
-        return .success(dir)
-    } catch {
-        return .failure(error)
-    }
+    return scriptFixture(dir, script)
 }()
 
 /// One line of `xorriso -find / -exec lsdl`.

@@ -119,10 +119,7 @@ struct BrowseTests {
     @Test func browsingNeedsNoParts() throws {
         let dir = try Harness.makeTempDir("browse-no-parts")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        // The jigdo's own server (file:../tree/) does not resolve from a copy elsewhere.
-        for f in ["release.jigdo", "release.template"] {
-            try FileManager.default.copyItem(atPath: "\(release.root)/jf-md5-gz/\(f)", toPath: "\(dir)/\(f)")
-        }
+        try release.variant("jf-md5-gz").copyJigdoAndTemplate(into: dir)
         let log = dir + "/daemon.log"
         let expected = try xorrisoTree(release.variant("jf-md5-gz").iso)
         try Harness.withMount([dir + "/release.jigdo"], options: ["--log-file", log]) { mnt in
@@ -204,26 +201,19 @@ struct BrowseTests {
     /// kernel has no iso9660 driver, so the loop mount itself may fail; it must not fail for
     /// "2 images".)
     @Test func jigdoLoopMountCountsOnlyImages() throws {
-        let state = try Harness.makeTempDir("loop-state")
-        let target = try Harness.makeTempDir("loop-target")
-        let env = Harness.helperEnvironment.merging(["JIGDO_LOOP_STATE_DIR": state]) { $1 }
-        defer {
-            _ = try? Harness.run([Harness.helper("jigdo-loop-mount"), "-u", target], environment: env)
-            Harness.cleanUpMount(target)
-            for m in Harness.mountPoints() where m.hasPrefix(state + "/") { Harness.cleanUpMount(m) }
-            try? FileManager.default.removeItem(atPath: state)
+        try Harness.withLoopMountSetup { state, target, env in
+            let r = try Harness.run([Harness.helper("jigdo-loop-mount"), release.variant("jf-md5-gz").jigdo, target, "--scan", release.tree], environment: env)
+            #expect(!r.stderr.contains("images"), "\(r.stderr)")
+            if r.status == 0 {
+                let cmp = try Harness.run(["cmp", target + "/README.txt", release.tree + "/README.txt"])
+                #expect(cmp.status == 0)
+                try Harness.check([Harness.helper("jigdo-loop-mount"), "-u", target], environment: env)
+            } else {
+                #expect(r.stderr.contains("cannot loop-mount"), "\(r.stderr)")
+            }
+            #expect(!Harness.isMounted(target))
+            #expect(Harness.mountPoints().filter { $0.hasPrefix(state + "/") }.isEmpty)
         }
-        let r = try Harness.run([Harness.helper("jigdo-loop-mount"), release.variant("jf-md5-gz").jigdo, target, "--scan", release.tree], environment: env)
-        #expect(!r.stderr.contains("images"), "\(r.stderr)")
-        if r.status == 0 {
-            let cmp = try Harness.run(["cmp", target + "/README.txt", release.tree + "/README.txt"])
-            #expect(cmp.status == 0)
-            try Harness.check([Harness.helper("jigdo-loop-mount"), "-u", target], environment: env)
-        } else {
-            #expect(r.stderr.contains("cannot loop-mount"), "\(r.stderr)")
-        }
-        #expect(!Harness.isMounted(target))
-        #expect(Harness.mountPoints().filter { $0.hasPrefix(state + "/") }.isEmpty)
     }
 
     /// Symlinks, execute bits and nested directories from Rock Ridge; names from Joliet when an
@@ -248,7 +238,7 @@ struct BrowseTests {
               jigdo-file make-template -r quiet --force -i $n.iso -j release/$n.jigdo -t release/$n.template src//
             done
             """
-        try Harness.check(["bash", "-c", "cd \(shellQuote(dir)) && \(script)"])
+        try Subprocess.shell(script, cwd: dir)
         try Harness.withMount([dir + "/release"], options: ["--scan", src]) { mnt in
             #expect(try FileManager.default.contentsOfDirectory(atPath: mnt).sorted() == ["joliet.iso", "joliet.iso.d", "rr.iso", "rr.iso.d"])
             for name in ["rr", "joliet"] {
@@ -293,8 +283,8 @@ struct BrowseTests {
         try FileManager.default.createDirectory(atPath: dir + "/release", withIntermediateDirectories: true)
         for (name, data) in [("badlength", badLength), ("loop", loop)] {
             try data.write(to: URL(fileURLWithPath: "\(dir)/\(name).iso"))
-            try Harness.check(["jigdo-file", "make-template", "-r", "quiet", "--force", "-i", "\(dir)/\(name).iso",
-                               "-j", "\(dir)/release/\(name).jigdo", "-t", "\(dir)/release/\(name).template", release.tree + "//"])
+            try JigdoFile.makeTemplate(image: "\(dir)/\(name).iso", jigdo: "\(dir)/release/\(name).jigdo",
+                                       template: "\(dir)/release/\(name).template", parts: release.tree)
         }
         let log = dir + "/daemon.log"
         try Harness.withMount([dir + "/release"], options: ["--scan", release.tree, "--log-file", log]) { mnt in

@@ -31,9 +31,12 @@ enum Harness {
         try Subprocess.check(args, environment: environment)
     }
 
-    /// A new directory in the per-process temp dir (removed at exit).
+    /// A new directory (mode 0755: tests go through mount points as another user) in the
+    /// per-process temp dir (removed at exit).
     static func makeTempDir(_ name: String) throws -> String {
-        try ProcessTemp.directory("jigdofs-" + name)
+        let dir = try ProcessTemp.directory("jigdofs-" + name)
+        chmod(dir, 0o755)
+        return dir
     }
 
     /// Mount points from /proc/mounts (octal escapes decoded).
@@ -105,6 +108,23 @@ enum Harness {
         }
     }
 
+    /// Runs `body` with what a jigdo-loop-mount test needs: a fresh JIGDO_LOOP_STATE_DIR, a
+    /// target directory, and the environment naming both the state dir and the jigdofs under
+    /// test. Afterwards, whatever `body` did, it unmounts (the helper's -u, then the target and
+    /// any private mount left under the state dir) and removes the state dir.
+    static func withLoopMountSetup<T>(_ body: (_ state: String, _ target: String, _ env: [String: String]) throws -> T) throws -> T {
+        let state = try makeTempDir("loop-state")
+        let target = try makeTempDir("loop-target")
+        let env = helperEnvironment.merging(["JIGDO_LOOP_STATE_DIR": state]) { $1 }
+        defer {
+            _ = try? run([helper("jigdo-loop-mount"), "-u", target], environment: env)
+            cleanUpMount(target)
+            for m in mountPoints() where m.hasPrefix(state + "/") { cleanUpMount(m) }
+            try? FileManager.default.removeItem(atPath: state)
+        }
+        return try body(state, target, env)
+    }
+
     /// Whether `pid` is a zombie (exited, not yet reaped).
     static func isZombie(_ pid: Int32) -> Bool {
         guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -140,9 +160,8 @@ struct SquashfsFixture: Sendable {
         let image = dir + "/fs.sqsh"
         try Harness.check(["mksquashfs", release.tree, image, "-noI", "-noD", "-noF", "-noX",
                            "-no-fragments", "-no-xattrs", "-quiet", "-no-progress"])
-        try Harness.check(["jigdo-file", "make-template", "-r", "quiet", "--force", "-i", image,
-                           "-j", dir + "/fs.jigdo", "-t", dir + "/fs.template",
-                           "--label", "T=\(release.tree)", "--uri", "T=file:\(release.tree)/", release.tree + "//"])
+        try JigdoFile.makeTemplate(image: image, jigdo: dir + "/fs.jigdo", template: dir + "/fs.template", parts: release.tree,
+                                   options: ["--label", "T=\(release.tree)", "--uri", "T=file:\(release.tree)/"])
         try FileManager.default.moveItem(atPath: image, toPath: dir + "/fs.sqsh.original")
         return SquashfsFixture(dir: dir, tree: release.tree)
     }

@@ -65,32 +65,25 @@ struct MountHelperTests {
 
     @Test func jigdoLoopMountOnSquashfs() throws {
         let sq = try SquashfsFixture.shared.get()
-        let state = try Harness.makeTempDir("loop-state")
-        let target = try Harness.makeTempDir("loop-target")
-        let env = Harness.helperEnvironment.merging(["JIGDO_LOOP_STATE_DIR": state]) { $1 }
-        defer {
-            _ = try? Harness.run([Harness.helper("jigdo-loop-mount"), "-u", target], environment: env)
-            Harness.cleanUpMount(target)
-            for m in Harness.mountPoints() where m.hasPrefix(state + "/") { Harness.cleanUpMount(m) }
-            try? FileManager.default.removeItem(atPath: state)
-        }
-        try Harness.check([Harness.helper("jigdo-loop-mount"), sq.jigdo, target, "--scan", sq.tree], environment: env)
-        #expect(Harness.isMounted(target))
-        let privateMounts = Harness.mountPoints().filter { $0.hasPrefix(state + "/") }
-        #expect(privateMounts.count == 1)
-        let name = "repodata/primary.xml"
-        let cmp = try Harness.run(["cmp", "\(target)/\(name)", "\(sq.tree)/\(name)"])
-        #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
-        // A second one on the same target is refused, and changes nothing.
-        let again = try Harness.run([Harness.helper("jigdo-loop-mount"), sq.jigdo, target], environment: env)
-        #expect(again.status != 0)
-        #expect(Harness.mountPoints().filter { $0.hasPrefix(state + "/") } == privateMounts)
+        try Harness.withLoopMountSetup { state, target, env in
+            try Harness.check([Harness.helper("jigdo-loop-mount"), sq.jigdo, target, "--scan", sq.tree], environment: env)
+            #expect(Harness.isMounted(target))
+            let privateMounts = Harness.mountPoints().filter { $0.hasPrefix(state + "/") }
+            #expect(privateMounts.count == 1)
+            let name = "repodata/primary.xml"
+            let cmp = try Harness.run(["cmp", "\(target)/\(name)", "\(sq.tree)/\(name)"])
+            #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
+            // A second one on the same target is refused, and changes nothing.
+            let again = try Harness.run([Harness.helper("jigdo-loop-mount"), sq.jigdo, target], environment: env)
+            #expect(again.status != 0)
+            #expect(Harness.mountPoints().filter { $0.hasPrefix(state + "/") } == privateMounts)
 
-        try Harness.check([Harness.helper("jigdo-loop-mount"), "-u", target], environment: env)
-        #expect(!Harness.isMounted(target))
-        #expect(Harness.mountPoints().filter { $0.hasPrefix(state + "/") }.isEmpty)
-        #expect(privateMounts.allSatisfy { loopDevices(backedBy: $0).isEmpty })
-        #expect((try? FileManager.default.contentsOfDirectory(atPath: state)) ?? [] == [])
+            try Harness.check([Harness.helper("jigdo-loop-mount"), "-u", target], environment: env)
+            #expect(!Harness.isMounted(target))
+            #expect(Harness.mountPoints().filter { $0.hasPrefix(state + "/") }.isEmpty)
+            #expect(privateMounts.allSatisfy { loopDevices(backedBy: $0).isEmpty })
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: state)) ?? [] == [])
+        }
     }
 
     @Test func writeUSBRefusesWhatIsNotAWholeUnusedLargeEnoughDisk() throws {

@@ -95,8 +95,7 @@ struct MountTests {
         for (name, rel) in [("first", release), ("second", second)] {
             let iso = "\(dir)/\(name).iso"
             try FileManager.default.copyItem(atPath: rel.root + "/release.iso", toPath: iso)
-            try Harness.check(["jigdo-file", "make-template", "-r", "quiet", "--force", "-i", iso,
-                               "-j", "\(dir)/\(name).jigdo", "-t", "\(dir)/\(name).template", rel.tree + "//"])
+            try JigdoFile.makeTemplate(image: iso, jigdo: "\(dir)/\(name).jigdo", template: "\(dir)/\(name).template", parts: rel.tree)
             try FileManager.default.moveItem(atPath: iso, toPath: "\(dir)/\(name).original")
         }
         try Harness.withMount([dir], options: ["--scan", release.tree, "--scan", second.tree]) { mnt in
@@ -221,12 +220,9 @@ struct MountTests {
     }
 
     @Test func missingPartsGiveEIOAndTheDaemonStaysUp() throws {
-        // The jigdo's own server (file:../tree/) does not resolve from a copy elsewhere.
         let dir = try Harness.makeTempDir("no-parts")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for f in ["release.jigdo", "release.template"] {
-            try FileManager.default.copyItem(atPath: "\(release.root)/jf-md5-gz/\(f)", toPath: "\(dir)/\(f)")
-        }
+        try release.variant("jf-md5-gz").copyJigdoAndTemplate(into: dir)
         let log = dir + "/daemon.log"
         try Harness.withMount([dir + "/release.jigdo"], options: ["--log-file", log]) { mnt in
             let cmp = try Harness.run(["cmp", mnt + "/release.iso", release.variant("jf-md5-gz").iso])

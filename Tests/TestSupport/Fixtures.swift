@@ -135,6 +135,14 @@ public struct FixtureVariant: Sendable, CustomStringConvertible {
     public var usesBzip2: Bool { name.hasSuffix("bz2") }
     public var description: String { name }
 
+    /// Copies just the .jigdo and .template into `dir` (a release without any parts: the
+    /// jigdo's own `file:../tree/` server does not resolve from there).
+    public func copyJigdoAndTemplate(into dir: String) throws {
+        for f in [jigdo, template] {
+            try FileManager.default.copyItem(atPath: f, toPath: dir + "/" + (f as NSString).lastPathComponent)
+        }
+    }
+
     init(name: String, releaseRoot: String) {
         self.name = name
         directory = releaseRoot + "/" + name
@@ -160,6 +168,9 @@ public enum ProcessTemp {
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard made != nil else { fatalError("mkdtemp failed: \(errnoText(errno))") }
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // Traversable by others (mkdtemp makes 0700): mount tests read through mount points
+        // in here as another user.
+        chmod(path, 0o755)
         processTempPath = strdup(path)
         atexit {
             if let p = processTempPath { removeTree(String(cString: p)) }

@@ -75,3 +75,15 @@ public func shellWords(_ s: String) -> [String] {
     if inWord { words.append(cur) }
     return words
 }
+
+/// The real jigdo generator.
+public enum JigdoFile {
+    /// `jigdo-file make-template` of `image` into `jigdo` and `template`, matching files under
+    /// `parts` (a directory; its files become `Label:path` entries as jigdo-file writes them
+    /// for `DIR//`). Throws with jigdo-file's stderr when it fails.
+    public static func makeTemplate(image: String, jigdo: String, template: String, parts: String,
+                                    options: [String] = []) throws {
+        try Subprocess.check(["jigdo-file", "make-template", "-r", "quiet", "--force", "-i", image,
+                              "-j", jigdo, "-t", template] + options + [parts + "//"])
+    }
+}
