@@ -144,6 +144,17 @@ enum Harness {
 
 typealias HarnessError = FixtureError
 
+/// Opening `dir + path` with each set of flags fails with EROFS (writes into a read-only mount).
+func expectOpenFailsWithEROFS(_ dir: String, _ cases: [(path: String, flags: Int32)],
+                              sourceLocation: SourceLocation = #_sourceLocation) {
+    for (path, flags) in cases {
+        let fd = open(dir + path, flags, 0o644)
+        let e = errno
+        if fd >= 0 { close(fd) }
+        #expect(fd < 0 && e == EROFS, "open \(path) flags \(flags): fd \(fd) errno \(e)", sourceLocation: sourceLocation)
+    }
+}
+
 /// A squashfs image of the seed-1 tree, distributed through jigdo: uncompressed and without
 /// fragments, so every file is stored verbatim and jigdo-file matches it as a part.
 struct SquashfsFixture: Sendable {
