@@ -59,6 +59,13 @@ async def pump(reader, writer, delay, loop):
 
 async def handle(client_reader, client_writer, upstream_port, rtt, loop):
     try:
+        await relay(client_reader, client_writer, upstream_port, rtt, loop)
+    except asyncio.CancelledError:
+        pass  # shutting down: connections still open are simply dropped
+
+
+async def relay(client_reader, client_writer, upstream_port, rtt, loop):
+    try:
         await asyncio.sleep(rtt)  # connection setup: one round trip
         up_reader, up_writer = await asyncio.open_connection(HOST, upstream_port)
     except OSError:
