@@ -62,10 +62,11 @@ EOF
 done
 [ -n "$nginx_port" ] || { echo "nginx did not start: $(tail -2 "$ng/error.log")" >&2; exit 1; }
 
-# RTT -> base URL of the mirror as seen through that RTT (starts a proxy for RTT > 0)
-mirror_url() {
+# start_mirror RTT: sets $url to the mirror as seen through that RTT (starts a proxy for RTT > 0;
+# not a $(...) function: the proxy must be this shell's child, registered for stopping)
+start_mirror() {
   local rtt=$1 out=$bench_tmp/proxy-$1.out pid port=
-  if [ "$rtt" = 0 ]; then echo "http://127.0.0.1:$nginx_port"; return; fi
+  if [ "$rtt" = 0 ]; then url="http://127.0.0.1:$nginx_port"; return; fi
   python3 bench/latency-proxy.py 0 "$nginx_port" "$rtt" > "$out" &
   pid=$!
   bench_pids+=("$pid")
@@ -75,7 +76,7 @@ mirror_url() {
     sleep 0.05
   done
   [ -n "$port" ] || { echo "latency proxy did not start" >&2; return 1; }
-  echo "http://127.0.0.1:$port"
+  url="http://127.0.0.1:$port"
 }
 
 requests() { wc -l < "$ng/access.log" 2>/dev/null || echo 0; }
@@ -84,7 +85,7 @@ requests() { wc -l < "$ng/access.log" 2>/dev/null || echo 0; }
 # nothing it would not also answer itself under --noask), run in a scratch directory, the
 # .jigdo given as a URL on the mirror (its [Servers] point at the same mirror).
 jigdo_lite() { # RTT URL -> sets jl_secs (empty on failure), jl_requests
-  local rtt=$1 url=$2 d=$bench_tmp/jigdo-lite-$1 t0 t1 r0
+  local rtt=$1 url=$2 d=$bench_tmp/jigdo-lite-$1 t0 t1 r0 pid
   mkdir -p "$d"
   cat > "$d/.jigdo-lite" <<'EOF'
 jigdo=''
@@ -98,7 +99,11 @@ filesPerFetch='30'
 EOF
   r0=$(requests)
   t0=$(now)
-  if (cd "$d" && HOME=$d jigdo-lite --noask "$url" </dev/null >"$d/log" 2>&1) && [ -f "$d/release.iso" ]; then
+  # its own process group, so that an interrupted run stops its wget and jigdo-file too
+  (cd "$d" && HOME=$d exec setsid jigdo-lite --noask "$url" </dev/null >"$d/log" 2>&1) &
+  pid=$!
+  bench_groups+=("$pid")
+  if wait "$pid" && [ -f "$d/release.iso" ]; then
     t1=$(now)
     jl_secs=$(secs "$t0" "$t1")
     cmp -s "$d/release.iso" "$iso" || echo "jigdo-lite at $rtt ms: image DIFFERS from the original" >&2
@@ -112,8 +117,8 @@ EOF
 
 # jigdofs: mount with an empty cache, first byte, full dd. RTT URL -> sets js_* (empty on failure)
 jigdofs_download() {
-  local rtt=$1 url=$2 m pid name t0 t1 t2 t3 r0
-  m=$(mount_point "dl-$rtt")
+  local rtt=$1 url=$2 m pid= name t0 t1 t2 t3 r0
+  new_mount_point "dl-$rtt"; m=$mp
   js_ttfb= js_total= js_dd= js_rss=
   r0=$(requests)
   t0=$(now)
@@ -122,14 +127,14 @@ jigdofs_download() {
   name=$(ls "$m")
   head -c 1 "$m/$name" >/dev/null
   t2=$(now)
-  pid=$(daemon_pid "$m") && bench_pids+=("$pid")
   js_dd=$(timed_dd "$m/$name") || { unmount "$m"; return 0; }
   t3=$(now)
+  pid=$(daemon_pid "$m") && bench_daemons+=("$pid")
   js_mount=$(secs "$t0" "$t1") js_ttfb=$(secs "$t0" "$t2") js_total=$(secs "$t0" "$t3")
   [ -z "$pid" ] || js_rss=$(peak_rss_mib "$pid")
   js_requests=$(( $(requests) - r0 ))
   cmp -s "$m/$name" "$iso" || echo "jigdofs at $rtt ms: image DIFFERS from the original" >&2
-  unmount "$m"
+  if [ -n "$pid" ]; then unmount_daemon "$m" "$pid"; else unmount "$m"; fi
   rm -rf "$bench_tmp/cache-$rtt"
 }
 
@@ -140,7 +145,7 @@ header
 printf '%-52s mirror: nginx on 127.0.0.1:%s, RTT added by bench/latency-proxy.py\n' "" "$nginx_port"
 summary=()
 for rtt in $rtts; do
-  url=$(mirror_url "$rtt")
+  start_mirror "$rtt"
   mkdir -p "$www/rtt$rtt"
   sed "s|^Base=.*|Base=$url/tree/|" "$rel/release.jigdo" > "$www/rtt$rtt/release.jigdo"
   ln -s "$rel/release.template" "$www/rtt$rtt/release.template"
@@ -170,4 +175,4 @@ for rtt in $rtts; do
     summary+=("$(printf '%s ms: jigdofs (mount + dd) / jigdo-lite = %.2fx (goal %s)' "$rtt" "$(ratio "$js_total" "$jl_secs")" "$goal")")
   fi
 done
-printf '%s\n' "${summary[@]}"
+[ ${#summary[@]} = 0 ] || printf '%s\n' "${summary[@]}"

@@ -31,7 +31,9 @@ bin=$(readlink -f "$bin")
 
 # --- cleanup: mounts first (they may hold files of the temp dir), then processes, then files
 bench_mounts=()
-bench_pids=()
+bench_pids=()    # our own children (nginx, proxies): killed and waited for
+bench_daemons=() # FUSE daemons that detached from us: they exit on unmount; killed only if not
+bench_groups=()  # process groups we made with setsid (a tool and the children it runs)
 bench_tmp=$(mktemp -d /tmp/jigdofs-bench-run.XXXXXX)
 bench_cleanup() {
   local m p
@@ -40,10 +42,16 @@ bench_cleanup() {
       fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true
     fi
   done
+  for p in "${bench_groups[@]}"; do
+    kill -- "-$p" 2>/dev/null || true
+  done
+  for p in "${bench_daemons[@]}"; do
+    daemon_alive "$p" && kill "$p" 2>/dev/null || true
+  done
   for p in "${bench_pids[@]}"; do
     kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
   done
-  rm -rf "$bench_tmp"
+  rm -rf --one-file-system "$bench_tmp"
 }
 trap bench_cleanup EXIT
 trap 'exit 130' INT
@@ -75,12 +83,12 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# mount_point NAME -> a new empty directory, registered for unmounting
-mount_point() {
-  local m=$bench_tmp/$1
-  mkdir -p "$m"
-  bench_mounts+=("$m")
-  echo "$m"
+# new_mount_point NAME: sets $mp to a new empty directory, registered for unmounting
+# (not a $(...) function: the registration must happen in this shell)
+new_mount_point() {
+  mp=$bench_tmp/$1
+  mkdir -p "$mp"
+  bench_mounts+=("$mp")
 }
 
 unmount() { fusermount3 -u "$1"; }
@@ -93,6 +101,20 @@ daemon_pid() {
     tr '\0' '\n' < "$p/cmdline" 2>/dev/null | grep -qxF "$1" && { echo "${p#/proc/}"; return 0; }
   done
   return 1
+}
+
+# Still our jigdofs daemon, and not a zombie (its parent, init here, may reap it late)?
+daemon_alive() {
+  [ "$(readlink "/proc/$1/exe" 2>/dev/null)" = "$bin" ] || return 1
+  [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
+# unmount_daemon MOUNTPOINT PID: unmounts, then waits (bounded) for the daemon to exit
+unmount_daemon() {
+  local i
+  unmount "$1"
+  for i in $(seq 100); do daemon_alive "$2" || return 0; sleep 0.05; done
+  echo "jigdofs daemon $2 still running 5 s after unmounting $1" >&2
 }
 
 peak_rss_mib() { # PID -> VmHWM in MiB

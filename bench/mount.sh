@@ -24,7 +24,7 @@ row "cat release.iso > /dev/null (page cache)" "$(secs "$t0" "$t1")"
 
 plain=
 for i in $(seq "$repeat"); do
-  m=$(mount_point "plain$i")
+  new_mount_point "plain$i"; m=$mp
   "$bench_tmp/plainfuse" "$iso" release.iso "$m"
   t=$(timed_dd "$m/release.iso")
   unmount "$m"
@@ -35,18 +35,17 @@ row "dd plain FUSE file (plainfuse.c, pread)" "$plain" "$([ "$repeat" -gt 1 ] &&
 # One jigdofs mount: NAME -> sets mount_secs, dd_secs, rss (MiB)
 jigdofs_mount() {
   local m pid name t0 t1
-  m=$(mount_point "$1")
+  new_mount_point "$1"; m=$mp
   t0=$(now)
   "$bin" mount --scan "$work/tree" "$rel/release.jigdo" "$m"
   t1=$(now)
   mount_secs=$(secs "$t0" "$t1")
   name=$(ls "$m")
   pid=$(daemon_pid "$m") || { echo "no jigdofs daemon found for $m" >&2; return 1; }
-  bench_pids+=("$pid")
+  bench_daemons+=("$pid")
   dd_secs=$(timed_dd "$m/$name")
   rss=$(peak_rss_mib "$pid")
-  unmount "$m"
-  for _ in $(seq 100); do [ -d "/proc/$pid" ] || break; sleep 0.05; done
+  unmount_daemon "$m" "$pid"
 }
 
 if ! "$bin" mount --help >/dev/null 2>&1; then
@@ -66,7 +65,7 @@ else
   done
   printf '%-52s %8.2f s %13s  %s\n' "jigdofs mount --scan: usable after (first mount)" "$first_mount" "" "empty checksum cache"
   row "dd jigdofs mount (first mount)" "$first_dd" "daemon peak RSS $first_rss MiB"
-  printf '%-52s %8.2f s %13s  %s\n' "jigdofs mount --scan: usable after (second mount)" "$second_mount" "" "warm checksum cache"
+  printf '%-52s %8.2f s %13s  %s\n' "jigdofs mount --scan: usable after (second mount)" "$second_mount" "" "checksum cache of the first mount (if the binary has one)"
   row "dd jigdofs mount (second mount)" "$second_dd" "daemon peak RSS $second_rss MiB$([ "$repeat" -gt 1 ] && echo ", best of $repeat")"
   ratio_line=$(printf 'dd jigdofs / plain FUSE: %.2fx first mount, %.2fx second mount (target <= 1.5x); daemon peak RSS %s MiB (target < 64 MiB)' \
     "$(ratio "$first_dd" "$plain")" "$(ratio "$second_dd" "$plain")" "$(echo "if ($first_rss > $second_rss) $first_rss else $second_rss" | bc -l)")
