@@ -65,7 +65,7 @@ else
   done
   printf '%-52s %8.2f s %13s  %s\n' "jigdofs mount --scan: usable after (first mount)" "$first_mount" "" "empty checksum cache"
   row "dd jigdofs mount (first mount)" "$first_dd" "daemon peak RSS $first_rss MiB"
-  printf '%-52s %8.2f s %13s  %s\n' "jigdofs mount --scan: usable after (second mount)" "$second_mount" "" "checksum cache of the first mount (if the binary has one)"
+  printf '%-52s %8.2f s %13s  %s\n' "jigdofs mount --scan: usable after (second mount)" "$second_mount" "" "checksum cache filled by the first mount"
   row "dd jigdofs mount (second mount)" "$second_dd" "daemon peak RSS $second_rss MiB$([ "$repeat" -gt 1 ] && echo ", best of $repeat")"
   ratio_line=$(printf 'dd jigdofs / plain FUSE: %.2fx first mount, %.2fx second mount (target <= 1.5x); daemon peak RSS %s MiB (target < 64 MiB)' \
     "$(ratio "$first_dd" "$plain")" "$(ratio "$second_dd" "$plain")" "$(echo "if ($first_rss > $second_rss) $first_rss else $second_rss" | bc -l)")
