@@ -5,14 +5,18 @@
 # Measured in the same run, per RTT:
 #   jigdo-lite --noask        .jigdo and template from the mirror, then every part with wget,
 #                             30 at a time, merged by jigdo-file, then its final verify;
-#   jigdofs mount + dd        the same .jigdo (local) with --server Base=MIRROR and an empty
-#                             --cache-dir: time until the first byte of the image can be read, and
-#                             until a full dd of the image to /dev/null is done (from mount start).
+#   jigdofs mount + dd        the same .jigdo with --server Base=MIRROR and an empty --cache-dir:
+#                             time until the first byte of the image can be read, and until a
+#                             full dd of the image to /dev/null is done (from mount start). The
+#                             .jigdo and template are local (as after an rsync of the release's
+#                             iso/ folder); REMOTE_SOURCE=1 mounts the .jigdo's URL on the mirror
+#                             instead, so the template is downloaded too, as jigdo-lite does.
 # Both results are compared with the original ISO outside the timing.
 #
 # usage: bench/download.sh [--quick] [WORKDIR] [NFILES]   (default /tmp/jigdofs-bench, 7000 files ≈ 1 GB)
 # env:   JIGDOFS=path/to/jigdofs (default: this repo's release build); it needs `mount` with
 #        `--server`, else its rows say n/a.   RTTS="0 20" (milliseconds).   JIGDO_LITE=0 skips it.
+#        REMOTE_SOURCE=1: jigdofs mounts http://MIRROR/.../release.jigdo rather than the local file.
 . "$(dirname "$0")/lib.sh"
 rtts=${RTTS:-0 20}
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ftp_proxy all_proxy ALL_PROXY
@@ -120,8 +124,10 @@ EOF
 #                `file`, blkid or a loop mount read first) -> one 4 KiB read in the middle of the
 #                image (inside a part: one download, timed on its own);
 #   full read:   mount start -> dd of the whole image done; then compared with the original.
-jigdofs_mount_dl() { # NAME URL: mounts at $mp with an empty cache (the caller made $mp)
-  "$bin" mount --server Base="$2/tree/" --cache-dir "$bench_tmp/cache-$1" "$rel/release.jigdo" "$mp"
+jigdofs_mount_dl() { # NAME URL RTT: mounts at $mp with an empty cache (the caller made $mp)
+  local source=$rel/release.jigdo
+  [ "${REMOTE_SOURCE:-0}" = 0 ] || source=$2/rtt$3/release.jigdo
+  "$bin" mount --server Base="$2/tree/" --cache-dir "$bench_tmp/cache-$1" "$source" "$mp"
 }
 find_daemon() { # sets $pid (outside any timing: it walks /proc)
   pid=$(daemon_pid "$mp") && bench_daemons+=("$pid") || pid=
@@ -135,7 +141,7 @@ jigdofs_download() {
   js_mount= js_ttfb= js_mid= js_total= js_dd= js_rss= js_requests=
   new_mount_point "ttfb-$rtt"
   t0=$(now)
-  jigdofs_mount_dl "ttfb-$rtt" "$url" || return 0
+  jigdofs_mount_dl "ttfb-$rtt" "$url" "$rtt" || return 0
   t1=$(now)
   name=$(ls "$mp")
   head -c 1 "$mp/$name" >/dev/null
@@ -149,7 +155,7 @@ jigdofs_download() {
   new_mount_point "full-$rtt"
   r0=$(requests)
   t0=$(now)
-  jigdofs_mount_dl "full-$rtt" "$url" || return 0
+  jigdofs_mount_dl "full-$rtt" "$url" "$rtt" || return 0
   js_dd=$(timed_dd "$mp/$name") || { find_daemon; jigdofs_unmount_dl "full-$rtt"; return 0; }
   t1=$(now)
   find_daemon
