@@ -143,7 +143,7 @@ jigdofs_download() {
   t0=$(now)
   jigdofs_mount_dl "ttfb-$rtt" "$url" "$rtt" || return 0
   t1=$(now)
-  name=$(ls "$mp")
+  name=$image_name
   head -c 1 "$mp/$name" >/dev/null
   t2=$(now)
   dd if="$mp/$name" of=/dev/null bs=4096 skip=$((size / 2 / 4096)) count=1 status=none

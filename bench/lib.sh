@@ -67,6 +67,8 @@ fi
 rel=$work/jf-md5-gz
 iso=$work/release.iso
 size=$(stat -c %s "$iso")
+# The image's file name in a mount (which may also show e.g. a browse directory next to it)
+image_name=$(sed -n '/^\[Image\]/,/^\[/ s/^Filename=//p' "$rel/release.jigdo" | head -1)
 parts=$(grep -c '^[A-Za-z0-9_-]\{22\}=' "$rel/release.jigdo" || true)
 
 now() { date +%s.%N; }

@@ -40,7 +40,7 @@ jigdofs_mount() {
   "$bin" mount --scan "$work/tree" "$rel/release.jigdo" "$m"
   t1=$(now)
   mount_secs=$(secs "$t0" "$t1")
-  name=$(ls "$m")
+  name=$image_name
   pid=$(daemon_pid "$m") || { echo "no jigdofs daemon found for $m" >&2; return 1; }
   bench_daemons+=("$pid")
   dd_secs=$(timed_dd "$m/$name")
