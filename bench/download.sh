@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Benchmark (issue 4): an empty machine fetching the release from a mirror. nginx (Debian's, with
+# its own config, on 127.0.0.1 and a free port) serves the release tree; for each RTT a latency
+# proxy of our own (bench/latency-proxy.py, 127.0.0.1) sits in front of it (0 ms: nginx directly).
+# Measured in the same run, per RTT:
+#   jigdo-lite --noask        .jigdo and template from the mirror, then every part with wget,
+#                             30 at a time, merged by jigdo-file, then its final verify;
+#   jigdofs mount + dd        the same .jigdo with --server Base=MIRROR and an empty --cache-dir:
+#                             time until the first byte of the image can be read, and until a
+#                             full dd of the image to /dev/null is done (from mount start). The
+#                             .jigdo and template are local (as after an rsync of the release's
+#                             iso/ folder); REMOTE_SOURCE=1 mounts the .jigdo's URL on the mirror
+#                             instead, so the template is downloaded too, as jigdo-lite does.
+# Both results are compared with the original ISO outside the timing.
+#
+# usage: bench/download.sh [--quick] [WORKDIR] [NFILES]   (default /tmp/jigdofs-bench, 7000 files ≈ 1 GB)
+# env:   JIGDOFS=path/to/jigdofs (default: this repo's release build); it needs `mount` with
+#        `--server`, else its rows say n/a.   RTTS="0 20" (milliseconds).   JIGDO_LITE=0 skips it.
+#        REMOTE_SOURCE=1: jigdofs mounts http://MIRROR/.../release.jigdo rather than the local file.
+. "$(dirname "$0")/lib.sh"
+rtts=${RTTS:-0 20}
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ftp_proxy all_proxy ALL_PROXY
+
+# --- nginx serving $www: tree/ (the release's parts) and one .jigdo per RTT whose [Servers]
+#     point at that RTT's address
+www=$bench_tmp/www
+ng=$bench_tmp/nginx
+mkdir -p "$www" "$ng/tmp"
+ln -s "$work/tree" "$www/tree"
+nginx_port=
+for _ in 1 2 3 4 5; do
+  port=$(free_port)
+  cat > "$ng/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $ng/nginx.pid;
+error_log $ng/error.log;
+events { worker_connections 1024; }
+http {
+  access_log $ng/access.log;
+  client_body_temp_path $ng/tmp;
+  proxy_temp_path $ng/tmp;
+  fastcgi_temp_path $ng/tmp;
+  uwsgi_temp_path $ng/tmp;
+  scgi_temp_path $ng/tmp;
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  server {
+    listen 127.0.0.1:$port;
+    root $www;
+  }
+}
+EOF
+  nginx -p "$ng" -c "$ng/nginx.conf" -e "$ng/error.log" &
+  pid=$!
+  bench_pids+=("$pid")
+  for _ in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && { nginx_port=$port; break; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  [ -z "$nginx_port" ] || break
+done
+[ -n "$nginx_port" ] || { echo "nginx did not start: $(tail -2 "$ng/error.log")" >&2; exit 1; }
+
+# start_mirror RTT: sets $url to the mirror as seen through that RTT (starts a proxy for RTT > 0;
+# not a $(...) function: the proxy must be this shell's child, registered for stopping)
+start_mirror() {
+  local rtt=$1 out=$bench_tmp/proxy-$1.out pid port=
+  if [ "$rtt" = 0 ]; then url="http://127.0.0.1:$nginx_port"; return; fi
+  python3 bench/latency-proxy.py 0 "$nginx_port" "$rtt" > "$out" &
+  pid=$!
+  bench_pids+=("$pid")
+  for _ in $(seq 100); do
+    port=$(sed -n 's/^listening //p' "$out")
+    [ -z "$port" ] || break
+    sleep 0.05
+  done
+  [ -n "$port" ] || { echo "latency proxy did not start" >&2; return 1; }
+  url="http://127.0.0.1:$port"
+}
+
+requests() { wc -l < "$ng/access.log" 2>/dev/null || echo 0; }
+
+# jigdo-lite, non-interactive: a scratch HOME with a prepared ~/.jigdo-lite (so it asks
+# nothing it would not also answer itself under --noask), run in a scratch directory, the
+# .jigdo given as a URL on the mirror (its [Servers] point at the same mirror).
+jigdo_lite() { # RTT URL -> sets jl_secs (empty on failure), jl_requests
+  local rtt=$1 url=$2 d=$bench_tmp/jigdo-lite-$1 t0 t1 r0 pid
+  mkdir -p "$d"
+  cat > "$d/.jigdo-lite" <<'EOF'
+jigdo=''
+debianMirror='http://127.0.0.1:9/debian/'
+nonusMirror=''
+tmpDir='.'
+jigdoOpts='--cache jigdo-file-cache.db'
+wgetOpts='-nv --passive-ftp --dot-style=mega --continue --timeout=30'
+scanMenu=''
+filesPerFetch='30'
+EOF
+  r0=$(requests)
+  t0=$(now)
+  # its own process group, so that an interrupted run stops its wget and jigdo-file too
+  (cd "$d" && HOME=$d exec setsid jigdo-lite --noask "$url" </dev/null >"$d/log" 2>&1) &
+  pid=$!
+  bench_groups+=("$pid")
+  if wait "$pid" && [ -f "$d/release.iso" ]; then
+    t1=$(now)
+    jl_secs=$(secs "$t0" "$t1")
+    cmp -s "$d/release.iso" "$iso" || echo "jigdo-lite at $rtt ms: image DIFFERS from the original" >&2
+  else
+    jl_secs=
+    echo "jigdo-lite at $rtt ms failed: $(tail -3 "$d/log")" >&2
+  fi
+  jl_requests=$(( $(requests) - r0 ))
+  rm -rf "$d"
+}
+
+# jigdofs, each phase on its own mount with an empty cache.  RTT URL -> sets js_* (empty on failure)
+#   first bytes: mount start -> mount returned -> first byte at offset 0 (template data, as
+#                `file`, blkid or a loop mount read first) -> one 4 KiB read in the middle of the
+#                image (inside a part: one download, timed on its own);
+#   full read:   mount start -> dd of the whole image done; then compared with the original.
+jigdofs_mount_dl() { # NAME URL RTT: mounts at $mp with an empty cache (the caller made $mp)
+  local source=$rel/release.jigdo
+  [ "${REMOTE_SOURCE:-0}" = 0 ] || source=$2/rtt$3/release.jigdo
+  "$bin" mount --server Base="$2/tree/" --cache-dir "$bench_tmp/cache-$1" "$source" "$mp"
+}
+find_daemon() { # sets $pid (outside any timing: it walks /proc)
+  pid=$(daemon_pid "$mp") && bench_daemons+=("$pid") || pid=
+}
+jigdofs_unmount_dl() { # NAME
+  if [ -n "$pid" ]; then unmount_daemon "$mp" "$pid"; else unmount "$mp"; fi
+  rm -rf "$bench_tmp/cache-$1"
+}
+jigdofs_download() {
+  local rtt=$1 url=$2 name t0 t1 t2 t3 r0
+  js_mount= js_ttfb= js_mid= js_total= js_dd= js_rss= js_requests=
+  new_mount_point "ttfb-$rtt"
+  t0=$(now)
+  jigdofs_mount_dl "ttfb-$rtt" "$url" "$rtt" || return 0
+  t1=$(now)
+  name=$image_name
+  head -c 1 "$mp/$name" >/dev/null
+  t2=$(now)
+  dd if="$mp/$name" of=/dev/null bs=4096 skip=$((size / 2 / 4096)) count=1 status=none
+  t3=$(now)
+  js_mount=$(secs "$t0" "$t1") js_ttfb=$(secs "$t0" "$t2") js_mid=$(secs "$t2" "$t3")
+  find_daemon
+  jigdofs_unmount_dl "ttfb-$rtt"
+
+  new_mount_point "full-$rtt"
+  r0=$(requests)
+  t0=$(now)
+  jigdofs_mount_dl "full-$rtt" "$url" "$rtt" || return 0
+  js_dd=$(timed_dd "$mp/$name") || { find_daemon; jigdofs_unmount_dl "full-$rtt"; return 0; }
+  t1=$(now)
+  find_daemon
+  js_total=$(secs "$t0" "$t1")
+  [ -z "$pid" ] || js_rss=$(peak_rss_mib "$pid")
+  js_requests=$(( $(requests) - r0 ))
+  cmp -s "$mp/$name" "$iso" || echo "jigdofs at $rtt ms: image DIFFERS from the original" >&2
+  jigdofs_unmount_dl "full-$rtt"
+}
+
+if "$bin" mount --help 2>/dev/null | grep -q -- '--server'; then has_downloads=1; else has_downloads=0; fi
+
+warm_page_cache
+header
+printf '%-52s mirror: nginx on 127.0.0.1:%s, RTT added by bench/latency-proxy.py\n' "" "$nginx_port"
+summary=()
+for rtt in $rtts; do
+  start_mirror "$rtt"
+  mkdir -p "$www/rtt$rtt"
+  sed "s|^Base=.*|Base=$url/tree/|" "$rel/release.jigdo" > "$www/rtt$rtt/release.jigdo"
+  ln -s "$rel/release.template" "$www/rtt$rtt/release.template"
+  jl_secs=
+  if [ "${JIGDO_LITE:-1}" != 0 ]; then
+    jigdo_lite "$rtt" "$url/rtt$rtt/release.jigdo"
+    if [ -n "$jl_secs" ]; then
+      row "jigdo-lite --noask, $rtt ms RTT" "$jl_secs" "$jl_requests requests"
+    else
+      row_na "jigdo-lite --noask, $rtt ms RTT" "FAILED"
+    fi
+  fi
+  if [ "$has_downloads" = 0 ]; then
+    row_na "jigdofs mount + dd (cold cache), $rtt ms RTT" "jigdofs: n/a (binary has no downloads)"
+    summary+=("$rtt ms: jigdofs n/a")
+    continue
+  fi
+  jigdofs_download "$rtt" "$url"
+  if [ -z "$js_total" ]; then
+    row_na "jigdofs mount + dd (cold cache), $rtt ms RTT" "FAILED"
+    continue
+  fi
+  printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: first byte of the image, $rtt ms RTT" "$js_ttfb" "" "from mount start (mount returned after $(printf %.3f "$js_mount") s)"
+  printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: 4 KiB in the middle, $rtt ms RTT" "$js_mid" "" "one part downloaded, on the same mount"
+  row "jigdofs mount + dd (cold cache), $rtt ms RTT" "$js_total" "dd alone $(printf %.2f "$js_dd") s, $js_requests requests, daemon peak RSS ${js_rss:-?} MiB"
+  goal=$([ "$rtt" = 0 ] && echo "<= 0.33x" || echo "<= 0.15x at 20 ms")
+  if [ -n "$jl_secs" ]; then
+    summary+=("$(printf '%s ms: jigdofs (mount + dd) / jigdo-lite = %.2fx (goal %s)' "$rtt" "$(ratio "$js_total" "$jl_secs")" "$goal")")
+  fi
+done
+[ ${#summary[@]} = 0 ] || printf '%s\n' "${summary[@]}"
