@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CFuse3
+import Foundation
 import JigdoFormat
 import Logging
 import Synchronization
@@ -94,11 +95,36 @@ public final class FUSEMount {
         mounted = true
     }
 
+    /// Readahead of the mount's backing device, in KiB. The kernel starts a FUSE mount at
+    /// 128 KiB, so sequential readers (dd, cmp, loop devices) get 128 KiB requests; the image is
+    /// immutable and parts are large, so bigger requests cost nothing and save a round trip
+    /// through the daemon per 128 KiB (about a third faster `dd` on this 2-core machine).
+    public static let readaheadKiB = 1024
+
+    /// Best effort (needs root): raises the readahead via /sys/class/bdi. The kernel sets it
+    /// when it processes the reply to FUSE's INIT, so this must run after that: the stat(2)
+    /// of the mount point below is answered only once the request loop has handled INIT (call
+    /// this on a thread of its own while `run()` serves).
+    static func raiseReadahead(_ mountpoint: String) {
+        var st = stat()
+        guard stat(mountpoint, &st) == 0 else { return }
+        let target = canonicalPath(mountpoint)
+        guard let device = MountTable.entries().last(where: { $0.mountPoint == target })?.device else { return }
+        let path = "/sys/class/bdi/\(device)/read_ahead_kb"
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let text = Array("\(readaheadKiB)\n".utf8)
+        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
     /// Serves requests on several threads until the filesystem is unmounted (`fusermount3 -u`,
     /// `umount`) or SIGINT/SIGTERM/SIGHUP arrives, then unmounts. Returns libfuse's loop result.
     @discardableResult
     public func run() -> Int32 {
         guard let fuse, mounted else { return -1 }
+        let readahead = Thread { [mountpoint] in Self.raiseReadahead(mountpoint) }
+        readahead.start()
         let result = jfs_fuse_loop_mt(fuse, 10)
         unmount()
         return result
@@ -131,12 +157,15 @@ public enum MountTable {
     }
 
     public static func mountPoints() -> Set<String> {
-        var out = Set<String>()
-        for line in String(decoding: readProcFile("/proc/self/mountinfo"), as: UTF8.self).split(separator: "\n") {
+        Set(entries().map(\.mountPoint))
+    }
+
+    /// (device "MAJOR:MINOR", mount point) of every mount, from /proc/self/mountinfo.
+    static func entries() -> [(device: String, mountPoint: String)] {
+        String(decoding: readProcFile("/proc/self/mountinfo"), as: UTF8.self).split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
-            if fields.count > 4 { out.insert(unescape(String(fields[4]))) }
+            return fields.count > 4 ? (String(fields[2]), unescape(String(fields[4]))) : nil
         }
-        return out
     }
 
     /// mountinfo writes space, tab, newline and backslash as \ooo.
