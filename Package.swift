@@ -2,10 +2,12 @@
 import PackageDescription
 
 // Layers, bottom to top (each imports only those below it):
-//   CZlib, CBzip2      thin shims over the C libraries
+//   CZlib, CBzip2,     thin shims over the C libraries
+//   CCurl
 //   JigdoFormat        reading .jigdo and .template files (pure parsing, no part I/O)
 //   ImageAssembly      image layout + thread-safe range reader over template data and parts
-//   PartSources        where part bytes come from: scanned dirs, mapped mirrors
+//   PartSources        where part bytes come from: scanned dirs, mapped mirrors, the part
+//                      cache and downloads (libcurl)
 //   jigdofs            the command line (ArgumentParser)
 let package = Package(
     name: "jigdofs",
@@ -21,6 +23,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CBzip2", path: "Sources/CBzip2"),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .target(
             name: "JigdoFormat",
             dependencies: [
@@ -34,7 +37,7 @@ let package = Package(
         ),
         .target(
             name: "PartSources",
-            dependencies: ["JigdoFormat", "ImageAssembly", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CCurl", "JigdoFormat", "ImageAssembly", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "jigdofs",

@@ -1,0 +1,448 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Foundation
+import ImageAssembly
+import JigdoFormat
+import Logging
+import Synchronization
+
+/// The part source of an image with downloads: local copies first (`LocalParts`), then the
+/// part cache, then the jigdo's servers.
+///
+/// A read of a part that is neither local nor cached blocks only that read until the part is
+/// downloaded and verified; reads of other parts go on meanwhile. Each part (by checksum) has
+/// one life at a time: missing -> downloading -> done | failed; every reader of a part being
+/// downloaded waits for that one download. After a failure the waiting readers get the error
+/// (naming each URL tried) and the next read starts over.
+///
+/// Sequential reading is detected and the next parts are fetched ahead, within a window bounded
+/// in parts and bytes. Downloads go to files in the cache, never to memory.
+public final class PartStore: PartSource, @unchecked Sendable {
+    public struct Options: Sendable {
+        /// Never download (`--offline`): parts must be local or cached.
+        public var offline = false
+        /// Read-ahead window once sequential reading is seen: at most this many parts ...
+        public var readAheadParts = 32
+        /// ... and this many bytes ahead of the read position.
+        public var readAheadBytes: Int64 = 128 << 20
+        public init() {}
+    }
+
+    private enum PartState {
+        /// A download is running (or waiting for a retry); `transfer` is the current queued id.
+        case downloading(attempt: UInt64, prefetch: Bool, transfer: UInt64)
+        /// The part is in the cache.
+        case done
+        /// The last attempt failed; waiters of that attempt get the error, a new read retries.
+        case failed(attempt: UInt64, JigdoError)
+    }
+
+    /// The download of one part, passed along the chain of locations and retries.
+    private struct Job: Sendable {
+        var index: Int
+        var checksum: Checksum
+        var length: Int64
+        var attempt: UInt64
+        var prefetch: Bool
+        var urls: [String]
+        var urlIndex = 0
+        var tries = 0
+        var restartedFromZero = false
+        var errors: [String] = []
+    }
+
+    private struct State {
+        var parts: [Checksum: PartState] = [:]
+        var nextAttempt: UInt64 = 1
+        // Sequential read detection.
+        var lastRead = -10
+        var sequentialRun = 0
+        var readAheadFrontier = 0
+        // Figures for `status`.
+        var bytesDownloaded: Int64 = 0
+        var partsDownloaded = 0
+        var failuresByHost: [String: Int] = [:]
+    }
+
+    public let template: TemplateInfo
+    public let resolver: LocationResolver
+    public let local: LocalParts?
+    public let cache: PartCache?
+    public let downloader: HTTPDownloader?
+    public let options: Options
+    public let downloadConfig: DownloadConfig
+    private let logger: Logger
+    // Lock order: `condition` is taken alone; never held across I/O, a libcurl call, or a
+    // call into `local`/`cache`/`downloader` (their own locks are leaves).
+    private let condition = NSCondition()
+    private var state = State()
+    private let openFiles = ByteBudgetCache<Checksum, ReadOnlyFile>(budget: 64)
+
+    /// - Parameters:
+    ///   - local: parts found on disk (`--scan`, `--map`, local locations); may be nil.
+    ///   - cache: the part cache; nil means no cache and no downloads.
+    ///   - downloader: nil means no downloads (as `--offline`).
+    public init(
+        template: TemplateInfo, resolver: LocationResolver, local: LocalParts?, cache: PartCache?,
+        downloader: HTTPDownloader?, options: Options = Options(),
+        logger: Logger = Logger(label: "jigdofs.download")
+    ) {
+        self.template = template
+        self.resolver = resolver
+        self.local = local
+        self.cache = cache
+        self.downloader = cache == nil ? nil : downloader
+        self.options = options
+        self.downloadConfig = downloader?.config ?? DownloadConfig()
+        self.logger = logger
+    }
+
+    private var downloadsEnabled: Bool { !options.offline && downloader != nil && cache != nil }
+
+    // MARK: PartSource
+
+    public func isLocallyAvailable(_ index: Int) -> Bool {
+        if local?.isLocallyAvailable(index) == true { return true }
+        let part = template.parts[index]
+        return cache?.contains(part.checksum, length: part.length) == true
+    }
+
+    public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        noteRead(index)
+        if let local, local.isLocallyAvailable(index) {
+            do {
+                try local.readPart(index, at: offset, into: buffer)
+                return
+            } catch let e as JigdoError where e.kind == .partUnavailable {
+                // A local location that failed its check: fall back to cache and download.
+            }
+        }
+        let file = try cachedFile(index)
+        try file.read(at: offset, into: buffer)
+    }
+
+    // MARK: public helpers for prefetch / make-image / status
+
+    /// The remote URLs of a part, in the order they are tried.
+    public func urls(forPart index: Int) -> [String] {
+        resolver.locations(forPart: template.parts[index].checksum).compactMap {
+            if case .remote(let u) = $0 { return u }
+            return nil
+        }
+    }
+
+    /// Parts neither local nor cached.
+    public func missingParts() -> [Int] {
+        template.parts.indices.filter { template.parts[$0].length > 0 && !isLocallyAvailable($0) }
+    }
+
+    /// Starts read-ahead downloads of these parts (not waiting); parts already local, cached or
+    /// being downloaded are skipped.
+    public func prefetch(_ indices: [Int]) {
+        guard downloadsEnabled else { return }
+        for i in indices where !isLocallyAvailable(i) { startIfIdle(i, prefetch: true) }
+    }
+
+    /// Waits until the part is local or cached, downloading it if needed.
+    public func ensureAvailable(_ index: Int) throws {
+        if local?.isLocallyAvailable(index) == true { return }
+        _ = try cachedFile(index)
+    }
+
+    public struct Statistics: Sendable {
+        public var partsDownloaded: Int
+        public var bytesDownloaded: Int64
+        public var downloading: Int
+        public var failuresByHost: [String: Int]
+    }
+
+    public func statistics() -> Statistics {
+        condition.lock(); defer { condition.unlock() }
+        let inFlight = state.parts.values.filter { if case .downloading = $0 { return true }; return false }.count
+        return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
+                          downloading: inFlight, failuresByHost: state.failuresByHost)
+    }
+
+    // MARK: reading from the cache, waiting for downloads
+
+    private func cachedFile(_ index: Int) throws -> ReadOnlyFile {
+        let part = template.parts[index]
+        if let f = openFiles.value(for: part.checksum) { return f }
+        guard let cache else { throw unavailable(part, "has no local copy") }
+        if !cache.contains(part.checksum, length: part.length) {
+            guard downloadsEnabled else {
+                throw unavailable(part, options.offline ? "is not local or cached, and downloads are off (--offline)" : "has no local copy")
+            }
+            try waitForDownload(index)
+        }
+        let f = try ReadOnlyFile(path: cache.path(for: part.checksum))
+        guard f.size == part.length else {
+            throw JigdoError(.io, path: f.path, "cached part changed size (\(f.size) bytes, part is \(part.length))")
+        }
+        openFiles.insert(f, for: part.checksum, cost: 1)
+        return f
+    }
+
+    private func unavailable(_ part: TemplatePart, _ why: String) -> JigdoError {
+        JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) \(why)")
+    }
+
+    /// Blocks until the part is in the cache; starts its download unless one is running.
+    private func waitForDownload(_ index: Int) throws {
+        let sum = template.parts[index].checksum
+        condition.lock()
+        var waitingOn: UInt64?
+        while true {
+            switch state.parts[sum] {
+            case .done?:
+                condition.unlock()
+                return
+            case .downloading(let attempt, let prefetch, let transfer)?:
+                waitingOn = attempt
+                if prefetch {
+                    state.parts[sum] = .downloading(attempt: attempt, prefetch: false, transfer: transfer)
+                    condition.unlock()
+                    downloader?.promote(transfer)
+                    condition.lock()
+                    continue
+                }
+                condition.wait()
+            case .failed(_, let error)? where waitingOn != nil:
+                condition.unlock()
+                throw error
+            case .failed?, nil:
+                let attempt = state.nextAttempt
+                state.nextAttempt += 1
+                state.parts[sum] = .downloading(attempt: attempt, prefetch: false, transfer: 0)
+                waitingOn = attempt
+                condition.unlock()
+                begin(index: index, attempt: attempt, prefetch: false)
+                condition.lock()
+            }
+        }
+    }
+
+    /// Starts a download of the part unless one is running or it is done.
+    private func startIfIdle(_ index: Int, prefetch: Bool) {
+        let sum = template.parts[index].checksum
+        condition.lock()
+        let attempt: UInt64?
+        switch state.parts[sum] {
+        case .downloading?, .done?:
+            attempt = nil
+        case .failed?, nil:
+            attempt = state.nextAttempt
+            state.nextAttempt += 1
+            state.parts[sum] = .downloading(attempt: attempt!, prefetch: prefetch, transfer: 0)
+        }
+        condition.unlock()
+        if let attempt { begin(index: index, attempt: attempt, prefetch: prefetch) }
+    }
+
+    // MARK: read-ahead
+
+    private func noteRead(_ index: Int) {
+        guard downloadsEnabled, options.readAheadParts > 0 else { return }
+        condition.lock()
+        if index >= state.lastRead && index <= state.lastRead + 2 {
+            state.sequentialRun += index == state.lastRead ? 0 : 1
+        } else {
+            state.sequentialRun = 0
+            state.readAheadFrontier = index + 1
+        }
+        state.lastRead = index
+        var range: Range<Int>?
+        if state.sequentialRun >= 2 {
+            // Extend the window from the frontier up to N parts / M bytes past this read.
+            let start = max(state.readAheadFrontier, index + 1)
+            var end = start
+            var bytes: Int64 = 0
+            for i in (index + 1)..<min(template.parts.count, index + 1 + options.readAheadParts) {
+                bytes += template.parts[i].length
+                if bytes > options.readAheadBytes && i > index + 1 { break }
+                end = i + 1
+            }
+            if end > start {
+                range = start..<end
+                state.readAheadFrontier = end
+            }
+        }
+        condition.unlock()
+        if let range { prefetch(Array(range)) }
+    }
+
+    // MARK: the download of one part
+
+    private func begin(index: Int, attempt: UInt64, prefetch: Bool) {
+        let part = template.parts[index]
+        let job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
+                      prefetch: prefetch, urls: urls(forPart: index))
+        if job.urls.isEmpty {
+            finish(job, error: unavailable(part, "has no local copy and no download location in the .jigdo"))
+            return
+        }
+        tryLocation(job)
+    }
+
+    private func tryLocation(_ job: Job) {
+        var job = job
+        guard job.urlIndex < job.urls.count, let cache, let downloader else {
+            let part = template.parts[job.index]
+            let detail = job.errors.isEmpty ? "" : ": " + job.errors.joined(separator: "; ")
+            finish(job, error: unavailable(part, "could not be downloaded from any location\(detail)"))
+            return
+        }
+        let partial = cache.partialPath(for: job.checksum)
+        var resume = fileSize(partial) ?? 0
+        if resume > job.length {
+            unlink(partial)
+            resume = 0
+        }
+        if resume == job.length && job.length > 0 {
+            verify(job, partial: partial, resumedFrom: resume)
+            return
+        }
+        let url = job.urls[job.urlIndex]
+        let store = self
+        job.prefetch = currentlyPrefetch(job)
+        let submitted = job
+        let resumeFrom = resume
+        let id = downloader.submit(
+            url: url, to: partial, resumeFrom: resumeFrom, maxLength: job.length,
+            priority: job.prefetch ? .prefetch : .demand
+        ) { result in
+            store.transferDone(submitted, partial: partial, resumedFrom: resumeFrom, result: result)
+        }
+        condition.lock()
+        var promoted = false
+        if case .downloading(let a, let p, _)? = state.parts[job.checksum], a == job.attempt {
+            state.parts[job.checksum] = .downloading(attempt: a, prefetch: p, transfer: id)
+            promoted = job.prefetch && !p
+        }
+        condition.unlock()
+        // A reader started waiting while this was being submitted.
+        if promoted { downloader.promote(id) }
+    }
+
+    /// Whether nobody waits for the part yet (its download may queue behind demand reads).
+    private func currentlyPrefetch(_ job: Job) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        if case .downloading(let a, let p, _)? = state.parts[job.checksum], a == job.attempt { return p }
+        return false
+    }
+
+    private func transferDone(_ job: Job, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
+        var job = job
+        let url = job.urls[job.urlIndex]
+        switch result {
+        case .success(let summary):
+            recordDownloaded(summary.received)
+            verify(job, partial: partial, resumedFrom: resumedFrom)
+        case .failure(let error):
+            switch error.reason {
+            case .rangeRefused where !job.restartedFromZero:
+                unlink(partial)
+                job.restartedFromZero = true
+                tryLocation(job)
+                return
+            case .tooLong:
+                unlink(partial)
+                logger.warning("\(url): \(error); not used")
+            case .cancelled:
+                job.urlIndex = job.urls.count
+                job.errors.append("\(url): \(error)")
+                tryLocation(job)
+                return
+            default:
+                break
+            }
+            job.tries += 1
+            if error.isTransient && job.tries < downloadConfig.attemptsPerLocation {
+                let delay = downloadConfig.retryDelay * Double(1 << min(job.tries - 1, 6))
+                logger.info("\(url): \(error); retrying in \(delay) s")
+                let retry = job
+                DispatchQueue.global().asyncAfter(deadline: .now() + delay) { self.tryLocation(retry) }
+                return
+            }
+            noteFailure(url)
+            job.errors.append("\(url): \(error)")
+            job.urlIndex += 1
+            job.tries = 0
+            tryLocation(job)
+        }
+    }
+
+    /// Checks the downloaded file; a match goes into the cache, a mismatch is thrown away.
+    private func verify(_ job: Job, partial: String, resumedFrom: Int64) {
+        var job = job
+        let url = job.urls[job.urlIndex]
+        let kind = job.checksum.kind ?? template.checksumKind
+        let sum: Checksum
+        do {
+            sum = try ReadOnlyFile(path: partial).checksum(kind)
+        } catch {
+            job.errors.append("\(url): \(error)")
+            job.urlIndex += 1
+            tryLocation(job)
+            return
+        }
+        guard sum == job.checksum else {
+            unlink(partial)
+            if resumedFrom > 0 && !job.restartedFromZero {
+                // The first bytes may have come from another mirror or an older attempt.
+                job.restartedFromZero = true
+                tryLocation(job)
+                return
+            }
+            logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+            noteFailure(url)
+            job.errors.append("\(url): wrong checksum \(sum.base64)")
+            job.urlIndex += 1
+            job.tries = 0
+            tryLocation(job)
+            return
+        }
+        do {
+            try cache?.commit(partial: partial, as: job.checksum)
+            finish(job, error: nil)
+        } catch let e as JigdoError {
+            finish(job, error: e)
+        } catch {
+            finish(job, error: JigdoError(.io, "\(error)"))
+        }
+    }
+
+    private func finish(_ job: Job, error: JigdoError?) {
+        condition.lock()
+        if case .downloading(let a, _, _)? = state.parts[job.checksum], a == job.attempt {
+            state.parts[job.checksum] = error.map { .failed(attempt: a, $0) } ?? .done
+        }
+        if error == nil { state.partsDownloaded += 1 }
+        condition.broadcast()
+        condition.unlock()
+        if let error { logger.error("\(error)") }
+    }
+
+    private func recordDownloaded(_ bytes: Int64) {
+        condition.lock()
+        state.bytesDownloaded += bytes
+        condition.unlock()
+    }
+
+    private func noteFailure(_ url: String) {
+        let host = hostOf(url)
+        condition.lock()
+        state.failuresByHost[host, default: 0] += 1
+        condition.unlock()
+    }
+}
+
+/// `scheme://host[:port]` of a URL (for per-mirror figures).
+func hostOf(_ url: String) -> String {
+    guard let r = url.range(of: "://") else { return url }
+    let rest = url[r.upperBound...]
+    let end = rest.firstIndex(of: "/") ?? rest.endIndex
+    return String(url[..<end])
+}
