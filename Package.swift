@@ -57,5 +57,9 @@ let package = Package(
             name: "ImageAssemblyTests",
             dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport"]
         ),
+        .testTarget(
+            name: "DownloadTests",
+            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", .product(name: "Logging", package: "swift-log")]
+        ),
     ]
 )
