@@ -64,7 +64,15 @@ public final class PartStore: PartSource, @unchecked Sendable {
         var bytesDownloaded: Int64 = 0
         var partsDownloaded = 0
         var failuresByHost: [String: Int] = [:]
+        /// Failures in a row per host and when the last one was: a host that keeps failing
+        /// is tried last for a while.
+        var failingHosts: [String: (inARow: Int, last: DispatchTime)] = [:]
     }
+
+    /// A host with this many failures in a row is tried after the others ...
+    static let failingHostThreshold = 3
+    /// ... for this long after its last failure.
+    static let failingHostPenalty: UInt64 = 300 * 1_000_000_000
 
     public let template: TemplateInfo
     public let resolver: LocationResolver
@@ -278,7 +286,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private func begin(index: Int, attempt: UInt64, prefetch: Bool) {
         let part = template.parts[index]
         let job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
-                      prefetch: prefetch, urls: urls(forPart: index))
+                      prefetch: prefetch, urls: orderedByHealth(urls(forPart: index)))
         if job.urls.isEmpty {
             finish(job, error: unavailable(part, "has no local copy and no download location in the .jigdo"))
             return
@@ -404,6 +412,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             tryLocation(job)
             return
         }
+        noteSuccess(url)
         do {
             try cache?.commit(partial: partial, as: job.checksum)
             finish(job, error: nil)
@@ -435,7 +444,28 @@ public final class PartStore: PartSource, @unchecked Sendable {
         let host = hostOf(url)
         condition.lock()
         state.failuresByHost[host, default: 0] += 1
+        state.failingHosts[host] = ((state.failingHosts[host]?.inARow ?? 0) + 1, .now())
         condition.unlock()
+    }
+
+    private func noteSuccess(_ url: String) {
+        let host = hostOf(url)
+        condition.lock()
+        state.failingHosts[host] = nil
+        condition.unlock()
+    }
+
+    /// The URLs in the .jigdo's order, except that hosts which keep failing go last.
+    private func orderedByHealth(_ urls: [String]) -> [String] {
+        guard urls.count > 1 else { return urls }
+        let now = DispatchTime.now().uptimeNanoseconds
+        condition.lock()
+        let bad = Set(state.failingHosts.filter {
+            $0.value.inARow >= Self.failingHostThreshold && now - $0.value.last.uptimeNanoseconds < Self.failingHostPenalty
+        }.keys)
+        condition.unlock()
+        guard !bad.isEmpty else { return urls }
+        return urls.filter { !bad.contains(hostOf($0)) } + urls.filter { bad.contains(hostOf($0)) }
     }
 }
 
