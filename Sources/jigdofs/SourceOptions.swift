@@ -22,6 +22,9 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Where downloaded parts and fetched .jigdo/.template files are kept (default: $XDG_CACHE_HOME/jigdofs or ~/.cache/jigdofs).", valueName: "DIR"))
     var cacheDir: String?
 
+    @Option(name: .long, help: ArgumentHelp("Keep the part cache under this size (e.g. 20G); least recently used parts are removed first.", valueName: "SIZE"))
+    var cacheSize: String?
+
     @Option(name: .long, help: ArgumentHelp("Download parts of [Servers] label LABEL from URL instead of the .jigdo's servers (repeatable).", valueName: "LABEL=URL"))
     var server: [String] = []
 
@@ -45,6 +48,9 @@ struct SourceOptions: ParsableArguments {
                 }
             }
         }
+        if let cacheSize, parseSize(cacheSize) == nil {
+            throw ValidationError("--cache-size: '\(cacheSize)' is not a size like 500M or 20G")
+        }
         guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
     }
 
@@ -66,7 +72,7 @@ struct SourceOptions: ParsableArguments {
 
     func partCache() throws -> PartCache {
         let dir = cacheDir ?? PartCache.defaultDirectory(environment: ProcessInfo.processInfo.environment)
-        return try PartCache(directory: dir)
+        return try PartCache(directory: dir, sizeLimit: cacheSize.flatMap(parseSize))
     }
 
     func downloadConfig() -> DownloadConfig {
@@ -179,4 +185,19 @@ func requireParts(_ missing: [Int], _ image: JigdoImage, _ resolver: LocationRes
     }
     let header = "\(seen.count) of \(Set(image.template.parts.map(\.checksum)).count) parts (\(bytes) bytes) \(why); use --scan DIR or --map LABEL=DIR:"
     throw CommandFailure(message: ([header] + lines).joined(separator: "\n"), code: 2)
+}
+
+/// "123", "500K", "20G" (powers of 1024) -> bytes.
+func parseSize(_ text: String) -> Int64? {
+    let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+    var t = text.uppercased()
+    if t.hasSuffix("B") { t.removeLast() }
+    if t.hasSuffix("I") { t.removeLast() }
+    var factor: Int64 = 1
+    if let last = t.last, let f = units[last] {
+        factor = f
+        t.removeLast()
+    }
+    guard let n = Double(t), n >= 0 else { return nil }
+    return Int64(n * Double(factor))
 }

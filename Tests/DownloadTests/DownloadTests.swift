@@ -55,13 +55,14 @@ struct Opened {
     let reader: ImageReader
 
     init(variant: String = "jf-sha256-gz", servers: [String], mirrors: [String] = [], cacheDir: String,
-         config: DownloadConfig = fastConfig(), offline: Bool = false, logger: Logger = Logger(label: "test")) throws {
+         config: DownloadConfig = fastConfig(), offline: Bool = false, cacheSize: Int64? = nil,
+         logger: Logger = Logger(label: "test")) throws {
         release = try DownloadFixture.release()
         image = try JigdoImage.open(jigdoPath: "\(release)/\(variant)/release.jigdo")
         var resolver = LocationResolver(descriptor: image.descriptor)
         resolver.replace["Base"] = servers.map { JigdoLocation(value: $0, base: $0) }
         if !mirrors.isEmpty { resolver.append["Base"] = mirrors.map { JigdoLocation(value: $0, base: $0) } }
-        cache = try PartCache(directory: cacheDir)
+        cache = try PartCache(directory: cacheDir, sizeLimit: cacheSize)
         downloader = try HTTPDownloader(config: config)
         let local = try LocalParts(template: image.template, resolver: resolver, scanDirectories: [])
         var options = PartStore.Options()
@@ -196,6 +197,21 @@ struct DownloadTests {
         if mode == "wrong" {
             #expect(log.messages.contains { $0.contains("\(fault.url)wrong/tree/") && $0.contains("wrong bytes") })
         }
+    }
+
+    @Test("--cache-size: the cache stays within its bound and the image is still right")
+    func boundedCache() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release)
+        defer { nginx.stop() }
+        let tmp = try TempDir()
+        let limit: Int64 = 6 << 20
+        let o = try Opened(servers: [nginx.url + "tree/"], cacheDir: tmp.path + "/cache", cacheSize: limit)
+        defer { o.downloader.shutdown() }
+        #expect(o.reader.size > 2 * limit)
+        #expect(try readAllAndCompare(o.reader, iso: o.iso))
+        let cached = o.cache.entries().reduce(Int64(0)) { $0 + $1.size }
+        #expect(cached > 0 && cached <= limit)
     }
 
     @Test("a stalled mirror times out and the next one is used")

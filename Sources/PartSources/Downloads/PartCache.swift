@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import JigdoFormat
+import Synchronization
 
 /// The content-addressed store of downloaded parts under a cache directory:
 ///
@@ -13,9 +14,14 @@ import JigdoFormat
 /// leaves a corrupt part there. The cache may be shared by several processes.
 public final class PartCache: Sendable {
     public let directory: String
+    /// Upper bound of the bytes under `parts/` (`--cache-size`); nil: unbounded.
+    public let sizeLimit: Int64?
+    /// Bytes under `parts/` as far as this process knows (nil until first counted).
+    private let knownSize = Mutex<Int64?>(nil)
 
     /// Creates the directory layout if needed.
-    public init(directory: String) throws {
+    public init(directory: String, sizeLimit: Int64? = nil) throws {
+        self.sizeLimit = sizeLimit
         var dir = absolutePath(directory)
         if dir.hasSuffix("/") && dir.count > 1 { dir.removeLast() }
         self.directory = dir
@@ -62,6 +68,50 @@ public final class PartCache: Sendable {
         }
     }
 
+    /// Marks a cached part as just used (its mtime orders least-recently-used eviction).
+    public func touch(_ sum: Checksum) {
+        _ = utimensat(AT_FDCWD, path(for: sum), nil, 0)
+    }
+
+    /// Every verified part in the cache: path, size, last use (ns since the epoch).
+    public func entries() -> [(path: String, size: Int64, lastUse: Int64)] {
+        var out: [(String, Int64, Int64)] = []
+        for kind in ChecksumKind.allCases {
+            let base = directory + "/parts/" + kind.rawValue.lowercased()
+            for prefix in listDirectory(base) {
+                for name in listDirectory(base + "/" + prefix) {
+                    let p = base + "/" + prefix + "/" + name
+                    var st = stat()
+                    guard stat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                    out.append((p, Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
+                }
+            }
+        }
+        return out
+    }
+
+    /// Accounts a part just added; when the cache is over its limit, removes the least recently
+    /// used parts down to 90% of it. A part being read stays readable: readers hold it open.
+    public func noteAdded(bytes: Int64) {
+        guard let limit = sizeLimit else { return }
+        let over = knownSize.withLock { known -> Bool in
+            guard let k = known else { return true }
+            known = k + bytes
+            return k + bytes > limit
+        }
+        guard over else { return }
+        var list = entries()
+        var total = list.reduce(Int64(0)) { $0 + $1.size }
+        if total > limit {
+            list.sort { $0.lastUse < $1.lastUse }
+            let target = limit / 10 * 9
+            for e in list where total > target {
+                if unlink(e.path) == 0 { total -= e.size }
+            }
+        }
+        knownSize.withLock { $0 = total }
+    }
+
     /// A directory for fetched .jigdo/.template files of one source URL.
     public func sourceDirectory(forURL url: String) throws -> String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -85,4 +135,18 @@ func makeDirectories(_ path: String) throws {
     guard isDirectory(path) else {
         throw JigdoError(.io, path: path, "is not a directory")
     }
+}
+
+/// Names in a directory (without . and ..); empty if it cannot be read.
+func listDirectory(_ path: String) -> [String] {
+    guard let d = opendir(path) else { return [] }
+    defer { closedir(d) }
+    var out: [String] = []
+    while let e = readdir(d) {
+        let name = withUnsafePointer(to: e.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+        }
+        if name != "." && name != ".." { out.append(name) }
+    }
+    return out
 }

@@ -179,13 +179,20 @@ public final class PartStore: PartSource, @unchecked Sendable {
         let part = template.parts[index]
         if let f = openFiles.value(for: part.checksum) { return f }
         guard let cache else { throw unavailable(part, "has no local copy") }
-        if !cache.contains(part.checksum, length: part.length) {
-            guard downloadsEnabled else {
-                throw unavailable(part, options.offline ? "is not local or cached, and downloads are off (--offline)" : "has no local copy")
+        var f: ReadOnlyFile?
+        for _ in 0..<3 where f == nil {
+            if !cache.contains(part.checksum, length: part.length) {
+                guard downloadsEnabled else {
+                    throw unavailable(part, options.offline ? "is not local or cached, and downloads are off (--offline)" : "has no local copy")
+                }
+                forgetEvicted(part.checksum)
+                try waitForDownload(index)
             }
-            try waitForDownload(index)
+            // The part may be evicted (--cache-size) between its download and this open.
+            f = try? ReadOnlyFile(path: cache.path(for: part.checksum))
         }
-        let f = try ReadOnlyFile(path: cache.path(for: part.checksum))
+        guard let f else { throw unavailable(part, "was evicted from the cache before it could be read (--cache-size too small?)") }
+        if cache.sizeLimit != nil { cache.touch(part.checksum) }
         guard f.size == part.length else {
             throw JigdoError(.io, path: f.path, "cached part changed size (\(f.size) bytes, part is \(part.length))")
         }
@@ -195,6 +202,13 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     private func unavailable(_ part: TemplatePart, _ why: String) -> JigdoError {
         JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) \(why)")
+    }
+
+    /// A part marked done whose cache file is gone (evicted) is missing again.
+    private func forgetEvicted(_ sum: Checksum) {
+        condition.lock()
+        if case .done? = state.parts[sum] { state.parts[sum] = nil }
+        condition.unlock()
     }
 
     /// Blocks until the part is in the cache; starts its download unless one is running.
@@ -302,6 +316,11 @@ public final class PartStore: PartSource, @unchecked Sendable {
             finish(job, error: unavailable(part, "could not be downloaded from any location\(detail)"))
             return
         }
+        if cache.contains(job.checksum, length: job.length) {
+            // Another process sharing the cache finished it.
+            finish(job, error: nil)
+            return
+        }
         let partial = cache.partialPath(for: job.checksum)
         var resume = fileSize(partial) ?? 0
         if resume > job.length {
@@ -358,6 +377,11 @@ public final class PartStore: PartSource, @unchecked Sendable {
             case .tooLong:
                 unlink(partial)
                 logger.warning("\(url): \(error); not used")
+            case .busy:
+                // Another process holds the partial file; look again shortly (not a failure).
+                let retry = job
+                DispatchQueue.global().asyncAfter(deadline: .now() + max(downloadConfig.retryDelay, 0.2)) { self.tryLocation(retry) }
+                return
             case .cancelled:
                 job.urlIndex = job.urls.count
                 job.errors.append("\(url): \(error)")
@@ -416,6 +440,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         do {
             try cache?.commit(partial: partial, as: job.checksum)
             finish(job, error: nil)
+            cache?.noteAdded(bytes: job.length)
         } catch let e as JigdoError {
             finish(job, error: e)
         } catch {
