@@ -377,6 +377,53 @@ struct DownloadTests {
         #expect(nginx.requests().count == fetched)
     }
 
+    @Test("kill -9 in the middle of downloads: the next run resumes the partial files and the image is right")
+    func killAndResume() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release)
+        defer { nginx.stop() }
+        let fault = try FaultServer(root: release)
+        defer { fault.stop() }
+        let tmp = try TempDir()
+        let jigdo = release + "/jf-md5-gz/release.jigdo"
+        let cacheDir = tmp.path + "/cache"
+        let partialDir = cacheDir + "/partial/md5"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: DownloadFixture.binary)
+        p.arguments = ["prefetch", jigdo, "--cache-dir", cacheDir, "--jobs", "4", "--server", "Base=\(fault.url)halfstall/tree/"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // Wait (bounded) until several partial files hold bytes, then kill the process hard.
+        func partials() -> [String: Int64] {
+            var out: [String: Int64] = [:]
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: partialDir)) ?? [] {
+                let size = ((try? FileManager.default.attributesOfItem(atPath: partialDir + "/" + name))?[.size] as? Int64) ?? 0
+                if size > 0 { out[name] = size }
+            }
+            return out
+        }
+        var waited = 0
+        while partials().count < 4 && waited < 3000 && p.isRunning {
+            usleep(10_000)
+            waited += 1
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let left = partials()
+        #expect(left.count >= 4)
+        #expect(regularFilesCount(cacheDir + "/parts") == 0)
+
+        let resumed = try runProcess(DownloadFixture.binary, ["prefetch", jigdo, "--cache-dir", cacheDir, "--server", "Base=\(nginx.url)tree/"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let ranged = nginx.requests().filter { $0.status == 206 }
+        #expect(ranged.count == left.count)
+        #expect(partials().isEmpty)
+        let made = try runProcess(DownloadFixture.binary, ["make-image", jigdo, "-o", tmp.path + "/a.iso", "--offline", "--cache-dir", cacheDir, "--server", "Base=\(nginx.url)tree/"])
+        #expect(made.status == 0, "\(made.stderr)")
+        #expect(try filesEqual(tmp.path + "/a.iso", release + "/release.iso"))
+    }
+
     @Test("--mirror is tried after a failing --server")
     func mirrorOption() throws {
         let release = try DownloadFixture.release()

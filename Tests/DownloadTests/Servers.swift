@@ -286,3 +286,14 @@ func filesEqual(_ a: String, _ b: String) throws -> Bool {
     }
     return true
 }
+
+/// Regular files anywhere under `dir`.
+func regularFilesCount(_ dir: String) -> Int {
+    guard let e = FileManager.default.enumerator(atPath: dir) else { return 0 }
+    var n = 0
+    while let rel = e.nextObject() as? String {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir + "/" + rel, isDirectory: &isDir), !isDir.boolValue { n += 1 }
+    }
+    return n
+}

@@ -12,6 +12,7 @@ The first path component picks the behaviour for the rest of the path:
   /truncate/PATH  Content-Length of the whole file, then half of it, then the connection closes
   /truncate-once/PATH  like /truncate the first time a path is asked for, then like /ok
   /stall/PATH     accepts the request, never answers (until the client gives up)
+  /halfstall/PATH sends the headers and half the body, then nothing more
   /reset/PATH     resets the connection (RST) without answering
   /norange/PATH   the file, ignoring Range headers (always 200 with everything)
 Every request is appended to LOGFILE as "MODE PATH RANGE" (RANGE is "-" when absent).
@@ -56,6 +57,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.simple(500)
         if mode == "stall":
             # Hold the connection open without a byte until the client closes it.
+            try:
+                while self.connection.recv(1):
+                    pass
+            except OSError:
+                pass
+            self.close_connection = True
+            return
+        if mode == "halfstall":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
             try:
                 while self.connection.recv(1):
                     pass
