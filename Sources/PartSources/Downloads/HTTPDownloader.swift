@@ -44,8 +44,6 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
         case rangeRefused
         /// The downloader was shut down.
         case cancelled
-        /// Another process is downloading into the same partial file.
-        case busy
     }
     public var reason: Reason
 
@@ -59,7 +57,7 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
                     CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING, CURLE_HTTP2, CURLE_HTTP2_STREAM,
                     CURLE_SSL_CONNECT_ERROR].contains(c)
         case .tooLong, .local, .cancelled: return false
-        case .rangeRefused, .busy: return true
+        case .rangeRefused: return true
         }
     }
 
@@ -71,7 +69,6 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
         case .local(let text): return text
         case .rangeRefused: return "range request refused"
         case .cancelled: return "cancelled"
-        case .busy: return "being downloaded by another process"
         }
     }
 }
@@ -303,13 +300,6 @@ public final class HTTPDownloader: @unchecked Sendable {
         let fd = open(t.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             complete(t, .failure(TransferError(reason: .local("\(t.path): cannot open: \(errnoText(errno))"))))
-            return
-        }
-        // Another process sharing the cache may be downloading the same part: leave it to it
-        // (a transient failure, retried later). The lock goes with the descriptor.
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            close(fd)
-            complete(t, .failure(TransferError(reason: .busy)))
             return
         }
         // Drop anything beyond the resume point (a previous, longer attempt).

@@ -53,6 +53,23 @@ public final class PartCache: Sendable {
         "\(directory)/partial/\(kindDirectory(sum))/\(sum.base64)"
     }
 
+    /// Takes the lock of a part's partial file (creating it if needed) for one whole download
+    /// (transfers, check, rename), so processes sharing the cache never write the same partial
+    /// file at once. Returns the descriptor holding the lock (close it to release), or nil when
+    /// another process holds it.
+    public func lockPartial(for sum: Checksum) throws -> Int32? {
+        let path = partialPath(for: sum)
+        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw JigdoError(.io, path: path, "cannot open: \(errnoText(errno))")
+        }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
     /// Whether the verified part is in the cache (its size is checked; its bytes were checked
     /// before it was renamed in).
     public func contains(_ sum: Checksum, length: Int64) -> Bool {

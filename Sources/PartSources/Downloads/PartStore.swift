@@ -51,6 +51,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
         var tries = 0
         var restartedFromZero = false
         var errors: [String] = []
+        /// Descriptor holding the lock of the partial file (-1: not taken yet).
+        var lockFD: Int32 = -1
     }
 
     private struct State {
@@ -316,8 +318,26 @@ public final class PartStore: PartSource, @unchecked Sendable {
             finish(job, error: unavailable(part, "could not be downloaded from any location\(detail)"))
             return
         }
+        if job.lockFD < 0 {
+            do {
+                guard let fd = try cache.lockPartial(for: job.checksum) else {
+                    // Another process sharing the cache is downloading it: look again shortly.
+                    let retry = job
+                    DispatchQueue.global().asyncAfter(deadline: .now() + max(downloadConfig.retryDelay, 0.2)) { self.tryLocation(retry) }
+                    return
+                }
+                job.lockFD = fd
+            } catch let e as JigdoError {
+                finish(job, error: e)
+                return
+            } catch {
+                finish(job, error: JigdoError(.io, "\(error)"))
+                return
+            }
+        }
         if cache.contains(job.checksum, length: job.length) {
-            // Another process sharing the cache finished it.
+            // Another process sharing the cache finished it meanwhile.
+            unlink(cache.partialPath(for: job.checksum))
             finish(job, error: nil)
             return
         }
@@ -377,11 +397,6 @@ public final class PartStore: PartSource, @unchecked Sendable {
             case .tooLong:
                 unlink(partial)
                 logger.warning("\(url): \(error); not used")
-            case .busy:
-                // Another process holds the partial file; look again shortly (not a failure).
-                let retry = job
-                DispatchQueue.global().asyncAfter(deadline: .now() + max(downloadConfig.retryDelay, 0.2)) { self.tryLocation(retry) }
-                return
             case .cancelled:
                 job.urlIndex = job.urls.count
                 job.errors.append("\(url): \(error)")
@@ -449,6 +464,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     }
 
     private func finish(_ job: Job, error: JigdoError?) {
+        if job.lockFD >= 0 { close(job.lockFD) }
         condition.lock()
         if case .downloading(let a, _, _)? = state.parts[job.checksum], a == job.attempt {
             state.parts[job.checksum] = error.map { .failed(attempt: a, $0) } ?? .done
