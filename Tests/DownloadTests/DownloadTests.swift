@@ -424,6 +424,35 @@ struct DownloadTests {
         #expect(try filesEqual(tmp.path + "/a.iso", release + "/release.iso"))
     }
 
+    @Test("two processes sharing a cache dir: both images right, each part fetched once in all")
+    func sharedCache() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release)
+        defer { nginx.stop() }
+        let tmp = try TempDir()
+        let jigdo = release + "/jf-sha256-bz2/release.jigdo"
+        var procs: [Process] = []
+        for name in ["a", "b"] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: DownloadFixture.binary)
+            p.arguments = ["make-image", jigdo, "-o", tmp.path + "/\(name).iso", "--cache-dir", tmp.path + "/cache",
+                           "--server", "Base=\(nginx.url)tree/"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            procs.append(p)
+        }
+        for p in procs {
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+        }
+        #expect(try filesEqual(tmp.path + "/a.iso", release + "/release.iso"))
+        #expect(try filesEqual(tmp.path + "/b.iso", release + "/release.iso"))
+        let paths = nginx.requests().map(\.path)
+        #expect(Set(paths).count == paths.count)
+        #expect(regularFilesCount(tmp.path + "/cache/partial") == 0)
+    }
+
     @Test("--mirror is tried after a failing --server")
     func mirrorOption() throws {
         let release = try DownloadFixture.release()
