@@ -151,6 +151,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         var nextID: UInt64 = 1
         var stopping = false
         var running = 0
+        var started = false
     }
 
     public let config: DownloadConfig
@@ -158,7 +159,6 @@ public final class HTTPDownloader: @unchecked Sendable {
     // thread-safe curl_multi_wakeup) or a completion.
     private let queues = Mutex(Queues())
     private let multi: UnsafeMutableRawPointer
-    private var thread: Thread?
     private let stopped = DispatchSemaphore(value: 0)
     // Worker-thread state.
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
@@ -172,11 +172,20 @@ public final class HTTPDownloader: @unchecked Sendable {
         self.config = config
         self.multi = multi
         _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(4, config.jobs * 2))
+    }
+
+    /// Starts the worker on first use, so a process may create the downloader and then fork
+    /// (a daemon going to the background) before anything is downloaded.
+    private func startWorkerIfNeeded() {
+        let start = queues.withLock { q -> Bool in
+            defer { q.started = true }
+            return !q.started
+        }
+        guard start else { return }
         // The worker keeps the downloader alive until `shutdown`.
         let thread = Thread { self.run() }
         thread.name = "jigdofs-curl"
         thread.stackSize = 1 << 20
-        self.thread = thread
         thread.start()
     }
 
@@ -186,11 +195,11 @@ public final class HTTPDownloader: @unchecked Sendable {
 
     /// Stops the worker: transfers in flight and queued complete with `.cancelled`.
     public func shutdown() {
-        let already = queues.withLock { q -> Bool in
+        let (already, started) = queues.withLock { q -> (Bool, Bool) in
             defer { q.stopping = true }
-            return q.stopping
+            return (q.stopping, q.started)
         }
-        guard !already else { return }
+        guard !already, started else { return }
         curl_multi_wakeup(multi)
         stopped.wait()
     }
@@ -215,6 +224,7 @@ public final class HTTPDownloader: @unchecked Sendable {
             DispatchQueue.global().async { completion(.failure(TransferError(reason: .cancelled))) }
             return 0
         }
+        startWorkerIfNeeded()
         curl_multi_wakeup(multi)
         return id
     }
