@@ -199,6 +199,24 @@ struct DownloadTests {
         }
     }
 
+    @Test("a mirror redirector's answer is remembered instead of being asked for every part")
+    func redirector() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release)
+        defer { nginx.stop() }
+        let fault = try FaultServer(root: release)
+        defer { fault.stop() }
+        let tmp = try TempDir()
+        var config = fastConfig()
+        config.jobs = 1
+        let o = try Opened(servers: ["\(fault.url)redirect/\(nginx.port)/tree/"], cacheDir: tmp.path + "/cache", config: config)
+        defer { o.downloader.shutdown() }
+        #expect(try readAllAndCompare(o.reader, iso: o.iso))
+        #expect(nginx.requests().count == o.distinctParts)
+        let asked = fault.requests().filter { $0.mode == "redirect" }.count
+        #expect(asked >= 1 && asked < 5)
+    }
+
     @Test("--cache-size: the cache stays within its bound and the image is still right")
     func boundedCache() throws {
         let release = try DownloadFixture.release()

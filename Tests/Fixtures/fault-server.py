@@ -13,6 +13,7 @@ The first path component picks the behaviour for the rest of the path:
   /truncate-once/PATH  like /truncate the first time a path is asked for, then like /ok
   /stall/PATH     accepts the request, never answers (until the client gives up)
   /halfstall/PATH sends the headers and half the body, then nothing more
+  /redirect/PORT/PATH  302 to http://127.0.0.1:PORT/PATH (a mirror redirector)
   /reset/PATH     resets the connection (RST) without answering
   /norange/PATH   the file, ignoring Range headers (always 200 with everything)
 Every request is appended to LOGFILE as "MODE PATH RANGE" (RANGE is "-" when absent).
@@ -46,6 +47,13 @@ class Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range") or "-"
         with log_lock, open(logfile, "a") as f:
             f.write(f"{mode} /{rel} {rng}\n")
+        if mode == "redirect":
+            port, _, target = rel.partition("/")
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{int(port)}/" + urllib.parse.quote(target))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         full = os.path.normpath(os.path.join(root, rel))
         if not full.startswith(root + os.sep) or not os.path.isfile(full):
             return self.simple(404)

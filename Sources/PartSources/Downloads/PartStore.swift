@@ -69,7 +69,13 @@ public final class PartStore: PartSource, @unchecked Sendable {
         /// Failures in a row per host and when the last one was: a host that keeps failing
         /// is tried last for a while.
         var failingHosts: [String: (inARow: Int, last: DispatchTime)] = [:]
+        /// URL prefix -> prefix it redirected to (a mirror redirector's answer), and until when
+        /// it is used instead of asking the redirector again.
+        var redirects: [String: (target: String, until: DispatchTime)] = [:]
     }
+
+    /// How long a redirector's answer is remembered.
+    static let redirectLifetime: UInt64 = 600 * 1_000_000_000
 
     /// A host with this many failures in a row is tried after the others ...
     static let failingHostThreshold = 3
@@ -352,15 +358,16 @@ public final class PartStore: PartSource, @unchecked Sendable {
             return
         }
         let url = job.urls[job.urlIndex]
+        let requestURL = applyRedirect(url)
         let store = self
         job.prefetch = currentlyPrefetch(job)
         let submitted = job
         let resumeFrom = resume
         let id = downloader.submit(
-            url: url, to: partial, resumeFrom: resumeFrom, maxLength: job.length,
+            url: requestURL, to: partial, resumeFrom: resumeFrom, maxLength: job.length,
             priority: job.prefetch ? .prefetch : .demand
         ) { result in
-            store.transferDone(submitted, partial: partial, resumedFrom: resumeFrom, result: result)
+            store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
         }
         condition.lock()
         var promoted = false
@@ -380,14 +387,21 @@ public final class PartStore: PartSource, @unchecked Sendable {
         return false
     }
 
-    private func transferDone(_ job: Job, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
+    private func transferDone(_ job: Job, requestURL: String, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
         var job = job
         let url = job.urls[job.urlIndex]
         switch result {
         case .success(let summary):
             recordDownloaded(summary.received)
+            if summary.effectiveURL != requestURL { learnRedirect(from: requestURL, to: summary.effectiveURL) }
             verify(job, partial: partial, resumedFrom: resumedFrom)
         case .failure(let error):
+            if requestURL != url {
+                // The remembered redirect target failed: ask the original server again.
+                forgetRedirect(for: url)
+                tryLocation(job)
+                return
+            }
             switch error.reason {
             case .rangeRefused where !job.restartedFromZero:
                 unlink(partial)
@@ -493,6 +507,42 @@ public final class PartStore: PartSource, @unchecked Sendable {
         let host = hostOf(url)
         condition.lock()
         state.failingHosts[host] = nil
+        condition.unlock()
+    }
+
+    /// Remembers that `from` redirected to `to`, as a mapping of their prefixes before the
+    /// common tail (the part's path below the mirror root).
+    private func learnRedirect(from: String, to: String) {
+        let a = from.split(separator: "/", omittingEmptySubsequences: false)
+        let b = to.split(separator: "/", omittingEmptySubsequences: false)
+        var common = 0
+        while common < a.count - 3 && common < b.count - 3 && a[a.count - 1 - common] == b[b.count - 1 - common] { common += 1 }
+        guard common >= 1 else { return }
+        let prefixA = a[0..<(a.count - common)].joined(separator: "/") + "/"
+        let prefixB = b[0..<(b.count - common)].joined(separator: "/") + "/"
+        guard prefixA != prefixB, isRemoteURL(prefixB) else { return }
+        condition.lock()
+        state.redirects[prefixA] = (prefixB, DispatchTime(uptimeNanoseconds: DispatchTime.now().uptimeNanoseconds + Self.redirectLifetime))
+        condition.unlock()
+        logger.info("\(prefixA) redirects to \(prefixB); remembered for a while")
+    }
+
+    /// The URL to ask: a remembered redirect target, or `url` itself.
+    private func applyRedirect(_ url: String) -> String {
+        let now = DispatchTime.now()
+        condition.lock(); defer { condition.unlock() }
+        guard !state.redirects.isEmpty else { return url }
+        var best: (String, String)?
+        for (prefix, r) in state.redirects where r.until > now && url.hasPrefix(prefix) {
+            if best == nil || prefix.count > best!.0.count { best = (prefix, r.target) }
+        }
+        guard let (prefix, target) = best else { return url }
+        return target + url.dropFirst(prefix.count)
+    }
+
+    private func forgetRedirect(for url: String) {
+        condition.lock()
+        for prefix in state.redirects.keys where url.hasPrefix(prefix) { state.redirects[prefix] = nil }
         condition.unlock()
     }
 
