@@ -489,6 +489,23 @@ struct DownloadTests {
         #expect(!nginx.requests().isEmpty)
     }
 
+    @Test("an https SOURCE from a mirror with a private certificate: refused without --cacert, right with it")
+    func httpsSource() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release, tls: true)
+        defer { nginx.stop() }
+        let tmp = try TempDir()
+        let url = nginx.url + "jte-sha256-bz2/release.jigdo"
+        let args = ["make-image", url, "-o", tmp.path + "/a.iso", "--cache-dir", tmp.path + "/cache", "--server", "Base=\(nginx.url)tree/"]
+        let untrusted = try runProcess(DownloadFixture.binary, args)
+        #expect(untrusted.status != 0)
+        #expect(untrusted.stderr.contains(url))
+        #expect(!fileExists(tmp.path + "/a.iso"))
+        let made = try runProcess(DownloadFixture.binary, args + ["--cacert", nginx.certificatePath])
+        #expect(made.status == 0, "\(made.stderr)")
+        #expect(try filesEqual(tmp.path + "/a.iso", release + "/jte-sha256-bz2/release.iso"))
+    }
+
     @Test("an http SOURCE: .jigdo and template fetched, its file: servers ignored")
     func httpSource() throws {
         let release = try DownloadFixture.release()

@@ -159,11 +159,27 @@ final class Nginx: @unchecked Sendable {
     let dir: TempDir
     private let server: ServerProcess
 
-    var url: String { "http://127.0.0.1:\(port)/" }
+    let tls: Bool
+    var url: String { "\(tls ? "https" : "http")://127.0.0.1:\(port)/" }
     var accessLogPath: String { dir.path + "/access.log" }
+    /// With `tls`: the self-signed certificate (for 127.0.0.1) clients must trust.
+    var certificatePath: String { dir.path + "/cert.pem" }
 
-    init(root: String) throws {
+    /// - Parameter tls: serve https with a certificate made here with openssl.
+    init(root: String, tls: Bool = false) throws {
         dir = try TempDir()
+        self.tls = tls
+        var listenSuffix = ""
+        var sslLines = ""
+        if tls {
+            let r = try runProcess("/usr/bin/openssl", [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", dir.path + "/key.pem", "-out", dir.path + "/cert.pem",
+            ])
+            guard r.status == 0 else { throw DownloadTestError("openssl: \(r.stderr)") }
+            listenSuffix = " ssl"
+            sslLines = "ssl_certificate \(dir.path)/cert.pem;\n    ssl_certificate_key \(dir.path)/key.pem;"
+        }
         var lastError = "nginx did not start"
         for _ in 0..<5 {
             let port = try freePort()
@@ -183,7 +199,8 @@ final class Nginx: @unchecked Sendable {
                   scgi_temp_path \(d)/tmp;
                   keepalive_requests 100000;
                   server {
-                    listen 127.0.0.1:\(port);
+                    listen 127.0.0.1:\(port)\(listenSuffix);
+                    \(sslLines)
                     root \(root);
                   }
                 }

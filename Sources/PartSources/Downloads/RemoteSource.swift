@@ -33,12 +33,16 @@ public enum RemoteSource {
             return try JigdoImage.open(descriptor: descriptor, templatePath: templatePath)
         }
 
-        // The template: the [Image] Template value, resolved against the URL.
+        // The template: as for a local .jigdo, first the Template value's base name next to the
+        // .jigdo (libjte writes a placeholder absolute URL there), then the value resolved
+        // against the .jigdo's URL.
         var resolver = LocationResolver(descriptor: descriptor)
         resolver.allowLocalFromJigdo = false
-        let urls = resolver.resolve(descriptor.image.template).compactMap { loc -> String? in
-            if case .remote(let u) = loc { return u }
-            return nil
+        var urls: [String] = []
+        let templateBase = baseName(descriptor.image.template.value)
+        if !templateBase.isEmpty { urls.append(directoryOf(url) + templateBase) }
+        for loc in resolver.resolve(descriptor.image.template) {
+            if case .remote(let u) = loc, !urls.contains(u) { urls.append(u) }
         }
         guard !urls.isEmpty else {
             throw JigdoError(.syntax, path: url, "[Image] Template '\(descriptor.image.template.value)' is not a downloadable location; pass --template FILE")
