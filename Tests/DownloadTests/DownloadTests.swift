@@ -217,6 +217,26 @@ struct DownloadTests {
         #expect(asked >= 1 && asked < 5)
     }
 
+    @Test("a full cache disk (ENOSPC) costs caching, not correctness", .enabled(if: getuid() == 0, "needs root to mount a small tmpfs"))
+    func fullCacheDisk() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release)
+        defer { nginx.stop() }
+        let tmp = try TempDir()
+        let small = tmp.path + "/small"
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        let mounted = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", small])
+        try #require(mounted.status == 0, "\(mounted.stderr)")
+        defer { _ = try? runProcess("/bin/umount", [small]) }
+        let log = LogCapture()
+        let o = try Opened(servers: [nginx.url + "tree/"], cacheDir: small + "/cache", logger: log.logger)
+        defer { o.downloader.shutdown() }
+        #expect(try readAllAndCompare(o.reader, iso: o.iso))
+        #expect(log.messages.contains { $0.contains("cache disk full") })
+        #expect(regularFilesCount(small + "/cache/partial") <= 1)
+        #expect(try cacheIsClean(small + "/cache", kind: .sha256))
+    }
+
     @Test("--cache-size: the cache stays within its bound and the image is still right")
     func boundedCache() throws {
         let release = try DownloadFixture.release()

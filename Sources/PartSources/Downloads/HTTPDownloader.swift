@@ -40,6 +40,8 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
         case tooLong(Int64)
         /// The partial file could not be written.
         case local(String)
+        /// The disk of the partial file is full (ENOSPC, EDQUOT).
+        case diskFull(String)
         /// The server does not do ranges, or the range was wrong: start again from 0.
         case rangeRefused
         /// The downloader was shut down.
@@ -56,7 +58,7 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
             return [CURLE_OPERATION_TIMEDOUT, CURLE_COULDNT_CONNECT, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
                     CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING, CURLE_HTTP2, CURLE_HTTP2_STREAM,
                     CURLE_SSL_CONNECT_ERROR].contains(c)
-        case .tooLong, .local, .cancelled: return false
+        case .tooLong, .local, .diskFull, .cancelled: return false
         case .rangeRefused: return true
         }
     }
@@ -66,7 +68,7 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
         case .status(let s): return "HTTP status \(s)"
         case .curl(_, let text): return text
         case .tooLong(let n): return "sent more than the part's \(n) bytes"
-        case .local(let text): return text
+        case .local(let text), .diskFull(let text): return text
         case .rangeRefused: return "range request refused"
         case .cancelled: return "cancelled"
         }
@@ -81,13 +83,16 @@ public struct TransferSummary: Sendable {
     public var fileSize: Int64
     /// The URL after redirects.
     public var effectiveURL: String
+    /// The body, for a transfer into memory.
+    public var body: [UInt8]?
 }
 
 /// One transfer in flight; owned by the worker thread once started.
 final class Transfer: @unchecked Sendable {
     let id: UInt64
     let url: String
-    let path: String
+    /// The file to write; nil: keep the body in memory (`body`).
+    let path: String?
     let resumeFrom: Int64
     let maxLength: Int64?
     let completion: @Sendable (Result<TransferSummary, TransferError>) -> Void
@@ -97,9 +102,10 @@ final class Transfer: @unchecked Sendable {
     var received: Int64 = 0
     var tooLong = false
     var writeErrno: Int32 = 0
+    var body: [UInt8] = []
     let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
 
-    init(id: UInt64, url: String, path: String, resumeFrom: Int64, maxLength: Int64?,
+    init(id: UInt64, url: String, path: String?, resumeFrom: Int64, maxLength: Int64?,
          completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void) {
         self.id = id
         self.url = url
@@ -121,6 +127,12 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
     if let max = t.maxLength, t.offset + Int64(n) > max {
         t.tooLong = true
         return 0
+    }
+    if t.path == nil {
+        t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n))
+        t.offset += Int64(n)
+        t.received += Int64(n)
+        return n
     }
     var done = 0
     while done < n {
@@ -205,11 +217,12 @@ public final class HTTPDownloader: @unchecked Sendable {
     }
 
     /// Queues a download of `url` into the file at `path`, starting at `resumeFrom` (the file's
-    /// bytes before that are kept; a range request asks for the rest). A body that would make
-    /// the file longer than `maxLength` is cut off with `.tooLong`. Returns an id for `promote`.
+    /// bytes before that are kept; a range request asks for the rest). With `path` nil the body
+    /// is kept in memory and handed over in the summary. A body that would make the file longer
+    /// than `maxLength` is cut off with `.tooLong`. Returns an id for `promote`.
     @discardableResult
     public func submit(
-        url: String, to path: String, resumeFrom: Int64 = 0, maxLength: Int64? = nil,
+        url: String, to path: String?, resumeFrom: Int64 = 0, maxLength: Int64? = nil,
         priority: Priority = .demand,
         completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void
     ) -> UInt64 {
@@ -289,7 +302,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         for (easy, t) in active {
             curl_multi_remove_handle(multi, easy)
             curl_easy_cleanup(easy)
-            close(t.fd)
+            if t.fd >= 0 { close(t.fd) }
             complete(t, .failure(TransferError(reason: .cancelled)))
         }
         active.removeAll()
@@ -307,21 +320,25 @@ public final class HTTPDownloader: @unchecked Sendable {
     }
 
     private func begin(_ t: Transfer) {
-        let fd = open(t.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            complete(t, .failure(TransferError(reason: .local("\(t.path): cannot open: \(errnoText(errno))"))))
-            return
+        if let path = t.path {
+            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                complete(t, .failure(TransferError(reason: .local("\(path): cannot open: \(errnoText(errno))"))))
+                return
+            }
+            // Drop anything beyond the resume point (a previous, longer attempt).
+            if ftruncate(fd, off_t(t.resumeFrom)) != 0 {
+                let e = errno
+                close(fd)
+                complete(t, .failure(TransferError(reason: .local("\(path): cannot truncate: \(errnoText(e))"))))
+                return
+            }
+            t.fd = fd
+        } else if let max = t.maxLength {
+            t.body.reserveCapacity(Int(max))
         }
-        // Drop anything beyond the resume point (a previous, longer attempt).
-        if ftruncate(fd, off_t(t.resumeFrom)) != 0 {
-            let e = errno
-            close(fd)
-            complete(t, .failure(TransferError(reason: .local("\(t.path): cannot truncate: \(errnoText(e))"))))
-            return
-        }
-        t.fd = fd
         guard let easy = curl_easy_init() else {
-            close(fd)
+            if t.fd >= 0 { close(t.fd) }
             complete(t, .failure(TransferError(reason: .local("libcurl: cannot create a transfer"))))
             return
         }
@@ -356,15 +373,18 @@ public final class HTTPDownloader: @unchecked Sendable {
         let effectiveURL = effective.map { String(cString: $0) } ?? t.url
         curl_multi_remove_handle(multi, easy)
         curl_easy_cleanup(easy)
-        close(t.fd)
+        if t.fd >= 0 { close(t.fd) }
         t.fd = -1
         let result: Result<TransferSummary, TransferError>
         if code == CURLE_OK {
-            result = .success(TransferSummary(received: t.received, fileSize: t.offset, effectiveURL: effectiveURL))
+            result = .success(TransferSummary(received: t.received, fileSize: t.offset, effectiveURL: effectiveURL,
+                                              body: t.path == nil ? t.body : nil))
         } else if t.tooLong {
             result = .failure(TransferError(reason: .tooLong(t.maxLength ?? 0)))
+        } else if t.writeErrno == ENOSPC || t.writeErrno == EDQUOT {
+            result = .failure(TransferError(reason: .diskFull("\(t.path ?? ""): write failed: \(errnoText(t.writeErrno))")))
         } else if t.writeErrno != 0 {
-            result = .failure(TransferError(reason: .local("\(t.path): write failed: \(errnoText(t.writeErrno))")))
+            result = .failure(TransferError(reason: .local("\(t.path ?? ""): write failed: \(errnoText(t.writeErrno))")))
         } else if code == CURLE_RANGE_ERROR || (code == CURLE_HTTP_RETURNED_ERROR && status == 416) {
             result = .failure(TransferError(reason: .rangeRefused))
         } else if code == CURLE_HTTP_RETURNED_ERROR {

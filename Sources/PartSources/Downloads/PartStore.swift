@@ -27,6 +27,9 @@ public final class PartStore: PartSource, @unchecked Sendable {
         public var readAheadParts = 32
         /// ... and this many bytes ahead of the read position.
         public var readAheadBytes: Int64 = 128 << 20
+        /// Verified parts held in memory when the cache disk is full (ENOSPC): the read is
+        /// still served, only caching is lost. Least recently used go first.
+        public var memoryBudget = 256 << 20
         public init() {}
     }
 
@@ -95,6 +98,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private let condition = NSCondition()
     private var state = State()
     private let openFiles = ByteBudgetCache<Checksum, ReadOnlyFile>(budget: 64)
+    private let memoryParts: ByteBudgetCache<Checksum, [UInt8]>
 
     /// - Parameters:
     ///   - local: parts found on disk (`--scan`, `--map`, local locations); may be nil.
@@ -111,6 +115,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         self.cache = cache
         self.downloader = cache == nil ? nil : downloader
         self.options = options
+        self.memoryParts = ByteBudgetCache(budget: options.memoryBudget)
         self.downloadConfig = downloader?.config ?? DownloadConfig()
         self.logger = logger
     }
@@ -135,8 +140,20 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 // A local location that failed its check: fall back to cache and download.
             }
         }
-        let file = try cachedFile(index)
-        try file.read(at: offset, into: buffer)
+        switch try cachedFile(index) {
+        case .file(let file):
+            try file.read(at: offset, into: buffer)
+        case .memory(let bytes):
+            bytes.withUnsafeBytes { src in
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[Int(offset)..<Int(offset) + buffer.count]))
+            }
+        }
+    }
+
+    /// Where the verified bytes of a downloaded part are.
+    private enum Loaded {
+        case file(ReadOnlyFile)
+        case memory([UInt8])
     }
 
     // MARK: public helpers for prefetch / make-image / status
@@ -183,21 +200,25 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     // MARK: reading from the cache, waiting for downloads
 
-    private func cachedFile(_ index: Int) throws -> ReadOnlyFile {
+    private func cachedFile(_ index: Int) throws -> Loaded {
         let part = template.parts[index]
-        if let f = openFiles.value(for: part.checksum) { return f }
+        if let f = openFiles.value(for: part.checksum) { return .file(f) }
+        if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
         guard let cache else { throw unavailable(part, "has no local copy") }
         var f: ReadOnlyFile?
         for _ in 0..<3 where f == nil {
+            if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
             if !cache.contains(part.checksum, length: part.length) {
                 guard downloadsEnabled else {
                     throw unavailable(part, options.offline ? "is not local or cached, and downloads are off (--offline)" : "has no local copy")
                 }
                 forgetEvicted(part.checksum)
                 try waitForDownload(index)
+                if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
             }
             // The part may be evicted (--cache-size) between its download and this open.
             f = try? ReadOnlyFile(path: cache.path(for: part.checksum))
+            if f == nil, let m = memoryParts.value(for: part.checksum) { return .memory(m) }
         }
         guard let f else { throw unavailable(part, "was evicted from the cache before it could be read (--cache-size too small?)") }
         if cache.sizeLimit != nil { cache.touch(part.checksum) }
@@ -205,7 +226,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             throw JigdoError(.io, path: f.path, "cached part changed size (\(f.size) bytes, part is \(part.length))")
         }
         openFiles.insert(f, for: part.checksum, cost: 1)
-        return f
+        return .file(f)
     }
 
     private func unavailable(_ part: TemplatePart, _ why: String) -> JigdoError {
@@ -408,6 +429,10 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 job.restartedFromZero = true
                 tryLocation(job)
                 return
+            case .diskFull:
+                unlink(partial)
+                downloadIntoMemory(job, requestURL: requestURL, cause: error)
+                return
             case .tooLong:
                 unlink(partial)
                 logger.warning("\(url): \(error); not used")
@@ -433,6 +458,53 @@ public final class PartStore: PartSource, @unchecked Sendable {
             job.tries = 0
             tryLocation(job)
         }
+    }
+
+    /// The cache disk is full: fetch the part into memory, check it there and serve it from
+    /// memory (caching is lost, correctness is not).
+    private func downloadIntoMemory(_ job: Job, requestURL: String, cause: TransferError) {
+        var job = job
+        let url = job.urls[job.urlIndex]
+        guard job.length <= Int64(options.memoryBudget), let downloader else {
+            job.errors.append("\(url): \(cause) (cache disk full; the part is too large to keep in memory)")
+            job.urlIndex += 1
+            tryLocation(job)
+            return
+        }
+        logger.warning("\(cause): cache disk full; part \(job.checksum.base64) is kept in memory instead")
+        let store = self
+        let submitted = job
+        downloader.submit(url: requestURL, to: nil, maxLength: job.length, priority: .demand) { result in
+            store.memoryDone(submitted, result: result)
+        }
+    }
+
+    private func memoryDone(_ job: Job, result: Result<TransferSummary, TransferError>) {
+        var job = job
+        let url = job.urls[job.urlIndex]
+        switch result {
+        case .success(let summary):
+            let body = summary.body ?? []
+            recordDownloaded(summary.received)
+            var hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+            hasher.update(body)
+            let sum = hasher.finalize()
+            if sum == job.checksum && Int64(body.count) == job.length {
+                noteSuccess(url)
+                memoryParts.insert(body, for: job.checksum, cost: body.count)
+                finish(job, error: nil)
+                return
+            }
+            logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+            noteFailure(url)
+            job.errors.append("\(url): wrong checksum \(sum.base64)")
+        case .failure(let error):
+            noteFailure(url)
+            job.errors.append("\(url): \(error)")
+        }
+        job.urlIndex += 1
+        job.tries = 0
+        tryLocation(job)
     }
 
     /// Checks the downloaded file; a match goes into the cache, a mismatch is thrown away.
@@ -470,15 +542,26 @@ public final class PartStore: PartSource, @unchecked Sendable {
             try cache?.commit(partial: partial, as: job.checksum)
             finish(job, error: nil)
             cache?.noteAdded(bytes: job.length)
-        } catch let e as JigdoError {
-            finish(job, error: e)
         } catch {
-            finish(job, error: JigdoError(.io, "\(error)"))
+            // E.g. no room for a new cache directory: serve the verified bytes from memory.
+            if job.length <= Int64(options.memoryBudget), let bytes = try? ReadOnlyFile(path: partial).readAll(),
+               Int64(bytes.count) == job.length {
+                logger.warning("\(error); part \(job.checksum.base64) is kept in memory instead")
+                memoryParts.insert(bytes, for: job.checksum, cost: bytes.count)
+                unlink(partial)
+                finish(job, error: nil)
+            } else {
+                finish(job, error: (error as? JigdoError) ?? JigdoError(.io, "\(error)"))
+            }
         }
     }
 
     private func finish(_ job: Job, error: JigdoError?) {
-        if job.lockFD >= 0 { close(job.lockFD) }
+        if job.lockFD >= 0 {
+            // An empty partial file (made to hold the lock) is not worth keeping.
+            if let cache, fileSize(cache.partialPath(for: job.checksum)) == 0 { unlink(cache.partialPath(for: job.checksum)) }
+            close(job.lockFD)
+        }
         condition.lock()
         if case .downloading(let a, _, _)? = state.parts[job.checksum], a == job.attempt {
             state.parts[job.checksum] = error.map { .failed(attempt: a, $0) } ?? .done
