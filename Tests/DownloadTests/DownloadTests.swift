@@ -162,6 +162,9 @@ struct DownloadTests {
         #expect(perPath.values.allSatisfy { $0 == 1 }, "fetched more than once: \(perPath.filter { $0.value > 1 })")
         #expect(requests.count == o.distinctParts)
         #expect(try cacheIsClean(tmp.path + "/cache", kind: .sha256))
+        let a = o.store.availability()
+        #expect(a.total == o.distinctParts && a.cached == a.total && a.missing == 0)
+        #expect(o.store.statistics().partsDownloaded == o.distinctParts)
     }
 
     @Test("a failing first mirror falls back to the second; wrong bytes are never served",
@@ -388,10 +391,20 @@ struct DownloadTests {
         #expect(Set(fetched.map(\.path)).count == fetched.count)
         #expect(fetched.allSatisfy { $0.path.hasPrefix("/tree/") })
 
+        let listed = try runProcess(DownloadFixture.binary, ["cache", "list", "--cache-dir", tmp.path + "/cache"])
+        #expect(listed.status == 0)
+        #expect(listed.stdout.contains("parts:    \(fetched.count) "))
+
         let again = try runProcess(DownloadFixture.binary, ["make-image", jigdo, "-o", tmp.path + "/b.iso", "--offline"] + common)
         #expect(again.status == 0, "\(again.stderr)")
         #expect(try filesEqual(tmp.path + "/b.iso", release + "/release.iso"))
         #expect(nginx.requests().count == fetched.count)
+
+        let cleaned = try runProcess(DownloadFixture.binary, ["cache", "clean", "--cache-dir", tmp.path + "/cache"])
+        #expect(cleaned.status == 0)
+        #expect(regularFilesCount(tmp.path + "/cache/parts") == 0)
+        let refusedAgain = try runProcess(DownloadFixture.binary, ["make-image", jigdo, "-o", tmp.path + "/c.iso", "--offline"] + common)
+        #expect(refusedAgain.status == 2)
     }
 
     @Test("prefetch fills the cache; then make-image --offline works and a second prefetch fetches nothing")

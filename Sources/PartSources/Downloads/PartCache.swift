@@ -107,6 +107,21 @@ public final class PartCache: Sendable {
         return out
     }
 
+    /// Partial downloads: path, size, last write.
+    public func partialEntries() -> [(path: String, size: Int64, lastUse: Int64)] {
+        var out: [(String, Int64, Int64)] = []
+        for kind in ChecksumKind.allCases {
+            let base = directory + "/partial/" + kind.rawValue.lowercased()
+            for name in listDirectory(base) {
+                let p = base + "/" + name
+                var st = stat()
+                guard stat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                out.append((p, Int64(st.st_size), Int64(st.st_mtim.tv_sec)))
+            }
+        }
+        return out
+    }
+
     /// Accounts a part just added; when the cache is over its limit, removes the least recently
     /// used parts down to 90% of it. A part being read stays readable: readers hold it open.
     public func noteAdded(bytes: Int64) {

@@ -191,6 +191,34 @@ public final class PartStore: PartSource, @unchecked Sendable {
         public var failuresByHost: [String: Int]
     }
 
+    /// Parts (distinct checksums with bytes) by where they are now; stats every cache file, so
+    /// for a status display, not for the read path.
+    public struct Availability: Sendable, Equatable {
+        public var total = 0
+        public var local = 0
+        public var cached = 0
+        public var inMemory = 0
+        public var missing = 0
+    }
+
+    public func availability() -> Availability {
+        var a = Availability()
+        var seen = Set<Checksum>()
+        for (i, part) in template.parts.enumerated() where part.length > 0 && seen.insert(part.checksum).inserted {
+            a.total += 1
+            if local?.isLocallyAvailable(i) == true {
+                a.local += 1
+            } else if cache?.contains(part.checksum, length: part.length) == true {
+                a.cached += 1
+            } else if memoryParts.value(for: part.checksum) != nil {
+                a.inMemory += 1
+            } else {
+                a.missing += 1
+            }
+        }
+        return a
+    }
+
     public func statistics() -> Statistics {
         condition.lock(); defer { condition.unlock() }
         let inFlight = state.parts.values.filter { if case .downloading = $0 { return true }; return false }.count
