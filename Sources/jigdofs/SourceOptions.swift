@@ -147,6 +147,15 @@ struct SourceOptions: ParsableArguments {
     }
 }
 
+extension SourceOptions {
+    /// The older tuple form (other commands use it): the reader reads through the `PartStore`,
+    /// so missing parts are downloaded unless `--offline`.
+    func openReader(progressTitle: String = "Scanning") throws -> (JigdoImage, LocalParts, ImageReader, LocationResolver) {
+        let s = try openSource(progressTitle: progressTitle)
+        return (s.image, s.local, s.reader, s.resolver)
+    }
+}
+
 /// An image opened with all its part sources.
 struct OpenedSource {
     var image: JigdoImage

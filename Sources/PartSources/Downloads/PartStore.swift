@@ -238,7 +238,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
             if !cache.contains(part.checksum, length: part.length) {
                 guard downloadsEnabled else {
-                    throw unavailable(part, options.offline ? "is not local or cached, and downloads are off (--offline)" : "has no local copy")
+                    throw unavailable(part, options.offline ? "has no local copy and is not in the cache (downloads are off: --offline)" : "has no local copy")
                 }
                 forgetEvicted(part.checksum)
                 try waitForDownload(index)
