@@ -9,7 +9,7 @@ import Synchronization
 
 /// Settings of the transfer engine (`--jobs`, `--cacert`, timeouts).
 public struct DownloadConfig: Sendable {
-    /// Transfers running at once (`--jobs`).
+    /// Transfers running at once (`--jobs`); transfers a reader waits for may use two more.
     public var jobs = 8
     /// Seconds to wait for a connection to be set up.
     public var connectTimeout: Double = 15
@@ -279,8 +279,17 @@ public final class HTTPDownloader: @unchecked Sendable {
         while true {
             let (start, stop) = queues.withLock { q -> ([Transfer], Bool) in
                 var out: [Transfer] = []
-                while active.count + out.count < config.jobs, !q.stopping {
-                    if !q.demand.isEmpty { out.append(q.demand.removeFirst()) } else if !q.prefetch.isEmpty { out.append(q.prefetch.removeFirst()) } else { break }
+                // Read-ahead fills `jobs` slots; a reader that waits may use two more, so it
+                // never queues behind a full window of read-ahead.
+                while !q.stopping {
+                    let busy = active.count + out.count
+                    if !q.demand.isEmpty && busy < config.jobs + 2 {
+                        out.append(q.demand.removeFirst())
+                    } else if !q.prefetch.isEmpty && busy < config.jobs {
+                        out.append(q.prefetch.removeFirst())
+                    } else {
+                        break
+                    }
                 }
                 q.running = active.count + out.count
                 return (out, q.stopping)
