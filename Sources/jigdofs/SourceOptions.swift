@@ -210,3 +210,9 @@ func parseSize(_ text: String) -> Int64? {
     guard let n = Double(t), n >= 0 else { return nil }
     return Int64(n * Double(factor))
 }
+
+/// Fails with the list of parts `parts` cannot read without the network (the older call form).
+func requireAllParts(_ image: JigdoImage, _ parts: any PartSource, _ resolver: LocationResolver) throws {
+    let missing = image.template.parts.indices.filter { image.template.parts[$0].length > 0 && !parts.isLocallyAvailable($0) }
+    try requireParts(missing, image, resolver, why: "have no local copy")
+}
