@@ -591,13 +591,16 @@ public final class PartStore: PartSource, @unchecked Sendable {
             close(job.lockFD)
         }
         condition.lock()
-        if case .downloading(let a, _, _)? = state.parts[job.checksum], a == job.attempt {
+        var readerWaits = false
+        if case .downloading(let a, let prefetch, _)? = state.parts[job.checksum], a == job.attempt {
             state.parts[job.checksum] = error.map { .failed(attempt: a, $0) } ?? .done
+            readerWaits = !prefetch
         }
         if error == nil { state.partsDownloaded += 1 }
         condition.broadcast()
         condition.unlock()
-        if let error { logger.error("\(error)") }
+        // A failed read-ahead is retried when the part is read; only a failing read is an error.
+        if let error { readerWaits ? logger.error("\(error)") : logger.info("read-ahead: \(error)") }
     }
 
     private func recordDownloaded(_ bytes: Int64) {
