@@ -79,7 +79,12 @@ public final class PartCache: Sendable {
     /// Moves a verified partial file into the cache.
     public func commit(partial: String, as sum: Checksum) throws {
         let target = path(for: sum)
-        try makeDirectories(directoryOf(target))
+        // Only the prefix directory is made here: a cache directory removed meanwhile is not
+        // brought back.
+        let prefixDir = String(directoryOf(target).dropLast())
+        if mkdir(prefixDir, 0o755) != 0 && errno != EEXIST {
+            throw JigdoError(.io, path: prefixDir, "cannot create directory: \(errnoText(errno))")
+        }
         if rename(partial, target) != 0 {
             throw JigdoError(.io, path: target, "cannot move the downloaded part into the cache: \(errnoText(errno))")
         }
