@@ -2,12 +2,14 @@
 import PackageDescription
 
 // Layers, bottom to top (each imports only those below it):
-//   CZlib, CBzip2      thin shims over the C libraries
+//   CZlib, CBzip2,     thin shims over the C libraries
+//   CCurl
 //   JigdoFormat        reading .jigdo and .template files (pure parsing, no part I/O)
 //   ImageAssembly      image layout + thread-safe range reader over template data and parts
 //   CSQLite            shim over libsqlite3 (persistent checksum cache of --scan)
 //   ISO9660            the file tree inside an image (ISO 9660, Rock Ridge, Joliet)
-//   PartSources        where part bytes come from: scanned dirs, mapped mirrors, old images
+//   PartSources        where part bytes come from: scanned dirs, mapped mirrors, old images,
+//                      the part cache and downloads (libcurl)
 //   CFuse3, FUSEBridge libfuse shim; the mount: images as read-only files (+ X.iso.d browse views), daemonizing
 //   jigdofs            the command line (ArgumentParser)
 let package = Package(
@@ -26,6 +28,7 @@ let package = Package(
         .systemLibrary(name: "CBzip2", path: "Sources/CBzip2"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CFuse3", path: "Sources/CFuse3", pkgConfig: "fuse3"),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .target(
             name: "JigdoFormat",
             dependencies: [
@@ -39,7 +42,7 @@ let package = Package(
         ),
         .target(
             name: "PartSources",
-            dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", "ISO9660", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", "CCurl", "ISO9660", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "ISO9660",
@@ -79,5 +82,9 @@ let package = Package(
         .testTarget(name: "MountTests", dependencies: ["TestSupport"]),
         // Runs the built `jigdofs` binary (see TestSupport's `CLI`).
         .testTarget(name: "CLITests", dependencies: ["JigdoFormat", "TestSupport"]),
+        .testTarget(
+            name: "DownloadTests",
+            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", .product(name: "Logging", package: "swift-log")]
+        ),
     ]
 )

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CFuse3
-import Foundation
 import JigdoFormat
 import Logging
 import Synchronization
@@ -86,6 +85,8 @@ public final class FUSEMount {
         if MountTable.isMountPoint(mountpoint) {
             throw JigdoError(.usage, path: mountpoint, "mount point is busy: something is already mounted there")
         }
+        // As mountinfo will show it; resolved now, while resolving needs no FUSE request.
+        let resolvedMountpoint = canonicalPath(mountpoint)
         FUSELog.startCapturing()
         let result = fuse_mount(fuse, mountpoint)
         let message = FUSELog.stopCapturing()
@@ -93,6 +94,7 @@ public final class FUSEMount {
             throw JigdoError(.io, path: mountpoint, "cannot mount: \(message ?? "fuse_mount failed")")
         }
         mounted = true
+        filesystem.takeUnretainedValue().onFirstRequest { Self.raiseReadahead(resolvedMountpoint) }
     }
 
     /// Readahead of the mount's backing device, in KiB. The kernel starts a FUSE mount at
@@ -102,13 +104,10 @@ public final class FUSEMount {
     public static let readaheadKiB = 1024
 
     /// Best effort (needs root): raises the readahead via /sys/class/bdi. The kernel sets it
-    /// when it processes the reply to FUSE's INIT, so this must run after that: the stat(2)
-    /// of the mount point below is answered only once the request loop has handled INIT (call
-    /// this on a thread of its own while `run()` serves).
-    static func raiseReadahead(_ mountpoint: String) {
-        var st = stat()
-        guard stat(mountpoint, &st) == 0 else { return }
-        let target = canonicalPath(mountpoint)
+    /// when it processes the reply to FUSE's INIT, so this runs on the first request after
+    /// INIT (`JigdoFilesystem.onFirstRequest`); the device is looked up in mountinfo, never by
+    /// a stat(2) of the mount point (which would be a FUSE request of our own).
+    static func raiseReadahead(_ target: String) {
         guard let device = MountTable.entries().last(where: { $0.mountPoint == target })?.device else { return }
         let path = "/sys/class/bdi/\(device)/read_ahead_kb"
         let fd = open(path, O_WRONLY | O_CLOEXEC)
@@ -123,8 +122,6 @@ public final class FUSEMount {
     @discardableResult
     public func run() -> Int32 {
         guard let fuse, mounted else { return -1 }
-        let readahead = Thread { [mountpoint] in Self.raiseReadahead(mountpoint) }
-        readahead.start()
         let result = jfs_fuse_loop_mt(fuse, 10)
         unmount()
         return result

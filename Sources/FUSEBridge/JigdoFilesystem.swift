@@ -49,6 +49,8 @@ public final class JigdoFilesystem: Sendable {
     private let owner: (uid: uid_t, gid: gid_t)
     private let mountTime: timespec
     private let handles = Mutex<(next: UInt64, open: [UInt64: OpenEntry])>((1, [:]))
+    /// Run once, by the first request the kernel sends (it sends none before INIT is done).
+    private let firstRequestAction = Mutex<(@Sendable () -> Void)?>(nil)
 
     static let rootDirectoryHandle: UInt64 = 1 << 62
     static let browseHandleBit: UInt64 = 1 << 63
@@ -167,7 +169,15 @@ public final class JigdoFilesystem: Sendable {
 
     // MARK: Operations
 
+    /// Registers work that must wait until the kernel has processed FUSE INIT.
+    public func onFirstRequest(_ action: @escaping @Sendable () -> Void) {
+        firstRequestAction.withLock { $0 = action }
+    }
+
     func getattr(_ path: String, _ st: inout stat) -> Int32 {
+        if let action = firstRequestAction.withLock({ a -> (@Sendable () -> Void)? in defer { a = nil }; return a }) {
+            action()
+        }
         st = stat()
         st.st_uid = owner.uid
         st.st_gid = owner.gid

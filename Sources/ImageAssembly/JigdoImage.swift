@@ -30,6 +30,12 @@ public struct JigdoImage: Sendable {
     /// relative to the .jigdo.
     public static func open(jigdoPath: String, templatePath: String? = nil, verifyTemplateChecksum: Bool = true) throws -> JigdoImage {
         let descriptor = try JigdoDescriptor.load(path: jigdoPath)
+        return try open(descriptor: descriptor, templatePath: templatePath, verifyTemplateChecksum: verifyTemplateChecksum)
+    }
+
+    /// Opens an already parsed .jigdo (e.g. one fetched from a server) with its template.
+    public static func open(descriptor: JigdoDescriptor, templatePath: String? = nil, verifyTemplateChecksum: Bool = true) throws -> JigdoImage {
+        let jigdoPath = descriptor.path
         let path = try templatePath ?? locateTemplate(descriptor)
         let file = try ReadOnlyFile(path: path)
         var check = TemplateCheck.notGiven

@@ -50,6 +50,15 @@ public struct JigdoDescriptor: Sendable {
         return try parser.finish(mainPath: path)
     }
 
+    /// Reads a local copy of a .jigdo that was fetched from `baseURL` (a URL ending in `/`):
+    /// relative locations and the template resolve against the URL, not the local directory.
+    public static func load(path: String, baseURL: String) throws -> JigdoDescriptor {
+        var parser = JigdoParser()
+        parser.remoteBase = baseURL
+        try parser.parseFile(path: path, stack: [])
+        return try parser.finish(mainPath: path)
+    }
+
     /// Parses .jigdo text that lives in directory `base` (used by tests and by `load`).
     public static func parse(text: String, path: String, base: String) throws -> JigdoDescriptor {
         var parser = JigdoParser()
@@ -68,6 +77,8 @@ struct JigdoParser {
     var parts: [String: [JigdoLocation]] = [:]
     var servers: [String: [JigdoLocation]] = [:]
     var files: [String] = []
+    /// Set for a .jigdo fetched from a server: the URL directory it came from.
+    var remoteBase: String?
 
     mutating func parseFile(path: String, stack: [String]) throws {
         let canonical = canonicalPath(path)
@@ -91,7 +102,7 @@ struct JigdoParser {
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw JigdoError(.syntax, path: path, "not a .jigdo file (not UTF-8 text)")
         }
-        try parseText(text, path: path, base: directoryOf(absolutePath(path)), stack: stack + [canonical])
+        try parseText(text, path: path, base: remoteBase ?? directoryOf(absolutePath(path)), stack: stack + [canonical])
     }
 
     mutating func parseText(_ text: String, path: String, base: String, stack: [String]) throws {
@@ -236,6 +247,10 @@ struct JigdoParser {
     }
 
     private mutating func include(_ target: String, from path: String, base: String, stack: [String], line: Int) throws {
+        if remoteBase != nil {
+            // A remote .jigdo must not make us read local files.
+            throw JigdoError(.syntax, path: path, "line \(line): [Include \(target)] in a .jigdo fetched from a server is not supported yet")
+        }
         if let scheme = uriScheme(of: target), scheme != "file" {
             throw JigdoError(.syntax, path: path, "line \(line): [Include \(target)]: including remote files is not supported yet; download it and include the local copy")
         }

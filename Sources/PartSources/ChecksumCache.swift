@@ -119,14 +119,3 @@ public final class ChecksumCache: Sendable {
         }
     }
 }
-
-/// `mkdir -p`.
-func makeDirectories(_ path: String) throws {
-    var current = path.hasPrefix("/") ? "" : "."
-    for component in path.split(separator: "/") {
-        current += "/" + component
-        if mkdir(current, 0o755) != 0 && errno != EEXIST {
-            throw JigdoError(.io, path: current, "cannot create directory: \(errnoText(errno))")
-        }
-    }
-}

@@ -12,8 +12,8 @@ func openVolume(_ options: SourceOptions) throws -> ISO9660Volume {
     if looksLikeISO9660File(options.source) {
         return try ISO9660Volume.open(ImageFile(path: options.source), name: baseName(options.source))
     }
-    let (image, reader, _) = try options.openReader()
-    return try ISO9660Volume.open(reader, name: image.imageName)
+    let source = try options.openSource()
+    return try ISO9660Volume.open(source.reader, name: source.image.imageName)
 }
 
 /// ISO 9660 errors become the CLI's one-line failures; a part that is needed but missing

@@ -24,8 +24,9 @@ struct MakeImage: ParsableCommand {
         if isDirectory(output) {
             throw CommandFailure(message: "\(output): is a directory", code: 1)
         }
-        let (image, reader, resolver) = try options.openReader()
-        try requireAllParts(image, reader.parts, resolver)
+        let source = try options.openSource()
+        let (image, reader) = (source.image, source.reader)
+        try source.prepareFullRead()
 
         let out = try PartialOutputFile(finalPath: output)
         defer { out.discard() }
@@ -52,8 +53,9 @@ struct Verify: ParsableCommand {
     @OptionGroup var options: SourceOptions
 
     func run() throws {
-        let (image, reader, resolver) = try options.openReader()
-        try requireAllParts(image, reader.parts, resolver)
+        let source = try options.openSource()
+        let (image, reader) = (source.image, source.reader)
+        try source.prepareFullRead()
         let bar = ProgressBar(title: "Verifying")
         let result = try ImageStreamer(reader: reader).stream(
             sink: { _ in },

@@ -76,43 +76,48 @@ struct Mount: ParsableCommand {
         mount.run()
     }
 
-    /// Every SOURCE as (jigdo path); directories expand to their *.jigdo files.
-    func jigdoFiles() throws -> [String] {
-        var out: [String] = []
-        for source in sources {
-            let path = absolutePath(source)
-            if isDirectory(path) {
-                let names = try FileManager.default.contentsOfDirectory(atPath: path)
-                    .filter { $0.hasSuffix(".jigdo") }.sorted()
-                guard !names.isEmpty else { throw JigdoError(.usage, path: source, "directory has no .jigdo files") }
-                let dir = path.hasSuffix("/") ? path : path + "/"
-                out += names.map { dir + $0 }.filter { !isDirectory($0) }
-            } else if fileExists(path) {
-                out.append(path)
-            } else {
-                throw JigdoError(.io, path: source, "no such file or directory")
-            }
+    /// A local SOURCE as .jigdo paths; a directory expands to its *.jigdo files.
+    func jigdoFiles(_ source: String) throws -> [String] {
+        let path = absolutePath(source)
+        if isDirectory(path) {
+            let names = try FileManager.default.contentsOfDirectory(atPath: path)
+                .filter { $0.hasSuffix(".jigdo") }.sorted()
+            guard !names.isEmpty else { throw JigdoError(.usage, path: source, "directory has no .jigdo files") }
+            let dir = path.hasSuffix("/") ? path : path + "/"
+            return names.map { dir + $0 }.filter { !isDirectory($0) }
         }
-        return out
+        guard fileExists(path) else { throw JigdoError(.io, path: source, "no such file or directory") }
+        return [path]
     }
 
     func openImages() throws -> [MountedImage] {
-        let files = try jigdoFiles()
+        // One part cache, downloader and checksum cache for all images: a scan of the same
+        // tree hashes each file once, and --jobs bounds the transfers of the whole mount.
+        let shared = try partOptions.makeShared()
         var byName: [String: String] = [:]
-        var opened: [(String, JigdoImage)] = []
-        for file in files {
-            let image = try JigdoImage.open(jigdoPath: file, templatePath: template.map(absolutePath))
-            if let other = byName[image.imageName] {
-                throw JigdoError(.usage, path: file, "image \(image.imageName) is also the image of \(other); one mount cannot show both")
+        var opened: [(origin: String, image: JigdoImage, remote: Bool)] = []
+        for source in sources {
+            if isRemoteURL(source) {
+                let image = try RemoteSource.open(url: source, cache: shared.cache,
+                    downloader: partOptions.offline ? nil : shared.downloader, templatePath: template.map(absolutePath))
+                opened.append((source, image, true))
+            } else {
+                for file in try jigdoFiles(source) {
+                    opened.append((file, try JigdoImage.open(jigdoPath: file, templatePath: template.map(absolutePath)), false))
+                }
             }
-            byName[image.imageName] = file
-            opened.append((file, image))
         }
-        // One checksum cache for all images: a scan of the same tree hashes each file once.
-        let cache = partOptions.checksumCache()
-        return try opened.map { file, image in
-            let (reader, _) = try partOptions.openReader(for: image, checksumCache: cache)
-            return MountedImage(name: image.imageName, reader: reader, jigdoPath: file, modificationTime: modificationTime(file))
+        for (origin, image, _) in opened {
+            if let other = byName[image.imageName] {
+                throw JigdoError(.usage, path: origin, "image \(image.imageName) is also the image of \(other); one mount cannot show both")
+            }
+            byName[image.imageName] = origin
+        }
+        return try opened.map { origin, image, remote in
+            let source = try partOptions.openSource(for: image, remote: remote, shared: shared)
+            // A remote .jigdo is shown with the time of its cached copy.
+            let mtime = modificationTime(remote ? image.descriptor.path : origin)
+            return MountedImage(name: image.imageName, reader: source.reader, jigdoPath: origin, modificationTime: mtime)
         }
     }
 

@@ -1,0 +1,424 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CCurl
+import Dispatch
+import Foundation
+import JigdoFormat
+import Synchronization
+
+/// Settings of the transfer engine (`--jobs`, `--cacert`, timeouts).
+public struct DownloadConfig: Sendable {
+    /// Transfers running at once (`--jobs`); transfers a reader waits for may use two more.
+    public var jobs = 8
+    /// Seconds to wait for a connection to be set up.
+    public var connectTimeout: Double = 15
+    /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` seconds is aborted
+    /// (this also catches a server that accepts the connection and then never answers).
+    public var lowSpeedLimit = 1024
+    public var lowSpeedTime = 20
+    public var maxRedirects = 10
+    /// A CA bundle to trust instead of the system store (`--cacert`).
+    public var caFile: String?
+    public var userAgent = "jigdofs/0.1"
+    /// Attempts per location for errors that may go away (timeouts, resets, 5xx, short bodies).
+    public var attemptsPerLocation = 3
+    /// Delay before the first retry of a location; doubled for each further one.
+    public var retryDelay: Double = 0.5
+
+    public init() {}
+}
+
+/// Why one transfer failed.
+public struct TransferError: Error, Sendable, CustomStringConvertible {
+    public enum Reason: Sendable, Equatable {
+        /// The server answered with this HTTP (or FTP) status.
+        case status(Int)
+        /// libcurl gave up: connection, timeout, TLS, short body...
+        case curl(code: Int, text: String)
+        /// The server sent more bytes than the part has.
+        case tooLong(Int64)
+        /// The partial file could not be written.
+        case local(String)
+        /// The disk of the partial file is full (ENOSPC, EDQUOT).
+        case diskFull(String)
+        /// The server does not do ranges, or the range was wrong: start again from 0.
+        case rangeRefused
+        /// The downloader was shut down.
+        case cancelled
+    }
+    public var reason: Reason
+
+    /// Whether trying the same URL again later may help.
+    public var isTransient: Bool {
+        switch reason {
+        case .status(let s): return s >= 500 || s == 408 || s == 429
+        case .curl(let code, _):
+            let c = CURLcode(UInt32(code))
+            return [CURLE_OPERATION_TIMEDOUT, CURLE_COULDNT_CONNECT, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
+                    CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING, CURLE_HTTP2, CURLE_HTTP2_STREAM,
+                    CURLE_SSL_CONNECT_ERROR].contains(c)
+        case .tooLong, .local, .diskFull, .cancelled: return false
+        case .rangeRefused: return true
+        }
+    }
+
+    public var description: String {
+        switch reason {
+        case .status(let s): return "HTTP status \(s)"
+        case .curl(_, let text): return text
+        case .tooLong(let n): return "sent more than the part's \(n) bytes"
+        case .local(let text), .diskFull(let text): return text
+        case .rangeRefused: return "range request refused"
+        case .cancelled: return "cancelled"
+        }
+    }
+}
+
+/// What a finished transfer did.
+public struct TransferSummary: Sendable {
+    /// Bytes received in this transfer.
+    public var received: Int64
+    /// Size of the file after the transfer.
+    public var fileSize: Int64
+    /// The URL after redirects.
+    public var effectiveURL: String
+    /// The body, for a transfer into memory.
+    public var body: [UInt8]?
+}
+
+/// One transfer in flight; owned by the worker thread once started.
+final class Transfer: @unchecked Sendable {
+    let id: UInt64
+    let url: String
+    /// The file to write; nil: keep the body in memory (`body`).
+    let path: String?
+    let resumeFrom: Int64
+    let maxLength: Int64?
+    let completion: @Sendable (Result<TransferSummary, TransferError>) -> Void
+    // Touched only by the worker thread.
+    var fd: Int32 = -1
+    var offset: Int64
+    var received: Int64 = 0
+    var tooLong = false
+    var writeErrno: Int32 = 0
+    var body: [UInt8] = []
+    let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+
+    init(id: UInt64, url: String, path: String?, resumeFrom: Int64, maxLength: Int64?,
+         completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void) {
+        self.id = id
+        self.url = url
+        self.path = path
+        self.resumeFrom = resumeFrom
+        self.maxLength = maxLength
+        self.offset = resumeFrom
+        self.completion = completion
+        errorBuffer.initialize(to: 0)
+    }
+
+    deinit { errorBuffer.deallocate() }
+}
+
+/// Writes the body straight into the partial file: no part is ever held in memory.
+private let writeToFile: jfs_curl_write_callback = { data, size, count, context in
+    let t = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+    let n = size * count
+    if let max = t.maxLength, t.offset + Int64(n) > max {
+        t.tooLong = true
+        return 0
+    }
+    if t.path == nil {
+        t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n))
+        t.offset += Int64(n)
+        t.received += Int64(n)
+        return n
+    }
+    var done = 0
+    while done < n {
+        let w = pwrite(t.fd, data! + done, n - done, off_t(t.offset))
+        if w < 0 {
+            if errno == EINTR { continue }
+            t.writeErrno = errno
+            return 0
+        }
+        done += w
+        t.offset += Int64(w)
+    }
+    t.received += Int64(n)
+    return n
+}
+
+/// Downloads URLs into files with libcurl's multi interface, on one worker thread: up to
+/// `jobs` transfers at once over reused connections; demand transfers go before read-ahead.
+///
+/// Each transfer appends to (or resumes, with a range request) a file; the caller verifies the
+/// result. Completions run on a global dispatch queue, never on the worker thread.
+public final class HTTPDownloader: @unchecked Sendable {
+    public enum Priority: Sendable { case demand, prefetch }
+
+    private struct Queues {
+        var demand: [Transfer] = []
+        var prefetch: [Transfer] = []
+        var nextID: UInt64 = 1
+        var stopping = false
+        var running = 0
+        var started = false
+    }
+
+    public let config: DownloadConfig
+    // Lock order: `queues` is a leaf lock; never held while calling libcurl (except the
+    // thread-safe curl_multi_wakeup) or a completion.
+    private let queues = Mutex(Queues())
+    private let multi: UnsafeMutableRawPointer
+    private let stopped = DispatchSemaphore(value: 0)
+    // Worker-thread state.
+    private var active: [UnsafeMutableRawPointer: Transfer] = [:]
+
+    private static let globalInit: Bool = { jfs_curl_global_init() == CURLE_OK }()
+
+    public init(config: DownloadConfig = DownloadConfig()) throws {
+        guard Self.globalInit, let multi = curl_multi_init() else {
+            throw JigdoError(.io, "libcurl could not be initialised")
+        }
+        self.config = config
+        self.multi = multi
+        _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(4, config.jobs * 2))
+    }
+
+    /// Starts the worker on first use, so a process may create the downloader and then fork
+    /// (a daemon going to the background) before anything is downloaded.
+    private func startWorkerIfNeeded() {
+        let start = queues.withLock { q -> Bool in
+            defer { q.started = true }
+            return !q.started
+        }
+        guard start else { return }
+        // The worker keeps the downloader alive until `shutdown`.
+        let thread = Thread { self.run() }
+        thread.name = "jigdofs-curl"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    deinit {
+        curl_multi_cleanup(multi)
+    }
+
+    /// Stops the worker: transfers in flight and queued complete with `.cancelled`.
+    public func shutdown() {
+        let (already, started) = queues.withLock { q -> (Bool, Bool) in
+            defer { q.stopping = true }
+            return (q.stopping, q.started)
+        }
+        guard !already, started else { return }
+        curl_multi_wakeup(multi)
+        stopped.wait()
+    }
+
+    /// Queues a download of `url` into the file at `path`, starting at `resumeFrom` (the file's
+    /// bytes before that are kept; a range request asks for the rest). With `path` nil the body
+    /// is kept in memory and handed over in the summary. A body that would make the file longer
+    /// than `maxLength` is cut off with `.tooLong`. Returns an id for `promote`.
+    @discardableResult
+    public func submit(
+        url: String, to path: String?, resumeFrom: Int64 = 0, maxLength: Int64? = nil,
+        priority: Priority = .demand,
+        completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void
+    ) -> UInt64 {
+        let accepted = queues.withLock { q -> UInt64? in
+            guard !q.stopping else { return nil }
+            let t = Transfer(id: q.nextID, url: url, path: path, resumeFrom: resumeFrom, maxLength: maxLength, completion: completion)
+            q.nextID += 1
+            if priority == .demand { q.demand.append(t) } else { q.prefetch.append(t) }
+            return t.id
+        }
+        guard let id = accepted else {
+            DispatchQueue.global().async { completion(.failure(TransferError(reason: .cancelled))) }
+            return 0
+        }
+        startWorkerIfNeeded()
+        curl_multi_wakeup(multi)
+        return id
+    }
+
+    /// Moves a queued read-ahead transfer in front of the other read-ahead (a reader waits for it).
+    public func promote(_ id: UInt64) {
+        queues.withLock { q in
+            if let i = q.prefetch.firstIndex(where: { $0.id == id }) {
+                q.demand.append(q.prefetch.remove(at: i))
+            }
+        }
+    }
+
+    /// Transfers queued and running.
+    public var pending: (queued: Int, running: Int) {
+        queues.withLock { ($0.demand.count + $0.prefetch.count, $0.running) }
+    }
+
+    /// Downloads a small file (a .jigdo, a template) and waits for it. Not for FUSE threads.
+    public func fetch(url: String, to path: String) throws {
+        unlink(path)
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<TransferSummary, TransferError>?>(nil)
+        submit(url: url, to: path) { r in
+            result.withLock { $0 = r }
+            done.signal()
+        }
+        done.wait()
+        if case .failure(let e) = result.withLock({ $0 })! {
+            unlink(path)
+            throw JigdoError(.io, path: url, "download failed: \(e)")
+        }
+    }
+
+    // MARK: worker thread
+
+    private func run() {
+        var running: Int32 = 0
+        while true {
+            let (start, stop) = queues.withLock { q -> ([Transfer], Bool) in
+                var out: [Transfer] = []
+                // Read-ahead fills `jobs` slots; a reader that waits may use two more, so it
+                // never queues behind a full window of read-ahead.
+                while !q.stopping {
+                    let busy = active.count + out.count
+                    if !q.demand.isEmpty && busy < config.jobs + 2 {
+                        out.append(q.demand.removeFirst())
+                    } else if !q.prefetch.isEmpty && busy < config.jobs {
+                        out.append(q.prefetch.removeFirst())
+                    } else {
+                        break
+                    }
+                }
+                q.running = active.count + out.count
+                return (out, q.stopping)
+            }
+            if stop { break }
+            for t in start { begin(t) }
+            curl_multi_perform(multi, &running)
+            var finishedAny = false
+            var left: Int32 = 0
+            while let msg = curl_multi_info_read(multi, &left) {
+                guard msg.pointee.msg == CURLMSG_DONE, let easy = msg.pointee.easy_handle else { continue }
+                finish(easy, jfs_curl_msg_result(msg))
+                finishedAny = true
+            }
+            if finishedAny { continue }
+            curl_multi_poll(multi, nil, 0, 1000, nil)
+        }
+        // Shut down: fail everything.
+        for (easy, t) in active {
+            curl_multi_remove_handle(multi, easy)
+            curl_easy_cleanup(easy)
+            if t.fd >= 0 { close(t.fd) }
+            complete(t, .failure(TransferError(reason: .cancelled)))
+        }
+        active.removeAll()
+        let rest = queues.withLock { q -> [Transfer] in
+            defer { q.demand.removeAll(); q.prefetch.removeAll(); q.running = 0 }
+            return q.demand + q.prefetch
+        }
+        for t in rest { complete(t, .failure(TransferError(reason: .cancelled))) }
+        stopped.signal()
+    }
+
+    private func complete(_ t: Transfer, _ result: Result<TransferSummary, TransferError>) {
+        let completion = t.completion
+        DispatchQueue.global().async { completion(result) }
+    }
+
+    private func begin(_ t: Transfer) {
+        if let path = t.path {
+            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                complete(t, .failure(TransferError(reason: .local("\(path): cannot open: \(errnoText(errno))"))))
+                return
+            }
+            // Drop anything beyond the resume point (a previous, longer attempt).
+            if ftruncate(fd, off_t(t.resumeFrom)) != 0 {
+                let e = errno
+                close(fd)
+                complete(t, .failure(TransferError(reason: .local("\(path): cannot truncate: \(errnoText(e))"))))
+                return
+            }
+            t.fd = fd
+        } else if let max = t.maxLength {
+            t.body.reserveCapacity(Int(max))
+        }
+        guard let easy = curl_easy_init() else {
+            if t.fd >= 0 { close(t.fd) }
+            complete(t, .failure(TransferError(reason: .local("libcurl: cannot create a transfer"))))
+            return
+        }
+        let c = config
+        _ = jfs_curl_easy_setopt_string(easy, CURLOPT_URL, encodeURLForCurl(t.url))
+        _ = jfs_curl_easy_setopt_write_function(easy, CURLOPT_WRITEFUNCTION, writeToFile)
+        _ = jfs_curl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, Unmanaged.passUnretained(t).toOpaque())
+        _ = jfs_curl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(t.errorBuffer))
+        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_FAILONERROR, 1)
+        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
+        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, c.maxRedirects)
+        _ = jfs_curl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https,ftp")
+        _ = jfs_curl_easy_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https,ftp")
+        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(c.connectTimeout * 1000))
+        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, c.lowSpeedLimit)
+        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, c.lowSpeedTime))
+        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        _ = jfs_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, c.userAgent)
+        if let ca = c.caFile { _ = jfs_curl_easy_setopt_string(easy, CURLOPT_CAINFO, ca) }
+        if t.resumeFrom > 0 { _ = jfs_curl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(t.resumeFrom)) }
+        active[easy] = t
+        curl_multi_add_handle(multi, easy)
+    }
+
+    private func finish(_ easy: UnsafeMutableRawPointer, _ code: CURLcode) {
+        guard let t = active.removeValue(forKey: easy) else { return }
+        var status = 0
+        _ = jfs_curl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+        var effective: UnsafeMutablePointer<CChar>?
+        _ = jfs_curl_easy_getinfo_string(easy, CURLINFO_EFFECTIVE_URL, &effective)
+        let effectiveURL = effective.map { String(cString: $0) } ?? t.url
+        curl_multi_remove_handle(multi, easy)
+        curl_easy_cleanup(easy)
+        if t.fd >= 0 { close(t.fd) }
+        t.fd = -1
+        let result: Result<TransferSummary, TransferError>
+        if code == CURLE_OK {
+            result = .success(TransferSummary(received: t.received, fileSize: t.offset, effectiveURL: effectiveURL,
+                                              body: t.path == nil ? t.body : nil))
+        } else if t.tooLong {
+            result = .failure(TransferError(reason: .tooLong(t.maxLength ?? 0)))
+        } else if t.writeErrno == ENOSPC || t.writeErrno == EDQUOT {
+            result = .failure(TransferError(reason: .diskFull("\(t.path ?? ""): write failed: \(errnoText(t.writeErrno))")))
+        } else if t.writeErrno != 0 {
+            result = .failure(TransferError(reason: .local("\(t.path ?? ""): write failed: \(errnoText(t.writeErrno))")))
+        } else if code == CURLE_RANGE_ERROR || (code == CURLE_HTTP_RETURNED_ERROR && status == 416) {
+            result = .failure(TransferError(reason: .rangeRefused))
+        } else if code == CURLE_HTTP_RETURNED_ERROR {
+            result = .failure(TransferError(reason: .status(status)))
+        } else {
+            var text = String(cString: t.errorBuffer)
+            if text.isEmpty { text = String(cString: curl_easy_strerror(code)) }
+            result = .failure(TransferError(reason: .curl(code: Int(code.rawValue), text: text)))
+        }
+        complete(t, result)
+    }
+}
+
+/// Percent-encodes the bytes libcurl refuses in a URL (blanks, non-ASCII, quotes), keeping the
+/// URL's structure and any escapes already present.
+public func encodeURLForCurl(_ url: String) -> String {
+    let hex = Array("0123456789ABCDEF".utf8)
+    var out = [UInt8]()
+    for b in url.utf8 {
+        let safe = b > 0x20 && b < 0x7F && !"\"<>\\^`{|}".utf8.contains(b)
+        if safe {
+            out.append(b)
+        } else {
+            out += [UInt8(ascii: "%"), hex[Int(b >> 4)], hex[Int(b & 15)]]
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import JigdoFormat
+import PartSources
+
+struct Cache: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show or trim the part cache.",
+        subcommands: [List.self, Clean.self])
+
+    struct CacheDirOption: ParsableArguments {
+        @Option(name: .long, help: ArgumentHelp("The cache directory (default: $XDG_CACHE_HOME/jigdofs or ~/.cache/jigdofs).", valueName: "DIR"))
+        var cacheDir: String?
+
+        func open() throws -> PartCache {
+            try PartCache(directory: cacheDir ?? PartCache.defaultDirectory(environment: ProcessInfo.processInfo.environment))
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show what the cache holds.")
+        @OptionGroup var options: CacheDirOption
+
+        func run() throws {
+            let cache = try options.open()
+            let parts = cache.entries()
+            let partial = cache.partialEntries()
+            print("\(cache.directory)")
+            print("  parts:    \(parts.count) (\(formatBytes(parts.reduce(0) { $0 + $1.size })))")
+            print("  partial:  \(partial.count) (\(formatBytes(partial.reduce(0) { $0 + $1.size }))) resumable downloads")
+        }
+    }
+
+    struct Clean: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove cached parts: all of them, or the least recently used down to a size.")
+        @OptionGroup var options: CacheDirOption
+
+        @Option(name: .long, help: ArgumentHelp("Keep at most this much (e.g. 5G); without it everything is removed.", valueName: "SIZE"))
+        var keep: String?
+
+        @Flag(name: .long, help: "Also remove partial (resumable) downloads.")
+        var partial = false
+
+        func validate() throws {
+            if let keep, parseSize(keep) == nil { throw ValidationError("--keep: '\(keep)' is not a size like 500M or 20G") }
+        }
+
+        func run() throws {
+            let cache = try options.open()
+            let limit = keep.flatMap(parseSize) ?? 0
+            var list = cache.entries().sorted { $0.lastUse < $1.lastUse }
+            var total = list.reduce(Int64(0)) { $0 + $1.size }
+            var removed = 0
+            var freed: Int64 = 0
+            while total > limit, !list.isEmpty {
+                let e = list.removeFirst()
+                if unlink(e.path) == 0 {
+                    removed += 1
+                    freed += e.size
+                }
+                total -= e.size
+            }
+            if partial {
+                for e in cache.partialEntries() where unlink(e.path) == 0 {
+                    removed += 1
+                    freed += e.size
+                }
+            }
+            print("\(cache.directory): removed \(removed) files (\(formatBytes(freed))); \(formatBytes(max(total, 0))) of parts kept")
+        }
+    }
+}
