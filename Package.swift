@@ -42,7 +42,8 @@ let package = Package(
         ),
         .target(
             name: "PartSources",
-            dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", "CCurl", "ISO9660", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", "CCurl", "ISO9660", .product(name: "Logging", package: "swift-log")],
+            exclude: ["Downloads/README.md"]
         ),
         .target(
             name: "ISO9660",
