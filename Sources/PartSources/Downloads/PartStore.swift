@@ -495,23 +495,16 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 DispatchQueue.global().asyncAfter(deadline: .now() + delay) { self.tryLocation(retry) }
                 return
             }
-            noteFailure(url)
-            job.errors.append("\(url): \(error)")
-            job.urlIndex += 1
-            job.tries = 0
-            tryLocation(job)
+            nextLocation(job, failed: "\(url): \(error)", mirrorFault: true)
         }
     }
 
     /// The cache disk is full: fetch the part into memory, check it there and serve it from
     /// memory (caching is lost, correctness is not).
     private func downloadIntoMemory(_ job: Job, requestURL: String, cause: TransferError) {
-        var job = job
         let url = job.urls[job.urlIndex]
         guard job.length <= Int64(options.memoryBudget), let downloader else {
-            job.errors.append("\(url): \(cause) (cache disk full; the part is too large to keep in memory)")
-            job.urlIndex += 1
-            tryLocation(job)
+            nextLocation(job, failed: "\(url): \(cause) (cache disk full; the part is too large to keep in memory)", mirrorFault: false)
             return
         }
         logger.warning("\(cause): cache disk full; part \(job.checksum.base64) is kept in memory instead")
@@ -523,7 +516,6 @@ public final class PartStore: PartSource, @unchecked Sendable {
     }
 
     private func memoryDone(_ job: Job, result: Result<TransferSummary, TransferError>) {
-        var job = job
         let url = job.urls[job.urlIndex]
         switch result {
         case .success(let summary):
@@ -539,12 +531,18 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 return
             }
             logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
-            noteFailure(url)
-            job.errors.append("\(url): wrong checksum \(sum.base64)")
+            nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
         case .failure(let error):
-            noteFailure(url)
-            job.errors.append("\(url): \(error)")
+            nextLocation(job, failed: "\(url): \(error)", mirrorFault: true)
         }
+    }
+
+    /// Gives up on the current location of `job` (recording why, and whether the mirror was to
+    /// blame) and tries the next one.
+    private func nextLocation(_ job: Job, failed: String, mirrorFault: Bool) {
+        var job = job
+        if mirrorFault { noteFailure(job.urls[job.urlIndex]) }
+        job.errors.append(failed)
         job.urlIndex += 1
         job.tries = 0
         tryLocation(job)
@@ -559,9 +557,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         do {
             sum = try ReadOnlyFile(path: partial).checksum(kind)
         } catch {
-            job.errors.append("\(url): \(error)")
-            job.urlIndex += 1
-            tryLocation(job)
+            nextLocation(job, failed: "\(url): \(error)", mirrorFault: false)
             return
         }
         guard sum == job.checksum else {
@@ -573,11 +569,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 return
             }
             logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
-            noteFailure(url)
-            job.errors.append("\(url): wrong checksum \(sum.base64)")
-            job.urlIndex += 1
-            job.tries = 0
-            tryLocation(job)
+            nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
             return
         }
         noteSuccess(url)
