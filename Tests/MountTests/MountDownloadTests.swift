@@ -282,4 +282,34 @@ struct MountDownloadTests {
         }
         #expect(cold.nginx.requests().count == before)
     }
+
+    @Test("upgrade: a cold mount of N+1 with --scan-image N.iso reads N+1's ISO and downloads only the changed parts")
+    func upgradeFromOldImage() throws {
+        let release = try Fixtures.release()
+        let work = try Harness.makeTempDir("upgrade")
+        defer { removeTree(work) }
+        let upgrade = try UpgradeRelease.make(from: release.root, in: work + "/release", keepTree: true)
+        // The parts that differ from N: new or changed files of N+1's tree.
+        let changed = Set(regularFiles(under: upgrade.tree).map { String($0.dropFirst(upgrade.tree.count + 1)) }.filter { rel in
+            let old = release.tree + "/" + rel
+            return !FileManager.default.fileExists(atPath: old) || !((try? filesEqual(old, upgrade.tree + "/" + rel)) ?? false)
+        })
+        #expect(changed.count >= 10 && changed.count < 60, "\(changed.count) changed")
+        // N+1's .jigdo alone, so its own file:newtree/ server does not resolve.
+        let jigdoDir = work + "/jigdo"
+        try FileManager.default.createDirectory(atPath: jigdoDir, withIntermediateDirectories: true)
+        try copyTree(upgrade.jigdo, to: jigdoDir + "/new.jigdo")
+        try copyTree(upgrade.template, to: jigdoDir + "/new.template")
+        let nginx = try Nginx(root: upgrade.dir)
+        defer { nginx.stop() }
+        let options = ["--scan-image", release.iso, "--server", "Base=\(nginx.url)newtree/", "--cache-dir", work + "/cache"]
+        _ = try Harness.withMount([jigdoDir + "/new.jigdo"], options: options) { mnt in
+            try Harness.check(["cmp", mnt + "/new.iso", upgrade.iso])
+        }
+        let requests = nginx.requests()
+        #expect(requests.allSatisfy { $0.status == 200 && $0.path.hasPrefix("/newtree/") }, "\(requests)")
+        let fetched = requests.map { String($0.path.dropFirst("/newtree/".count)) }
+        #expect(fetched.count == Set(fetched).count, "fetched more than once: \(fetched)")
+        #expect(Set(fetched) == changed, "fetched but unchanged: \(Set(fetched).subtracting(changed)); changed, not fetched: \(changed.subtracting(fetched))")
+    }
 }
