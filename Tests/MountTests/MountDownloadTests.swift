@@ -226,7 +226,7 @@ struct MountDownloadTests {
         try Harness.waitUntil("a partial download holds bytes") { !nonEmptyFiles(under: partial).isEmpty }
         kill(daemons[0], SIGKILL)
         try Harness.waitUntil("the daemon is gone") { kill(daemons[0], 0) != 0 || Harness.isZombie(daemons[0]) }
-        reader.process.waitUntilExit()
+        try Harness.waitUntil("the reader of the dead mount exits") { !reader.process.isRunning }
         #expect(reader.process.terminationStatus != 0)
         try Harness.check(["fusermount3", "-u", mnt])
         #expect(!Harness.isMounted(mnt))
@@ -235,10 +235,15 @@ struct MountDownloadTests {
         #expect(regularFiles(under: cold.cacheDir + "/parts").isEmpty)
         #expect(cold.nginx.requests().isEmpty)
 
-        _ = try Harness.withMount([cold.jigdo], options: cold.options) { mnt in
+        let status = try Harness.withMount([cold.jigdo], options: cold.options) { mnt in
             try Harness.check(["cmp", mnt + "/release.iso", cold.iso])
+            return try #require(StatusReport.of(mnt).images.first { $0.name == "release.iso" }).parts
         }
         let requests = cold.partRequests()
+        // What was downloaded: every part, less what the partial files already held.
+        let sizes = Set(requests.map(\.path)).reduce(Int64(0)) { $0 + cold.size(cold.release.tree + "/" + $1) }
+        #expect(status.bytesDownloaded == sizes - left.values.reduce(0, +))
+        #expect(status.partsMissing == 0 && status.transfersInFlight == 0)
         #expect(requests.filter { $0.status == 206 }.count == left.count, "\(left.count) partial files, requests: \(requests.filter { $0.status != 200 })")
         #expect(Set(requests.map(\.path)).count == requests.count)
         #expect(nonEmptyFiles(under: partial).isEmpty)
