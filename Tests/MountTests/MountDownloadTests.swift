@@ -71,6 +71,7 @@ struct StatusReport: Decodable {
             var partsMissing: Int
             var bytesDownloaded: Int64
             var transfersInFlight: Int
+            var failuresByMirror: [String: Int]
         }
         var name: String
         var parts: Parts
@@ -325,5 +326,26 @@ struct MountDownloadTests {
         let fetched = requests.map { String($0.path.dropFirst("/newtree/".count)) }
         #expect(fetched.count == Set(fetched).count, "fetched more than once: \(fetched)")
         #expect(Set(fetched) == changed, "fetched but unchanged: \(Set(fetched).subtracting(changed)); changed, not fetched: \(changed.subtracting(fetched))")
+    }
+
+    @Test("a mirror serving wrong bytes: the mount falls back to the next (--mirror), never serves them, and status counts the failures")
+    func wrongBytesMirrorFallsBack() throws {
+        let cold = try ColdRelease(variant: "jf-md5-bz2")
+        defer { cold.remove() }
+        let fault = try FaultServer(root: cold.release.root)
+        defer { fault.stop() }
+        let parts = try cold.distinctParts()
+        let options = ["--server", "Base=\(fault.url)wrong/tree/", "--mirror", "Base=\(cold.nginx.url)tree/", "--cache-dir", cold.cacheDir]
+        let status = try Harness.withMount([cold.jigdo], options: options) { mnt in
+            try Harness.check(["cmp", mnt + "/release.iso", cold.iso])
+            return try #require(StatusReport.of(mnt).images.first { $0.name == "release.iso" }).parts
+        }
+        let asked = fault.requests()
+        #expect(!asked.isEmpty && asked.allSatisfy { $0.mode == "wrong" })
+        let paths = cold.partRequests().map(\.path)
+        #expect(paths.count == parts && Set(paths).count == parts)
+        #expect(status.partsCached == parts && status.partsMissing == 0)
+        #expect(status.failuresByMirror["http://127.0.0.1:\(fault.port)"] == asked.count, "\(status.failuresByMirror), \(asked.count) asked")
+        #expect(status.failuresByMirror["http://127.0.0.1:\(cold.nginx.port)"] == nil)
     }
 }
