@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["JigdoFormat", "TestSupport"]),
         .testTarget(
             name: "DownloadTests",
-            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

@@ -5,6 +5,7 @@ import JigdoFormat
 import Logging
 import PartSources
 import Synchronization
+import TestSupport
 import Testing
 
 /// Collects log messages so tests can check what was reported.

@@ -7,38 +7,11 @@ import Synchronization
 import TestSupport
 import Testing
 
-/// Release N+1 of the release fixture: about a tenth of the packages changed (new content),
-/// one added, one removed; new.iso by xorriso, new.jigdo/.template by jigdo-file (MD5, gzip).
-/// Afterwards the new tree is deleted except `changed/` (the changed and added files), so the
-/// new release's parts can come only from there or from the old ISO.
-let upgradeFixture: Result<String, any Error> = {
-    do {
-        let release = try releaseFixture.get()
-        let dir = fixtureRoot + "/upgrade"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try Subprocess.shell("""
-            cp -a \(shellQuote(release))/tree newtree
-            mkdir changed
-            python3 - <<'PY'
-            import os, random
-            rng = random.Random(11)
-            files = sorted(os.path.join(d, f) for d, _, fs in os.walk("newtree") for f in fs if os.path.getsize(os.path.join(d, f)) >= 1024)
-            for i, p in enumerate(rng.sample(files, max(3, len(files) // 10))):
-                with open(p, "wb") as f: f.write(rng.randbytes(rng.randrange(2048, 40000)))
-                os.link(p, os.path.join("changed", "c%03d" % i))
-            os.remove(sorted(f for f in files if os.path.exists(f))[-1])
-            with open("newtree/Packages/added-1.0.rpm", "wb") as f: f.write(rng.randbytes(12345))
-            os.link("newtree/Packages/added-1.0.rpm", "changed/added")
-            PY
-            xorriso -as mkisofs -quiet -R -J -V JIGDOFS_TEST2 -o new.iso newtree 2>/dev/null
-            jigdo-file make-template -r quiet --force -i new.iso -j new.jigdo -t new.template -C md5 --gzip newtree//
-            rm -rf newtree
-            """, cwd: dir)
-        return .success(dir)
-    } catch {
-        return .failure(error)
-    }
-}()
+/// Release N+1 of the release fixture (TestSupport's `UpgradeRelease`), its new tree deleted
+/// except `changed/`, so the new release's parts can come only from there or from the old ISO.
+let upgradeFixture: Result<String, any Error> = Result {
+    try UpgradeRelease.make(from: try releaseFixture.get(), in: fixtureRoot + "/upgrade", keepTree: false).dir
+}
 
 private let jigdofsBinary = CLI.binary
 
