@@ -195,11 +195,12 @@ public final class JigdoFilesystem: Sendable {
             fillAttributes(i, &st)
             return 0
         case .status:
-            // The size of a snapshot now; reads use direct I/O, so a later, longer snapshot
-            // is still read to its end.
+            // Size 0, as /proc files: each open makes a new snapshot, longer or shorter than any
+            // size the kernel would keep cached, and reads use direct I/O, so readers read it
+            // to its end.
             st.st_mode = S_IFREG | 0o444
             st.st_nlink = 1
-            st.st_size = off_t(StatusFile.snapshot(images).count)
+            st.st_size = 0
             st.st_mtim = mountTime
             st.st_ctim = mountTime
             st.st_atim = mountTime

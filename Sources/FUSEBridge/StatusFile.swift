@@ -1,5 +1,6 @@
 import Foundation
 import ImageAssembly
+import JigdoFormat
 
 /// The hidden file `/.jigdofs-status`: a JSON snapshot of every image's part statistics, made
 /// when the file is opened. It is not listed in the root directory (tools that list the mount
@@ -15,6 +16,21 @@ public enum StatusFile {
             public var parts: PartStatistics
         }
         public var images: [Image]
+    }
+
+    /// Reads the status of the mount at `mountpoint`; nil if it is not a jigdofs mount. Read to
+    /// its end, whatever size stat(2) says.
+    public static func read(mountpoint: String) throws -> (data: Data, report: Report)? {
+        let path = (mountpoint.hasSuffix("/") ? mountpoint : mountpoint + "/") + name
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        let data = try handle.readToEnd() ?? Data()
+        guard !data.isEmpty else { return nil }
+        do {
+            return (data, try JSONDecoder().decode(Report.self, from: data))
+        } catch {
+            throw JigdoError(.syntax, path: path, "unreadable status: \(error)")
+        }
     }
 
     static func snapshot(_ images: [MountedImage]) -> [UInt8] {

@@ -15,19 +15,12 @@ struct Status: ParsableCommand {
     var json = false
 
     func run() throws {
-        let path = (mountpoint.hasSuffix("/") ? mountpoint : mountpoint + "/") + StatusFile.name
-        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else {
+        guard let (data, report) = try StatusFile.read(mountpoint: mountpoint) else {
             throw JigdoError(.usage, path: mountpoint, "not a jigdofs mount (no \(StatusFile.name) there)")
         }
         if json {
             FileHandle.standardOutput.write(data)
             return
-        }
-        let report: StatusFile.Report
-        do {
-            report = try JSONDecoder().decode(StatusFile.Report.self, from: data)
-        } catch {
-            throw JigdoError(.syntax, path: path, "unreadable status: \(error)")
         }
         for image in report.images {
             let p = image.parts

@@ -112,6 +112,28 @@ func nonEmptyFiles(under dir: String) -> [String: Int64] {
 
 @Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse and fusermount3"))
 struct MountDownloadTests {
+    @Test("prefetch MOUNTPOINT: the daemon downloads every part once, with the mount's own servers")
+    func prefetchThroughTheMount() throws {
+        let cold = try ColdRelease()
+        defer { cold.remove() }
+        let parts = try cold.distinctParts()
+        try Harness.withMount([cold.jigdo], options: cold.options) { mnt in
+            let before = try StatusReport.of(mnt).images[0].parts
+            #expect(before.partsMissing == parts)
+            let r = try Harness.check([Harness.jigdofs, "prefetch", mnt])
+            #expect(r.stdout.contains("\(parts) of \(parts) parts available"), "\(r.stdout)")
+            let after = try StatusReport.of(mnt).images[0].parts
+            #expect(after.partsMissing == 0)
+            #expect(after.partsCached == parts)
+            let requests = cold.partRequests()
+            #expect(requests.allSatisfy { $0.status == 200 })
+            #expect(Set(requests.map(\.path)).count == requests.count, "each part fetched once")
+            #expect(requests.count == parts)
+            let cmp = try Harness.run(["cmp", mnt + "/release.iso", cold.iso])
+            #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
+        }
+    }
+
     @Test("cold cache: 16 concurrent readers and cmp of the whole image are right, each part fetched once, status agrees")
     func coldMountFromNginx() throws {
         let cold = try ColdRelease()
