@@ -17,6 +17,9 @@ struct PartOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("An older ISO 9660 image (file or block device) whose files may be parts: matched by size, then checksum, and read from the image (repeatable).", valueName: "OLD.iso"))
     var scanImage: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("The .jigdo of an older release: parts both releases share are read from where that release has them (its own local locations, --map, the cache) (repeatable).", valueName: "OLD.jigdo"))
+    var scanJigdo: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Download parts of [Servers] label LABEL from URL instead of the .jigdo's servers (repeatable).", valueName: "LABEL=URL"))
     var server: [String] = []
 
@@ -154,7 +157,7 @@ struct PartOptions: ParsableArguments {
             template: image.template, resolver: resolver, scanDirectories: scan.map(absolutePath),
             checksumCache: shared.checksumCache, progress: progress)
         bar.finish()
-        var onDisk: any PartSource = local
+        var onDisk: [any PartSource] = [local]
         if !scanImage.isEmpty {
             let imageBar = ProgressBar(title: "Scanning images")
             var imageProgress: ImageParts.ScanProgress?
@@ -165,11 +168,20 @@ struct PartOptions: ParsableArguments {
                 template: image.template, images: scanImage.map { absolutePath($0) },
                 checksumCache: shared.checksumCache, progress: imageProgress)
             imageBar.finish()
-            onDisk = PartSourceChain([local, old], partCount: image.template.parts.count)
+            onDisk.append(old)
+        }
+        for path in scanJigdo {
+            // The older release's own parts: its local locations and --map, no scan, no
+            // downloads (this image downloads what it lacks itself; the cache is shared anyway).
+            let oldImage = try JigdoImage.open(jigdoPath: absolutePath(path))
+            let oldParts = try LocalParts(template: oldImage.template, resolver: try self.resolver(for: oldImage, remote: false),
+                                          scanDirectories: [])
+            onDisk.append(OtherImageParts(template: image.template, otherTemplate: oldImage.template, otherParts: oldParts))
         }
         var storeOptions = PartStore.Options()
         storeOptions.offline = offline
-        let store = PartStore(template: image.template, resolver: resolver, local: onDisk, cache: shared.cache,
+        let onDiskSource: any PartSource = onDisk.count == 1 ? onDisk[0] : PartSourceChain(onDisk, partCount: image.template.parts.count)
+        let store = PartStore(template: image.template, resolver: resolver, local: onDiskSource, cache: shared.cache,
                               downloader: shared.downloader, options: storeOptions)
         let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: store)
         return OpenedSource(image: image, resolver: resolver, store: store, reader: reader, offline: offline)

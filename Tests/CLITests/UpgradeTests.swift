@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `--scan-jigdo OLD.jigdo`: release N+1 made from release N's parts where the two share them.
+@Suite("upgrade from an older release's .jigdo")
+struct UpgradeTests {
+    @Test("parts N and N+1 share come from N's own locations; only the changed ones are missing")
+    func scanJigdo() throws {
+        let release = try Fixtures.release()
+        let old = release.variant("jf-md5-gz")       // its file:../tree/ server has every part of N
+        let tmp = try TemporaryDirectory()
+        defer { tmp.remove() }
+        let new = try UpgradeRelease.make(from: release.root, in: tmp.file("n1"), keepTree: false)
+        // What N+1 has that N does not, by the generators' own [Parts] keys (both MD5).
+        func partKeys(_ jigdo: String) throws -> Set<Substring> {
+            Set(try String(contentsOfFile: jigdo, encoding: .utf8).split(separator: "\n").compactMap { line in
+                line.firstIndex(of: "=").map { line[..<$0] }.flatMap { $0.count == 22 ? $0 : nil }
+            })
+        }
+        let changed = try partKeys(new.jigdo).subtracting(try partKeys(old.jigdo)).count
+        #expect(changed >= 3)
+
+        // N's parts alone: exactly the changed and added files are missing, nothing is written.
+        let out = tmp.file("n1.iso")
+        let partial = try CLI.run(["make-image", new.jigdo, "--scan-jigdo", old.jigdo, "--offline", "-o", out])
+        #expect(partial.status == 2, "\(partial)")
+        let listed = partial.stderrLines.filter { $0.hasPrefix("  ") }
+        #expect(listed.count == changed, "\(partial.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+
+        // With the changed files too, the image is N+1's, bit for bit.
+        let made = try CLI.run(["make-image", new.jigdo, "--scan-jigdo", old.jigdo, "--scan", new.changed, "--offline", "-o", out])
+        #expect(made.status == 0, "\(made)")
+        #expect(try filesEqual(out, new.iso))
+
+        // Without N's .jigdo, the changed files alone are far from enough.
+        let without = try CLI.run(["make-image", new.jigdo, "--scan", new.changed, "--offline", "-o", out + ".2"])
+        #expect(without.status == 2)
+        #expect(without.stderrLines.filter { $0.hasPrefix("  ") }.count > changed * 5)
+    }
+}
