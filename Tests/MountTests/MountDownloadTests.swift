@@ -36,15 +36,7 @@ struct ColdRelease {
     }
 
     /// Distinct part checksums listed in the .jigdo's [Parts].
-    func distinctParts() throws -> Int {
-        let text = try String(contentsOfFile: jigdo, encoding: .utf8)
-        let keys = text.split(separator: "\n").compactMap { line -> Substring? in
-            guard let eq = line.firstIndex(of: "=") else { return nil }
-            let key = line[..<eq]
-            return key.count == 22 || key.count == 43 ? key : nil
-        }
-        return Set(keys).count
-    }
+    func distinctParts() throws -> Int { try jigdoPartKeys(jigdo).count }
 
     func size(_ path: String) -> Int64 {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64) ?? -1
@@ -74,6 +66,7 @@ struct StatusReport: Decodable {
             var failuresByMirror: [String: Int]
         }
         var name: String
+        var size: Int64
         var parts: Parts
     }
     var images: [Image]

@@ -11,32 +11,6 @@ struct StatusTests {
         release = try Fixtures.release()
     }
 
-    /// Distinct part checksums listed in a .jigdo's [Parts] (what the status counts).
-    func distinctParts(_ jigdo: String) throws -> Int {
-        let text = try String(contentsOfFile: jigdo, encoding: .utf8)
-        let keys = text.split(separator: "\n").compactMap { line -> Substring? in
-            guard let eq = line.firstIndex(of: "=") else { return nil }
-            let key = line[..<eq]
-            return key.count == 22 || key.count == 43 ? key : nil
-        }
-        return Set(keys).count
-    }
-
-    struct Report: Decodable {
-        struct Image: Decodable {
-            struct Parts: Decodable {
-                var partsTotal: Int
-                var partsLocal: Int
-                var partsCached: Int
-                var partsMissing: Int
-            }
-            var name: String
-            var size: Int64
-            var parts: Parts
-        }
-        var images: [Image]
-    }
-
     @Test func statusCountsLocalAndMissingPartsAndStaysHidden() throws {
         // One image with every part local, one (a copy elsewhere) with none.
         let dir = try Harness.makeTempDir("status")
@@ -47,7 +21,7 @@ struct StatusTests {
         let text = try String(contentsOfFile: "\(dir)/release.jigdo", encoding: .utf8)
         try text.replacingOccurrences(of: "Filename=release.iso", with: "Filename=orphan.iso")
             .write(toFile: "\(dir)/release.jigdo", atomically: true, encoding: .utf8)
-        let parts = try distinctParts(release.variant("jf-md5-gz").jigdo)
+        let parts = try jigdoPartKeys(release.variant("jf-md5-gz").jigdo).count
         #expect(parts > 100)
 
         try Harness.withMount([release.variant("jf-md5-gz").jigdo, dir + "/release.jigdo"]) { mnt in
@@ -56,8 +30,7 @@ struct StatusTests {
             #expect(!listed.contains(".jigdofs-status"))
             #expect(listed.contains("release.iso") && listed.contains("orphan.iso"))
 
-            let json = try Harness.check([Harness.jigdofs, "status", mnt, "--json"])
-            let report = try JSONDecoder().decode(Report.self, from: json.stdoutData)
+            let report = try StatusReport.of(mnt)
             let byName = Dictionary(uniqueKeysWithValues: report.images.map { ($0.name, $0) })
             let full = try #require(byName["release.iso"])
             #expect(full.parts.partsTotal == parts)

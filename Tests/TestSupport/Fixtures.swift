@@ -200,3 +200,14 @@ extension String {
 
     var dropLastSlash: String { hasSuffix("/") && count > 1 ? String(dropLast()) : self }
 }
+
+/// The checksum keys of a .jigdo's `[Parts]` lines (MD5 or SHA256, jigdo's Base64), as the
+/// generator wrote them: what tests count parts against, independent of our parser.
+public func jigdoPartKeys(_ jigdo: String) throws -> Set<Substring> {
+    let text = try String(contentsOfFile: jigdo, encoding: .utf8)
+    return Set(text.split(separator: "\n").compactMap { line -> Substring? in
+        guard let eq = line.firstIndex(of: "=") else { return nil }
+        let key = line[..<eq]
+        return key.count == 22 || key.count == 43 ? key : nil
+    })
+}
