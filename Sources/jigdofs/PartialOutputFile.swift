@@ -12,12 +12,24 @@ final class PartialOutputFile {
     init(finalPath: String) throws {
         self.finalPath = finalPath
         let dir = directoryOf(absolutePath(finalPath))
-        tempPath = dir + ".\(baseName(finalPath)).jigdofs-partial-\(getpid())"
+        let prefix = ".\(baseName(finalPath)).jigdofs-partial-"
+        Self.removeStale(in: dir, prefix: prefix)
+        tempPath = dir + prefix + "\(getpid())"
         fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 {
             throw JigdoError(.io, path: finalPath, "cannot create: \(errnoText(errno))")
         }
         SignalCleanup.register(tempPath)
+    }
+
+    /// Temporary files of earlier runs for the same output that were killed (SIGKILL cannot be
+    /// caught): their process is gone, so nobody will finish or remove them.
+    static func removeStale(in dir: String, prefix: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count)), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + name) }
+        }
     }
 
     func write(_ data: UnsafeRawBufferPointer) throws {

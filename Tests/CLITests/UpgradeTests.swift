@@ -35,3 +35,29 @@ struct UpgradeTests {
         #expect(without.stderrLines.filter { $0.hasPrefix("  ") }.count > changed * 5)
     }
 }
+
+@Suite("make-image after a killed run")
+struct KilledRunTests {
+    /// A pid no process has now (bounded search in /proc).
+    func deadPid() throws -> Int32 {
+        var pid: Int32 = 4_000_000
+        while FileManager.default.fileExists(atPath: "/proc/\(pid)") { pid -= 1 }
+        return pid
+    }
+
+    @Test("the temp file of a SIGKILLed make-image is removed by the next run; a live run's is kept")
+    func staleTempFileIsRemoved() throws {
+        let v = try Fixtures.smallRelease().variant("jf-md5-gz")
+        let tmp = try TemporaryDirectory()
+        defer { tmp.remove() }
+        let dead = tmp.file(".out.iso.jigdofs-partial-\(try deadPid())")
+        let live = tmp.file(".out.iso.jigdofs-partial-1")      // pid 1 is always alive
+        try writeBytes([1, 2, 3], to: dead)
+        try writeBytes([4, 5, 6], to: live)
+        let r = try CLI.run(["make-image", v.jigdo, "-o", tmp.file("out.iso")])
+        #expect(r.status == 0, "\(r)")
+        #expect(try filesEqual(tmp.file("out.iso"), v.iso))
+        #expect(!FileManager.default.fileExists(atPath: dead))
+        #expect(FileManager.default.fileExists(atPath: live))
+    }
+}
