@@ -37,8 +37,7 @@ public final class ImageParts: PartSource {
     public init(template: TemplateInfo, images: [String], checksumCache: ChecksumCache? = nil,
                 logger: Logger = Logger(label: "jigdofs.image-parts"), progress: ScanProgress? = nil) throws {
         self.template = template
-        var wanted: [Int64: Set<Checksum>] = [:]
-        for p in template.parts { wanted[p.length, default: []].insert(p.checksum) }
+        let wanted = WantedParts(template)
         var candidates: [Match] = []
         var cacheKeys: [ScannedFile?] = []
         for imagePath in images {
@@ -51,7 +50,7 @@ public final class ImageParts: PartSource {
             }
             do {
                 try ISOListing.walk(volume, from: volume.root, path: "/") { dir, _, children in
-                    for c in children where c.type == .regular && wanted[c.size] != nil {
+                    for c in children where c.type == .regular && wanted.fits(size: c.size) {
                         let path = (dir == "/" ? "" : dir) + "/" + c.name
                         candidates.append(Match(volume: volume, entry: c, imagePath: imagePath, path: path))
                         // Real paths are absolute, so this key never meets one of --scan's.
@@ -65,46 +64,24 @@ public final class ImageParts: PartSource {
             }
         }
         let kind = template.checksumKind
-        let known = checksumCache?.lookup(cacheKeys.compactMap { $0 }, kind: kind) ?? [:]
         let list = candidates
-        let keys = cacheKeys
-        let wantedBySize = wanted
-        var found: [Checksum: Int] = [:]
-        var toHash: [Int] = []
-        for i in list.indices {
-            if let key = keys[i], let sum = known[key.path] {
-                if wantedBySize[list[i].entry.size]?.contains(sum) == true, found[sum] == nil { found[sum] = i }
-            } else {
-                toHash.append(i)
-            }
-        }
-        let total = toHash.reduce(Int64(0)) { $0 + list[$1].entry.size }
-        let pending = toHash
-        let results = Mutex<(found: [Checksum: Int], hashed: Int64, new: [(ScannedFile, Checksum)])>((found, 0, []))
-        DispatchQueue.concurrentPerform(iterations: pending.count) { j in
-            let i = pending[j]
-            let m = list[i]
-            let sum: Checksum
-            do {
-                sum = try Self.hash(m, kind: kind)
-            } catch {
-                logger.warning("\(m.imagePath): \(m.path): \(error)")
-                return
-            }
-            let hashed = results.withLock { r -> Int64 in
-                if wantedBySize[m.entry.size]?.contains(sum) == true {
-                    // Deterministic: the earliest candidate wins whatever the thread timing.
-                    if let old = r.found[sum], old < i {} else { r.found[sum] = i }
+        let result = CandidateChecksums(
+            sizes: list.map(\.entry.size), keys: cacheKeys, kind: kind, cache: checksumCache, progress: progress,
+            hash: { i in
+                do {
+                    return try Self.hash(list[i], kind: kind)
+                } catch {
+                    logger.warning("\(list[i].imagePath): \(list[i].path): \(error)")
+                    return nil
                 }
-                r.hashed += m.entry.size
-                if let key = keys[i] { r.new.append((key, sum)) }
-                return r.hashed
-            }
-            progress?(hashed, total)
+            })
+        // Deterministic: the earliest candidate wins whatever the thread timing.
+        var found: [Checksum: Int] = [:]
+        for (i, sum) in result.sums where wanted.isPart(sum, size: list[i].entry.size) {
+            if let old = found[sum], old < i { continue }
+            found[sum] = i
         }
-        let (allFound, newSums) = results.withLock { ($0.found, $0.new) }
-        checksumCache?.store(newSums, kind: kind)
-        self.matches = allFound.mapValues { list[$0] }
+        self.matches = found.mapValues { list[$0] }
     }
 
     static func hash(_ m: Match, kind: ChecksumKind) throws -> Checksum {

@@ -66,41 +66,27 @@ public final class LocalParts: PartSource {
     /// Files whose checksum is in `cache` (same path, size, mtime and inode) are not read again.
     static func scan(_ dirs: [String], template: TemplateInfo, cache: ChecksumCache?, progress: ScanProgress?) throws -> ([Checksum: [String]], ScanReport) {
         guard !dirs.isEmpty else { return ([:], ScanReport()) }
-        var wanted: [Int64: Set<Checksum>] = [:]
-        for p in template.parts { wanted[p.length, default: []].insert(p.checksum) }
+        let wanted = WantedParts(template)
         var candidates: [ScannedFile] = []
         var seen = Set<String>()
         for dir in dirs {
             try DirectoryWalker.walk(absolutePath(dir)) { file in
-                if wanted[file.size] != nil, seen.insert(file.path).inserted { candidates.append(file) }
+                if wanted.fits(size: file.size), seen.insert(file.path).inserted { candidates.append(file) }
             }
         }
         let kind = template.checksumKind
-        let known = cache?.lookup(candidates, kind: kind) ?? [:]
-        let list = candidates.filter { known[$0.path] == nil }
-        let total = list.reduce(Int64(0)) { $0 + $1.size }
-        let wantedBySize = wanted
+        let list = candidates
+        let result = CandidateChecksums(
+            sizes: list.map(\.size), keys: list, kind: kind, cache: cache, progress: progress,
+            hash: { try? ReadOnlyFile(path: list[$0].path).checksum(kind) })
         var found: [Checksum: [String]] = [:]
-        for f in candidates {
-            if let sum = known[f.path], wanted[f.size]?.contains(sum) == true { found[sum, default: []].append(f.path) }
+        for (i, sum) in result.sums where wanted.isPart(sum, size: list[i].size) {
+            found[sum, default: []].append(list[i].path)
         }
-        let results = Mutex<(found: [Checksum: [String]], hashed: Int64, new: [(ScannedFile, Checksum)])>((found, 0, []))
-        DispatchQueue.concurrentPerform(iterations: list.count) { i in
-            let file = list[i]
-            guard let sum = try? ReadOnlyFile(path: file.path).checksum(kind) else { return }
-            let hashed = results.withLock { r -> Int64 in
-                if wantedBySize[file.size]?.contains(sum) == true { r.found[sum, default: []].append(file.path) }
-                r.hashed += file.size
-                r.new.append((file, sum))
-                return r.hashed
-            }
-            progress?(hashed, total)
-        }
-        let (allFound, newSums, hashedBytes) = results.withLock { ($0.found, $0.new, $0.hashed) }
-        cache?.store(newSums, kind: kind)
-        let report = ScanReport(candidates: candidates.count, hashedFiles: newSums.count, hashedBytes: hashedBytes, fromCache: known.count)
+        let report = ScanReport(candidates: list.count, hashedFiles: result.hashedFiles,
+                                hashedBytes: result.hashedBytes, fromCache: result.fromCache)
         // Deterministic order: the same path wins whatever the thread timing.
-        return (allFound.mapValues { $0.sorted() }, report)
+        return (found.mapValues { $0.sorted() }, report)
     }
 
     /// Whether a local copy exists (found by the scan, or a local location with the right size;
