@@ -19,9 +19,7 @@ public struct JigdoImage: Sendable {
     /// The file name users see: the base name of `[Image] Filename`, without libjte's `stdio:`
     /// prefix (xorriso writes its output target name there).
     public var imageName: String {
-        var name = descriptor.image.filename
-        if name.hasPrefix("stdio:") { name.removeFirst(6) }
-        let base = baseName(name)
+        let base = descriptor.image.name
         return base.isEmpty ? baseName(descriptor.path) + ".iso" : base
     }
 

@@ -1,23 +1,34 @@
 /// A location as written in a .jigdo file, with the directory (local path ending in `/`, or URL
 /// ending in `/`) of the file it was written in: relative values resolve against that file,
-/// also when it was pulled in by `[Include]`.
+/// also when it was pulled in by `[Include]`. `weight` is the sum of the value's
+/// `--try-first[=W]` (+W) and `--try-last[=W]` (-W) options.
 public struct JigdoLocation: Sendable, Equatable, Hashable {
     public var value: String
     public var base: String
+    public var weight: Int
 
-    public init(value: String, base: String) {
+    public init(value: String, base: String, weight: Int = 0) {
         self.value = value
         self.base = base
+        self.weight = weight
     }
 }
 
-/// The `[Image]` section (only the first one of a file counts).
+/// One `[Image]` section.
 public struct JigdoImageSection: Sendable, Equatable {
     public var filename: String
     public var template: JigdoLocation
     public var templateChecksums: [ChecksumKind: Checksum]
     public var shortInfo: String?
     public var info: String?
+
+    /// The file name users see: the base name of `Filename`, without libjte's `stdio:` prefix
+    /// (xorriso writes its output target name there).
+    public var name: String {
+        var name = filename
+        if name.hasPrefix("stdio:") { name.removeFirst(6) }
+        return baseName(name)
+    }
 }
 
 /// A parsed .jigdo file: image metadata, parts and servers, includes already merged.
@@ -27,13 +38,20 @@ public struct JigdoDescriptor: Sendable {
     /// `[Jigdo] Version`, e.g. "1.2" or "2.0".
     public var version: String
     public var generator: String?
+    /// The image this descriptor stands for: the first `[Image]` section, or the one chosen
+    /// with `selecting(image:)`.
     public var image: JigdoImageSection
+    /// Every `[Image]` section, in file order (`jigdo-file --merge` publishes several).
+    public var images: [JigdoImageSection]
     /// Checksum (jigdo Base64 text) -> alternative locations, in file order.
     public var parts: [String: [JigdoLocation]]
     /// Label -> alternative server values, in file order.
     public var servers: [String: [JigdoLocation]]
     /// Every file read, main file first.
     public var files: [String]
+    /// What was read but not used (unknown value options, includes that could not be had):
+    /// one line each, for the CLI to show once.
+    public var warnings: [String]
 
     /// The checksum algorithm implied by the format version (1.x: MD5, 2.x: SHA256).
     public var checksumKind: ChecksumKind {
@@ -42,28 +60,63 @@ public struct JigdoDescriptor: Sendable {
 
     /// Files larger than this are not read as .jigdo files.
     public static let maxFileSize: Int64 = 64 << 20
+    /// Location values longer than this are ignored (real ones are paths and URLs); it bounds
+    /// what label expansion can build.
+    public static let maxValueLength = 16 << 10
+    /// At most this many `[Include]`s are read for one .jigdo.
+    public static let maxIncludes = 64
 
-    /// Reads a .jigdo file (plain or gzip), following local `[Include]` directives.
-    public static func load(path: String) throws -> JigdoDescriptor {
+    /// Fetches an `[Include]`d URL: its bytes (at most `maxFileSize`), or an error.
+    public typealias IncludeFetcher = (String) throws -> [UInt8]
+
+    /// Reads a .jigdo file (plain or gzip), following local `[Include]` directives, and remote
+    /// ones through `fetch` (without it, a remote include is skipped with a warning).
+    public static func load(path: String, fetch: IncludeFetcher? = nil) throws -> JigdoDescriptor {
         var parser = JigdoParser()
+        parser.fetch = fetch
         try parser.parseFile(path: path, stack: [])
         return try parser.finish(mainPath: path)
     }
 
     /// Reads a local copy of a .jigdo that was fetched from `baseURL` (a URL ending in `/`):
-    /// relative locations and the template resolve against the URL, not the local directory.
-    public static func load(path: String, baseURL: String) throws -> JigdoDescriptor {
+    /// relative locations, includes and the template resolve against the URL, not the local
+    /// directory, and local includes are refused.
+    public static func load(path: String, baseURL: String, fetch: IncludeFetcher? = nil) throws -> JigdoDescriptor {
         var parser = JigdoParser()
         parser.remoteBase = baseURL
+        parser.fetch = fetch
         try parser.parseFile(path: path, stack: [])
         return try parser.finish(mainPath: path)
     }
 
     /// Parses .jigdo text that lives in directory `base` (used by tests and by `load`).
-    public static func parse(text: String, path: String, base: String) throws -> JigdoDescriptor {
+    public static func parse(text: String, path: String, base: String, fetch: IncludeFetcher? = nil) throws -> JigdoDescriptor {
         var parser = JigdoParser()
+        parser.fetch = fetch
+        if !base.hasPrefix("/") { parser.remoteBase = base }
         try parser.parseText(text, path: path, base: base, stack: [path])
         return try parser.finish(mainPath: path)
+    }
+
+    /// The names of the images (`JigdoImageSection.name`), in file order.
+    public var imageNames: [String] { images.map(\.name) }
+
+    /// This descriptor standing for the image called `name` (its base name or its whole
+    /// `Filename`); nil when there is none of that name.
+    public func selecting(image name: String) -> JigdoDescriptor? {
+        guard let section = images.first(where: { $0.name == name || $0.filename == name }) else { return nil }
+        var d = self
+        d.image = section
+        return d
+    }
+
+    /// This descriptor once per image.
+    public var perImage: [JigdoDescriptor] {
+        images.map { section in
+            var d = self
+            d.image = section
+            return d
+        }
     }
 }
 
@@ -72,13 +125,19 @@ struct JigdoParser {
 
     var version: String?
     var generator: String?
-    var image: JigdoImageSection?
-    var imageSectionsSeen = 0
+    var images: [JigdoImageSection] = []
     var parts: [String: [JigdoLocation]] = [:]
     var servers: [String: [JigdoLocation]] = [:]
     var files: [String] = []
+    var warnings: [String] = []
+    /// Unknown value options seen (first occurrence: where), reported as one warning.
+    var unknownOptions: [String: String] = [:]
+    var unknownOptionOrder: [String] = []
+    var longValues = 0
+    var includesRead = 0
     /// Set for a .jigdo fetched from a server: the URL directory it came from.
     var remoteBase: String?
+    var fetch: JigdoDescriptor.IncludeFetcher?
 
     mutating func parseFile(path: String, stack: [String]) throws {
         let canonical = canonicalPath(path)
@@ -90,32 +149,55 @@ struct JigdoParser {
         // The largest real .jigdo files (Debian Blu-ray sets) are a few MB; refusing anything huge
         // keeps a mistaken SOURCE (an ISO, a disk) from being read whole into memory.
         guard file.size <= JigdoDescriptor.maxFileSize else {
+            if let kind = Self.recognizedNonJigdo(try file.read(at: 0, count: 34 << 10)) {
+                throw JigdoError(.syntax, path: path, "not a .jigdo file: this is \(kind)")
+            }
             throw JigdoError(.syntax, path: path, "not a .jigdo file (\(file.size) bytes; .jigdo files are at most \(JigdoDescriptor.maxFileSize >> 20) MiB)")
         }
         let raw = try file.readAll()
+        try parseBytes(raw, path: path, base: remoteBase ?? directoryOf(absolutePath(path)), stack: stack + [canonical])
+    }
+
+    mutating func parseBytes(_ raw: [UInt8], path: String, base: String, stack: [String]) throws {
+        if let kind = Self.recognizedNonJigdo(raw) {
+            throw JigdoError(.syntax, path: path, "not a .jigdo file: this is \(kind)")
+        }
         let bytes: [UInt8]
         do {
             bytes = try Decompression.gunzipConcatenated(raw, limit: Int(JigdoDescriptor.maxFileSize) * 4)
         } catch {
             throw JigdoError(.syntax, path: path, "not a readable .jigdo file: \(error)")
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw JigdoError(.syntax, path: path, "not a .jigdo file (not UTF-8 text)")
+        // A NUL never occurs in a text file; binary data is not read as (raw-byte) text.
+        if bytes.prefix(1 << 16).contains(0) {
+            throw JigdoError(.syntax, path: path, "not a .jigdo file (binary data, not text)")
         }
-        try parseText(text, path: path, base: remoteBase ?? directoryOf(absolutePath(path)), stack: stack + [canonical])
+        // Not valid UTF-8 (jigdo-file writes file names as raw bytes): read byte for byte.
+        let text = RawNames.decode(bytes).text
+        try parseText(text, path: path, base: base, stack: stack)
+    }
+
+    /// What a file is when it is clearly not a .jigdo (an ISO, a template), by its magic.
+    static func recognizedNonJigdo(_ raw: [UInt8]) -> String? {
+        if raw.count >= 32774, raw[32769..<32774].elementsEqual("CD001".utf8) {
+            return "an ISO 9660 image, not a .jigdo (give the .jigdo of the image, or use the ISO directly)"
+        }
+        if raw.starts(with: "JigsawDownload template".utf8) {
+            return "a .template, not a .jigdo (give the .jigdo; the template is found next to it)"
+        }
+        return nil
     }
 
     mutating func parseText(_ text: String, path: String, base: String, stack: [String]) throws {
         files.append(path)
         var section = Section.none
-        // Only the first [Image] section of all files counts; its entries are collected here.
         var collectingImage = false
         var pendingImage: [String: (value: Substring, line: Int)] = [:]
 
         func flushImage() throws {
             guard collectingImage else { return }
             collectingImage = false
-            image = try makeImageSection(pendingImage, path: path, base: base)
+            images.append(try makeImageSection(pendingImage, path: path, base: base))
         }
 
         var lineNumber = 0
@@ -146,8 +228,7 @@ struct JigdoParser {
                 case "Jigdo": section = .jigdo
                 case "Image":
                     section = .image
-                    imageSectionsSeen += 1
-                    collectingImage = imageSectionsSeen == 1
+                    collectingImage = true
                     pendingImage = [:]
                 case "Parts": section = .parts
                 case "Servers": section = .servers
@@ -158,7 +239,7 @@ struct JigdoParser {
             }
             guard let eq = trimmed.firstIndex(of: "=") else {
                 if section == .none || section == .other { continue }
-                throw JigdoError(.syntax, path: path, "line \(lineNumber): expected 'Label=Value', got '\(trimmed.prefix(80))'")
+                throw JigdoError(.syntax, path: path, "line \(lineNumber): expected 'Label=Value', got '\(RawNames.display(String(trimmed.prefix(80))))'")
             }
             let label = trimmed[..<eq].trimmingBlanks()
             let value = trimmed[trimmed.index(after: eq)...].trimmingBlanks()
@@ -172,24 +253,28 @@ struct JigdoParser {
                     generator = words.joined
                 }
             case .image:
-                if collectingImage && pendingImage[String(label)] == nil {
+                if pendingImage[String(label)] == nil {
                     pendingImage[String(label)] = (value, lineNumber)
                 }
             case .parts:
                 let words = try split(value, path: path, line: lineNumber)
                 guard JigdoBase64.decodeChecksum(label) != nil else {
-                    throw JigdoError(.syntax, path: path, "line \(lineNumber): '\(label)' is not an MD5 or SHA256 checksum in jigdo's Base64")
+                    throw JigdoError(.syntax, path: path, "line \(lineNumber): '\(RawNames.display(String(label.prefix(80))))' is not an MD5 or SHA256 checksum in jigdo's Base64")
                 }
                 guard !words.words.isEmpty else {
                     throw JigdoError(.syntax, path: path, "line \(lineNumber): part \(label) has no location")
                 }
-                parts[String(label), default: []].append(JigdoLocation(value: words.joined, base: base))
+                if let loc = location(words, base: base, path: path, line: lineNumber) {
+                    parts[String(label), default: []].append(loc)
+                }
             case .servers:
                 let words = try split(value, path: path, line: lineNumber)
                 guard !label.isEmpty, !words.words.isEmpty else {
                     throw JigdoError(.syntax, path: path, "line \(lineNumber): server entry needs 'Label=location'")
                 }
-                servers[String(label), default: []].append(JigdoLocation(value: words.joined, base: base))
+                if let loc = location(words, base: base, path: path, line: lineNumber) {
+                    servers[String(label), default: []].append(loc)
+                }
             case .none, .other, .comment:
                 continue
             }
@@ -197,10 +282,28 @@ struct JigdoParser {
         try flushImage()
     }
 
+    /// The location of a `[Parts]`/`[Servers]` value, with its options; nil (and counted) for
+    /// values too long to be a path or URL.
+    private mutating func location(_ words: ValueWords, base: String, path: String, line: Int) -> JigdoLocation? {
+        let l = words.location
+        for option in l.unknownOptions where unknownOptions[option] == nil {
+            unknownOptions[option] = "\(path) line \(line)"
+            unknownOptionOrder.append(option)
+        }
+        guard l.value.utf8.count <= JigdoDescriptor.maxValueLength else {
+            if longValues == 0 {
+                warnings.append("\(path): line \(line): ignoring a location of \(l.value.utf8.count) bytes (at most \(JigdoDescriptor.maxValueLength) are read)")
+            }
+            longValues += 1
+            return nil
+        }
+        return JigdoLocation(value: l.value, base: base, weight: l.weight)
+    }
+
     private func checkVersion(_ version: String, path: String, line: Int) throws {
         let major = version.split(separator: ".").first.flatMap { Int($0) }
         guard let major else {
-            throw JigdoError(.syntax, path: path, "line \(line): [Jigdo] Version '\(version)' is not of the form MAJOR.MINOR")
+            throw JigdoError(.syntax, path: path, "line \(line): [Jigdo] Version '\(RawNames.display(String(version.prefix(40))))' is not of the form MAJOR.MINOR")
         }
         guard major == 1 || major == 2 else {
             throw JigdoError(.unsupportedVersion, path: path, "jigdo format version \(version) is not supported (this program reads 1.x with MD5 and 2.x with SHA256)")
@@ -222,18 +325,21 @@ struct JigdoParser {
             guard let e = entries[key] else { return nil }
             return try split(e.value, path: path, line: e.line).joined
         }
+        let which = images.isEmpty ? "[Image]" : "[Image] section \(images.count + 1)"
         guard let filename = try words("Filename"), !filename.isEmpty else {
-            throw JigdoError(.syntax, path: path, "[Image] has no Filename entry")
+            throw JigdoError(.syntax, path: path, "\(which) has no Filename entry")
         }
         guard let template = try words("Template"), !template.isEmpty else {
-            throw JigdoError(.syntax, path: path, "[Image] has no Template entry")
+            throw JigdoError(.syntax, path: path, "\(which) has no Template entry")
         }
         var sums: [ChecksumKind: Checksum] = [:]
         for kind in ChecksumKind.allCases {
             let key = "Template-\(kind.labelPrefix)"
-            guard let text = try words(key) else { continue }
+            // Old debian-cd headers carry an empty `Template-MD5Sum=` (to be filled in later):
+            // no checksum given.
+            guard let text = try words(key), !text.isEmpty else { continue }
             guard let sum = JigdoBase64.decodeChecksum(text), sum.kind == kind else {
-                throw JigdoError(.syntax, path: path, "line \(entries[key]!.line): \(key) '\(text)' is not a valid \(kind.rawValue) checksum")
+                throw JigdoError(.syntax, path: path, "line \(entries[key]!.line): \(key) '\(RawNames.display(String(text.prefix(80))))' is not a valid \(kind.rawValue) checksum")
             }
             sums[kind] = sum
         }
@@ -247,31 +353,77 @@ struct JigdoParser {
     }
 
     private mutating func include(_ target: String, from path: String, base: String, stack: [String], line: Int) throws {
-        if remoteBase != nil {
-            // A remote .jigdo must not make us read local files.
-            throw JigdoError(.syntax, path: path, "line \(line): [Include \(target)] in a .jigdo fetched from a server is not supported yet")
+        let here = "\(path): line \(line): [Include \(RawNames.display(target))]"
+        includesRead += 1
+        guard includesRead <= JigdoDescriptor.maxIncludes else {
+            if includesRead == JigdoDescriptor.maxIncludes + 1 {
+                warnings.append("\(here) not read: more than \(JigdoDescriptor.maxIncludes) includes")
+            }
+            return
         }
-        if let scheme = uriScheme(of: target), scheme != "file" {
-            throw JigdoError(.syntax, path: path, "line \(line): [Include \(target)]: including remote files is not supported yet; download it and include the local copy")
+        let fromServer = !base.hasPrefix("/")
+        let scheme = uriScheme(of: target)
+        if (scheme != nil && scheme != "file") || (fromServer && scheme == nil && !target.hasPrefix("/")) {
+            // A URL, or a name relative to a file that came from a server.
+            let url = RawNames.urlEncoded(joinURL(base: base, relative: target))
+            if stack.contains(url) {
+                throw JigdoError(.syntax, path: path, "[Include] loop: \((stack + [url]).joined(separator: " -> "))")
+            }
+            guard let fetch else {
+                warnings.append("\(here) not read: downloads are off")
+                return
+            }
+            let bytes: [UInt8]
+            do {
+                bytes = try fetch(url)
+            } catch {
+                warnings.append("\(here) could not be fetched, going on without it: \(error)")
+                return
+            }
+            guard bytes.count <= Int(JigdoDescriptor.maxFileSize) else {
+                warnings.append("\(here) not read: larger than \(JigdoDescriptor.maxFileSize >> 20) MiB")
+                return
+            }
+            try parseBytes(bytes, path: url, base: directoryOf(url), stack: stack + [url])
+            return
+        }
+        if fromServer {
+            // A remote .jigdo must not make us read local files.
+            warnings.append("\(here) not read: a .jigdo from a server cannot include local files")
+            return
         }
         var local = target
         if local.hasPrefix("file://") { local = String(local.dropFirst(7)) } else if local.hasPrefix("file:") { local = String(local.dropFirst(5)) }
         local = local.replacingPercentEscapes()
         let resolved = local.hasPrefix("/") ? local : base + local
         if !fileExists(resolved) {
-            throw JigdoError(.syntax, path: path, "line \(line): [Include] file not found: \(resolved)")
+            throw JigdoError(.syntax, path: path, "line \(line): [Include] file not found: \(RawNames.display(resolved))")
         }
         try parseFile(path: resolved, stack: stack)
     }
 
     func finish(mainPath: String) throws -> JigdoDescriptor {
-        guard let image else {
+        guard let first = images.first else {
             throw JigdoError(.syntax, path: mainPath, "no [Image] section: is this a .jigdo file?")
         }
-        return JigdoDescriptor(
-            path: mainPath, version: version ?? "1.0", generator: generator, image: image,
-            parts: parts, servers: servers, files: files
+        var warnings = self.warnings
+        if !unknownOptionOrder.isEmpty {
+            let shown = unknownOptionOrder.prefix(5).map { "\($0) (\(unknownOptions[$0]!))" }
+            let more = unknownOptionOrder.count > 5 ? " and \(unknownOptionOrder.count - 5) more" : ""
+            warnings.append("\(mainPath): ignoring unknown location option\(unknownOptionOrder.count > 1 ? "s" : "") \(shown.joined(separator: ", "))\(more)")
+        }
+        if longValues > 1 {
+            warnings.append("\(mainPath): \(longValues) over-long locations ignored in all")
+        }
+        let descriptor = JigdoDescriptor(
+            path: mainPath, version: version ?? "1.0", generator: generator, image: first, images: images,
+            parts: parts, servers: servers, files: files, warnings: warnings
         )
+        // jigdo refuses label loops; so do we, before any expansion could run away.
+        if let problem = LocationResolver(descriptor: descriptor).labelProblem {
+            throw JigdoError(.syntax, path: mainPath, problem)
+        }
+        return descriptor
     }
 }
 
@@ -285,8 +437,10 @@ extension Substring {
 }
 
 extension String {
-    /// Decodes `%XX` escapes (jigdo-file(1) asks for `%20` and `%5D` in `[Include]` names).
-    func replacingPercentEscapes() -> String {
+    /// Decodes `%XX` escapes (jigdo-file(1) asks for `%20` and `%5D` in `[Include]` names;
+    /// Fedora writes `%2b` for `+` in part paths). Bytes that are not UTF-8 become raw-byte
+    /// scalars (`RawNames`).
+    public func replacingPercentEscapes() -> String {
         guard contains("%") else { return self }
         var out = [UInt8]()
         let bytes = Array(utf8)
@@ -301,6 +455,6 @@ extension String {
                 i += 1
             }
         }
-        return String(decoding: out, as: UTF8.self)
+        return RawNames.decode(out).text
     }
 }

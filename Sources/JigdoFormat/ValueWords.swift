@@ -85,3 +85,56 @@ public struct ValueWords: Sendable, Equatable {
         return ValueWords(words: words, separators: separators)
     }
 }
+
+extension ValueWords {
+    /// A location value and its trailing options (`--try-first[=W]`, `--try-last[=W]`, as
+    /// jigdo's url-mapping reads them): every word after the first that starts with `--` at the
+    /// end of the value is an option; the words before it, joined, are the location.
+    public struct Location: Sendable, Equatable {
+        public var value: String
+        /// The sum of the `--try-first`/`--try-last` weights (0 when none is given).
+        public var weight: Int
+        /// Options that are not jigdo's (ignored), as written.
+        public var unknownOptions: [String]
+    }
+
+    /// Weights beyond this are taken as this (sums along label chains never overflow).
+    public static let maxWeight = 1_000_000
+
+    public var location: Location {
+        var end = words.count
+        while end > 1, words[end - 1].hasPrefix("--") { end -= 1 }
+        var value = words.first ?? ""
+        for i in 1..<max(end, 1) where i < end { value += separators[i - 1] + words[i] }
+        var weight = 0
+        var unknown: [String] = []
+        for option in words[max(end, 1)...] {
+            let name: Substring, argument: Substring?
+            if let eq = option.firstIndex(of: "=") {
+                name = option[..<eq]
+                argument = option[option.index(after: eq)...]
+            } else {
+                name = Substring(option)
+                argument = nil
+            }
+            let sign: Int
+            switch name {
+            case "--try-first": sign = 1
+            case "--try-last": sign = -1
+            default:
+                unknown.append(option)
+                continue
+            }
+            var w = 1
+            if let argument {
+                guard let n = Int(argument), n >= 0 else {
+                    unknown.append(option)
+                    continue
+                }
+                w = min(n, Self.maxWeight)
+            }
+            weight = max(-Self.maxWeight, min(Self.maxWeight, weight + sign * w))
+        }
+        return Location(value: value, weight: weight, unknownOptions: unknown)
+    }
+}

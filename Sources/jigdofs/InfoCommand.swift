@@ -2,86 +2,180 @@ import ArgumentParser
 import Foundation
 import ImageAssembly
 import JigdoFormat
+import PartSources
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show what a .jigdo describes: image name and size, template, parts, servers.")
+        abstract: "Show what a .jigdo describes: images (name and size), templates, parts, servers with their weights.",
+        discussion: """
+            Needs only the .jigdo (a file or an http(s) URL): a template that cannot be had is \
+            shown as missing, and what only the template knows (size, checksum, part count) is \
+            left out. A .jigdo merged from several images (jigdo-file --merge) shows each; \
+            --image NAME shows one. Servers are listed with the weight of each location \
+            (--try-first adds, --try-last subtracts); locations are tried by descending weight.
+            """)
 
-    @Argument(help: "The .jigdo file (plain or gzip-compressed).")
-    var source: String
-
-    @Option(name: .long, help: ArgumentHelp("Use this .template instead of looking for it next to the .jigdo.", valueName: "FILE"))
-    var template: String?
+    @OptionGroup var options: SourceOptions
 
     @Flag(name: .long, help: "Print JSON instead of text.")
     var json = false
 
     struct Report: Codable {
+        struct Location: Codable {
+            var location: String
+            var weight: Int
+        }
         struct Server: Codable {
             var label: String
             var values: [String]
+            /// The weight of each value (same order as `values`).
+            var weights: [Int]
             var resolved: [String]
+            var resolvedWeights: [Int]
         }
+        struct Image: Codable {
+            var image: String
+            var filename: String
+            var size: Int64?
+            var checksumKind: String?
+            var imageChecksum: String?
+            var imageChecksumHex: String?
+            var template: String
+            var templateChecksum: String
+            /// Why the template could not be had (nil when it was).
+            var templateMissing: String?
+            var parts: Int?
+            var uniqueParts: Int?
+            var partBytes: Int64?
+            var templateBytes: Int64?
+            var shortInfo: String?
+            var info: String?
+        }
+        // The first (or chosen) image's figures, at the top level.
         var image: String
-        var size: Int64
-        var checksumKind: String
-        var imageChecksum: String
-        var imageChecksumHex: String
+        var size: Int64?
+        var checksumKind: String?
+        var imageChecksum: String?
+        var imageChecksumHex: String?
+        var template: String
+        var templateChecksum: String
+        var templateMissing: String?
+        var parts: Int?
+        var uniqueParts: Int?
+        var partBytes: Int64?
+        var templateBytes: Int64?
+        var shortInfo: String?
+        // The .jigdo's own.
         var jigdo: String
         var jigdoVersion: String
         var generator: String?
-        var template: String
-        var templateChecksum: String
-        var parts: Int
-        var uniqueParts: Int
-        var partBytes: Int64
-        var templateBytes: Int64
-        var shortInfo: String?
+        /// Distinct checksums in the .jigdo's [Parts].
+        var partsListed: Int
+        var images: [Image]
         var servers: [Server]
+        var warnings: [String]
     }
 
     func run() throws {
-        guard fileExists(source) else { throw JigdoError(.io, path: source, "no such file") }
-        let image = try JigdoImage.open(jigdoPath: source, templatePath: template)
-        let resolver = LocationResolver(descriptor: image.descriptor)
-        let servers = image.descriptor.servers.keys.sorted().map { label in
-            Report.Server(
-                label: label,
-                values: image.descriptor.servers[label]!.map(\.value),
-                resolved: resolver.resolve(JigdoLocation(value: label + ":", base: image.descriptor.servers[label]![0].base)).map(\.description))
+        let shared = try options.parts.makeShared()
+        let whole = try options.openDescriptor(shared: shared)
+        let descriptors = options.image == nil ? whole.perImage : [try options.selectImage(whole)]
+        let downloader = options.parts.offline ? nil : shared.downloader
+        var images: [Report.Image] = []
+        var anyImage: JigdoImage?
+        for d in descriptors {
+            let section = d.image
+            var r = Report.Image(
+                image: RawNames.display(section.name), filename: RawNames.display(section.filename), template: RawNames.display(section.template.value),
+                templateChecksum: section.templateChecksums.isEmpty ? "not given in the .jigdo"
+                    : section.templateChecksums.keys.sorted { $0.rawValue < $1.rawValue }.map { "\($0.rawValue) given" }.joined(separator: ", "),
+                shortInfo: section.shortInfo.map(RawNames.display), info: section.info.map(RawNames.display))
+            do {
+                let image = try PublishedFiles.openTemplate(
+                    descriptor: d, jigdoURL: options.isRemoteSource ? options.source : nil, cache: shared.cache,
+                    downloader: downloader, override: options.template.map(absolutePath))
+                anyImage = anyImage ?? image
+                let t = image.template
+                r.image = RawNames.display(image.imageName)
+                r.size = t.imageLength
+                r.checksumKind = t.checksumKind.rawValue
+                r.imageChecksum = t.imageChecksum.base64
+                r.imageChecksumHex = t.imageChecksum.hex
+                r.template = RawNames.display(image.templatePath)
+                switch image.templateCheck {
+                case .matched(let kind): r.templateChecksum = "\(kind.rawValue) matched"
+                case .notGiven: r.templateChecksum = "not given in the .jigdo"
+                }
+                r.parts = t.parts.count
+                r.uniqueParts = Set(t.parts.map(\.checksum)).count
+                r.partBytes = image.partBytes
+                r.templateBytes = image.templateBytes
+            } catch where options.template == nil {
+                // Only the .jigdo is needed; a template the user named must be right, though.
+                r.templateMissing = "\(error)"
+            }
+            images.append(r)
         }
-        let checkText: String
-        switch image.templateCheck {
-        case .matched(let kind): checkText = "\(kind.rawValue) matched"
-        case .notGiven: checkText = "not given in the .jigdo"
+        // Servers as the parts would use them (with --map/--server/--mirror applied).
+        let resolver: LocationResolver
+        if let anyImage {
+            resolver = try options.parts.resolver(for: anyImage, remote: options.isRemoteSource)
+        } else {
+            var r = LocationResolver(descriptor: whole)
+            r.allowLocalFromJigdo = !options.isRemoteSource
+            resolver = r
         }
-        let t = image.template
+        let labels = Set(whole.servers.keys).union(resolver.prepend.keys).union(resolver.replace.keys).union(resolver.append.keys).sorted()
+        let servers = labels.map { label in
+            let entries = resolver.serverEntries(for: label)
+            let resolved = resolver.weightedResolve(JigdoLocation(value: label + ":", base: entries.first?.base ?? "/"))
+            return Report.Server(
+                label: RawNames.display(label), values: entries.map { RawNames.display($0.value) }, weights: entries.map(\.weight),
+                resolved: resolved.map(\.location.description), resolvedWeights: resolved.map(\.weight))
+        }
+        let first = images[0]
         let report = Report(
-            image: image.imageName, size: t.imageLength, checksumKind: t.checksumKind.rawValue,
-            imageChecksum: t.imageChecksum.base64, imageChecksumHex: t.imageChecksum.hex,
-            jigdo: image.descriptor.path, jigdoVersion: image.descriptor.version, generator: image.descriptor.generator,
-            template: image.templatePath, templateChecksum: checkText,
-            parts: t.parts.count, uniqueParts: Set(t.parts.map(\.checksum)).count,
-            partBytes: image.partBytes, templateBytes: image.templateBytes,
-            shortInfo: image.descriptor.image.shortInfo, servers: servers)
+            image: first.image, size: first.size, checksumKind: first.checksumKind, imageChecksum: first.imageChecksum,
+            imageChecksumHex: first.imageChecksumHex, template: first.template, templateChecksum: first.templateChecksum,
+            templateMissing: first.templateMissing, parts: first.parts, uniqueParts: first.uniqueParts,
+            partBytes: first.partBytes, templateBytes: first.templateBytes, shortInfo: first.shortInfo,
+            jigdo: RawNames.display(options.isRemoteSource ? options.source : whole.path), jigdoVersion: whole.version,
+            generator: whole.generator, partsListed: whole.parts.count, images: images, servers: servers,
+            warnings: whole.warnings)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
             return
         }
-        print("Image:        \(report.image)")
-        print("Size:         \(report.size) bytes (\(formatBytes(report.size)))")
-        print("Checksum:     \(report.checksumKind) \(report.imageChecksum) (hex \(report.imageChecksumHex))")
         print("Jigdo:        \(report.jigdo) (format \(report.jigdoVersion)\(report.generator.map { ", \($0)" } ?? ""))")
-        print("Template:     \(report.template) (checksum \(checkText))")
-        print("Parts:        \(report.parts) (\(report.uniqueParts) distinct), \(report.partBytes) bytes")
-        print("In template:  \(report.templateBytes) bytes")
-        if let s = report.shortInfo { print("ShortInfo:    \(s)") }
+        if images.count > 1 { print("Images:       \(images.count) (choose one with --image NAME)") }
+        for (i, r) in images.enumerated() {
+            if images.count > 1 { print("[\(i + 1)] \(r.image)") }
+            print("Image:        \(r.image)")
+            if let size = r.size { print("Size:         \(size) bytes (\(formatBytes(size)))") }
+            if let kind = r.checksumKind, let sum = r.imageChecksum, let hex = r.imageChecksumHex {
+                print("Checksum:     \(kind) \(sum) (hex \(hex))")
+            }
+            if let missing = r.templateMissing {
+                print("Template:     \(r.template) (missing: \(missing))")
+            } else {
+                print("Template:     \(r.template) (checksum \(r.templateChecksum))")
+            }
+            if let parts = r.parts, let unique = r.uniqueParts, let bytes = r.partBytes {
+                print("Parts:        \(parts) (\(unique) distinct), \(bytes) bytes")
+            }
+            if let bytes = r.templateBytes { print("In template:  \(bytes) bytes") }
+            if let s = r.shortInfo { print("ShortInfo:    \(s)") }
+        }
+        print("Listed parts: \(report.partsListed) in [Parts]")
         print("Servers:\(servers.isEmpty ? "      (none)" : "")")
         for s in servers {
-            print("  \(s.label) = \(s.values.joined(separator: ", "))")
-            for r in s.resolved where !s.values.contains(r) { print("      -> \(r)") }
+            let values = zip(s.values, s.weights).map { $1 == 0 ? $0 : "\($0) (weight \($1))" }
+            print("  \(s.label) = \(values.joined(separator: ", "))")
+            for (r, w) in zip(s.resolved, s.resolvedWeights) where !s.values.contains(r) {
+                print("      -> \(r)\(w == 0 ? "" : " (weight \(w))")")
+            }
         }
     }
 }

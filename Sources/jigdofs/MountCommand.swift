@@ -94,17 +94,42 @@ struct Mount: ParsableCommand {
         // One part cache, downloader and checksum cache for all images: a scan of the same
         // tree hashes each file once, and --jobs bounds the transfers of the whole mount.
         let shared = try partOptions.makeShared()
+        let downloader = partOptions.offline ? nil : shared.downloader
+        let logger = Logger(label: "jigdofs")
         var byName: [String: String] = [:]
         var opened: [(origin: String, image: JigdoImage, remote: Bool)] = []
+        /// Every image of one .jigdo (a merged .jigdo has several), each with its own template.
+        func open(_ origin: String, remote: Bool) throws -> [(String, JigdoImage, Bool)] {
+            let descriptor = remote
+                ? try RemoteSource.descriptor(url: origin, cache: shared.cache, downloader: downloader)
+                : try JigdoDescriptor.load(path: origin, fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: downloader))
+            reportWarnings(descriptor)
+            return try descriptor.perImage.map { one in
+                (origin, try PublishedFiles.openTemplate(descriptor: one, jigdoURL: remote ? origin : nil, cache: shared.cache,
+                                                         downloader: downloader, override: template.map(absolutePath)), remote)
+            }
+        }
         for source in sources {
             if isRemoteURL(source) {
-                let image = try RemoteSource.open(url: source, cache: shared.cache,
-                    downloader: partOptions.offline ? nil : shared.downloader, templatePath: template.map(absolutePath))
-                opened.append((source, image, true))
-            } else {
-                for file in try jigdoFiles(source) {
-                    opened.append((file, try JigdoImage.open(jigdoPath: file, templatePath: template.map(absolutePath)), false))
+                opened += try open(source, remote: true)
+            } else if isDirectory(absolutePath(source)) {
+                // A release archive: a .jigdo that cannot be read is skipped with one line;
+                // only a folder where none can be read fails.
+                let files = try jigdoFiles(source)
+                var failures: [String] = []
+                for file in files {
+                    do {
+                        opened += try open(file, remote: false)
+                    } catch {
+                        failures.append("\(error)")
+                        logger.warning("skipping \(file): \(error)")
+                    }
                 }
+                if failures.count == files.count {
+                    throw JigdoError(.usage, path: source, "none of its \(files.count) .jigdo files can be read (first: \(failures.first ?? ""))")
+                }
+            } else {
+                for file in try jigdoFiles(source) { opened += try open(file, remote: false) }
             }
         }
         for (origin, image, _) in opened {

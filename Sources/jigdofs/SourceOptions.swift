@@ -4,6 +4,7 @@ import ImageAssembly
 import JigdoFormat
 import Logging
 import PartSources
+import Synchronization
 
 /// Where parts come from: options shared by every command that reads images (make-image,
 /// verify, prefetch, ls, cat, mount).
@@ -20,10 +21,10 @@ struct PartOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The .jigdo of an older release: parts both releases share are read from where that release has them (its own local locations, --map, the cache) (repeatable).", valueName: "OLD.jigdo"))
     var scanJigdo: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Download parts of [Servers] label LABEL from URL instead of the .jigdo's servers (repeatable).", valueName: "LABEL=URL"))
+    @Option(name: .long, help: ArgumentHelp("Download parts of [Servers] label LABEL from URL instead of the .jigdo's servers (repeatable). URL is a directory: a missing trailing / is added (not after a '?' query). It may carry jigdo's options, quoted with it: 'LABEL=URL --try-first' or '--try-last[=W]'.", valueName: "LABEL=URL"))
     var server: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("An extra mirror for label LABEL, tried after the .jigdo's servers (repeatable).", valueName: "LABEL=URL"))
+    @Option(name: .long, help: ArgumentHelp("An extra mirror for label LABEL, tried after the .jigdo's servers of the same weight (repeatable; a directory like --server's URL, and with the same options).", valueName: "LABEL=URL"))
     var mirror: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Where downloaded parts, fetched .jigdo/.template files and checksums of scanned files are kept (default: $XDG_CACHE_HOME/jigdofs or ~/.cache/jigdofs).", valueName: "DIR"))
@@ -58,16 +59,30 @@ struct PartOptions: ParsableArguments {
         guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
     }
 
-    /// Label -> URL values from `--server`/`--mirror`.
-    func serverOverrides(_ values: [String]) -> [String: [JigdoLocation]] {
+    /// Label -> URL values from `--server`/`--mirror` (`option` names it in messages).
+    func serverOverrides(_ values: [String], option: String) throws -> [String: [JigdoLocation]] {
         var out: [String: [JigdoLocation]] = [:]
         for m in values {
             let eq = m.firstIndex(of: "=")!
             let label = String(m[..<eq])
-            let value = String(m[m.index(after: eq)...])
+            let words: ValueWords
+            do {
+                words = try ValueWords.split(m[m.index(after: eq)...])
+            } catch {
+                throw ValidationError("\(option) \(m): \(error == .danglingBackslash ? "backslash at the end" : "unterminated quote")")
+            }
+            let parsed = words.location
+            guard !parsed.value.isEmpty else { throw ValidationError("\(option) needs LABEL=URL, got '\(m)'") }
+            if !parsed.unknownOptions.isEmpty {
+                Logger(label: "jigdofs").warning("\(option) \(label)=...: ignoring unknown option \(parsed.unknownOptions.joined(separator: " "))")
+            }
+            var value = parsed.value
+            // A server is a directory the part's path is appended to, as jigdo does; a value
+            // that ends in a query (mirrorlist?path=) is kept as it is.
+            if !value.hasSuffix("/") && !value.contains("?") && !value.hasSuffix("=") { value += "/" }
             // A plain directory is taken as a local mirror, like --map.
             let location = uriScheme(of: value) == nil && value.hasPrefix("/") ? "file:" + value : value
-            out[label, default: []].append(JigdoLocation(value: location, base: directoryOf(location)))
+            out[label, default: []].append(JigdoLocation(value: location, base: directoryOf(location), weight: parsed.weight))
         }
         return out
     }
@@ -92,9 +107,15 @@ struct PartOptions: ParsableArguments {
     func resolver(for image: JigdoImage, remote: Bool) throws -> LocationResolver {
         var resolver = LocationResolver(descriptor: image.descriptor)
         resolver.prepend = try mapOverrides()
-        resolver.replace = serverOverrides(server)
-        resolver.append = serverOverrides(mirror)
+        resolver.replace = try serverOverrides(server, option: "--server")
+        resolver.append = try serverOverrides(mirror, option: "--mirror")
         resolver.allowLocalFromJigdo = !remote
+        if let problem = resolver.labelProblem {
+            throw JigdoError(.usage, path: image.descriptor.path, "with --map/--server/--mirror: \(problem)")
+        }
+        if resolver.truncated {
+            Logger(label: "jigdofs").warning("\(image.descriptor.path): the [Servers] labels expand to too many locations; only the \(LocationResolver.maxLocationsPerPart) best of each are used")
+        }
         for (option, labels) in [("--map", resolver.prepend.keys), ("--server", resolver.replace.keys), ("--mirror", resolver.append.keys)] {
             for label in labels where image.descriptor.servers[label] == nil {
                 Logger(label: "jigdofs").warning("\(option) \(label)=...: the .jigdo has no server label '\(label)'")
@@ -188,6 +209,30 @@ struct PartOptions: ParsableArguments {
     }
 }
 
+/// The descriptor standing for image `name` (required when there are several).
+func selectImage(in descriptor: JigdoDescriptor, name: String?) throws -> JigdoDescriptor {
+    let names = descriptor.imageNames.map(RawNames.display).joined(separator: ", ")
+    if let name {
+        guard let d = descriptor.selecting(image: name) else {
+            throw CommandFailure(message: "\(descriptor.path): no image '\(name)'; its images: \(names)", code: 64)
+        }
+        return d
+    }
+    guard descriptor.images.count == 1 else {
+        throw CommandFailure(message: "\(descriptor.path) describes \(descriptor.images.count) images (\(names)); choose one with --image NAME", code: 64)
+    }
+    return descriptor
+}
+
+/// Shows a .jigdo's warnings (unknown options, includes not read), once each per process.
+func reportWarnings(_ descriptor: JigdoDescriptor) {
+    for w in descriptor.warnings where shownWarnings.withLock({ $0.insert(w).inserted }) {
+        Logger(label: "jigdofs").warning("\(w)")
+    }
+}
+
+private let shownWarnings = Mutex<Set<String>>([])
+
 /// A single .jigdo SOURCE (a path or an http(s) URL) and where its parts come from.
 struct SourceOptions: ParsableArguments {
     @Argument(help: "The .jigdo file (plain or gzip-compressed), or its http(s) URL.")
@@ -198,16 +243,38 @@ struct SourceOptions: ParsableArguments {
 
     @OptionGroup var parts: PartOptions
 
+    @Option(name: .long, help: ArgumentHelp("The image to use when the .jigdo describes several (jigdo-file --merge): its file name, as `info` lists them.", valueName: "NAME"))
+    var image: String?
+
     var isRemoteSource: Bool { isRemoteURL(source) }
 
-    func openImage(shared: PartOptions.Shared) throws -> JigdoImage {
+    /// The .jigdo, with its includes (remote ones fetched, or from the cache when offline),
+    /// standing for all its images. Its warnings are shown.
+    func openDescriptor(shared: PartOptions.Shared) throws -> JigdoDescriptor {
+        let downloader = parts.offline ? nil : shared.downloader
+        let descriptor: JigdoDescriptor
         if isRemoteSource {
-            return try RemoteSource.open(url: source, cache: shared.cache, downloader: parts.offline ? nil : shared.downloader, templatePath: template)
+            descriptor = try RemoteSource.descriptor(url: source, cache: shared.cache, downloader: downloader)
+        } else {
+            guard fileExists(source) else {
+                throw JigdoError(.io, path: source, "no such file")
+            }
+            descriptor = try JigdoDescriptor.load(path: source, fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: downloader))
         }
-        guard fileExists(source) else {
-            throw JigdoError(.io, path: source, "no such file")
-        }
-        return try JigdoImage.open(jigdoPath: source, templatePath: template)
+        reportWarnings(descriptor)
+        return descriptor
+    }
+
+    /// The descriptor standing for the one image to use (`--image`, or the only one).
+    func selectImage(_ descriptor: JigdoDescriptor) throws -> JigdoDescriptor {
+        try jigdofs.selectImage(in: descriptor, name: image)
+    }
+
+    func openImage(shared: PartOptions.Shared) throws -> JigdoImage {
+        let descriptor = try selectImage(try openDescriptor(shared: shared))
+        return try PublishedFiles.openTemplate(
+            descriptor: descriptor, jigdoURL: isRemoteSource ? source : nil, cache: shared.cache,
+            downloader: parts.offline ? nil : shared.downloader, override: template.map(absolutePath))
     }
 
     /// Opens the image with its part sources (local, old images, cache, downloads).

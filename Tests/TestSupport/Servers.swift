@@ -80,7 +80,9 @@ public final class Nginx: @unchecked Sendable {
     public var certificatePath: String { dir.path + "/cert.pem" }
 
     /// - Parameter tls: serve https with a certificate made here with openssl.
-    public init(root: String, tls: Bool = false) throws {
+    /// - Parameter extraConfig: more lines for the `server` block (e.g. a `location` that
+    ///   redirects, as a mirrorlist does).
+    public init(root: String, tls: Bool = false, extraConfig: String = "") throws {
         dir = try TemporaryDirectory(prefix: "jigdofs-dl")
         self.tls = tls
         var listenSuffix = ""
@@ -116,6 +118,7 @@ public final class Nginx: @unchecked Sendable {
                     listen 127.0.0.1:\(port)\(listenSuffix);
                     \(sslLines)
                     root \(root);
+                    \(extraConfig)
                   }
                 }
                 """

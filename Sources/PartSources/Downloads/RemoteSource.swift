@@ -15,6 +15,14 @@ public enum RemoteSource {
         url: String, cache: PartCache, downloader: HTTPDownloader?, templatePath: String? = nil,
         logger: Logger = Logger(label: "jigdofs.download")
     ) throws -> JigdoImage {
+        let descriptor = try self.descriptor(url: url, cache: cache, downloader: downloader)
+        return try PublishedFiles.openTemplate(descriptor: descriptor, jigdoURL: url, cache: cache, downloader: downloader,
+                                               override: templatePath, logger: logger)
+    }
+
+    /// Fetches (or, offline, reuses the cached copy of) the .jigdo at `url`, with its remote
+    /// `[Include]`s.
+    public static func descriptor(url: String, cache: PartCache, downloader: HTTPDownloader?) throws -> JigdoDescriptor {
         let dir = try cache.sourceDirectory(forURL: url)
         var name = baseName(url)
         if let q = name.firstIndex(where: { $0 == "?" || $0 == "#" }) { name = String(name[..<q]) }
@@ -28,52 +36,7 @@ public enum RemoteSource {
         } else if !fileExists(jigdoPath) {
             throw JigdoError(.partUnavailable, path: url, "not in the cache, and downloads are off (--offline)")
         }
-        let descriptor = try JigdoDescriptor.load(path: jigdoPath, baseURL: directoryOf(url))
-        if let templatePath {
-            return try JigdoImage.open(descriptor: descriptor, templatePath: templatePath)
-        }
-
-        // The template: as for a local .jigdo, first the Template value's base name next to the
-        // .jigdo (libjte writes a placeholder absolute URL there), then the value resolved
-        // against the .jigdo's URL.
-        var resolver = LocationResolver(descriptor: descriptor)
-        resolver.allowLocalFromJigdo = false
-        var urls: [String] = []
-        let templateBase = baseName(descriptor.image.template.value)
-        if !templateBase.isEmpty { urls.append(directoryOf(url) + templateBase) }
-        for loc in resolver.resolve(descriptor.image.template) {
-            if case .remote(let u) = loc, !urls.contains(u) { urls.append(u) }
-        }
-        guard !urls.isEmpty else {
-            throw JigdoError(.syntax, path: url, "[Image] Template '\(descriptor.image.template.value)' is not a downloadable location; pass --template FILE")
-        }
-        var templateName = baseName(urls[0])
-        if templateName.isEmpty || templateName.hasPrefix(".") { templateName = "image.template" }
-        let cachedTemplate = dir + "/" + templateName
-        // A cached template that matches the .jigdo's checksum is used as it is.
-        if fileExists(cachedTemplate), let image = try? JigdoImage.open(descriptor: descriptor, templatePath: cachedTemplate),
-           image.templateCheck != .notGiven || downloader == nil {
-            return image
-        }
-        guard let downloader else {
-            throw JigdoError(.partUnavailable, path: urls[0], "template not in the cache, and downloads are off (--offline)")
-        }
-        var errors: [String] = []
-        for templateURL in urls {
-            do {
-                try downloader.fetch(url: templateURL, to: cachedTemplate + ".download")
-                if rename(cachedTemplate + ".download", cachedTemplate) != 0 {
-                    throw JigdoError(.io, path: cachedTemplate, "cannot store the downloaded template: \(errnoText(errno))")
-                }
-                // Verifies the template checksum; a mismatch is not kept.
-                return try JigdoImage.open(descriptor: descriptor, templatePath: cachedTemplate)
-            } catch {
-                unlink(cachedTemplate + ".download")
-                unlink(cachedTemplate)
-                logger.warning("\(error)")
-                errors.append("\(error)")
-            }
-        }
-        throw JigdoError(.io, path: url, "template could not be fetched: " + errors.joined(separator: "; "))
+        return try JigdoDescriptor.load(path: jigdoPath, baseURL: directoryOf(url),
+                                        fetch: PublishedFiles.includeFetcher(cache: cache, downloader: downloader))
     }
 }

@@ -1,0 +1,99 @@
+/// File names as raw bytes.
+///
+/// jigdo-file writes file names exactly as the file system holds them, so a `.jigdo` for old
+/// media may carry Latin-1 or CP850 bytes that are not UTF-8. Such a file is still read: every
+/// byte that is not part of valid UTF-8 becomes one scalar of a private-use block
+/// (U+10FE80 ... U+10FEFF for bytes 0x80 ... 0xFF), so the text keeps splitting into lines and
+/// words as usual and every byte can be recovered. Local lookups turn those scalars back into the
+/// original bytes (`RawNames.fileSystemBytes`), URLs percent-encode them, and messages show
+/// them as `\xE9`.
+public enum RawNames {
+    static let base: UInt32 = 0x10FE00
+
+    /// The text of `bytes`: plain UTF-8 when valid, else with each stray byte as its raw scalar.
+    /// `raw` tells whether any byte needed that.
+    public static func decode(_ bytes: [UInt8]) -> (text: String, raw: Bool) {
+        if let text = String(validating: bytes, as: UTF8.self) { return (text, false) }
+        var scalars = String.UnicodeScalarView()
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b < 0x80 {
+                scalars.append(Unicode.Scalar(b))
+                i += 1
+                continue
+            }
+            let n = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 ? 2 : 0
+            if n > 0, i + n <= bytes.count, let s = String(validating: bytes[i..<(i + n)], as: UTF8.self) {
+                scalars.append(contentsOf: s.unicodeScalars)
+                i += n
+            } else {
+                scalars.append(Unicode.Scalar(base + UInt32(b))!)
+                i += 1
+            }
+        }
+        return (String(scalars), true)
+    }
+
+    /// The raw byte a scalar stands for, if it is one of the raw-byte scalars.
+    @inline(__always)
+    static func rawByte(_ s: Unicode.Scalar) -> UInt8? {
+        s.value >= base + 0x80 && s.value <= base + 0xFF ? UInt8(s.value - base) : nil
+    }
+
+    /// Whether `text` holds any raw-byte scalar.
+    public static func hasRawBytes(_ text: String) -> Bool {
+        text.unicodeScalars.contains { rawByte($0) != nil }
+    }
+
+    /// The bytes to hand to the file system for `path`: raw-byte scalars become their byte,
+    /// everything else UTF-8.
+    public static func fileSystemBytes(_ path: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(path.utf8.count)
+        for s in path.unicodeScalars {
+            if let b = rawByte(s) { out.append(b) } else { out.append(contentsOf: String(s).utf8) }
+        }
+        return out
+    }
+
+    /// Calls `body` with a NUL-terminated file system form of `path` (raw bytes restored).
+    public static func withFileSystemPath<R>(_ path: String, _ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+        guard hasRawBytes(path) else { return try path.withCString(body) }
+        var bytes = fileSystemBytes(path).map { CChar(bitPattern: $0) }
+        bytes.append(0)
+        return try bytes.withUnsafeBufferPointer { try body($0.baseAddress!) }
+    }
+
+    /// A file system path (bytes, as `readdir` gives them) as text that round-trips through
+    /// `fileSystemBytes`.
+    public static func text(fileSystemBytes bytes: [UInt8]) -> String { decode(bytes).text }
+
+    /// `\xE9` for each raw byte, for messages and listings.
+    public static func display(_ text: String) -> String {
+        guard hasRawBytes(text) else { return text }
+        var out = ""
+        for s in text.unicodeScalars {
+            if let b = rawByte(s) {
+                out += "\\x" + String(b, radix: 16, uppercase: true)
+            } else {
+                out.unicodeScalars.append(s)
+            }
+        }
+        return out
+    }
+
+    /// A URL with each raw byte percent-encoded (`%E9`), the rest unchanged.
+    public static func urlEncoded(_ url: String) -> String {
+        guard hasRawBytes(url) else { return url }
+        var out = ""
+        for s in url.unicodeScalars {
+            if let b = rawByte(s) {
+                out += "%" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true)
+            } else {
+                out.unicodeScalars.append(s)
+            }
+        }
+        return out
+    }
+}

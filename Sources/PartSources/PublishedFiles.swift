@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ImageAssembly
+import JigdoFormat
+import Logging
+
+/// The files a .jigdo refers to besides its parts, as publishers ship them: templates given by
+/// URL (also from a local .jigdo, as the SME wiki's `wget` workflow leaves it) and `[Include]`d
+/// .jigdo files on a server. Fetched copies live in the cache (`<cache>/sources/<hash of URL>/`)
+/// and are reused offline.
+public enum PublishedFiles {
+    /// An `[Include]` fetcher: the URL's bytes, downloaded into the cache (reused when
+    /// `downloader` is nil, i.e. offline), at most `JigdoDescriptor.maxFileSize`.
+    public static func includeFetcher(cache: PartCache, downloader: HTTPDownloader?) -> JigdoDescriptor.IncludeFetcher {
+        { url in
+            let path = try cache.sourceDirectory(forURL: url) + "/include.jigdo"
+            if let downloader {
+                try downloader.fetch(url: url, to: path + ".download")
+                guard rename(path + ".download", path) == 0 else {
+                    throw JigdoError(.io, path: path, "cannot store the downloaded file: \(errnoText(errno))")
+                }
+            } else if !fileExists(path) {
+                throw JigdoError(.partUnavailable, path: url, "not in the cache, and downloads are off (--offline)")
+            }
+            let file = try ReadOnlyFile(path: path)
+            guard file.size <= JigdoDescriptor.maxFileSize else {
+                throw JigdoError(.syntax, path: url, "larger than \(JigdoDescriptor.maxFileSize >> 20) MiB: not a .jigdo file")
+            }
+            return try file.readAll()
+        }
+    }
+
+    /// Opens the template of `descriptor`'s image (its `image`) and checks it against the
+    /// .jigdo's `Template-*Sum`. In this order, each location once:
+    /// - `override` (`--template FILE`), alone if given;
+    /// - for a local .jigdo (`jigdoURL` nil): a file with the Template value's base name next to
+    ///   the .jigdo (a local copy wins), then the value resolved as a local path;
+    /// - for a .jigdo from a server: the base name next to the .jigdo's URL (libjte writes a
+    ///   placeholder absolute URL);
+    /// - the value resolved as a URL (absolute, or relative to the .jigdo's URL): a cached copy
+    ///   that matches the checksum is used; else it is downloaded into the cache (without a
+    ///   downloader, a cached copy is used as it is).
+    /// A failure names every location tried.
+    public static func openTemplate(
+        descriptor: JigdoDescriptor, jigdoURL: String?, cache: PartCache?, downloader: HTTPDownloader?,
+        override: String? = nil, logger: Logger = Logger(label: "jigdofs.download")
+    ) throws -> JigdoImage {
+        if let override {
+            return try JigdoImage.open(descriptor: descriptor, templatePath: override)
+        }
+        let value = descriptor.image.template.value
+        var locals: [String] = []
+        var urls: [String] = []
+        let name = baseName(value.split(separator: "?", maxSplits: 1).first.map(String.init) ?? value)
+        if let jigdoURL {
+            if !name.isEmpty, !name.hasPrefix(".") { urls.append(directoryOf(jigdoURL) + name) }
+        } else if !name.isEmpty {
+            locals.append(directoryOf(absolutePath(descriptor.path)) + name)
+        }
+        var resolver = LocationResolver(descriptor: descriptor)
+        resolver.allowLocalFromJigdo = jigdoURL == nil
+        for loc in resolver.resolve(descriptor.image.template) {
+            switch loc {
+            case .local(let p): if !locals.contains(p) { locals.append(p) }
+            case .remote(let u): if !urls.contains(u) { urls.append(u) }
+            }
+        }
+        var tried: [String] = []
+        for path in locals {
+            if fileExists(path), !isDirectory(path) {
+                return try JigdoImage.open(descriptor: descriptor, templatePath: path)
+            }
+            tried.append("\(RawNames.display(path)) (no such file)")
+        }
+        guard !urls.isEmpty else {
+            throw JigdoError(.io, path: descriptor.path,
+                "template \(RawNames.display(value)) not found (tried \(tried.joined(separator: ", "))); pass --template FILE")
+        }
+        guard let cache else {
+            throw JigdoError(.io, path: descriptor.path,
+                "template not found (tried \((tried + urls).joined(separator: ", "))); pass --template FILE")
+        }
+        var failures: [String] = []
+        for url in urls {
+            let dir: String
+            do { dir = try cache.sourceDirectory(forURL: url) } catch {
+                failures.append("\(url): \(error)")
+                continue
+            }
+            var file = baseName(url)
+            if let q = file.firstIndex(where: { $0 == "?" || $0 == "#" }) { file = String(file[..<q]) }
+            if file.isEmpty || file.hasPrefix(".") { file = "image.template" }
+            let cached = dir + "/" + file
+            // A cached copy: used when it matches the .jigdo's checksum, or (offline) when the
+            // .jigdo gives none.
+            if fileExists(cached) {
+                if let image = try? JigdoImage.open(descriptor: descriptor, templatePath: cached),
+                   image.templateCheck != .notGiven || downloader == nil {
+                    return image
+                }
+            }
+            guard let downloader else {
+                failures.append("\(url) (not in the cache, and downloads are off)")
+                continue
+            }
+            do {
+                try downloader.fetch(url: url, to: cached + ".download")
+                guard rename(cached + ".download", cached) == 0 else {
+                    throw JigdoError(.io, path: cached, "cannot store the downloaded template: \(errnoText(errno))")
+                }
+                // Verifies the checksum; a copy that does not match is not kept.
+                return try JigdoImage.open(descriptor: descriptor, templatePath: cached)
+            } catch {
+                unlink(cached + ".download")
+                unlink(cached)
+                logger.debug("\(error)")
+                failures.append(shortReason(error, url: url))
+            }
+        }
+        throw JigdoError(.io, path: descriptor.path,
+            "template could not be had; tried \((tried + failures).joined(separator: ", "))")
+    }
+
+    /// `url (why)` without the URL repeated by the error's own description.
+    static func shortReason(_ error: any Error, url: String) -> String {
+        if let e = error as? JigdoError, e.path == url { return "\(url) (\(e.message))" }
+        return "\(url) (\(error))"
+    }
+}

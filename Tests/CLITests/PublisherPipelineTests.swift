@@ -1,0 +1,208 @@
+import Foundation
+import JigdoFormat
+import Testing
+import TestSupport
+
+/// A temp dir nginx's worker can read (mkdtemp makes 0700), with an empty `www/`.
+func servedDirectory() throws -> TemporaryDirectory {
+    let tmp = try TemporaryDirectory()
+    chmod(tmp.path, 0o755)
+    try FileManager.default.createDirectory(atPath: tmp.file("www"), withIntermediateDirectories: true)
+    return tmp
+}
+
+/// Releases made as publishers make them (Tests/TestSupport/Publishers.swift), read with the
+/// real binary against a loopback nginx.
+@Suite("Publishers' pipelines", .serialized)
+struct PublisherPipelineTests {
+    /// Checks that every part was asked for from the primary mirror first, and from the
+    /// `--try-last` snapshot only when the primary did not have it, after that failed.
+    func checkWeightOrder(_ log: [(status: Int, path: String)], primary: String, tree: String) {
+        let snapshot = "/" + Publishers.snapshotPath
+        for (_, path) in log {
+            #expect(path.hasPrefix(primary) || path.hasPrefix(snapshot), "unexpected request \(path)")
+        }
+        let fromSnapshot = log.filter { $0.path.hasPrefix(snapshot) }
+        #expect(Set(fromSnapshot.map { String($0.path.dropFirst(snapshot.count)) }) == Set(Publishers.onlyOnSnapshot),
+                "only what the primary lacks comes from the --try-last server: \(fromSnapshot.map(\.path))")
+        #expect(fromSnapshot.allSatisfy { $0.status == 200 })
+        for file in Publishers.onlyOnSnapshot {
+            let first = log.firstIndex { $0.path == primary + file }
+            let last = log.firstIndex { $0.path == snapshot + file }
+            #expect(first != nil && last != nil && first! < last!, "\(file): primary (404) before the snapshot")
+            if let first { #expect(log[first].status == 404) }
+        }
+        for (status, path) in log where path.hasPrefix(primary) && status == 200 {
+            #expect(FileManager.default.fileExists(atPath: tree + "/" + path.dropFirst(primary.count)), "a right URL: \(path)")
+        }
+    }
+
+    @Test("debian-cd today: xorriso JTE + jigdo_cleanup, gzip'd, --try-last snapshot server tried last", arguments: [false, true])
+    func debianToday(sha256: Bool) throws {
+        let tmp = try servedDirectory()
+        let nginx = try Nginx(root: tmp.file("www"))
+        defer { nginx.stop() }
+        let release = try Publishers.debianToday(in: tmp.path, serverURL: nginx.url, sha256: sha256)
+        #expect(try readBytes(release.jigdo).starts(with: [0x1f, 0x8b]), "published gzip'd")
+
+        let info = try CLI.run(["info", "--json", release.jigdo, "--cache-dir", tmp.file("cache")])
+        #expect(info.status == 0, "\(info)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any])
+        #expect(json["image"] as? String == "debian-12.5.0-amd64-DVD-1.iso")
+        #expect((json["shortInfo"] as? String)?.contains("\"Bookworm\"") == true)
+        #expect(json["jigdoVersion"] as? String == (sha256 ? "2.0" : "1.1"))
+        let servers = try #require(json["servers"] as? [[String: Any]])
+        let debian = try #require(servers.first { $0["label"] as? String == "Debian" })
+        #expect(debian["values"] as? [String] == ["\(nginx.url)debian/", "\(nginx.url)\(Publishers.snapshotPath)"], "the option is not part of the URL")
+        #expect(debian["weights"] as? [Int] == [0, -1])
+        let text = try CLI.run(["info", release.jigdo, "--cache-dir", tmp.file("cache")])
+        #expect(text.stdout.contains("\(Publishers.snapshotPath) (weight -1)"), "\(text.stdout)")
+        #expect(nginx.requests().isEmpty, "info downloads nothing when the template is local")
+
+        let out = tmp.file("made.iso")
+        let made = try CLI.run(["make-image", release.jigdo, "-o", out, "--cache-dir", tmp.file("cache"), "--jobs", "2"])
+        #expect(made.status == 0, "\(made)")
+        #expect(try filesEqual(out, release.iso))
+        checkWeightOrder(nginx.requests(), primary: "/debian/", tree: release.tree)
+    }
+
+    @Test("Ubuntu cdimage: jigdo-file --uri with its [Servers] section and a --try-last line")
+    func ubuntu() throws {
+        let tmp = try servedDirectory()
+        let nginx = try Nginx(root: tmp.file("www"))
+        defer { nginx.stop() }
+        let release = try Publishers.ubuntu(in: tmp.path, serverURL: nginx.url)
+        let out = tmp.file("made.iso")
+        let made = try CLI.run(["make-image", release.jigdo, "-o", out, "--cache-dir", tmp.file("cache"), "--jobs", "2"])
+        #expect(made.status == 0, "\(made)")
+        #expect(try filesEqual(out, release.iso))
+        checkWeightOrder(nginx.requests(), primary: "/ubuntu/", tree: release.tree)
+
+        // The user's --server replaces the label's servers and may carry the same options.
+        let nginx2 = try Nginx(root: tmp.file("www"))
+        defer { nginx2.stop() }
+        let again = try CLI.run(["make-image", release.jigdo, "-o", tmp.file("again.iso"), "--cache-dir", tmp.file("cache2"), "--jobs", "2",
+                                 "--server", "Debian=\(nginx2.url)\(Publishers.snapshotPath.dropLast()) --try-last",
+                                 "--server", "Debian=\(nginx2.url)ubuntu"])
+        #expect(again.status == 0, "\(again)")
+        #expect(try filesEqual(tmp.file("again.iso"), release.iso))
+        checkWeightOrder(nginx2.requests(), primary: "/ubuntu/", tree: release.tree)
+    }
+
+    @Test("a self-referencing label (appended three times) is refused at once, local and remote, naming the label")
+    func selfReferencingLabel() throws {
+        let v = try Fixtures.smallRelease().variant("jf-md5-gz")
+        let tmp = try servedDirectory()
+        try v.copyJigdoAndTemplate(into: tmp.path)
+        var text = try String(decoding: Decompression.gunzipConcatenated(try readBytes(v.jigdo), limit: 1 << 24), as: UTF8.self)
+        text += "\n[Servers]\nBase=Base:\nBase=Base:\nBase=Base:\n"
+        try text.write(toFile: tmp.file("release.jigdo"), atomically: true, encoding: .utf8)
+        let nginx = try Nginx(root: tmp.path)
+        defer { nginx.stop() }
+        try FileManager.default.createDirectory(atPath: tmp.file("mnt"), withIntermediateDirectories: true)
+        let clock = ContinuousClock()
+        for args in [["make-image", tmp.file("release.jigdo"), "-o", tmp.file("o.iso")],
+                     ["make-image", nginx.url + "release.jigdo", "-o", tmp.file("o.iso")],
+                     ["info", nginx.url + "release.jigdo"],
+                     ["mount", nginx.url + "release.jigdo", tmp.file("mnt")]] {
+            let start = clock.now
+            let r = try CLI.run(args + ["--cache-dir", tmp.file("cache")])
+            #expect(clock.now - start < .seconds(5), "\(args)")
+            #expect(r.status == 1, "\(args): \(r)")
+            #expect(r.stderrLines.count == 1 && r.stderr.contains("label Base refers to itself"), "\(args): \(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: tmp.file("o.iso")))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.file("mnt")).isEmpty, "nothing mounted")
+    }
+}
+
+@Suite("Publishers' pipelines: templates by URL and remote includes", .serialized)
+struct PublisherURLTests {
+    @Test("the SME workflow: a wget'd .jigdo with an absolute template URL; then --offline from the cache")
+    func smeWorkflow() throws {
+        let tmp = try servedDirectory()
+        let nginx = try Nginx(root: tmp.file("www"))
+        defer { nginx.stop() }
+        let v = try Fixtures.smallRelease().variant("jf-md5-gz")
+        let jigdo = try Publishers.sme(in: tmp.path, serverURL: nginx.url, variant: v)
+        let cache = ["--cache-dir", tmp.file("cache")]
+
+        let made = try CLI.run(["make-image", jigdo, "-o", tmp.file("made.iso"), "--jobs", "2"] + cache)
+        #expect(made.status == 0, "\(made)")
+        #expect(try filesEqual(tmp.file("made.iso"), v.iso))
+        let first = nginx.requests()
+        #expect(first.filter { $0.path == "/sme/smeserver.template" }.count == 1, "the template is fetched once: \(first.map(\.path))")
+        #expect(first.allSatisfy { $0.status == 200 })
+
+        // Nothing to download any more: the template and the parts are in the cache.
+        let offline = try CLI.run(["make-image", jigdo, "-o", tmp.file("offline.iso"), "--offline"] + cache)
+        #expect(offline.status == 0, "\(offline)")
+        #expect(try filesEqual(tmp.file("offline.iso"), v.iso))
+        // Online again, the cached template matches the .jigdo's checksum: not fetched again.
+        let info = try CLI.run(["info", "--json", jigdo] + cache)
+        #expect(info.status == 0, "\(info)")
+        #expect(info.stdout.contains("\"templateChecksum\" : \"MD5 matched\""), "\(info.stdout)")
+        #expect(nginx.requests().count == first.count)
+
+        // A local template next to the .jigdo wins.
+        try FileManager.default.copyItem(atPath: v.template, toPath: tmp.file("wget/smeserver.template"))
+        let local = try CLI.run(["info", "--json", jigdo, "--offline", "--cache-dir", tmp.file("other-cache")])
+        #expect(local.stdout.contains("\"template\" : \"\(tmp.file("wget/smeserver.template"))\""), "\(local.stdout)")
+    }
+
+    @Test("a template that cannot be had names each location tried, once; info still shows the .jigdo (exit 0)")
+    func templateUnavailable() throws {
+        let tmp = try servedDirectory()
+        let nginx = try Nginx(root: tmp.file("www"))
+        defer { nginx.stop() }
+        let v = try Fixtures.smallRelease().variant("jf-md5-gz")
+        let jigdo = try Publishers.sme(in: tmp.path, serverURL: nginx.url, variant: v)
+        try FileManager.default.removeItem(atPath: tmp.file("www/sme/smeserver.template"))
+        let url = nginx.url + "sme/smeserver.template"
+        let r = try CLI.run(["make-image", jigdo, "-o", tmp.file("x.iso"), "--cache-dir", tmp.file("cache")])
+        #expect(r.status == 1, "\(r)")
+        #expect(r.stderrLines.count == 1, "\(r)")
+        #expect(r.stderr.components(separatedBy: url).count == 2, "the URL named once: \(r.stderr)")
+        #expect(r.stderr.contains(tmp.file("wget/smeserver.template")), "and the local file looked for: \(r.stderr)")
+        #expect(r.stderr.contains("404"))
+
+        let info = try CLI.run(["info", jigdo, "--cache-dir", tmp.file("cache")])
+        #expect(info.status == 0, "\(info)")
+        #expect(info.stdout.contains("Template:     \(url) (missing:"), "\(info.stdout)")
+        #expect(info.stdout.contains("Base = \(nginx.url)sme/tree/"), "\(info.stdout)")
+        let partsListed = try jigdoPartKeys(v.jigdo).count
+        #expect(info.stdout.contains("Listed parts: \(partsListed)"), "\(info.stdout)")
+        let offline = try CLI.run(["info", jigdo, "--offline", "--cache-dir", tmp.file("cache")])
+        #expect(offline.status == 0 && offline.stdout.contains("(missing:"), "\(offline)")
+    }
+
+    @Test("debian-cd 2003-2005: jigdo-file from stdin, --merge header with a remote [Include] of the servers")
+    func debianOld() throws {
+        let tmp = try servedDirectory()
+        let nginx = try Nginx(root: tmp.file("www"))
+        defer { nginx.stop() }
+        let release = try Publishers.debianOld(in: tmp.path, serverURL: nginx.url)
+        let text = try String(contentsOfFile: release.jigdo, encoding: .utf8)
+        #expect(text.contains("[Include \(nginx.url)debian-cd/debian-servers.jigdo]") && !text.contains("[Servers]"), "\(text)")
+        let cache = ["--cache-dir", tmp.file("cache")]
+
+        let made = try CLI.run(["make-image", release.jigdo, "-o", tmp.file("made.iso"), "--jobs", "2"] + cache)
+        #expect(made.status == 0, "\(made)")
+        #expect(try filesEqual(tmp.file("made.iso"), release.iso))
+        let paths = nginx.requests().map(\.path)
+        #expect(paths.first == "/debian-cd/debian-servers.jigdo")
+        #expect(paths.dropFirst().allSatisfy { $0.hasPrefix("/debian/") } && paths.count > 3, "\(paths)")
+
+        let info = try CLI.run(["info", release.jigdo, "--offline"] + cache)
+        #expect(info.status == 0, "\(info)")
+        #expect(info.stdout.contains("Debian = \(nginx.url)debian/"), "the servers come from the cached include: \(info.stdout)")
+        #expect(info.stdout.contains("\"Woody\""))
+
+        // The include cannot be had (server gone, nothing cached): a warning; the rest counts.
+        nginx.stop()
+        let gone = try CLI.run(["info", release.jigdo, "--cache-dir", tmp.file("cold")])
+        #expect(gone.status == 0, "\(gone)")
+        #expect(gone.stderr.contains("debian-servers.jigdo") && gone.stderr.contains("going on without it"), "\(gone.stderr)")
+        #expect(gone.stdout.contains("Image:        debian-30r4-i386-binary-1.iso"))
+    }
+}
