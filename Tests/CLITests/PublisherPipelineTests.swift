@@ -206,3 +206,50 @@ struct PublisherURLTests {
         #expect(gone.stdout.contains("Image:        debian-30r4-i386-binary-1.iso"))
     }
 }
+
+@Suite("Publishers' pipelines: merged images", .serialized)
+struct PublisherMergedTests {
+    @Test("Fedora: two images merged into one .jigdo, mirrorlist URLs, %2b for +: both bit-exact by --scan, --map and download")
+    func fedora() throws {
+        let tmp = try servedDirectory()
+        let nginx = try Nginx(root: tmp.file("www"), extraConfig: Publishers.fedoraNginxConfig)
+        defer { nginx.stop() }
+        let release = try Publishers.fedora(in: tmp.path, serverURL: nginx.url)
+        let names = release.isos.keys.sorted()
+        let text = try String(contentsOfFile: release.jigdo, encoding: .utf8)
+        #expect(text.components(separatedBy: "[Image]").count == 3, "jigdo-file --merge wrote two [Image] sections")
+
+        let info = try CLI.run(["info", "--json", release.jigdo, "--cache-dir", tmp.file("cache")])
+        #expect(info.status == 0, "\(info)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any])
+        let images = try #require(json["images"] as? [[String: Any]])
+        #expect(Set(images.compactMap { $0["image"] as? String }) == Set(names))
+        for image in images {
+            let name = image["image"] as? String ?? ""
+            let size = try ReadOnlyFile(path: release.isos[name] ?? "/").size
+            #expect((image["size"] as? NSNumber)?.int64Value == size, "\(name)")
+            #expect((image["templateChecksum"] as? String)?.contains("matched") == true, "each image's own template: \(image)")
+        }
+
+        let noChoice = try CLI.run(["make-image", release.jigdo, "-o", tmp.file("x.iso")])
+        #expect(noChoice.status == 64, "\(noChoice)")
+        #expect(noChoice.stderrLines.count == 1 && names.allSatisfy { noChoice.stderr.contains($0) } && noChoice.stderr.contains("--image"), "\(noChoice)")
+        let wrong = try CLI.run(["verify", release.jigdo, "--image", "nope.iso"])
+        #expect(wrong.status == 64 && names.allSatisfy { wrong.stderr.contains($0) }, "\(wrong)")
+
+        for (name, iso) in release.isos {
+            for opts in [["--scan", release.tree], ["--map", "Fedora=\(release.tree)"], ["--cache-dir", tmp.file("cache")]] {
+                let out = tmp.file("out.iso")
+                let r = try CLI.run(["make-image", release.jigdo, "--image", name, "-o", out, "--force"] + opts)
+                #expect(r.status == 0, "\(name) \(opts): \(r)")
+                #expect(try filesEqual(out, iso), "\(name) \(opts)")
+            }
+            let ls = try CLI.run(["ls", release.jigdo, "--image", name, "/Packages/g", "--map", "Fedora=\(release.tree)"])
+            #expect(ls.status == 0 && ls.stdout.contains("gtk+-2.24.33-1.fc40.x86_64.rpm"), "\(ls)")
+        }
+        let fetched = nginx.requests()
+        #expect(fetched.contains { $0.path.hasPrefix("/mirrorlist") && $0.status == 302 })
+        #expect(fetched.contains { $0.path == "/pub/fedora/Packages/g/gtk+-2.24.33-1.fc40.x86_64.rpm" && $0.status == 200 }, "\(fetched.map(\.path))")
+        #expect(!fetched.contains { $0.status >= 400 }, "\(fetched.filter { $0.status >= 400 })")
+    }
+}

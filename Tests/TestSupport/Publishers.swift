@@ -155,6 +155,54 @@ public enum Publishers {
         return dir + "/wget/smeserver.jigdo"
     }
 
+    /// Fedora's jigdofy: a CD and a DVD of one tree, each `jigdo-file make-template` with a
+    /// mirrorlist-style `--uri Fedora=<serverURL>mirrorlist?path=`, the CD's .jigdo merged into
+    /// the DVD's with `--merge` (one .jigdo, two `[Image]` sections), `+` written as `%2b` in
+    /// the part paths. nginx needs `fedoraNginxConfig` and serves `www/pub/fedora/`.
+    public static func fedora(in dir: String, serverURL: String) throws -> (jigdo: String, isos: [String: String], tree: String) {
+        let tree = dir + "/tree"
+        try makeTree(tree, seed: 15, [
+            ("Packages/a/alpha-1.0-1.fc40.x86_64.rpm", 30_000),
+            ("Packages/g/gtk+-2.24.33-1.fc40.x86_64.rpm", 50_000),
+            ("Packages/l/libstdc++-14.0-1.fc40.x86_64.rpm", 20_000),
+            ("Packages/b/beta-2.0-1.fc40.noarch.rpm", 60_000),
+            ("Packages/z/zeta-0.1-1.fc40.noarch.rpm", 9_000),
+            ("repodata/repomd.xml", 900),
+        ])
+        let cd = "Fedora-40-x86_64-disc1.iso", dvd = "Fedora-40-x86_64-DVD.iso"
+        try Subprocess.check(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-V", "Fedora 40 disc1", "-m", "beta-*", "-o", dir + "/" + cd, tree])
+        try Subprocess.check(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-V", "Fedora 40 DVD", "-o", dir + "/" + dvd, tree])
+        try FileManager.default.createDirectory(atPath: dir + "/pub", withIntermediateDirectories: true)
+        let common = ["--label", "Fedora=\(tree)", "--uri", "Fedora=\(serverURL)mirrorlist?path="]
+        try Subprocess.check(["jigdo-file", "make-template", "-r", "quiet", "--force", "-i", dir + "/" + cd,
+                              "-j", dir + "/pub/cd.jigdo", "-t", dir + "/pub/Fedora-40-x86_64-disc1.template"] + common + [tree + "//"])
+        try escapePlus(dir + "/pub/cd.jigdo")
+        try Subprocess.check(["jigdo-file", "make-template", "-r", "quiet", "--force", "-i", dir + "/" + dvd,
+                              "-j", dir + "/pub/Fedora-40-x86_64.jigdo", "-t", dir + "/pub/Fedora-40-x86_64-DVD.template",
+                              "--merge", dir + "/pub/cd.jigdo"] + common + [tree + "//"])
+        try escapePlus(dir + "/pub/Fedora-40-x86_64.jigdo")
+        try FileManager.default.removeItem(atPath: dir + "/pub/cd.jigdo")
+        try FileManager.default.createDirectory(atPath: dir + "/www/pub", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/www/pub/fedora", withDestinationPath: tree)
+        return (dir + "/pub/Fedora-40-x86_64.jigdo", [cd: dir + "/" + cd, dvd: dir + "/" + dvd], tree)
+    }
+
+    /// A mirrorlist: `/mirrorlist?path=P` redirects to `/pub/fedora/P`.
+    public static let fedoraNginxConfig = "location = /mirrorlist { return 302 /pub/fedora/$arg_path; }"
+
+    /// `+` as `%2b` in the `[Parts]` lines (jigdofy does).
+    static func escapePlus(_ jigdo: String) throws {
+        let text = try String(contentsOfFile: jigdo, encoding: .utf8)
+        var inParts = false
+        var out: [String] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("[") { inParts = line == "[Parts]" }
+            out.append(inParts && !line.hasPrefix("[") ? line.replacingOccurrences(of: "+", with: "%2b") : String(line))
+        }
+        guard out.contains(where: { $0.contains("%2b") }) else { throw FixtureError("no + in \(jigdo)'s [Parts]") }
+        try out.joined(separator: "\n").write(toFile: jigdo, atomically: true, encoding: .utf8)
+    }
+
     /// `www/<primary>/`: a copy of the tree without `without`; `www/<snapshotPath>`: all of it.
     static func serveMirror(_ tree: String, www: String, primary: String, without: [String]) throws {
         let snapshot = www + "/" + snapshotPath
