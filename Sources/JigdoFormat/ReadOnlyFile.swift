@@ -23,9 +23,10 @@ public final class ReadOnlyFile: Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // A path from a .jigdo may hold raw (non-UTF-8) name bytes (RawNames).
+        let fd = RawNames.withFileSystemPath(path) { open($0, O_RDONLY | O_CLOEXEC) }
         if fd < 0 {
-            throw JigdoError(.io, path: path, "cannot open: \(errnoText(errno))")
+            throw JigdoError(.io, path: RawNames.display(path), "cannot open: \(errnoText(errno))")
         }
         var st = stat()
         if fstat(fd, &st) != 0 {

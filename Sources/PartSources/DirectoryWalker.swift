@@ -29,16 +29,17 @@ public enum DirectoryWalker {
         var stack = [root.hasSuffix("/") ? String(root.dropLast()) : root]
         seen.insert([UInt64(st.st_dev), UInt64(st.st_ino)])
         while let dir = stack.popLast() {
-            guard let handle = opendir(dir) else { continue }
+            guard let handle = RawNames.withFileSystemPath(dir, { opendir($0) }) else { continue }
             defer { closedir(handle) }
             while let entry = readdir(handle) {
+                // Names that are not UTF-8 (Latin-1 media) keep their bytes (RawNames).
                 let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                    RawNames.text(fileSystemBytes: Array(raw.prefix(while: { $0 != 0 })))
                 }
                 if name == "." || name == ".." { continue }
                 let path = dir + "/" + name
                 var s = stat()
-                guard stat(path, &s) == 0 else { continue }
+                guard RawNames.withFileSystemPath(path, { stat($0, &s) }) == 0 else { continue }
                 switch s.st_mode & S_IFMT {
                 case S_IFDIR:
                     if seen.insert([UInt64(s.st_dev), UInt64(s.st_ino)]).inserted { stack.append(path) }

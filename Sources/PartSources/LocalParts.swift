@@ -166,6 +166,7 @@ public final class LocalParts: PartSource {
 
 func fileSize(_ path: String) -> Int64? {
     var st = stat()
-    guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+    // A path from a .jigdo may hold raw (non-UTF-8) name bytes: hand those to the system.
+    guard RawNames.withFileSystemPath(path, { stat($0, &st) }) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
     return Int64(st.st_size)
 }

@@ -253,3 +253,32 @@ struct PublisherMergedTests {
         #expect(!fetched.contains { $0.status >= 400 }, "\(fetched.filter { $0.status >= 400 })")
     }
 }
+
+@Suite("Publishers' pipelines: raw file names")
+struct PublisherRawNameTests {
+    @Test("Latin-1 file names: the .jigdo is read byte for byte; --map, --scan and downloads find the files")
+    func latin1() throws {
+        let tmp = try servedDirectory()
+        let nginx = try Nginx(root: tmp.file("www"))
+        defer { nginx.stop() }
+        let release = try Publishers.latin1(in: tmp.path, serverURL: nginx.url)
+        let raw = try readBytes(release.jigdo)
+        #expect(String(validating: raw, as: UTF8.self) == nil, "jigdo-file wrote the raw bytes")
+        #expect(raw.contains(0xE9))
+
+        // Nothing local: the missing parts are listed with their names escaped.
+        let missing = try CLI.run(["make-image", release.jigdo, "-o", tmp.file("x.iso"), "--offline", "--cache-dir", tmp.file("cache")])
+        #expect(missing.status == 2, "\(missing)")
+        #expect(missing.stderr.contains("caf%E9 cr%E8me.jpg"), "URLs percent-encode the bytes: \(missing.stderr)")
+        #expect(String(validating: Array(missing.stderr.utf8), as: UTF8.self) != nil)
+
+        for opts in [["--map", "Base=\(release.tree)", "--offline"], ["--scan", release.tree, "--offline"], ["--jobs", "2"]] {
+            let out = tmp.file("out.iso")
+            let r = try CLI.run(["make-image", release.jigdo, "-o", out, "--force", "--cache-dir", tmp.file("cache-\(opts[0])")] + opts)
+            #expect(r.status == 0, "\(opts): \(r)")
+            #expect(try filesEqual(out, release.iso), "\(opts)")
+        }
+        let fetched = nginx.requests()
+        #expect(fetched.count == 4 && fetched.allSatisfy { $0.status == 200 }, "\(fetched)")
+    }
+}

@@ -203,6 +203,26 @@ public enum Publishers {
         try out.joined(separator: "\n").write(toFile: jigdo, atomically: true, encoding: .utf8)
     }
 
+    /// Old media: file names that are Latin-1 bytes, not UTF-8. xorriso (Rock Ridge) and
+    /// jigdo-file keep the bytes, so the .jigdo is not valid UTF-8. The servers' `Base` is
+    /// `<serverURL>tree/`; nginx serves `www/tree`.
+    public static func latin1(in dir: String, serverURL: String) throws -> (jigdo: String, iso: String, tree: String) {
+        let tree = dir + "/tree"
+        try makeTree(tree, seed: 16, [
+            ("Fotos/caf\\xe9 cr\\xe8me.jpg", 30_000),
+            ("Dokumente/Gr\\xfc\\xdfe.doc", 20_000),
+            ("Programme/\\xc4nderungen.txt", 3_000),
+            ("plain.bin", 5_000),
+        ])
+        try Subprocess.check(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-o", dir + "/latin1.iso", tree])
+        try FileManager.default.createDirectory(atPath: dir + "/pub", withIntermediateDirectories: true)
+        try Subprocess.check(["jigdo-file", "make-template", "-r", "quiet", "--force", "-i", dir + "/latin1.iso",
+                              "-j", dir + "/pub/latin1.jigdo", "-t", dir + "/pub/latin1.template",
+                              "--label", "Base=\(tree)", "--uri", "Base=\(serverURL)tree/", tree + "//"])
+        try FileManager.default.createSymbolicLink(atPath: dir + "/www/tree", withDestinationPath: tree)
+        return (dir + "/pub/latin1.jigdo", dir + "/latin1.iso", tree)
+    }
+
     /// `www/<primary>/`: a copy of the tree without `without`; `www/<snapshotPath>`: all of it.
     static func serveMirror(_ tree: String, www: String, primary: String, without: [String]) throws {
         let snapshot = www + "/" + snapshotPath
