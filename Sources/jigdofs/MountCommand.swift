@@ -10,8 +10,10 @@ struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show jigdo images as read-only files in a directory, served on demand.",
         discussion: """
-            Each SOURCE is a .jigdo file or a directory whose *.jigdo files each become one \
-            image. The mount point shows one file per image, with its exact size; reads are \
+            Each SOURCE is a .jigdo file (or its http(s) URL) or a directory whose *.jigdo \
+            files each become images; a .jigdo in a directory that cannot be read is skipped \
+            with one line saying why. A .jigdo merged from several images shows each of them. \
+            The mount point shows one file per image, with its exact size; reads are \
             assembled from the template and the local parts as they happen. Next to each ISO \
             9660 image X.iso, a read-only directory X.iso.d shows the files inside it (listing \
             it needs no part; reading a file reads only that file's parts). The command returns \

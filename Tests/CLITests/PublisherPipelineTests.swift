@@ -282,3 +282,47 @@ struct PublisherRawNameTests {
         #expect(fetched.count == 4 && fetched.allSatisfy { $0.status == 200 }, "\(fetched)")
     }
 }
+
+@Suite("Hostile and odd .jigdo files on the command line")
+struct OddJigdoTests {
+    @Test("unknown value options: ignored with one warning, never part of a URL")
+    func unknownOptions() throws {
+        let v = try Fixtures.smallRelease().variant("jf-md5-gz")
+        let tmp = try TemporaryDirectory()
+        try v.copyJigdoAndTemplate(into: tmp.path)
+        var text = String(decoding: try Decompression.gunzipConcatenated(try readBytes(v.jigdo), limit: 1 << 26), as: UTF8.self)
+        text = text.replacingOccurrences(of: "Base=file:../tree/", with: "Base=http://127.0.0.1:9/tree/ --frobnicate --weird=2\nBase=http://127.0.0.1:9/other/ --frobnicate")
+        try text.write(toFile: tmp.file("release.jigdo"), atomically: true, encoding: .utf8)
+        let r = try CLI.run(["info", tmp.file("release.jigdo")])
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stderrLines.count == 1 && r.stderr.contains("--frobnicate") && r.stderr.contains("--weird=2"), "\(r.stderr)")
+        #expect(r.stdout.contains("Base = http://127.0.0.1:9/tree/, http://127.0.0.1:9/other/"), "\(r.stdout)")
+        #expect(!r.stdout.contains("--frobnicate"))
+    }
+
+    @Test("label fan-out (8 alternatives on each of 12 levels): every part gets a bounded list, at once")
+    func fanOut() throws {
+        let v = try Fixtures.smallRelease().variant("jf-md5-gz")
+        let tmp = try TemporaryDirectory()
+        try v.copyJigdoAndTemplate(into: tmp.path)
+        var servers = "\n[Servers]\n"
+        for level in 0..<12 {
+            for alt in 0..<8 { servers += "L\(level)=L\(level + 1):\(alt)/\n" }
+        }
+        for alt in 0..<8 { servers += "L12=http://127.0.0.1:9/m\(alt)/\n" }
+        servers += "Base=L0:\n"
+        var text = String(decoding: try Decompression.gunzipConcatenated(try readBytes(v.jigdo), limit: 1 << 26), as: UTF8.self)
+        text = text.replacingOccurrences(of: "Base=file:../tree/", with: "") + servers
+        try text.write(toFile: tmp.file("release.jigdo"), atomically: true, encoding: .utf8)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let r = try CLI.run(["make-image", tmp.file("release.jigdo"), "-o", tmp.file("o.iso"), "--offline", "--cache-dir", tmp.file("cache")])
+        #expect(clock.now - start < .seconds(5))
+        #expect(r.status == 2, "\(r)")
+        let partLines = r.stderrLines.dropFirst()
+        #expect(!partLines.isEmpty)
+        for line in partLines {
+            #expect(line.components(separatedBy: "http://").count - 1 <= 64, "at most 64 locations: \(line.prefix(200))")
+        }
+    }
+}
