@@ -98,12 +98,21 @@ extension ValueWords {
         public var unknownOptions: [String]
     }
 
+    /// `--name` or `--name=value` with a name of letters, digits and `-` (so an unquoted path
+    /// word such as `--notes.txt` stays part of the path).
+    static func isOption(_ word: String) -> Bool {
+        guard word.hasPrefix("--") else { return false }
+        let name = word.dropFirst(2).prefix { $0 != "=" }
+        guard let first = name.first, first.isASCII, first.isLetter else { return false }
+        return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+    }
+
     /// Weights beyond this are taken as this (sums along label chains never overflow).
     public static let maxWeight = 1_000_000
 
     public var location: Location {
         var end = words.count
-        while end > 1, words[end - 1].hasPrefix("--") { end -= 1 }
+        while end > 1, Self.isOption(words[end - 1]) { end -= 1 }
         var value = words.first ?? ""
         for i in 1..<max(end, 1) where i < end { value += separators[i - 1] + words[i] }
         var weight = 0

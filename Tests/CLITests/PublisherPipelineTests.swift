@@ -144,6 +144,15 @@ struct PublisherURLTests {
         #expect(info.stdout.contains("\"templateChecksum\" : \"MD5 matched\""), "\(info.stdout)")
         #expect(nginx.requests().count == first.count)
 
+        // info takes a URL like every other command.
+        try FileManager.default.copyItem(atPath: jigdo, toPath: tmp.file("www/sme/smeserver.jigdo"))
+        let byURL = try CLI.run(["info", "--json", nginx.url + "sme/smeserver.jigdo"] + cache)
+        #expect(byURL.status == 0, "\(byURL)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(byURL.stdout.utf8)) as? [String: Any])
+        #expect(json["image"] as? String == "release.iso")
+        #expect((json["size"] as? NSNumber)?.int64Value == (try ReadOnlyFile(path: v.iso).size))
+        #expect(json["jigdo"] as? String == nginx.url + "sme/smeserver.jigdo")
+
         // A local template next to the .jigdo wins.
         try FileManager.default.copyItem(atPath: v.template, toPath: tmp.file("wget/smeserver.template"))
         let local = try CLI.run(["info", "--json", jigdo, "--offline", "--cache-dir", tmp.file("other-cache")])

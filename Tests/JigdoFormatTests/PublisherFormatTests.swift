@@ -46,12 +46,14 @@ struct PublisherFormatTests {
             \(md5A)=http://late/a --try-last
             \(md5A)=A:a --frobnicate
             \(md5A)='http://quoted --try-first/a'
+            \(md5B)=A:notes --v1.2.txt
             [Servers]
             A=http://a/ --weird=1 --try-first=5
             A=http://b/ --frobnicate
             """)
         #expect(d.parts[md5A]?.map(\.value) == ["http://late/a", "A:a", "http://quoted --try-first/a"])
         #expect(d.servers["A"]?.map(\.value) == ["http://a/", "http://b/"])
+        #expect(d.parts[md5B]?.map(\.value) == ["A:notes --v1.2.txt"], "an unquoted path word that is no option stays")
         #expect(LocationResolver(descriptor: d).locations(forPart: part).map(\.description) == [
             "http://a/a", "http://b/a", "http://quoted --try-first/a", "http://late/a",
         ])
