@@ -52,11 +52,12 @@ public enum PublishedFiles {
         let value = descriptor.image.template.value
         var locals: [String] = []
         var urls: [String] = []
-        let name = baseName(value.split(separator: "?", maxSplits: 1).first.map(String.init) ?? value)
-        if let jigdoURL {
-            if !name.isEmpty, !name.hasPrefix(".") { urls.append(directoryOf(jigdoURL) + name) }
-        } else if !name.isEmpty {
-            locals.append(directoryOf(absolutePath(descriptor.path)) + name)
+        for name in templateNames(value) {
+            if let jigdoURL {
+                urls.append(directoryOf(jigdoURL) + name)
+            } else {
+                locals.append(directoryOf(absolutePath(descriptor.path)) + name)
+            }
         }
         var resolver = LocationResolver(descriptor: descriptor)
         resolver.allowLocalFromJigdo = jigdoURL == nil
@@ -120,6 +121,23 @@ public enum PublishedFiles {
         }
         throw JigdoError(.io, path: descriptor.path,
             "template could not be had; tried \((tried + failures).joined(separator: ", "))")
+    }
+
+    /// The file names a template given as `value` may have next to its .jigdo: the base name
+    /// of the value, or, for a mirrorlist URL (`…/mirrorlist?path=…/X.template`, as Fedora
+    /// writes them), the base name of a query value that ends in `.template`.
+    static func templateNames(_ value: String) -> [String] {
+        let parts = value.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        var names: [String] = []
+        if parts.count == 2 {
+            for item in parts[1].split(separator: "&") {
+                let v = item.split(separator: "=", maxSplits: 1).last.map { String($0).replacingPercentEscapes() } ?? ""
+                if v.hasSuffix(".template") { names.append(baseName(v)) }
+            }
+        }
+        let plain = baseName(String(parts[0]))
+        if !plain.isEmpty, parts.count == 1 || names.isEmpty { names.append(plain) }
+        return names.filter { !$0.isEmpty && !$0.hasPrefix(".") && !$0.contains("/") }
     }
 
     /// `url (why)` without the URL repeated by the error's own description.

@@ -256,7 +256,19 @@ struct PublisherMergedTests {
             let ls = try CLI.run(["ls", release.jigdo, "--image", name, "/Packages/g", "--map", "Fedora=\(release.tree)"])
             #expect(ls.status == 0 && ls.stdout.contains("gtk+-2.24.33-1.fc40.x86_64.rpm"), "\(ls)")
         }
+        #expect(!nginx.requests().contains { $0.path.contains(".template") }, "the templates next to the .jigdo are used")
+
+        // Only the .jigdo local: each image's template comes through the mirrorlist.
+        try FileManager.default.createDirectory(atPath: tmp.file("alone"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: release.jigdo, toPath: tmp.file("alone/f.jigdo"))
+        for (name, iso) in release.isos {
+            let out = tmp.file("alone.iso")
+            let r = try CLI.run(["make-image", tmp.file("alone/f.jigdo"), "--image", name, "-o", out, "--force", "--cache-dir", tmp.file("cache")])
+            #expect(r.status == 0, "\(name): \(r)")
+            #expect(try filesEqual(out, iso), "\(name)")
+        }
         let fetched = nginx.requests()
+        #expect(fetched.filter { $0.path.hasSuffix(".template") && $0.status == 200 }.count == 2, "\(fetched.map(\.path))")
         #expect(fetched.contains { $0.path.hasPrefix("/mirrorlist") && $0.status == 302 })
         #expect(fetched.contains { $0.path == "/pub/fedora/Packages/g/gtk+-2.24.33-1.fc40.x86_64.rpm" && $0.status == 200 }, "\(fetched.map(\.path))")
         #expect(!fetched.contains { $0.status >= 400 }, "\(fetched.filter { $0.status >= 400 })")

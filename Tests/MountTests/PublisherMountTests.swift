@@ -29,6 +29,26 @@ struct PublisherMountTests {
         }
     }
 
+    @Test("debian-cd today through the mount: gzip'd .jigdo, the --try-last snapshot server only for what the mirror lacks")
+    func debianToday() throws {
+        let dir = try servedTemp()
+        let nginx = try Nginx(root: dir + "/www")
+        defer { nginx.stop() }
+        let release = try Publishers.debianToday(in: dir, serverURL: nginx.url, sha256: true)
+        try Harness.withMount([release.jigdo], options: ["--cache-dir", dir + "/cache"]) { mnt in
+            #expect(try FileManager.default.contentsOfDirectory(atPath: mnt).sorted() == ["debian-12.5.0-amd64-DVD-1.iso", "debian-12.5.0-amd64-DVD-1.iso.d"])
+            let cmp = try Harness.run(["cmp", mnt + "/debian-12.5.0-amd64-DVD-1.iso", release.iso])
+            #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
+        }
+        let log = nginx.requests()
+        let snapshot = "/" + Publishers.snapshotPath
+        #expect(Set(log.filter { $0.path.hasPrefix(snapshot) }.map { String($0.path.dropFirst(snapshot.count)) }) == Set(Publishers.onlyOnSnapshot), "\(log)")
+        for file in Publishers.onlyOnSnapshot {
+            let primary = log.firstIndex { $0.path == "/debian/" + file }, last = log.firstIndex { $0.path == snapshot + file }
+            #expect(primary != nil && last != nil && primary! < last!, "\(file)")
+        }
+    }
+
     @Test("the SME workflow through the mount: template by URL; a second mount --offline from the cache")
     func smeWorkflow() throws {
         let dir = try servedTemp()

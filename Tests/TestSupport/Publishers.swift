@@ -158,7 +158,8 @@ public enum Publishers {
     /// Fedora's jigdofy: a CD and a DVD of one tree, each `jigdo-file make-template` with a
     /// mirrorlist-style `--uri Fedora=<serverURL>mirrorlist?path=`, the CD's .jigdo merged into
     /// the DVD's with `--merge` (one .jigdo, two `[Image]` sections), `+` written as `%2b` in
-    /// the part paths. nginx needs `fedoraNginxConfig` and serves `www/pub/fedora/`.
+    /// the part paths, the templates as mirrorlist URLs (`Template=<serverURL>mirrorlist?…&path=X.template`,
+    /// with a copy next to the .jigdo too). nginx needs `fedoraNginxConfig` and serves `www/pub/fedora/`.
     public static func fedora(in dir: String, serverURL: String) throws -> (jigdo: String, isos: [String: String], tree: String) {
         let tree = dir + "/tree"
         try makeTree(tree, seed: 15, [
@@ -182,8 +183,22 @@ public enum Publishers {
                               "--merge", dir + "/pub/cd.jigdo"] + common + [tree + "//"])
         try escapePlus(dir + "/pub/Fedora-40-x86_64.jigdo")
         try FileManager.default.removeItem(atPath: dir + "/pub/cd.jigdo")
-        try FileManager.default.createDirectory(atPath: dir + "/www/pub", withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: dir + "/www/pub/fedora", withDestinationPath: tree)
+        // The templates by mirrorlist URL too.
+        let jigdo = dir + "/pub/Fedora-40-x86_64.jigdo"
+        var text = try String(contentsOfFile: jigdo, encoding: .utf8)
+        for t in ["Fedora-40-x86_64-disc1.template", "Fedora-40-x86_64-DVD.template"] {
+            guard text.contains("Template=\(t)\n") else { throw FixtureError("jigdo-file wrote no Template=\(t)") }
+            text = text.replacingOccurrences(of: "Template=\(t)\n", with: "Template=\(serverURL)mirrorlist?repo=fedora-40&path=\(t)\n")
+        }
+        try text.write(toFile: jigdo, atomically: true, encoding: .utf8)
+        let served = dir + "/www/pub/fedora"
+        try FileManager.default.createDirectory(atPath: served, withIntermediateDirectories: true)
+        for sub in ["Packages", "repodata"] {
+            try FileManager.default.createSymbolicLink(atPath: served + "/" + sub, withDestinationPath: tree + "/" + sub)
+        }
+        for t in ["Fedora-40-x86_64-disc1.template", "Fedora-40-x86_64-DVD.template"] {
+            try FileManager.default.copyItem(atPath: dir + "/pub/" + t, toPath: served + "/" + t)
+        }
         return (dir + "/pub/Fedora-40-x86_64.jigdo", [cd: dir + "/" + cd, dvd: dir + "/" + dvd], tree)
     }
 
