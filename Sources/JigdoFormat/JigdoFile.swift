@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A location as written in a .jigdo file, with the directory (local path ending in `/`, or URL
 /// ending in `/`) of the file it was written in: relative values resolve against that file,
 /// also when it was pulled in by `[Include]`. `weight` is the sum of the value's
@@ -164,7 +170,9 @@ struct JigdoParser {
         }
         let bytes: [UInt8]
         do {
-            bytes = try Decompression.gunzipConcatenated(raw, limit: Int(JigdoDescriptor.maxFileSize) * 4)
+            // Plain text (no gzip magic byte anywhere) needs no pass through the decompressor.
+            let maybeGzip = raw.withUnsafeBufferPointer { b in b.baseAddress.map { memchr($0, 0x1f, b.count) != nil } ?? false }
+            bytes = maybeGzip ? try Decompression.gunzipConcatenated(raw, limit: Int(JigdoDescriptor.maxFileSize) * 4) : raw
         } catch {
             throw JigdoError(.syntax, path: path, "not a readable .jigdo file: \(error)")
         }
@@ -201,11 +209,12 @@ struct JigdoParser {
         }
 
         var lineNumber = 0
-        // "\r\n" is a single Character in Swift, so CRLF line ends need their own separator.
-        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
+        // Lines are split on the bytes (grapheme breaking of a whole file is slow); a CR
+        // before the LF is dropped.
+        for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
-            var line = rawLine
-            if line.last == "\r" { line = line.dropLast() }
+            var line = Substring(rawLine)
+            if line.utf8.last == UInt8(ascii: "\r") { line = Substring(line.utf8.dropLast()) }
             let trimmed = line.trimmingBlanks()
             if section == .comment && !trimmed.hasPrefix("[") { continue }
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }

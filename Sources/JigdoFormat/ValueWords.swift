@@ -28,6 +28,10 @@ public struct ValueWords: Sendable, Equatable {
     }
 
     public static func split(_ text: Substring) throws(Failure) -> ValueWords {
+        // Most values are one plain word (a path or URL): no need to look at characters.
+        if !text.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 || $0 == 0x23 || $0 == 0x5C || $0 == 0x27 || $0 == 0x22 }) {
+            return ValueWords(words: text.isEmpty ? [] : [String(text)], separators: [])
+        }
         var words: [String] = []
         var separators: [String] = []
         var current = ""
