@@ -194,7 +194,12 @@ struct PartOptions: ParsableArguments {
         for path in scanJigdo {
             // The older release's own parts: its local locations and --map, no scan, no
             // downloads (this image downloads what it lacks itself; the cache is shared anyway).
-            let oldImage = try JigdoImage.open(jigdoPath: absolutePath(path))
+            // Its template as for any .jigdo (next to it, or by URL through the cache); of a
+            // merged .jigdo, the image of the same name, else its first.
+            let old = try JigdoDescriptor.load(path: absolutePath(path), fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: offline ? nil : shared.downloader))
+            reportWarnings(old)
+            let oldImage = try PublishedFiles.openTemplate(descriptor: old.selecting(image: image.imageName) ?? old, jigdoURL: nil,
+                                                           cache: shared.cache, downloader: offline ? nil : shared.downloader)
             let oldParts = try LocalParts(template: oldImage.template, resolver: try self.resolver(for: oldImage, remote: false),
                                           scanDirectories: [])
             onDisk.append(OtherImageParts(template: image.template, otherTemplate: oldImage.template, otherParts: oldParts))
