@@ -13,8 +13,11 @@ struct Info: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Use this .template instead of looking for it next to the .jigdo.", valueName: "FILE"))
     var template: String?
 
-    @Flag(name: .long, help: "Print JSON instead of text.")
+    @Flag(name: .long, help: "Print JSON instead of text (sizes in bytes): pretty on a terminal, compact otherwise.")
     var json = false
+
+    @Flag(name: .long, help: "With --json: pretty-printed even when stdout is not a terminal.")
+    var pretty = false
 
     struct Report: Codable {
         struct Server: Codable {
@@ -42,6 +45,7 @@ struct Info: ParsableCommand {
 
     func run() throws {
         guard fileExists(source) else { throw JigdoError(.io, path: source, "no such file") }
+        try refuseNonJigdo(source)
         let image = try JigdoImage.open(jigdoPath: source, templatePath: template)
         let resolver = LocationResolver(descriptor: image.descriptor)
         let servers = image.descriptor.servers.keys.sorted().map { label in
@@ -61,22 +65,20 @@ struct Info: ParsableCommand {
             imageChecksum: t.imageChecksum.base64, imageChecksumHex: t.imageChecksum.hex,
             jigdo: image.descriptor.path, jigdoVersion: image.descriptor.version, generator: image.descriptor.generator,
             template: image.templatePath, templateChecksum: checkText,
-            parts: t.parts.count, uniqueParts: Set(t.parts.map(\.checksum)).count,
+            parts: t.parts.count, uniqueParts: Set(t.parts.filter { $0.length > 0 }.map(\.checksum)).count,
             partBytes: image.partBytes, templateBytes: image.templateBytes,
             shortInfo: image.descriptor.image.shortInfo, servers: servers)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report, pretty: pretty)
             return
         }
         print("Image:        \(report.image)")
-        print("Size:         \(report.size) bytes (\(formatBytes(report.size)))")
+        print("Size:         \(formatBytes(report.size)) (\(report.size) bytes)")
         print("Checksum:     \(report.checksumKind) \(report.imageChecksum) (hex \(report.imageChecksumHex))")
         print("Jigdo:        \(report.jigdo) (format \(report.jigdoVersion)\(report.generator.map { ", \($0)" } ?? ""))")
         print("Template:     \(report.template) (checksum \(checkText))")
-        print("Parts:        \(report.parts) (\(report.uniqueParts) distinct), \(report.partBytes) bytes")
-        print("In template:  \(report.templateBytes) bytes")
+        print("Parts:        \(report.uniqueParts) distinct (\(report.parts) entries in the template), \(formatBytes(report.partBytes))")
+        print("In template:  \(formatBytes(report.templateBytes))")
         if let s = report.shortInfo { print("ShortInfo:    \(s)") }
         print("Servers:\(servers.isEmpty ? "      (none)" : "")")
         for s in servers {

@@ -16,11 +16,12 @@ struct Mount: ParsableCommand {
             9660 image X.iso, a read-only directory X.iso.d shows the files inside it (listing \
             it needs no part; reading a file reads only that file's parts). The command returns \
             once the mount is usable and keeps serving in the background (-f: in the foreground). \
-            Unmount with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.
+            Unmount with `jigdofs umount MOUNTPOINT` (or `fusermount3 -u MOUNTPOINT`). A mount \
+            point inside another jigdofs mount is refused.
             """)
 
     @Argument(help: ArgumentHelp("One or more .jigdo files or directories of them, then the mount point.", valueName: "SOURCE... MOUNTPOINT"))
-    var paths: [String] = []
+    var paths: [String]
 
     @OptionGroup var partOptions: PartOptions
 
@@ -54,6 +55,8 @@ struct Mount: ParsableCommand {
     func run() throws {
         // Fork before anything else runs (see Daemon): the parent returns only when the
         // child reports the mount ready, or exits with the child's status.
+        try refuseDeadMount(mountpoint)
+        try refuseNestedMount(mountpoint)
         let daemon = foreground || debug ? nil : try Daemon.forkWaitingForReady()
 
         let images = try openImages()
@@ -87,6 +90,7 @@ struct Mount: ParsableCommand {
             return names.map { dir + $0 }.filter { !isDirectory($0) }
         }
         guard fileExists(path) else { throw JigdoError(.io, path: source, "no such file or directory") }
+        try refuseNonJigdo(source)
         return [path]
     }
 
@@ -98,8 +102,10 @@ struct Mount: ParsableCommand {
         var opened: [(origin: String, image: JigdoImage, remote: Bool)] = []
         for source in sources {
             if isRemoteURL(source) {
-                let image = try RemoteSource.open(url: source, cache: shared.cache,
-                    downloader: partOptions.offline ? nil : shared.downloader, templatePath: template.map(absolutePath))
+                let image = try namingURL(source, cacheDirectory: shared.cache.directory) {
+                    try RemoteSource.open(url: source, cache: shared.cache,
+                        downloader: partOptions.offline ? nil : shared.downloader, templatePath: template.map(absolutePath))
+                }
                 opened.append((source, image, true))
             } else {
                 for file in try jigdoFiles(source) {

@@ -80,7 +80,9 @@ public final class Nginx: @unchecked Sendable {
     public var certificatePath: String { dir.path + "/cert.pem" }
 
     /// - Parameter tls: serve https with a certificate made here with openssl.
-    public init(root: String, tls: Bool = false) throws {
+    /// - Parameter serverConfig: more lines for the `server` block (auth_basic, access_log ...).
+    /// - Parameter listenOptions: after the address of `listen` (e.g. `sndbuf=64k`).
+    public init(root: String, tls: Bool = false, serverConfig: String = "", listenOptions: String = "") throws {
         dir = try TemporaryDirectory(prefix: "jigdofs-dl")
         self.tls = tls
         var listenSuffix = ""
@@ -112,10 +114,12 @@ public final class Nginx: @unchecked Sendable {
                   uwsgi_temp_path \(d)/tmp;
                   scgi_temp_path \(d)/tmp;
                   keepalive_requests 100000;
+                  log_format timed '$msec $request_time $body_bytes_sent "$request" $status';
                   server {
-                    listen 127.0.0.1:\(port)\(listenSuffix);
+                    listen 127.0.0.1:\(port)\(listenSuffix) \(listenOptions);
                     \(sslLines)
                     root \(root);
+                    \(serverConfig)
                   }
                 }
                 """
