@@ -20,9 +20,7 @@ struct JigdoFS: ParsableCommand {
     /// Runs a command; every failure becomes one line on stderr and a non-zero exit.
     static func main() {
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = ProcessInfo.processInfo.environment["JIGDOFS_DEBUG"] != nil ? .debug : .warning
-            return handler
+            FoldingLogHandler(label: label, level: ProcessInfo.processInfo.environment["JIGDOFS_DEBUG"] != nil ? .debug : .warning)
         }
         do {
             var command = try parseAsRoot()

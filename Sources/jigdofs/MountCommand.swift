@@ -55,6 +55,7 @@ struct Mount: ParsableCommand {
     func run() throws {
         // Fork before anything else runs (see Daemon): the parent returns only when the
         // child reports the mount ready, or exits with the child's status.
+        WarningFolds.enabled = false
         try refuseDeadMount(mountpoint)
         try refuseNestedMount(mountpoint)
         let daemon = foreground || debug ? nil : try Daemon.forkWaitingForReady()

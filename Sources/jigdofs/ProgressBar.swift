@@ -125,6 +125,17 @@ final class ProgressBar: Sendable {
         if drawn { writeStderr("\r\u{1B}[K") }
     }
 
+    /// Clears a bar line in progress so that a message gets a line of its own; the bar is
+    /// drawn again at its next update.
+    static func makeRoomForMessage() {
+        guard let bar = current.withLock({ $0 }), bar.style == .bar else { return }
+        let drawn = bar.state.withLock { s in
+            defer { s.lastDraw = -1 }
+            return s.drawn && !s.finished
+        }
+        if drawn { writeStderr("\r\u{1B}[K") }
+    }
+
     private func emit(_ line: String) {
         Self.current.withLock { $0 = self }
         writeStderr(line)

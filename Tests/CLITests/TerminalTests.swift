@@ -377,3 +377,27 @@ struct TerminalScreen {
         }
     }
 }
+
+@Suite("repeated warnings")
+struct WarningFoldingTests {
+    @Test("a mirror serving wrong bytes for every part: one warning line, then one line with the count")
+    func repeatedWarningsAreFolded() throws {
+        let release = try Fixtures.smallRelease()
+        let v = release.variant("jf-md5-gz")
+        let fault = try FaultServer(root: release.root)
+        defer { fault.stop() }
+        let nginx = try Nginx(root: release.root)
+        defer { nginx.stop() }
+        let tmp = try TemporaryDirectory()
+        let jigdo = try TerminalTests.isolatedJigdo(v, in: tmp)
+        let r = try CLI.run(["prefetch", jigdo, "--cache-dir", tmp.file("cache"), "--jobs", "1",
+                             "--server", "Base=\(fault.url)wrong/tree/", "--mirror", "Base=\(nginx.url)tree/"])
+        #expect(r.status == 0, "\(r)")
+        let wrong = fault.requests().filter { $0.mode == "wrong" }.count
+        #expect(wrong >= 3, "\(fault.requests())")
+        let lines = r.stderrLines
+        #expect(lines.count == 2, "\(r.stderr)")
+        #expect(lines.first?.hasPrefix("jigdofs: warning: \(fault.url)wrong/tree/") == true && lines.first?.contains("served wrong bytes") == true, "\(r.stderr)")
+        #expect(lines.last == "jigdofs: warning: \(wrong - 1) more like \"\(String(lines.first!.dropFirst("jigdofs: warning: ".count)))\"", "\(r.stderr)")
+    }
+}
