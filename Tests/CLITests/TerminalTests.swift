@@ -401,3 +401,50 @@ struct WarningFoldingTests {
         #expect(lines.last == "jigdofs: warning: \(wrong - 1) more like \"\(String(lines.first!.dropFirst("jigdofs: warning: ".count)))\"", "\(r.stderr)")
     }
 }
+
+@Suite("connection controls")
+struct ConnectionControlTests {
+    /// Distinct nginx connections the requests of a prefetch came on.
+    func connections(_ extra: [String]) throws -> (status: Int32, connections: Int, requests: Int) {
+        let release = try Fixtures.smallRelease()
+        let v = release.variant("jf-md5-gz")
+        let logDir = try TemporaryDirectory(prefix: "jigdofs-connlog")
+        chmod(logDir.path, 0o777)
+        let nginx = try Nginx(root: release.root, serverConfig: "access_log \(logDir.path)/conn.log conn;")
+        defer { nginx.stop() }
+        let tmp = try TemporaryDirectory()
+        let jigdo = try TerminalTests.isolatedJigdo(v, in: tmp)
+        let r = try CLI.run(["prefetch", jigdo, "--cache-dir", tmp.file("cache"), "--jobs", "8", "--server", "Base=\(nginx.url)tree/",
+                             "--limit-rate", "2M"] + extra)
+        nginx.stop()
+        let lines = (try String(contentsOfFile: logDir.path + "/conn.log", encoding: .utf8)).split(separator: "\n")
+        return (r.status, Set(lines.compactMap { $0.split(separator: " ").first }).count, lines.count)
+    }
+
+    @Test("--max-per-host 1: every request on one connection; without it, several")
+    func maxPerHost() throws {
+        let one = try connections(["--max-per-host", "1"])
+        #expect(one.status == 0 && one.requests >= 8, "\(one)")
+        #expect(one.connections == 1, "\(one)")
+        let many = try connections([])
+        #expect(many.status == 0 && many.connections > 1, "\(many)")
+    }
+
+    @Test("--timeout 1 --retries 0: a server that never answers is given up after 1 second, and said so")
+    func timeout() throws {
+        let release = try Fixtures.smallRelease()
+        let v = release.variant("jf-md5-gz")
+        let fault = try FaultServer(root: release.root)
+        defer { fault.stop() }
+        let tmp = try TemporaryDirectory()
+        let jigdo = try TerminalTests.isolatedJigdo(v, in: tmp)
+        let r = try CLI.run(["prefetch", jigdo, "--cache-dir", tmp.file("cache"), "--server", "Base=\(fault.url)stall/tree/",
+                             "--timeout", "1", "--retries", "0"])
+        #expect(r.status == 2, "\(r)")
+        #expect(r.stderr.contains("the last 1 seconds"), "\(r)")
+        // --retries 0: one attempt per location each time the part is wanted (the read-ahead,
+        // then the wait for it), where the default of 2 retries would make up to 6.
+        let perPath = Dictionary(grouping: fault.requests(), by: \.path).mapValues(\.count)
+        #expect(!perPath.isEmpty && perPath.values.allSatisfy { $0 <= 2 }, "\(perPath)")
+    }
+}

@@ -115,6 +115,7 @@ public final class Nginx: @unchecked Sendable {
                   scgi_temp_path \(d)/tmp;
                   keepalive_requests 100000;
                   log_format timed '$msec $request_time $body_bytes_sent "$request" $status';
+                  log_format conn '$connection "$request" $status';
                   server {
                     listen 127.0.0.1:\(port)\(listenSuffix) \(listenOptions);
                     \(sslLines)
