@@ -69,9 +69,10 @@ struct MakeImage: ParsableCommand {
         let cacheNote = source.keptPartsNote
         Interrupt.onInterrupt { "nothing written to \(path)\(cacheNote); run the same command again to go on" }
         let bar = ProgressBar(title: "Writing")
+        let parts = PartsBeforeOffset(image.template)
         let result = try ImageStreamer(reader: reader).stream(
             sink: { try out.write($0) },
-            progress: { bar.update(done: $0, total: reader.size) })
+            progress: { bar.update(done: $0, total: reader.size, parts: parts.progress($0)) })
         bar.finish()
         guard result.matches else {
             throw CommandFailure(
@@ -95,6 +96,7 @@ struct MakeImage: ParsableCommand {
         let cacheNote = source.keptPartsNote
         Interrupt.onInterrupt { "the image on standard output is incomplete\(cacheNote); run the same command again to go on" }
         let bar = ProgressBar(title: "Writing")
+        let parts = PartsBeforeOffset(image.template)
         let result = try ImageStreamer(reader: reader).stream(
             sink: { bytes in
                 var done = 0
@@ -107,7 +109,7 @@ struct MakeImage: ParsableCommand {
                     done += n
                 }
             },
-            progress: { bar.update(done: $0, total: reader.size) })
+            progress: { bar.update(done: $0, total: reader.size, parts: parts.progress($0)) })
         bar.finish()
         let kind = image.template.checksumKind.rawValue
         guard result.matches else {
@@ -137,9 +139,10 @@ struct Verify: ParsableCommand {
         let cacheNote = source.keptPartsNote
         Interrupt.onInterrupt { "not verified\(cacheNote); run the same command again to go on" }
         let bar = ProgressBar(title: "Verifying")
+        let parts = PartsBeforeOffset(image.template)
         let result = try ImageStreamer(reader: reader).stream(
             sink: { _ in },
-            progress: { bar.update(done: $0, total: reader.size) })
+            progress: { bar.update(done: $0, total: reader.size, parts: parts.progress($0)) })
         bar.finish()
         let kind = image.template.checksumKind.rawValue
         guard result.matches else {

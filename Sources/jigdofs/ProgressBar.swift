@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JigdoFormat
 import Synchronization
 
 /// How progress is shown (`--progress`).
@@ -154,7 +155,8 @@ final class ProgressBar: Sendable {
         }
         let percent = String(format: "%5.1f%%", fraction * 100)
         let amounts = "\(formatBytes(s.done))/\(formatBytes(s.total))"
-        let rateText = formatRate(rate)
+        // No rate before there is one to show (the first moments, nothing arrived yet).
+        let rateText: String? = rate > 0 ? formatRate(rate) : nil
         var eta: String?
         if s.total > 0 && s.done >= s.total {
             eta = "done in " + formatDuration(now - s.start)
@@ -163,7 +165,7 @@ final class ProgressBar: Sendable {
         }
         let partsText = s.parts.map { "\($0.done)/\($0.total) parts" }
         if style == .plain {
-            return ([title + ":", percent.trimmingCharacters(in: .whitespaces), "\(formatBytes(s.done)) of \(formatBytes(s.total))", rateText] + [eta, partsText].compactMap { $0 })
+            return ([title + ":", percent.trimmingCharacters(in: .whitespaces), "\(formatBytes(s.done)) of \(formatBytes(s.total))"] + [rateText, eta, partsText].compactMap { $0 })
                 .joined(separator: ", ").replacingOccurrences(of: ":,", with: ":") + "\n"
         }
         // Shown in this order; on a narrow terminal the amounts go first, then parts, the rate.
@@ -251,4 +253,34 @@ func formatDuration(_ seconds: Double) -> String {
 /// "182 parts", "1 part".
 func countText(_ n: Int, _ noun: String) -> String {
     "\(n) \(noun)\(n == 1 ? "" : "s")"
+}
+
+/// Distinct parts of an image that lie wholly before an offset: the "parts done" of a run that
+/// reads the image from the start (make-image, verify).
+struct PartsBeforeOffset: Sendable {
+    /// End offsets of each distinct part's first occurrence, ascending.
+    private let ends: [Int64]
+    var total: Int { ends.count }
+
+    init(_ template: TemplateInfo) {
+        var seen = Set<Checksum>()
+        var ends: [Int64] = []
+        for entry in template.layout {
+            if case .part(let i) = entry.source, template.parts[i].length > 0, seen.insert(template.parts[i].checksum).inserted {
+                ends.append(entry.imageOffset + entry.length)
+            }
+        }
+        self.ends = ends.sorted()
+    }
+
+    func count(before offset: Int64) -> Int {
+        var lo = 0, hi = ends.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ends[mid] <= offset { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    func progress(_ done: Int64) -> (done: Int, total: Int) { (count(before: done), total) }
 }
