@@ -265,6 +265,10 @@ struct TerminalTests {
             #expect(r.status == c.status, "\(c.args): \(r)")
             #expect(r.stderrLines.first == c.line, "\(c.args): \(r)")
         }
+        // -o - refuses to write an image to a terminal.
+        let toTerminal = try Self.onTerminal(80, ["make-image", v.jigdo, "-o", "-"])
+        #expect(toTerminal.status == 1, "\(toTerminal.output)")
+        #expect(toTerminal.output.contains("jigdofs: -o -: standard output is a terminal; redirect it to a file, a pipe or a device"), "\(toTerminal.output)")
         // The usage line shows the mount's arguments as required.
         let help = try CLI.run(["mount", "--help"])
         #expect(help.stdout.contains("USAGE: jigdofs mount [<options>] <SOURCE... MOUNTPOINT> ..."), "\(help.stdout.prefix(400))")

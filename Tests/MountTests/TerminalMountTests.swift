@@ -32,6 +32,18 @@ struct TerminalMountTests {
         #expect(!Harness.isMounted(mnt))
     }
 
+    @Test func prefetchOfAMountShowsPartsFromItsStatus() throws {
+        let v = release.variant("jf-md5-gz")
+        try Harness.withMount([v.jigdo]) { mnt in
+            let parts = try StatusReport.of(mnt).images[0].parts.partsTotal
+            let r = try Harness.run([Harness.jigdofs, "prefetch", mnt, "--progress=plain"])
+            #expect(r.status == 0, "\(r)")
+            let last = r.stderr.split(separator: "\n").last.map(String.init) ?? ""
+            #expect(last.hasPrefix("Reading the mount: 100.0%, ") && last.hasSuffix(", \(parts)/\(parts) parts"), "\(r.stderr)")
+            #expect(r.stdout == "release.iso: \(parts) of \(parts) parts available, 0 B downloaded by the mount\n", "\(r.stdout)")
+        }
+    }
+
     @Test func umountAndNestedMount() throws {
         let jigdo = release.variant("jf-md5-gz").jigdo
         let mnt = try Harness.makeTempDir("mnt")
