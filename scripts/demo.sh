@@ -11,8 +11,15 @@ sh mount-helpers/install.sh "$(swift build -c release --show-bin-path)/jigdofs" 
 bin=/usr/local/bin/jigdofs
 demo=${DEMO_DIR:-$PWD/demo}
 mnt=$demo/mnt
-cleanup() { fusermount3 -u "$mnt" 2>/dev/null || true; }
+net=$demo/mnt-url
+nginx_pid=
+cleanup() {
+  fusermount3 -u "$mnt" 2>/dev/null || true
+  fusermount3 -u "$net" 2>/dev/null || true
+  if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 step() { printf '\n== %s\n' "$*"; }
 step "building a demo release in $demo (xorriso + jigdo-file + libjte)"
@@ -51,4 +58,60 @@ rm -f "$demo/out.iso"
 "$bin" make-image "$demo/release/demo-1.0-x86_64.jigdo" --scan "$demo/tree" -o "$demo/out.iso"
 
 step "unmounting"
-fusermount3 -u "$mnt" && echo "unmounted $mnt"
+"$bin" umount "$mnt" && echo "unmounted $mnt"
+
+# The same release from a mirror: nginx on 127.0.0.1 serves the .jigdo, the template and the
+# packages; the mount has nothing local and an empty cache, and downloads only what is read.
+www=$demo/www
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+url=http://127.0.0.1:$port
+step "a local mirror of the release: nginx on $url (root $www)"
+rm -rf "$www" "$demo/cache-url" "$demo/nginx"
+mkdir -p "$www/release" "$demo/nginx" "$net"
+ln -s "$demo/tree" "$www/demo"
+cp "$demo/release/release.template" "$www/release/"
+sed "s|^Base=.*|Base=$url/demo/|" "$demo/release/demo-1.0-x86_64.jigdo" > "$www/release/demo-1.0-x86_64.jigdo"
+user_line=
+[ "$(id -u)" -eq 0 ] && user_line="user root;"   # the workers read the demo dir wherever it is
+cat > "$demo/nginx/nginx.conf" <<CONF
+daemon off;
+$user_line
+worker_processes 1;
+pid $demo/nginx/nginx.pid;
+error_log $demo/nginx/error.log;
+events { worker_connections 64; }
+http {
+  access_log $demo/nginx/access.log;
+  client_body_temp_path $demo/nginx; proxy_temp_path $demo/nginx; fastcgi_temp_path $demo/nginx;
+  uwsgi_temp_path $demo/nginx; scgi_temp_path $demo/nginx;
+  server { listen 127.0.0.1:$port; root $www; }
+}
+CONF
+nginx -p "$demo/nginx" -c "$demo/nginx/nginx.conf" &
+nginx_pid=$!
+for _ in $(seq 100); do curl -sf -o /dev/null "$url/release/demo-1.0-x86_64.jigdo" && break; sleep 0.1; done
+echo "serving $url/release/demo-1.0-x86_64.jigdo, its template and $url/demo/ (the packages)"
+
+step "jigdofs mount $url/release/demo-1.0-x86_64.jigdo $net   (nothing local, empty cache)"
+fusermount3 -u "$net" 2>/dev/null || true
+"$bin" mount --cache-dir "$demo/cache-url" "$url/release/demo-1.0-x86_64.jigdo" "$net"
+ls -l "$net"
+
+step "a file from inside the image, downloaded on demand ($net/demo-1.0-x86_64.iso.d/repodata/primary.xml)"
+cmp "$net/demo-1.0-x86_64.iso.d/repodata/primary.xml" "$demo/tree/repodata/primary.xml" \
+  && echo "repodata/primary.xml equals the package tree's copy"
+
+step "a stretch of the image: 4 MiB from 8 MiB on, compared with the ISO xorriso made"
+cmp <(dd if="$net/demo-1.0-x86_64.iso" bs=1M skip=8 count=4 status=none) \
+    <(dd if="$demo/release.iso" bs=1M skip=8 count=4 status=none) && echo "identical, byte for byte"
+
+step "jigdofs status $net   (parts downloaded so far)"
+"$bin" status "$net"
+echo "nginx answered $(wc -l < "$demo/nginx/access.log") requests"
+
+step "unmounting, stopping nginx"
+"$bin" umount "$net" && echo "unmounted $net"
+kill "$nginx_pid" 2>/dev/null || true
+wait "$nginx_pid" 2>/dev/null || true
+nginx_pid=
+echo "nginx stopped"

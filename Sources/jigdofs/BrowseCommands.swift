@@ -48,6 +48,12 @@ struct List: ParsableCommand {
     @Flag(name: .customShort("R"), help: "List subdirectories recursively.")
     var recursive = false
 
+    @Flag(name: .customShort("a"), help: "Accepted for ls habits (nothing inside an image is hidden).")
+    var all = false
+
+    @Flag(name: .customShort("1"), help: "One name per line (what the short listing does anyway).")
+    var onePerLine = false
+
     func run() throws {
         try withISOErrors {
             let volume = try openVolume(options)

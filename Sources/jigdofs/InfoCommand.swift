@@ -17,8 +17,11 @@ struct Info: ParsableCommand {
 
     @OptionGroup var options: SourceOptions
 
-    @Flag(name: .long, help: "Print JSON instead of text.")
+    @Flag(name: .long, help: "Print JSON instead of text (sizes in bytes): pretty on a terminal, compact otherwise.")
     var json = false
+
+    @Flag(name: .long, help: "With --json: pretty-printed even when stdout is not a terminal.")
+    var pretty = false
 
     struct Report: Codable {
         struct Location: Codable {
@@ -107,7 +110,7 @@ struct Info: ParsableCommand {
                 case .notGiven: r.templateChecksum = "not given in the .jigdo"
                 }
                 r.parts = t.parts.count
-                r.uniqueParts = Set(t.parts.map(\.checksum)).count
+                r.uniqueParts = Set(t.parts.filter { $0.length > 0 }.map(\.checksum)).count
                 r.partBytes = image.partBytes
                 r.templateBytes = image.templateBytes
             } catch where options.template == nil {
@@ -143,9 +146,7 @@ struct Info: ParsableCommand {
             generator: whole.generator, partsListed: whole.parts.count, images: images, servers: servers,
             warnings: whole.warnings)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report, pretty: pretty)
             return
         }
         print("Jigdo:        \(report.jigdo) (format \(report.jigdoVersion)\(report.generator.map { ", \($0)" } ?? ""))")
@@ -153,7 +154,7 @@ struct Info: ParsableCommand {
         for (i, r) in images.enumerated() {
             if images.count > 1 { print("[\(i + 1)] \(r.image)") }
             print("Image:        \(r.image)")
-            if let size = r.size { print("Size:         \(size) bytes (\(formatBytes(size)))") }
+            if let size = r.size { print("Size:         \(formatBytes(size)) (\(size) bytes)") }
             if let kind = r.checksumKind, let sum = r.imageChecksum, let hex = r.imageChecksumHex {
                 print("Checksum:     \(kind) \(sum) (hex \(hex))")
             }
@@ -163,9 +164,9 @@ struct Info: ParsableCommand {
                 print("Template:     \(r.template) (checksum \(r.templateChecksum))")
             }
             if let parts = r.parts, let unique = r.uniqueParts, let bytes = r.partBytes {
-                print("Parts:        \(parts) (\(unique) distinct), \(bytes) bytes")
+                print("Parts:        \(unique) distinct (\(parts) entries in the template), \(formatBytes(bytes))")
             }
-            if let bytes = r.templateBytes { print("In template:  \(bytes) bytes") }
+            if let bytes = r.templateBytes { print("In template:  \(formatBytes(bytes))") }
             if let s = r.shortInfo { print("ShortInfo:    \(s)") }
         }
         print("Listed parts: \(report.partsListed) in [Parts]")

@@ -14,15 +14,13 @@ struct JigdoFS: ParsableCommand {
             copies of the parts, without building the whole image first.
             """,
         version: "0.1.0",
-        subcommands: [Info.self, MakeImage.self, Verify.self, Mount.self, Status.self, Prefetch.self, Cache.self, List.self, Cat.self]
+        subcommands: [Info.self, MakeImage.self, Verify.self, Mount.self, Status.self, Prefetch.self, Umount.self, Cache.self, List.self, Cat.self, Copy.self]
     )
 
     /// Runs a command; every failure becomes one line on stderr and a non-zero exit.
     static func main() {
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = ProcessInfo.processInfo.environment["JIGDOFS_DEBUG"] != nil ? .debug : .warning
-            return handler
+            FoldingLogHandler(label: label, level: ProcessInfo.processInfo.environment["JIGDOFS_DEBUG"] != nil ? .debug : .warning)
         }
         do {
             var command = try parseAsRoot()

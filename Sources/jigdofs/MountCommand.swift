@@ -18,11 +18,12 @@ struct Mount: ParsableCommand {
             9660 image X.iso, a read-only directory X.iso.d shows the files inside it (listing \
             it needs no part; reading a file reads only that file's parts). The command returns \
             once the mount is usable and keeps serving in the background (-f: in the foreground). \
-            Unmount with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.
+            Unmount with `jigdofs umount MOUNTPOINT` (or `fusermount3 -u MOUNTPOINT`). A mount \
+            point inside another jigdofs mount is refused.
             """)
 
     @Argument(help: ArgumentHelp("One or more .jigdo files or directories of them, then the mount point.", valueName: "SOURCE... MOUNTPOINT"))
-    var paths: [String] = []
+    var paths: [String]
 
     @OptionGroup var partOptions: PartOptions
 
@@ -56,6 +57,9 @@ struct Mount: ParsableCommand {
     func run() throws {
         // Fork before anything else runs (see Daemon): the parent returns only when the
         // child reports the mount ready, or exits with the child's status.
+        WarningFolds.enabled = false
+        try refuseDeadMount(mountpoint)
+        try refuseNestedMount(mountpoint)
         let daemon = foreground || debug ? nil : try Daemon.forkWaitingForReady()
 
         let images = try openImages()
@@ -89,6 +93,7 @@ struct Mount: ParsableCommand {
             return names.map { dir + $0 }.filter { !isDirectory($0) }
         }
         guard fileExists(path) else { throw JigdoError(.io, path: source, "no such file or directory") }
+        try refuseNonJigdo(source)
         return [path]
     }
 
@@ -103,7 +108,8 @@ struct Mount: ParsableCommand {
         /// Every image of one .jigdo (a merged .jigdo has several), each with its own template.
         func open(_ origin: String, remote: Bool) throws -> [(String, JigdoImage, Bool)] {
             let descriptor = remote
-                ? try RemoteSource.descriptor(url: origin, cache: shared.cache, downloader: downloader)
+                ? try namingURL(origin, cacheDirectory: shared.cache.directory) {
+                    try RemoteSource.descriptor(url: origin, cache: shared.cache, downloader: downloader) }
                 : try JigdoDescriptor.load(path: origin, fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: downloader))
             reportWarnings(descriptor)
             return try descriptor.perImage.map { one in

@@ -61,23 +61,3 @@ final class PartialOutputFile {
         SignalCleanup.unregister()
     }
 }
-
-/// Removes the temporary output file when the user interrupts (SIGINT/SIGTERM/SIGHUP).
-enum SignalCleanup {
-    // Read by the signal handler: a plain C string, set before the handler is installed.
-    nonisolated(unsafe) private static var path: UnsafeMutablePointer<CChar>?
-
-    static func register(_ p: String) {
-        path = strdup(p)
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            signal(sig) { sig in
-                if let p = SignalCleanup.path { unlink(p) }
-                _exit(128 + sig)
-            }
-        }
-    }
-
-    static func unregister() {
-        for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_DFL) }
-    }
-}

@@ -4,6 +4,7 @@ import Foundation
 import ImageAssembly
 import JigdoFormat
 import PartSources
+import Synchronization
 
 struct Prefetch: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,8 +19,16 @@ struct Prefetch: ParsableCommand {
     @OptionGroup var options: SourceOptions
 
     func run() throws {
-        if isDirectory(options.source), let (_, report) = try StatusFile.read(mountpoint: options.source) {
-            return try prefetchMount(options.source, images: report.images)
+        let path = options.source
+        if !isRemoteURL(path) {
+            try refuseDeadMount(path)
+            if isDirectory(path) {
+                guard let (_, report) = try StatusFile.read(mountpoint: path) else {
+                    throw CommandFailure(message: "\(path): a directory, but not a jigdofs mount; give a .jigdo, its URL, or the mount point of a jigdofs mount", code: 1)
+                }
+                ProgressSettings.mode = options.progress
+                return try prefetchMount(path, images: report.images)
+            }
         }
         if options.parts.offline {
             throw CommandFailure(message: "prefetch downloads parts; it cannot run with --offline", code: 1)
@@ -31,10 +40,22 @@ struct Prefetch: ParsableCommand {
         let missing = store.missingParts().filter { seen.insert(parts[$0].checksum).inserted }
         try requireParts(missing.filter { store.urls(forPart: $0).isEmpty }, source.image, source.resolver,
                          why: "have no local copy and no download location")
+        let distinct = Set(parts.filter { $0.length > 0 }.map(\.checksum)).count
         let total = missing.reduce(Int64(0)) { $0 + parts[$1].length }
+        let cacheDir = store.cache?.directory ?? "the cache"
+        let before = store.statistics()
+        Interrupt.onInterrupt {
+            let s = store.statistics()
+            return "\(countText(s.partsDownloaded - before.partsDownloaded, "part")) (\(formatBytes(s.bytesDownloaded - before.bytesDownloaded))) of \(missing.count) downloaded into \(cacheDir), partial downloads kept; run `jigdofs prefetch \(path)` again to go on"
+        }
         store.prefetch(missing)
         let bar = ProgressBar(title: "Downloading")
-        var done: Int64 = 0
+        // Figures from the store as downloads finish, whatever order they finish in.
+        let ticker = Ticker(every: 0.2) {
+            let s = store.statistics()
+            bar.update(done: min(total, s.bytesDownloaded - before.bytesDownloaded), total: total,
+                       parts: (s.partsDownloaded - before.partsDownloaded, missing.count))
+        }
         var failures: [String] = []
         for i in missing {
             do {
@@ -42,17 +63,17 @@ struct Prefetch: ParsableCommand {
             } catch {
                 failures.append("  \(error)")
             }
-            done += parts[i].length
-            bar.update(done: done, total: total)
         }
+        ticker.stop()
+        let s = store.statistics()
+        bar.update(done: total, total: total, parts: (missing.count - failures.count, missing.count))
         bar.finish()
         guard failures.isEmpty else {
             throw CommandFailure(
-                message: (["\(failures.count) of \(missing.count) parts could not be downloaded (run prefetch again to retry):"] + failures).joined(separator: "\n"),
+                message: (["\(failures.count) of \(countText(missing.count, "part")) could not be downloaded (run prefetch again to retry):"] + capped(failures)).joined(separator: "\n"),
                 code: 2)
         }
-        let stats = store.statistics()
-        print("\(source.image.imageName): all \(Set(parts.map(\.checksum)).count) parts available; \(missing.count) parts (\(stats.bytesDownloaded) bytes) downloaded into \(store.cache?.directory ?? "the cache")")
+        print("\(source.image.imageName): \(distinct) of \(countText(distinct, "part")) available; \(countText(missing.count, "part")) (\(formatBytes(s.bytesDownloaded - before.bytesDownloaded))) downloaded into \(cacheDir)")
     }
 
     /// Reads every image of a mount to its end (the daemon fetches what is missing, with its
@@ -63,7 +84,21 @@ struct Prefetch: ParsableCommand {
         let chunk = 4 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
         defer { buffer.deallocate() }
-        var done: Int64 = 0
+        let done = Mutex<Int64>(0)
+        Interrupt.onInterrupt {
+            "the mount keeps every part it downloaded (\(formatBytes(done.withLock { $0 })) of \(formatBytes(total)) read); run `jigdofs prefetch \(mountpoint)` again to go on"
+        }
+        // The parts figures come from the mount's status, so the bar moves as the daemon's
+        // downloads finish, not only when a 4 MiB read returns.
+        let partsNow = Mutex<(Int, Int)?>(nil)
+        let ticker = Ticker(every: 0.25) {
+            if let report = try? StatusFile.read(mountpoint: mountpoint)?.report {
+                let t = report.images.reduce(0) { $0 + $1.parts.partsTotal }
+                let m = report.images.reduce(0) { $0 + $1.parts.partsMissing }
+                partsNow.withLock { $0 = (t - m, t) }
+            }
+            bar.update(done: done.withLock { $0 }, total: total, parts: partsNow.withLock { $0 }.map { (done: $0.0, total: $0.1) })
+        }
         var failures: [String] = []
         for image in images {
             let path = (mountpoint.hasSuffix("/") ? mountpoint : mountpoint + "/") + image.name
@@ -77,18 +112,50 @@ struct Prefetch: ParsableCommand {
                     failures.append("  \(image.name): bytes \(offset)-\(offset + Int64(n) - 1) unreadable (the mount's log names the parts)")
                 }
                 offset += Int64(n)
-                done += Int64(n)
-                bar.update(done: done, total: total)
+                done.withLock { $0 += Int64(n) }
             }
         }
+        ticker.stop()
+        let finalReport = try StatusFile.read(mountpoint: mountpoint)?.report.images ?? []
+        let t = finalReport.reduce(0) { $0 + $1.parts.partsTotal }
+        let m = finalReport.reduce(0) { $0 + $1.parts.partsMissing }
+        bar.update(done: total, total: total, parts: (t - m, t))
         bar.finish()
         guard failures.isEmpty else {
             throw CommandFailure(
-                message: (["\(mountpoint): \(failures.count) regions could not be read (run prefetch again to retry):"] + failures).joined(separator: "\n"),
+                message: (["\(mountpoint): \(failures.count) regions could not be read (run prefetch again to retry):"] + capped(failures)).joined(separator: "\n"),
                 code: 2)
         }
-        for image in try StatusFile.read(mountpoint: mountpoint)?.report.images ?? [] {
-            print("\(image.name): \(image.parts.partsTotal - image.parts.partsMissing) of \(image.parts.partsTotal) parts available, \(image.parts.bytesDownloaded) bytes downloaded by the mount")
+        for image in finalReport {
+            print("\(image.name): \(image.parts.partsTotal - image.parts.partsMissing) of \(countText(image.parts.partsTotal, "part")) available, \(formatBytes(image.parts.bytesDownloaded)) downloaded by the mount")
         }
+    }
+
+    /// At most 20 failure lines, then how many more.
+    func capped(_ lines: [String]) -> [String] {
+        guard lines.count > MissingReport.maxLines else { return lines }
+        return Array(lines.prefix(MissingReport.maxLines)) + ["  and \(lines.count - MissingReport.maxLines) more"]
+    }
+}
+
+/// Runs `body` every `interval` seconds on its own thread (at once, first) until `stop()`.
+final class Ticker: Sendable {
+    private let stopped = Mutex(false)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(every interval: Double, _ body: @escaping @Sendable () -> Void) {
+        let thread = Thread { [self] in
+            while !self.stopped.withLock({ $0 }) {
+                body()
+                usleep(UInt32(interval * 1_000_000))
+            }
+            self.done.signal()
+        }
+        thread.start()
+    }
+
+    func stop() {
+        stopped.withLock { $0 = true }
+        done.wait()
     }
 }

@@ -45,6 +45,24 @@ struct PartOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Trust the certificate authorities in FILE for https (a private mirror).", valueName: "FILE"))
     var cacert: String?
 
+    @Option(name: .long, help: ArgumentHelp("Limit all downloads together to RATE bytes per second (e.g. 500K, 2M).", valueName: "RATE"))
+    var limitRate: String?
+
+    @Option(name: .long, help: ArgumentHelp("At most N connections to one server at a time.", valueName: "N"))
+    var maxPerHost: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Give up a connection attempt, or a transfer that stalls, after this many seconds (default 15 to connect, 20 stalled).", valueName: "SECONDS"))
+    var timeout: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Retries of a location after an error that may go away (timeout, reset, 5xx) before the next location is tried (default 2).", valueName: "N"))
+    var retries: Int?
+
+    @Flag(name: .long, help: "Log in to servers with the credentials in ~/.netrc.")
+    var netrc = false
+
+    @Option(name: .long, help: ArgumentHelp("Log in to servers with the credentials in FILE (netrc format).", valueName: "FILE"))
+    var netrcFile: String?
+
     func validate() throws {
         for (name, values) in [("--map", map), ("--server", server), ("--mirror", mirror)] {
             for m in values {
@@ -57,6 +75,13 @@ struct PartOptions: ParsableArguments {
             throw ValidationError("--cache-size: '\(cacheSize)' is not a size like 500M or 20G")
         }
         guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
+        if let limitRate, (parseSize(limitRate) ?? 0) < 1 {
+            throw ValidationError("--limit-rate: '\(limitRate)' is not a rate like 500K or 2M (bytes per second)")
+        }
+        if let maxPerHost, maxPerHost < 1 || maxPerHost > 256 { throw ValidationError("--max-per-host must be between 1 and 256") }
+        if let timeout, !(timeout > 0 && timeout <= 86400) { throw ValidationError("--timeout must be a number of seconds between 0 and 86400") }
+        if let retries, retries < 0 || retries > 100 { throw ValidationError("--retries must be between 0 and 100") }
+        if let netrcFile, !fileExists(netrcFile) { throw ValidationError("--netrc-file: \(netrcFile): no such file") }
     }
 
     /// Label -> URL values from `--server`/`--mirror` (`option` names it in messages).
@@ -136,6 +161,19 @@ struct PartOptions: ParsableArguments {
         var c = DownloadConfig()
         c.jobs = jobs
         c.caFile = cacert.map(absolutePath)
+        c.limitRate = limitRate.flatMap(parseSize) ?? 0
+        c.maxPerHost = maxPerHost ?? 0
+        if let timeout {
+            c.connectTimeout = timeout
+            c.lowSpeedTime = max(1, Int(timeout.rounded(.up)))
+        }
+        if let retries { c.attemptsPerLocation = retries + 1 }
+        c.netrc = netrc || netrcFile != nil
+        c.netrcFile = netrcFile.map(absolutePath)
+        // A limited rate shared by many transfers must not look like a stalled server.
+        if c.limitRate > 0 {
+            c.lowSpeedLimit = Int(max(1, min(Int64(c.lowSpeedLimit), c.limitRate / Int64(2 * (c.jobs + 2)))))
+        }
         return c
     }
 
@@ -251,6 +289,9 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The image to use when the .jigdo describes several (jigdo-file --merge): its file name, as `info` lists them.", valueName: "NAME"))
     var image: String?
 
+    @Option(name: .long, help: ArgumentHelp("auto: a bar when stderr is a terminal; bar; plain: a line every few seconds; none.", valueName: "auto|bar|plain|none"))
+    var progress: ProgressMode = .auto
+
     var isRemoteSource: Bool { isRemoteURL(source) }
 
     /// The .jigdo, with its includes (remote ones fetched, or from the cache when offline),
@@ -259,11 +300,14 @@ struct SourceOptions: ParsableArguments {
         let downloader = parts.offline ? nil : shared.downloader
         let descriptor: JigdoDescriptor
         if isRemoteSource {
-            descriptor = try RemoteSource.descriptor(url: source, cache: shared.cache, downloader: downloader)
+            descriptor = try namingURL(source, cacheDirectory: shared.cache.directory) {
+                try RemoteSource.descriptor(url: source, cache: shared.cache, downloader: downloader)
+            }
         } else {
             guard fileExists(source) else {
                 throw JigdoError(.io, path: source, "no such file")
             }
+            try refuseNonJigdo(source)
             descriptor = try JigdoDescriptor.load(path: source, fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: downloader))
         }
         reportWarnings(descriptor)
@@ -277,13 +321,16 @@ struct SourceOptions: ParsableArguments {
 
     func openImage(shared: PartOptions.Shared) throws -> JigdoImage {
         let descriptor = try selectImage(try openDescriptor(shared: shared))
-        return try PublishedFiles.openTemplate(
-            descriptor: descriptor, jigdoURL: isRemoteSource ? source : nil, cache: shared.cache,
-            downloader: parts.offline ? nil : shared.downloader, override: template.map(absolutePath))
+        return try namingURL(source, cacheDirectory: shared.cache.directory) {
+            try PublishedFiles.openTemplate(
+                descriptor: descriptor, jigdoURL: isRemoteSource ? source : nil, cache: shared.cache,
+                downloader: parts.offline ? nil : shared.downloader, override: template.map(absolutePath))
+        }
     }
 
     /// Opens the image with its part sources (local, old images, cache, downloads).
     func openSource() throws -> OpenedSource {
+        ProgressSettings.mode = progress
         let shared = try parts.makeShared()
         let image = try openImage(shared: shared)
         return try parts.openSource(for: image, remote: isRemoteSource, shared: shared)
@@ -297,6 +344,12 @@ struct OpenedSource {
     var store: PartStore
     var reader: ImageReader
     var offline: Bool
+
+    /// For an interrupt message: where downloaded parts stay.
+    var keptPartsNote: String {
+        guard !offline, store.downloader != nil, let dir = store.cache?.directory else { return "" }
+        return "; parts downloaded so far are kept in the cache (\(dir))"
+    }
 
     /// Before reading the whole image: fails (listing them) on parts that can be neither read
     /// nor downloaded; starts the downloads of the others, in image order.
@@ -312,7 +365,8 @@ struct OpenedSource {
     }
 }
 
-/// Fails with the list of missing parts (and where the jigdo says to get them).
+/// Fails with the list of missing parts (and where the jigdo says to get them): at most 20
+/// lines of them unless `verify --list-missing`.
 func requireParts(_ missing: [Int], _ image: JigdoImage, _ resolver: LocationResolver, why: String) throws {
     guard !missing.isEmpty else { return }
     var seen = Set<Checksum>()
@@ -323,10 +377,35 @@ func requireParts(_ missing: [Int], _ image: JigdoImage, _ resolver: LocationRes
         guard seen.insert(part.checksum).inserted else { continue }
         bytes += part.length
         let urls = resolver.locations(forPart: part.checksum).map(\.description)
-        lines.append("  \(part.checksum.base64) \(part.length) bytes: \(urls.isEmpty ? "(no location in the .jigdo)" : urls.joined(separator: " "))")
+        var whereText = urls.joined(separator: " ")
+        if urls.isEmpty {
+            whereText = !resolver.allowLocalFromJigdo && namesLocalFile(image.descriptor.parts[part.checksum.base64] ?? [], image.descriptor)
+                ? "(its local file: locations are refused: a .jigdo from a server cannot make jigdofs read local files)"
+                : "(no location in the .jigdo)"
+        }
+        lines.append("  \(part.checksum.base64) \(formatBytes(part.length)): \(whereText)")
     }
-    let header = "\(seen.count) of \(Set(image.template.parts.map(\.checksum)).count) parts (\(bytes) bytes) \(why); use --scan DIR or --map LABEL=DIR:"
+    let total = Set(image.template.parts.filter { $0.length > 0 }.map(\.checksum)).count
+    let header = "\(seen.count) of \(countText(max(total, seen.count), "part")) (\(formatBytes(bytes))) \(why); use --scan DIR or --map LABEL=DIR:"
+    if !MissingReport.listAll && lines.count > MissingReport.maxLines {
+        let more = lines.count - MissingReport.maxLines
+        lines = Array(lines.prefix(MissingReport.maxLines)) + ["  and \(more) more (jigdofs verify --list-missing)"]
+    }
     throw CommandFailure(message: ([header] + lines).joined(separator: "\n"), code: 2)
+}
+
+/// Whether one of these locations is (through its labels) a local file: what a .jigdo from a
+/// server may not make us read.
+func namesLocalFile(_ entries: [JigdoLocation], _ descriptor: JigdoDescriptor, depth: Int = 0) -> Bool {
+    guard depth < 8 else { return false }
+    for e in entries {
+        if e.value.hasPrefix("file:") || e.value.hasPrefix("/") { return true }
+        if let colon = e.value.firstIndex(of: ":"), let servers = descriptor.servers[String(e.value[..<colon])],
+           namesLocalFile(servers, descriptor, depth: depth + 1) {
+            return true
+        }
+    }
+    return false
 }
 
 /// "123", "500K", "20G" (powers of 1024) -> bytes.

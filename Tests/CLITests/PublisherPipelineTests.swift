@@ -221,7 +221,7 @@ struct PublisherMergedTests {
     @Test("Fedora: two images merged into one .jigdo, mirrorlist URLs, %2b for +: both bit-exact by --scan, --map and download")
     func fedora() throws {
         let tmp = try servedDirectory()
-        let nginx = try Nginx(root: tmp.file("www"), extraConfig: Publishers.fedoraNginxConfig)
+        let nginx = try Nginx(root: tmp.file("www"), serverConfig: Publishers.fedoraNginxConfig)
         defer { nginx.stop() }
         let release = try Publishers.fedora(in: tmp.path, serverURL: nginx.url)
         let names = release.isos.keys.sorted()

@@ -81,9 +81,9 @@ struct LargeImageTests {
         }
         #expect(try opened.reader.read(at: Self.imageSize, count: 10).isEmpty)
 
-        // The CLI reports the 64-bit size.
+        // The CLI reports the 64-bit size (compact JSON: stdout is not a terminal).
         let info64 = try CLI.run(["info", "--json", tmp.file("big.jigdo")])
-        #expect(info64.status == 0 && info64.stdout.contains("\"size\" : \(Self.imageSize)"), "\(info64)")
+        #expect(info64.status == 0 && info64.stdout.contains("\"size\":\(Self.imageSize)"), "\(info64)")
 
         // One full pass: the whole-image checksum jigdo-file computed must match.
         let result = try ImageStreamer(reader: opened.reader).stream(sink: { _ in })

@@ -16,7 +16,7 @@ struct PublisherMountTests {
     @Test("a merged .jigdo (Fedora) shows each image as its own file, each bit-exact")
     func mergedImages() throws {
         let dir = try servedTemp()
-        let nginx = try Nginx(root: dir + "/www", extraConfig: Publishers.fedoraNginxConfig)
+        let nginx = try Nginx(root: dir + "/www", serverConfig: Publishers.fedoraNginxConfig)
         defer { nginx.stop() }
         let release = try Publishers.fedora(in: dir, serverURL: nginx.url)
         try Harness.withMount([release.jigdo], options: ["--map", "Fedora=\(release.tree)", "--cache-dir", dir + "/cache"]) { mnt in

@@ -80,9 +80,10 @@ public final class Nginx: @unchecked Sendable {
     public var certificatePath: String { dir.path + "/cert.pem" }
 
     /// - Parameter tls: serve https with a certificate made here with openssl.
-    /// - Parameter extraConfig: more lines for the `server` block (e.g. a `location` that
-    ///   redirects, as a mirrorlist does).
-    public init(root: String, tls: Bool = false, extraConfig: String = "") throws {
+    /// - Parameter serverConfig: more lines for the `server` block (auth_basic, access_log, a
+    ///   `location` that redirects as a mirrorlist does ...).
+    /// - Parameter listenOptions: after the address of `listen` (e.g. `sndbuf=64k`).
+    public init(root: String, tls: Bool = false, serverConfig: String = "", listenOptions: String = "") throws {
         dir = try TemporaryDirectory(prefix: "jigdofs-dl")
         self.tls = tls
         var listenSuffix = ""
@@ -114,11 +115,13 @@ public final class Nginx: @unchecked Sendable {
                   uwsgi_temp_path \(d)/tmp;
                   scgi_temp_path \(d)/tmp;
                   keepalive_requests 100000;
+                  log_format timed '$msec $request_time $body_bytes_sent "$request" $status';
+                  log_format conn '$connection "$request" $status';
                   server {
-                    listen 127.0.0.1:\(port)\(listenSuffix);
+                    listen 127.0.0.1:\(port)\(listenSuffix) \(listenOptions);
                     \(sslLines)
                     root \(root);
-                    \(extraConfig)
+                    \(serverConfig)
                   }
                 }
                 """

@@ -25,6 +25,13 @@ public struct DownloadConfig: Sendable {
     public var attemptsPerLocation = 3
     /// Delay before the first retry of a location; doubled for each further one.
     public var retryDelay: Double = 0.5
+    /// All transfers together at most this many bytes/s (`--limit-rate`); 0: no limit.
+    public var limitRate: Int64 = 0
+    /// Connections to one host at once (`--max-per-host`); 0: no limit.
+    public var maxPerHost = 0
+    /// Credentials from ~/.netrc, or from `netrcFile` (`--netrc`, `--netrc-file`).
+    public var netrc = false
+    public var netrcFile: String?
 
     public init() {}
 }
@@ -146,6 +153,7 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
         t.offset += Int64(w)
     }
     t.received += Int64(n)
+    DownloadRateLimit.shared.consume(n)
     return n
 }
 
@@ -184,6 +192,8 @@ public final class HTTPDownloader: @unchecked Sendable {
         self.config = config
         self.multi = multi
         _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(4, config.jobs * 2))
+        if config.maxPerHost > 0 { _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, config.maxPerHost) }
+        DownloadRateLimit.shared.setRate(config.limitRate)
     }
 
     /// Starts the worker on first use, so a process may create the downloader and then fork
@@ -368,6 +378,8 @@ public final class HTTPDownloader: @unchecked Sendable {
         _ = jfs_curl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
         _ = jfs_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, c.userAgent)
         if let ca = c.caFile { _ = jfs_curl_easy_setopt_string(easy, CURLOPT_CAINFO, ca) }
+        if c.netrc { _ = jfs_curl_easy_setopt_long(easy, CURLOPT_NETRC, 1 /* CURL_NETRC_OPTIONAL */) }
+        if let f = c.netrcFile { _ = jfs_curl_easy_setopt_string(easy, CURLOPT_NETRC_FILE, f) }
         if t.resumeFrom > 0 { _ = jfs_curl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(t.resumeFrom)) }
         active[easy] = t
         curl_multi_add_handle(multi, easy)
@@ -401,6 +413,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         } else {
             var text = String(cString: t.errorBuffer)
             if text.isEmpty { text = String(cString: curl_easy_strerror(code)) }
+            text = ProxyEnvironment.annotate(text, code: code, url: t.url)
             result = .failure(TransferError(reason: .curl(code: Int(code.rawValue), text: text)))
         }
         complete(t, result)

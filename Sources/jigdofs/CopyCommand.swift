@@ -1,0 +1,89 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import JigdoFormat
+
+/// `jigdofs copy`: the byte copy behind jigdo-write-usb (the write and the read-back), with the
+/// same progress display as every other command. Not shown in --help.
+struct Copy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy bytes from INPUT to OUTPUT (a device) with progress; print their SHA-256 with --sha256.",
+        discussion: "Used by jigdo-write-usb. Without OUTPUT the input is only read (a read-back check). OUTPUT is never created.",
+        shouldDisplay: false)
+
+    @Argument(help: "The file or device to read.")
+    var input: String
+
+    @Argument(help: "The file or device to write (must exist).")
+    var output: String?
+
+    @Option(name: .long, help: "Read only this many bytes.")
+    var count: Int64?
+
+    @Option(name: .long, help: "The progress line's title.")
+    var title = "Copying"
+
+    @Flag(name: .long, help: "Print the SHA-256 (hex) of the bytes on standard output.")
+    var sha256 = false
+
+    @Option(name: .long, help: "What the interrupt line says was kept.")
+    var interruptMessage: String?
+
+    @Option(name: .long, help: ArgumentHelp("auto, bar, plain or none.", valueName: "MODE"))
+    var progress: ProgressMode = .auto
+
+    func run() throws {
+        ProgressSettings.mode = progress
+        let inFD = open(input, O_RDONLY | O_CLOEXEC)
+        guard inFD >= 0 else { throw CommandFailure(message: "\(input): cannot open: \(errnoText(errno))", code: 1) }
+        defer { close(inFD) }
+        var outFD: Int32 = -1
+        if let output {
+            outFD = open(output, O_WRONLY | O_CLOEXEC)
+            guard outFD >= 0 else { throw CommandFailure(message: "\(output): cannot open: \(errnoText(errno))", code: 1) }
+        }
+        defer { if outFD >= 0 { close(outFD) } }
+        let end = lseek(inFD, 0, SEEK_END)
+        _ = lseek(inFD, 0, SEEK_SET)
+        let total = count ?? Int64(max(end, 0))
+        if let message = interruptMessage { Interrupt.onInterrupt { message } }
+        let bar = ProgressBar(title: title)
+        var hasher = ChecksumHasher(.sha256)
+        let chunk = 4 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { buffer.deallocate() }
+        var done: Int64 = 0
+        bar.update(done: 0, total: total)
+        while done < total {
+            let want = Int(min(Int64(chunk), total - done))
+            let n = pread(inFD, buffer.baseAddress!, want, off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CommandFailure(message: "\(input): read failed at byte \(done): \(errnoText(errno))", code: 1)
+            }
+            if n == 0 { throw CommandFailure(message: "\(input): ends after \(formatBytes(done)), \(formatBytes(total)) expected", code: 1) }
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            if sha256 { hasher.update(bytes) }
+            if outFD >= 0 {
+                var written = 0
+                while written < n {
+                    let w = pwrite(outFD, bytes.baseAddress! + written, n - written, off_t(done) + off_t(written))
+                    if w < 0 {
+                        if errno == EINTR { continue }
+                        throw CommandFailure(message: "\(output!): write failed at byte \(done + Int64(written)): \(errnoText(errno))", code: 1)
+                    }
+                    written += w
+                }
+            }
+            done += Int64(n)
+            bar.update(done: done, total: total)
+        }
+        if outFD >= 0, fsync(outFD) != 0 {
+            throw CommandFailure(message: "\(output!): fsync failed: \(errnoText(errno))", code: 1)
+        }
+        bar.finish()
+        if sha256 { print(hasher.finalize().hex) }
+    }
+}
