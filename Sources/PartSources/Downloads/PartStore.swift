@@ -56,6 +56,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
         var errors: [String] = []
         /// Descriptor holding the lock of the partial file (-1: not taken yet).
         var lockFD: Int32 = -1
+        /// The last response may have spoiled its connection: the next request opens a new one.
+        var freshConnect = false
     }
 
     private struct State {
@@ -69,9 +71,16 @@ public final class PartStore: PartSource, @unchecked Sendable {
         var bytesDownloaded: Int64 = 0
         var partsDownloaded = 0
         var failuresByHost: [String: Int] = [:]
-        /// Failures in a row per host and when the last one was: a host that keeps failing
-        /// is tried last for a while.
-        var failingHosts: [String: (inARow: Int, last: DispatchTime)] = [:]
+        var failuresByLocation: [String: Int] = [:]
+        /// Failures in a row per mirror location (URL prefix) and when the last one was: a
+        /// mirror that keeps failing (or stalls once) is tried last for a while. Per location,
+        /// not per host: a broken mirror does not demote a good one on the same host.
+        var failingLocations: [String: (inARow: Int, last: DispatchTime)] = [:]
+        /// Requests that wait for a part without blocking a thread (`WouldWait`), called
+        /// when the part's download ends.
+        var waiters: [Checksum: [@Sendable (JigdoError?) -> Void]] = [:]
+        /// The memory fallback was announced (once per store).
+        var warnedMemory = false
         /// URL prefix -> prefix it redirected to (a mirror redirector's answer), and until when
         /// it is used instead of asking the redirector again.
         var redirects: [String: (target: String, until: DispatchTime)] = [:]
@@ -99,6 +108,9 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private var state = State()
     private let openFiles = ByteBudgetCache<Checksum, ReadOnlyFile>(budget: 64)
     private let memoryParts: ByteBudgetCache<Checksum, [UInt8]>
+    /// Cache files this process checked (or wrote from bytes it hashed), as they were then:
+    /// a file whose identity differs is checked again before a byte of it is served.
+    private let verifiedFiles = Mutex<[Checksum: FileIdentity]>([:])
 
     /// - Parameters:
     ///   - local: parts found on disk (`--scan`, `--map`, local locations, old images); may be nil.
@@ -132,6 +144,10 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         noteRead(index)
+        try readPart(index, at: offset, into: buffer, round: 0)
+    }
+
+    private func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer, round: Int) throws {
         var localFailure: JigdoError?
         if let local, local.isLocallyAvailable(index) {
             do {
@@ -152,6 +168,16 @@ public final class PartStore: PartSource, @unchecked Sendable {
         switch loaded {
         case .file(let file):
             try file.read(at: offset, into: buffer)
+            if file.currentIdentity() != file.identity {
+                // Written to since it was checked: these bytes may not be the part's. Check
+                // the file again (or fetch the part again) and read once more.
+                openFiles.remove(template.parts[index].checksum)
+                verifiedFiles.withLock { _ = $0.removeValue(forKey: template.parts[index].checksum) }
+                guard round < 2 else {
+                    throw JigdoError(.io, path: file.path, "cached part keeps changing while it is read")
+                }
+                try readPart(index, at: offset, into: buffer, round: round + 1)
+            }
         case .memory(let bytes):
             bytes.withUnsafeBytes { src in
                 buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[Int(offset)..<Int(offset) + buffer.count]))
@@ -198,6 +224,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         public var bytesDownloaded: Int64
         public var downloading: Int
         public var failuresByHost: [String: Int]
+        public var failuresByLocation: [String: Int]
     }
 
     /// Parts (distinct checksums with bytes) by where they are now; stats every cache file, so
@@ -232,7 +259,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
         condition.lock(); defer { condition.unlock() }
         let inFlight = state.parts.values.filter { if case .downloading = $0 { return true }; return false }.count
         return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
-                          downloading: inFlight, failuresByHost: state.failuresByHost)
+                          downloading: inFlight, failuresByHost: state.failuresByHost,
+                          failuresByLocation: state.failuresByLocation)
     }
 
     // MARK: reading from the cache, waiting for downloads
@@ -242,28 +270,94 @@ public final class PartStore: PartSource, @unchecked Sendable {
         if let f = openFiles.value(for: part.checksum) { return .file(f) }
         if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
         guard let cache else { throw unavailable(part, "has no local copy") }
-        var f: ReadOnlyFile?
-        for _ in 0..<3 where f == nil {
+        for _ in 0..<3 {
             if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
-            if !cache.contains(part.checksum, length: part.length) {
-                guard downloadsEnabled else {
-                    throw unavailable(part, options.offline ? "has no local copy and is not in the cache (downloads are off: --offline)" : "has no local copy")
-                }
-                forgetEvicted(part.checksum)
-                try waitForDownload(index)
-                if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
-            }
             // The part may be evicted (--cache-size) between its download and this open.
-            f = try? ReadOnlyFile(path: cache.path(for: part.checksum))
-            if f == nil, let m = memoryParts.value(for: part.checksum) { return .memory(m) }
+            if let f = cache.openPart(part.checksum, length: part.length) {
+                if try isVerified(f, part) {
+                    var file = f
+                    if cache.sizeLimit != nil {
+                        // Marks it as just used (LRU by mtime). That changes its identity: the
+                        // touched file is taken as verified only if nothing else changed it.
+                        cache.touch(part.checksum)
+                        guard let g = cache.openPart(part.checksum, length: part.length),
+                              g.identity.inode == f.identity.inode, g.identity.device == f.identity.device,
+                              f.currentIdentity() == g.identity else { continue }
+                        verifiedFiles.withLock { $0[part.checksum] = g.identity }
+                        file = g
+                    }
+                    openFiles.insert(file, for: part.checksum, cost: 1)
+                    return .file(file)
+                }
+                continue
+            }
+            guard downloadsEnabled else {
+                throw unavailable(part, options.offline ? "has no local copy and is not in the cache (downloads are off: --offline)" : "has no local copy")
+            }
+            forgetEvicted(part.checksum)
+            if ReadContext.mustNotWait { throw wouldWait(index) }
+            try waitForDownload(index)
         }
-        guard let f else { throw unavailable(part, "was evicted from the cache before it could be read (--cache-size too small?)") }
-        if cache.sizeLimit != nil { cache.touch(part.checksum) }
-        guard f.size == part.length else {
-            throw JigdoError(.io, path: f.path, "cached part changed size (\(f.size) bytes, part is \(part.length))")
+        throw unavailable(part, "was evicted from the cache before it could be read (--cache-size too small?)")
+    }
+
+    /// Whether a cache file holds the part: checked (hashed) the first time this process
+    /// serves it, then remembered by its identity (inode, size, mtime, ctime). A file that
+    /// does not match is removed (the part is fetched again) and never served.
+    private func isVerified(_ f: ReadOnlyFile, _ part: TemplatePart) throws -> Bool {
+        if verifiedFiles.withLock({ $0[part.checksum] }) == f.identity { return true }
+        let sum = try f.checksum(part.checksum.kind ?? template.checksumKind)
+        if sum == part.checksum, f.currentIdentity() == f.identity {
+            verifiedFiles.withLock { $0[part.checksum] = f.identity }
+            return true
         }
-        openFiles.insert(f, for: part.checksum, cost: 1)
-        return .file(f)
+        logger.warning("\(f.path): cached part does not match its checksum (a damaged or altered cache file); removed, the part is fetched again")
+        cache?.remove(part.checksum, ifStill: f.identity)
+        verifiedFiles.withLock { _ = $0.removeValue(forKey: part.checksum) }
+        forgetEvicted(part.checksum)
+        return false
+    }
+
+    /// Starts (or joins) the part's download without waiting: the `WouldWait` to throw.
+    private func wouldWait(_ index: Int) -> WouldWait {
+        let sum = template.parts[index].checksum
+        condition.lock()
+        var start: UInt64?
+        var promote: UInt64?
+        let attempt: UInt64
+        switch state.parts[sum] {
+        case .downloading(let a, let prefetch, let transfer)?:
+            attempt = a
+            if prefetch {
+                state.parts[sum] = .downloading(attempt: a, prefetch: false, transfer: transfer)
+                promote = transfer
+            }
+        case .done?, .failed?, nil:
+            attempt = state.nextAttempt
+            state.nextAttempt += 1
+            state.parts[sum] = .downloading(attempt: attempt, prefetch: false, transfer: 0)
+            start = attempt
+        }
+        condition.unlock()
+        if let promote, promote != 0 { downloader?.promote(promote) }
+        if let start { begin(index: index, attempt: start, prefetch: false) }
+        return WouldWait { [self] done in whenFinished(sum, attempt: attempt, done) }
+    }
+
+    /// Calls `done` when the download `attempt` (or a later one) of the part ended.
+    private func whenFinished(_ sum: Checksum, attempt: UInt64, _ done: @escaping @Sendable (JigdoError?) -> Void) {
+        condition.lock()
+        switch state.parts[sum] {
+        case .downloading?:
+            state.waiters[sum, default: []].append(done)
+            condition.unlock()
+        case .failed(let a, let error)? where a >= attempt:
+            condition.unlock()
+            done(error)
+        default:
+            condition.unlock()
+            done(nil)
+        }
     }
 
     private func unavailable(_ part: TemplatePart, _ why: String) -> JigdoError {
@@ -366,7 +460,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private func begin(index: Int, attempt: UInt64, prefetch: Bool) {
         let part = template.parts[index]
         let job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
-                      prefetch: prefetch, urls: orderedByHealth(urls(forPart: index)))
+                      prefetch: prefetch, urls: orderedByHealth(urls(forPart: index), part: part))
         if job.urls.isEmpty {
             finish(job, error: unavailable(part, "has no local copy and no download location in the .jigdo"))
             return
@@ -389,6 +483,10 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 finish(job, error: nil)
                 return
             }
+            if !cache.isWritable {
+                downloadIntoMemory(job, requestURL: applyRedirect(job.urls[job.urlIndex]), cause: nil)
+                return
+            }
             do {
                 guard let fd = try cache.lockPartial(for: job.checksum) else {
                     // Another process sharing the cache is downloading it: look again shortly.
@@ -397,6 +495,15 @@ public final class PartStore: PartSource, @unchecked Sendable {
                     return
                 }
                 job.lockFD = fd
+            } catch let e as CacheWriteError where PartCache.costsOnlyCaching(e.code) {
+                // A read-only, full or foreign cache: caching is lost, the read is not.
+                if e.code != ENOSPC && e.code != EDQUOT { cache.noteUnwritable(e.message) }
+                downloadIntoMemory(job, requestURL: applyRedirect(job.urls[job.urlIndex]),
+                                   cause: TransferError(reason: .diskFull(e.message)))
+                return
+            } catch let e as CacheWriteError {
+                finish(job, error: JigdoError(.io, e.message))
+                return
             } catch let e as JigdoError {
                 finish(job, error: e)
                 return
@@ -418,8 +525,20 @@ public final class PartStore: PartSource, @unchecked Sendable {
             resume = 0
         }
         if resume == job.length && job.length > 0 {
-            verify(job, partial: partial, resumedFrom: resume)
+            verify(job, partial: partial, resumedFrom: resume, received: nil)
             return
+        }
+        // Downloads are hashed as they arrive; a resumed file's prefix is hashed once here.
+        var hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+        if resume > 0 {
+            do {
+                let prefix = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW)
+                try hashPrefix(prefix, count: resume, into: &hasher)
+            } catch {
+                unlink(partial)
+                resume = 0
+                hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+            }
         }
         let url = job.urls[job.urlIndex]
         let requestURL = applyRedirect(url)
@@ -427,10 +546,13 @@ public final class PartStore: PartSource, @unchecked Sendable {
         job.prefetch = currentlyPrefetch(job)
         let submitted = job
         let resumeFrom = resume
-        let id = downloader.submit(
-            url: requestURL, to: partial, resumeFrom: resumeFrom, maxLength: job.length,
-            priority: job.prefetch ? .prefetch : .demand
-        ) { result in
+        var request = TransferRequest(url: requestURL, path: partial)
+        request.resumeFrom = resumeFrom
+        request.maxLength = job.length
+        request.exactLength = true
+        request.freshConnect = job.freshConnect
+        request.hasher = hasher
+        let id = downloader.submit(request, priority: job.prefetch ? .prefetch : .demand) { result in
             store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
         }
         condition.lock()
@@ -458,8 +580,9 @@ public final class PartStore: PartSource, @unchecked Sendable {
         case .success(let summary):
             recordDownloaded(summary.received)
             if summary.effectiveURL != requestURL { learnRedirect(from: requestURL, to: summary.effectiveURL) }
-            verify(job, partial: partial, resumedFrom: resumedFrom)
+            verify(job, partial: partial, resumedFrom: resumedFrom, received: summary.checksum)
         case .failure(let error):
+            if error.spoilsConnection { job.freshConnect = true }
             if requestURL != url {
                 // The remembered redirect target failed: ask the original server again.
                 forgetRedirect(for: url)
@@ -476,7 +599,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 unlink(partial)
                 downloadIntoMemory(job, requestURL: requestURL, cause: error)
                 return
-            case .tooLong:
+            case .tooLong, .protocolViolation:
                 unlink(partial)
                 logger.warning("\(url): \(error); not used")
             case .cancelled:
@@ -486,6 +609,12 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 return
             default:
                 break
+            }
+            if error.isStall {
+                // A mirror that stalls is demoted at once: the others carry the rest.
+                logger.warning("\(url): \(error); this mirror goes last for a while")
+                nextLocation(job, failed: "\(url): \(error)", mirrorFault: true, demote: true)
+                return
             }
             job.tries += 1
             if error.isTransient && job.tries < downloadConfig.attemptsPerLocation {
@@ -501,16 +630,32 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     /// The cache disk is full: fetch the part into memory, check it there and serve it from
     /// memory (caching is lost, correctness is not).
-    private func downloadIntoMemory(_ job: Job, requestURL: String, cause: TransferError) {
+    private func downloadIntoMemory(_ job: Job, requestURL: String, cause: TransferError?) {
         let url = job.urls[job.urlIndex]
         guard job.length <= Int64(options.memoryBudget), let downloader else {
-            nextLocation(job, failed: "\(url): \(cause) (cache disk full; the part is too large to keep in memory)", mirrorFault: false)
+            nextLocation(job, failed: "\(url): \(cause.map { "\($0)" } ?? "the cache cannot be written") (the part is too large to keep in memory)", mirrorFault: false)
             return
         }
-        logger.warning("\(cause): cache disk full; part \(job.checksum.base64) is kept in memory instead")
+        if let cause {
+            // One warning per store: a full disk would otherwise log a line per part.
+            condition.lock()
+            let first = !state.warnedMemory
+            state.warnedMemory = true
+            condition.unlock()
+            if first {
+                logger.warning("\(cause): cache disk full; parts are kept in memory instead (caching is lost, not correctness)")
+            } else {
+                logger.debug("\(cause): part \(job.checksum.base64) kept in memory")
+            }
+        }
         let store = self
         let submitted = job
-        downloader.submit(url: requestURL, to: nil, maxLength: job.length, priority: .demand) { result in
+        var request = TransferRequest(url: requestURL, path: nil)
+        request.maxLength = job.length
+        request.exactLength = true
+        request.freshConnect = job.freshConnect
+        request.hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+        downloader.submit(request, priority: .demand) { result in
             store.memoryDone(submitted, result: result)
         }
     }
@@ -521,11 +666,13 @@ public final class PartStore: PartSource, @unchecked Sendable {
         case .success(let summary):
             let body = summary.body ?? []
             recordDownloaded(summary.received)
-            var hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
-            hasher.update(body)
-            let sum = hasher.finalize()
+            let sum = summary.checksum ?? {
+                var hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+                hasher.update(body)
+                return hasher.finalize()
+            }()
             if sum == job.checksum && Int64(body.count) == job.length {
-                noteSuccess(url)
+                noteSuccess(url, part: template.parts[job.index])
                 memoryParts.insert(body, for: job.checksum, cost: body.count)
                 finish(job, error: nil)
                 return
@@ -533,15 +680,17 @@ public final class PartStore: PartSource, @unchecked Sendable {
             logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
         case .failure(let error):
-            nextLocation(job, failed: "\(url): \(error)", mirrorFault: true)
+            var job = job
+            if error.spoilsConnection { job.freshConnect = true }
+            nextLocation(job, failed: "\(url): \(error)", mirrorFault: true, demote: error.isStall)
         }
     }
 
     /// Gives up on the current location of `job` (recording why, and whether the mirror was to
     /// blame) and tries the next one.
-    private func nextLocation(_ job: Job, failed: String, mirrorFault: Bool) {
+    private func nextLocation(_ job: Job, failed: String, mirrorFault: Bool, demote: Bool = false) {
         var job = job
-        if mirrorFault { noteFailure(job.urls[job.urlIndex]) }
+        if mirrorFault { noteFailure(job.urls[job.urlIndex], part: template.parts[job.index], demote: demote) }
         job.errors.append(failed)
         job.urlIndex += 1
         job.tries = 0
@@ -549,16 +698,21 @@ public final class PartStore: PartSource, @unchecked Sendable {
     }
 
     /// Checks the downloaded file; a match goes into the cache, a mismatch is thrown away.
-    private func verify(_ job: Job, partial: String, resumedFrom: Int64) {
+    /// `received`: the checksum of the file as its bytes arrived (nil: read it back).
+    private func verify(_ job: Job, partial: String, resumedFrom: Int64, received: Checksum?) {
         var job = job
         let url = job.urls[job.urlIndex]
         let kind = job.checksum.kind ?? template.checksumKind
         let sum: Checksum
-        do {
-            sum = try ReadOnlyFile(path: partial).checksum(kind)
-        } catch {
-            nextLocation(job, failed: "\(url): \(error)", mirrorFault: false)
-            return
+        if let received {
+            sum = received
+        } else {
+            do {
+                sum = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW).checksum(kind)
+            } catch {
+                nextLocation(job, failed: "\(url): \(error)", mirrorFault: false)
+                return
+            }
         }
         guard sum == job.checksum else {
             unlink(partial)
@@ -572,9 +726,15 @@ public final class PartStore: PartSource, @unchecked Sendable {
             nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
             return
         }
-        noteSuccess(url)
+        noteSuccess(url, part: template.parts[job.index])
         do {
             try cache?.commit(partial: partial, as: job.checksum)
+            // Bytes this process hashed as they arrived: served without another check while
+            // the file stays as it is.
+            if let f = cache?.openPart(job.checksum, length: job.length) {
+                verifiedFiles.withLock { $0[job.checksum] = f.identity }
+                openFiles.insert(f, for: job.checksum, cost: 1)
+            }
             finish(job, error: nil)
             cache?.noteAdded(bytes: job.length)
         } catch {
@@ -604,8 +764,10 @@ public final class PartStore: PartSource, @unchecked Sendable {
             readerWaits = !prefetch
         }
         if error == nil { state.partsDownloaded += 1 }
+        let waiting = state.waiters.removeValue(forKey: job.checksum) ?? []
         condition.broadcast()
         condition.unlock()
+        for w in waiting { w(error) }
         // A failed read-ahead is retried when the part is read. A failing read throws the error
         // to its reader, which reports it (the CLI's one line, the mount's EIO log line).
         if let error { logger.info("\(readerWaits ? "" : "read-ahead: ")\(error)") }
@@ -617,19 +779,42 @@ public final class PartStore: PartSource, @unchecked Sendable {
         condition.unlock()
     }
 
-    private func noteFailure(_ url: String) {
+    /// Counts a failure against the mirror location of `url`; `demote`: at once (a stall).
+    private func noteFailure(_ url: String, part: TemplatePart, demote: Bool) {
         let host = hostOf(url)
+        let location = locationPrefix(url, part: part)
         condition.lock()
         state.failuresByHost[host, default: 0] += 1
-        state.failingHosts[host] = ((state.failingHosts[host]?.inARow ?? 0) + 1, .now())
+        state.failuresByLocation[location, default: 0] += 1
+        let inARow = (state.failingLocations[location]?.inARow ?? 0) + 1
+        state.failingLocations[location] = (demote ? max(inARow, Self.failingHostThreshold) : inARow, .now())
         condition.unlock()
     }
 
-    private func noteSuccess(_ url: String) {
-        let host = hostOf(url)
+    private func noteSuccess(_ url: String, part: TemplatePart) {
+        let location = locationPrefix(url, part: part)
         condition.lock()
-        state.failingHosts[host] = nil
+        state.failingLocations[location] = nil
         condition.unlock()
+    }
+
+    /// The mirror location a part URL comes from: the URL less the part's path below its
+    /// label (`Label:path` in [Parts], or the checksum for the MD5Sum:/SHA256Sum: labels).
+    func locationPrefix(_ url: String, part: TemplatePart) -> String {
+        let key = part.checksum.base64
+        var tails: [String] = []
+        for entry in resolver.descriptor.parts[key] ?? [] {
+            if let colon = entry.value.firstIndex(of: ":") {
+                tails.append(String(entry.value[entry.value.index(after: colon)...]))
+            }
+        }
+        tails.append(key)
+        for tail in tails where !tail.isEmpty {
+            for candidate in [tail, encodeURLForCurl(tail)] where url.hasSuffix(candidate) && url.count > candidate.count {
+                return String(url.dropLast(candidate.count))
+            }
+        }
+        return directoryOf(url)
     }
 
     /// Remembers that `from` redirected to `to`, as a mapping of their prefixes before the
@@ -668,18 +853,19 @@ public final class PartStore: PartSource, @unchecked Sendable {
         condition.unlock()
     }
 
-    /// The URLs in the .jigdo's order, except that hosts which keep failing go last.
-    private func orderedByHealth(_ urls: [String]) -> [String] {
+    /// The URLs in the .jigdo's order, except that mirror locations which keep failing go last.
+    private func orderedByHealth(_ urls: [String], part: TemplatePart) -> [String] {
         guard urls.count > 1 else { return urls }
         let now = DispatchTime.now().uptimeNanoseconds
         condition.lock()
         // No subtraction: another thread may record a failure stamped after `now`.
-        let bad = Set(state.failingHosts.filter {
+        let bad = Set(state.failingLocations.filter {
             $0.value.inARow >= Self.failingHostThreshold && now < $0.value.last.uptimeNanoseconds + Self.failingHostPenalty
         }.keys)
         condition.unlock()
         guard !bad.isEmpty else { return urls }
-        return urls.filter { !bad.contains(hostOf($0)) } + urls.filter { bad.contains(hostOf($0)) }
+        let isBad = { (u: String) in bad.contains(self.locationPrefix(u, part: part)) }
+        return urls.filter { !isBad($0) } + urls.filter { isBad($0) }
     }
 }
 
@@ -704,6 +890,22 @@ extension PartStore: PartStatisticsProvider {
         out.bytesDownloaded = s.bytesDownloaded
         out.transfersInFlight = s.downloading
         out.failuresByMirror = s.failuresByHost
+        out.failuresByLocation = s.failuresByLocation
         return out
+    }
+}
+
+/// Feeds the first `count` bytes of a file to a hasher (a resumed download's prefix).
+func hashPrefix(_ file: ReadOnlyFile, count: Int64, into hasher: inout ChecksumHasher) throws {
+    let size = 1 << 20
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+    defer { buffer.deallocate() }
+    var offset: Int64 = 0
+    while offset < count {
+        let n = Int(min(Int64(size), count - offset))
+        let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+        try file.read(at: offset, into: slice)
+        hasher.update(UnsafeRawBufferPointer(slice))
+        offset += Int64(n)
     }
 }
