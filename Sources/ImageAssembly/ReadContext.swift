@@ -23,7 +23,7 @@ public enum ReadContext {
     /// True inside `withoutWaiting` on this thread.
     public static var mustNotWait: Bool { pthread_getspecific(key) != nil }
 
-    public static func withoutWaiting<T>(_ body: () throws -> T) rethrows -> T {
+    public static func withoutWaiting<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         let outer = pthread_getspecific(key)
         pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
         defer { pthread_setspecific(key, outer) }

@@ -39,6 +39,9 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("In the background, append log lines here (default: syslog).", valueName: "FILE"))
     var logFile: String?
 
+    @Option(name: .long, help: ArgumentHelp("Seconds the kernel may cache names and attributes (default: a day; nothing changes while mounted).", valueName: "SECONDS", visibility: .hidden))
+    var attrTimeout: Double = 86400
+
     var sources: [String] { Array(paths.dropLast()) }
     var mountpoint: String { paths.last ?? "" }
 
@@ -62,7 +65,8 @@ struct Mount: ParsableCommand {
         let mount = try FUSEMount(
             filesystem: filesystem, mountpoint: absolutePath(mountpoint),
             fsname: sources.count == 1 ? absolutePath(sources[0]) : "jigdofs",
-            options: fuseOptions.flatMap { $0.split(separator: ",").map(String.init) }, debug: debug)
+            options: fuseOptions.flatMap { $0.split(separator: ",").map(String.init) }, debug: debug,
+            attributeTimeout: max(0, attrTimeout))
         try mount.mount()
         do {
             try daemon?.ready(logFile: logFile.map(absolutePath))

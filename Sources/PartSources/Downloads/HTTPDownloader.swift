@@ -499,7 +499,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         try check(jfs_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, c.userAgent), "USERAGENT")
         // HTTP/2 where a TLS server offers it (ALPN), so one connection carries many parts.
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS)), "HTTP_VERSION")
-        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1), "PIPEWAIT")
+        // No CURLOPT_PIPEWAIT: it makes new transfers queue behind a connection that may stall.
         if let ca = c.caFile { try check(jfs_curl_easy_setopt_string(easy, CURLOPT_CAINFO, ca), "CAINFO") }
         if t.resumeFrom > 0 { try check(jfs_curl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(t.resumeFrom)), "RESUME_FROM_LARGE") }
         if let max = t.maxLength {

@@ -365,7 +365,18 @@ public final class PartStore: PartSource, @unchecked Sendable {
     }
 
     /// A part marked done whose cache file is gone (evicted) is missing again.
+    /// (A part is marked done only after its file was committed or its bytes kept in memory,
+    /// so a done part the cache has is not forgotten: a reader that looked just before the
+    /// commit does not start a second download.)
     private func forgetEvicted(_ sum: Checksum) {
+        condition.lock()
+        let done: Bool
+        if case .done? = state.parts[sum] { done = true } else { done = false }
+        condition.unlock()
+        guard done else { return }
+        if memoryParts.value(for: sum) != nil { return }
+        if let length = template.parts.first(where: { $0.checksum == sum })?.length,
+           cache?.contains(sum, length: length) == true, verifiedFiles.withLock({ $0[sum] != nil }) { return }
         condition.lock()
         if case .done? = state.parts[sum] { state.parts[sum] = nil }
         condition.unlock()
@@ -480,7 +491,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             // Already there (another process sharing the cache finished it): done, without
             // making a lock file that this process might exit before removing.
             if cache.contains(job.checksum, length: job.length) {
-                finish(job, error: nil)
+                finish(job, error: nil, fetched: false)
                 return
             }
             if !cache.isWritable {
@@ -515,7 +526,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         if cache.contains(job.checksum, length: job.length) {
             // Another process sharing the cache finished it meanwhile.
             unlink(cache.partialPath(for: job.checksum))
-            finish(job, error: nil)
+            finish(job, error: nil, fetched: false)
             return
         }
         let partial = cache.partialPath(for: job.checksum)
@@ -751,7 +762,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
         }
     }
 
-    private func finish(_ job: Job, error: JigdoError?) {
+    /// `fetched`: the part was downloaded by this attempt (not found in the cache).
+    private func finish(_ job: Job, error: JigdoError?, fetched: Bool = true) {
         if job.lockFD >= 0 {
             // An empty partial file (made to hold the lock) is not worth keeping.
             if let cache, fileSize(cache.partialPath(for: job.checksum)) == 0 { unlink(cache.partialPath(for: job.checksum)) }
@@ -763,7 +775,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             state.parts[job.checksum] = error.map { .failed(attempt: a, $0) } ?? .done
             readerWaits = !prefetch
         }
-        if error == nil { state.partsDownloaded += 1 }
+        if error == nil && fetched { state.partsDownloaded += 1 }
         let waiting = state.waiters.removeValue(forKey: job.checksum) ?? []
         condition.broadcast()
         condition.unlock()
