@@ -53,6 +53,10 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
     }
     public var reason: Reason
 
+    public init(reason: Reason) {
+        self.reason = reason
+    }
+
     /// Whether trying the same URL again later may help.
     public var isTransient: Bool {
         switch reason {

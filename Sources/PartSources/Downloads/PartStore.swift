@@ -49,15 +49,12 @@ public final class PartStore: PartSource, @unchecked Sendable {
         var length: Int64
         var attempt: UInt64
         var prefetch: Bool
-        var urls: [String]
-        var urlIndex = 0
-        var tries = 0
-        var restartedFromZero = false
-        var errors: [String] = []
+        /// Which location next, retries, fallbacks: the decisions, without I/O.
+        var walk: DownloadWalk
         /// Descriptor holding the lock of the partial file (-1: not taken yet).
         var lockFD: Int32 = -1
-        /// The last response may have spoiled its connection: the next request opens a new one.
-        var freshConnect = false
+        /// The location being tried (the walk has one whenever a transfer is started).
+        var url: String { walk.currentURL ?? "" }
     }
 
     private struct State {
@@ -71,11 +68,10 @@ public final class PartStore: PartSource, @unchecked Sendable {
         var bytesDownloaded: Int64 = 0
         var partsDownloaded = 0
         var failuresByHost: [String: Int] = [:]
-        var failuresByLocation: [String: Int] = [:]
-        /// Failures in a row per mirror location (URL prefix) and when the last one was: a
-        /// mirror that keeps failing (or stalls once) is tried last for a while. Per location,
-        /// not per host: a broken mirror does not demote a good one on the same host.
-        var failingLocations: [String: (inARow: Int, last: DispatchTime)] = [:]
+        /// Failures per mirror location (URL prefix): a mirror that keeps failing (or stalls
+        /// once) is tried last for a while. Per location, not per host: a broken mirror does
+        /// not demote a good one on the same host.
+        var health = MirrorHealth()
         /// Requests that wait for a part without blocking a thread (`WouldWait`), called
         /// when the part's download ends.
         var waiters: [Checksum: [@Sendable (JigdoError?) -> Void]] = [:]
@@ -89,10 +85,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     /// How long a redirector's answer is remembered.
     static let redirectLifetime: UInt64 = 600 * 1_000_000_000
 
-    /// A host with this many failures in a row is tried after the others ...
-    static let failingHostThreshold = 3
-    /// ... for this long after its last failure.
-    static let failingHostPenalty: UInt64 = 300 * 1_000_000_000
+    // Mirrors that keep failing go last for a while: `MirrorHealth`.
 
     public let template: TemplateInfo
     public let resolver: LocationResolver
@@ -260,7 +253,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         let inFlight = state.parts.values.filter { if case .downloading = $0 { return true }; return false }.count
         return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
                           downloading: inFlight, failuresByHost: state.failuresByHost,
-                          failuresByLocation: state.failuresByLocation)
+                          failuresByLocation: state.health.failures)
     }
 
     // MARK: reading from the cache, waiting for downloads
@@ -470,20 +463,47 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     private func begin(index: Int, attempt: UInt64, prefetch: Bool) {
         let part = template.parts[index]
-        let job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
-                      prefetch: prefetch, urls: orderedByHealth(urls(forPart: index), part: part))
-        if job.urls.isEmpty {
+        let walk = DownloadWalk(urls: orderedByHealth(urls(forPart: index), part: part),
+                                attemptsPerLocation: downloadConfig.attemptsPerLocation, retryDelay: downloadConfig.retryDelay)
+        var job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
+                      prefetch: prefetch, walk: walk)
+        if walk.urls.isEmpty {
             finish(job, error: unavailable(part, "has no local copy and no download location in the .jigdo"))
             return
         }
-        tryLocation(job)
+        let step = job.walk.start()
+        perform(job, step)
+    }
+
+    /// Carries out a step of the job's walk: the one place its actions become I/O. Runs with
+    /// no lock held.
+    private func perform(_ job: Job, _ step: DownloadWalk.Step, cause: TransferError? = nil) {
+        let part = template.parts[job.index]
+        if let url = step.blame { noteFailure(url, part: part, demote: step.demote) }
+        if let url = step.credit { noteSuccess(url, part: part) }
+        switch step.action {
+        case .fetch(_, let fromZero):
+            if fromZero, let cache { unlink(cache.partialPath(for: job.checksum)) }
+            tryLocation(job)
+        case .retry(let url, let after):
+            logger.info("\(url): retrying in \(after) s")
+            DispatchQueue.global().asyncAfter(deadline: .now() + after) { self.tryLocation(job) }
+        case .memory(let url):
+            if let cache { unlink(cache.partialPath(for: job.checksum)) }
+            downloadIntoMemory(job, requestURL: applyRedirect(url), cause: cause)
+        case .succeeded:
+            break
+        case .giveUp(let errors):
+            let detail = errors.isEmpty ? "" : ": " + errors.joined(separator: "; ")
+            finish(job, error: unavailable(part, "could not be downloaded from any location\(detail)"))
+        }
     }
 
     private func tryLocation(_ job: Job) {
         var job = job
-        guard job.urlIndex < job.urls.count, let cache, let downloader else {
+        guard let url = job.walk.currentURL, let cache, let downloader else {
             let part = template.parts[job.index]
-            let detail = job.errors.isEmpty ? "" : ": " + job.errors.joined(separator: "; ")
+            let detail = job.walk.errors.isEmpty ? "" : ": " + job.walk.errors.joined(separator: "; ")
             finish(job, error: unavailable(part, "could not be downloaded from any location\(detail)"))
             return
         }
@@ -495,7 +515,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 return
             }
             if !cache.isWritable {
-                downloadIntoMemory(job, requestURL: applyRedirect(job.urls[job.urlIndex]), cause: nil)
+                downloadIntoMemory(job, requestURL: applyRedirect(url), cause: nil)
                 return
             }
             do {
@@ -509,7 +529,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             } catch let e as CacheWriteError where PartCache.costsOnlyCaching(e.code) {
                 // A read-only, full or foreign cache: caching is lost, the read is not.
                 if e.code != ENOSPC && e.code != EDQUOT { cache.noteUnwritable(e.message) }
-                downloadIntoMemory(job, requestURL: applyRedirect(job.urls[job.urlIndex]),
+                downloadIntoMemory(job, requestURL: applyRedirect(url),
                                    cause: TransferError(reason: .diskFull(e.message)))
                 return
             } catch let e as CacheWriteError {
@@ -551,7 +571,6 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
             }
         }
-        let url = job.urls[job.urlIndex]
         let requestURL = applyRedirect(url)
         let store = self
         job.prefetch = currentlyPrefetch(job)
@@ -561,7 +580,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         request.resumeFrom = resumeFrom
         request.maxLength = job.length
         request.exactLength = true
-        request.freshConnect = job.freshConnect
+        request.freshConnect = job.walk.freshConnect
         request.hasher = hasher
         let id = downloader.submit(request, priority: job.prefetch ? .prefetch : .demand) { result in
             store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
@@ -586,14 +605,13 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     private func transferDone(_ job: Job, requestURL: String, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
         var job = job
-        let url = job.urls[job.urlIndex]
+        let url = job.url
         switch result {
         case .success(let summary):
             recordDownloaded(summary.received)
             if summary.effectiveURL != requestURL { learnRedirect(from: requestURL, to: summary.effectiveURL) }
             verify(job, partial: partial, resumedFrom: resumedFrom, received: summary.checksum)
         case .failure(let error):
-            if error.spoilsConnection { job.freshConnect = true }
             if requestURL != url {
                 // The remembered redirect target failed: ask the original server again.
                 forgetRedirect(for: url)
@@ -601,50 +619,27 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 return
             }
             switch error.reason {
-            case .rangeRefused where !job.restartedFromZero:
-                unlink(partial)
-                job.restartedFromZero = true
-                tryLocation(job)
-                return
-            case .diskFull:
-                unlink(partial)
-                downloadIntoMemory(job, requestURL: requestURL, cause: error)
-                return
             case .tooLong, .protocolViolation:
                 unlink(partial)
                 logger.warning("\(url): \(error); not used")
-            case .cancelled:
-                job.urlIndex = job.urls.count
-                job.errors.append("\(url): \(error)")
-                tryLocation(job)
-                return
             default:
                 break
             }
-            if error.isStall {
-                // A mirror that stalls is demoted at once: the others carry the rest.
-                logger.warning("\(url): \(error); this mirror goes last for a while")
-                nextLocation(job, failed: "\(url): \(error)", mirrorFault: true, demote: true)
-                return
-            }
-            job.tries += 1
-            if error.isTransient && job.tries < downloadConfig.attemptsPerLocation {
-                let delay = downloadConfig.retryDelay * Double(1 << min(job.tries - 1, 6))
-                logger.info("\(url): \(error); retrying in \(delay) s")
-                let retry = job
-                DispatchQueue.global().asyncAfter(deadline: .now() + delay) { self.tryLocation(retry) }
-                return
-            }
-            nextLocation(job, failed: "\(url): \(error)", mirrorFault: true)
+            // A mirror that stalls is demoted at once: the others carry the rest.
+            if error.isStall { logger.warning("\(url): \(error); this mirror goes last for a while") }
+            let step = job.walk.handle(.failed(error))
+            if case .retry = step.action { logger.info("\(url): \(error)") }
+            perform(job, step, cause: error)
         }
     }
 
     /// The cache disk is full: fetch the part into memory, check it there and serve it from
     /// memory (caching is lost, correctness is not).
     private func downloadIntoMemory(_ job: Job, requestURL: String, cause: TransferError?) {
-        let url = job.urls[job.urlIndex]
         guard job.length <= Int64(options.memoryBudget), let downloader else {
-            nextLocation(job, failed: "\(url): \(cause.map { "\($0)" } ?? "the cache cannot be written") (the part is too large to keep in memory)", mirrorFault: false)
+            var job = job
+            let step = job.walk.skip("\(cause.map { "\($0)" } ?? "the cache cannot be written") (the part is too large to keep in memory)")
+            perform(job, step)
             return
         }
         if let cause {
@@ -664,7 +659,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         var request = TransferRequest(url: requestURL, path: nil)
         request.maxLength = job.length
         request.exactLength = true
-        request.freshConnect = job.freshConnect
+        request.freshConnect = job.walk.freshConnect
         request.hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
         downloader.submit(request, priority: .demand) { result in
             store.memoryDone(submitted, result: result)
@@ -672,7 +667,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
     }
 
     private func memoryDone(_ job: Job, result: Result<TransferSummary, TransferError>) {
-        let url = job.urls[job.urlIndex]
+        var job = job
+        let url = job.url
         switch result {
         case .success(let summary):
             let body = summary.body ?? []
@@ -682,37 +678,25 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 hasher.update(body)
                 return hasher.finalize()
             }()
-            if sum == job.checksum && Int64(body.count) == job.length {
-                noteSuccess(url, part: template.parts[job.index])
+            let matches = sum == job.checksum && Int64(body.count) == job.length
+            if matches {
                 memoryParts.insert(body, for: job.checksum, cost: body.count)
-                finish(job, error: nil)
-                return
+            } else {
+                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
-            logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
-            nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
+            let step = job.walk.handle(.transferred(matches: matches, resumed: false))
+            perform(job, step)
+            if matches { finish(job, error: nil) }
         case .failure(let error):
-            var job = job
-            if error.spoilsConnection { job.freshConnect = true }
-            nextLocation(job, failed: "\(url): \(error)", mirrorFault: true, demote: error.isStall)
+            perform(job, job.walk.handle(.failed(error)), cause: error)
         }
-    }
-
-    /// Gives up on the current location of `job` (recording why, and whether the mirror was to
-    /// blame) and tries the next one.
-    private func nextLocation(_ job: Job, failed: String, mirrorFault: Bool, demote: Bool = false) {
-        var job = job
-        if mirrorFault { noteFailure(job.urls[job.urlIndex], part: template.parts[job.index], demote: demote) }
-        job.errors.append(failed)
-        job.urlIndex += 1
-        job.tries = 0
-        tryLocation(job)
     }
 
     /// Checks the downloaded file; a match goes into the cache, a mismatch is thrown away.
     /// `received`: the checksum of the file as its bytes arrived (nil: read it back).
     private func verify(_ job: Job, partial: String, resumedFrom: Int64, received: Checksum?) {
         var job = job
-        let url = job.urls[job.urlIndex]
+        let url = job.url
         let kind = job.checksum.kind ?? template.checksumKind
         let sum: Checksum
         if let received {
@@ -721,23 +705,20 @@ public final class PartStore: PartSource, @unchecked Sendable {
             do {
                 sum = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW).checksum(kind)
             } catch {
-                nextLocation(job, failed: "\(url): \(error)", mirrorFault: false)
+                perform(job, job.walk.skip("\(error)"))
                 return
             }
         }
+        let step = job.walk.handle(.transferred(matches: sum == job.checksum, resumed: resumedFrom > 0))
         guard sum == job.checksum else {
             unlink(partial)
-            if resumedFrom > 0 && !job.restartedFromZero {
-                // The first bytes may have come from another mirror or an older attempt.
-                job.restartedFromZero = true
-                tryLocation(job)
-                return
+            if step.blame != nil {
+                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
-            logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
-            nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
+            perform(job, step)
             return
         }
-        noteSuccess(url, part: template.parts[job.index])
+        perform(job, step)
         do {
             try cache?.commit(partial: partial, as: job.checksum)
             // Bytes this process hashed as they arrived: served without another check while
@@ -795,18 +776,17 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private func noteFailure(_ url: String, part: TemplatePart, demote: Bool) {
         let host = hostOf(url)
         let location = locationPrefix(url, part: part)
+        let now = DispatchTime.now().uptimeNanoseconds
         condition.lock()
         state.failuresByHost[host, default: 0] += 1
-        state.failuresByLocation[location, default: 0] += 1
-        let inARow = (state.failingLocations[location]?.inARow ?? 0) + 1
-        state.failingLocations[location] = (demote ? max(inARow, Self.failingHostThreshold) : inARow, .now())
+        state.health.noteFailure(location, now: now, demote: demote)
         condition.unlock()
     }
 
     private func noteSuccess(_ url: String, part: TemplatePart) {
         let location = locationPrefix(url, part: part)
         condition.lock()
-        state.failingLocations[location] = nil
+        state.health.noteSuccess(location)
         condition.unlock()
     }
 
@@ -870,14 +850,9 @@ public final class PartStore: PartSource, @unchecked Sendable {
         guard urls.count > 1 else { return urls }
         let now = DispatchTime.now().uptimeNanoseconds
         condition.lock()
-        // No subtraction: another thread may record a failure stamped after `now`.
-        let bad = Set(state.failingLocations.filter {
-            $0.value.inARow >= Self.failingHostThreshold && now < $0.value.last.uptimeNanoseconds + Self.failingHostPenalty
-        }.keys)
+        let health = state.health
         condition.unlock()
-        guard !bad.isEmpty else { return urls }
-        let isBad = { (u: String) in bad.contains(self.locationPrefix(u, part: part)) }
-        return urls.filter { !isBad($0) } + urls.filter { isBad($0) }
+        return health.order(urls, now: now) { self.locationPrefix($0, part: part) }
     }
 }
 
