@@ -138,3 +138,36 @@ struct DownloadWalkTests {
         #expect(h.order([c, b], now: 51, location: location) == [b, c])
     }
 }
+
+@Suite("ReadStreams: read-ahead per sequential stream")
+struct ReadStreamsTests {
+    @Test("two interleaved sequential readers are each recognised and each get their own window; a random read starts none")
+    func twoStreams() {
+        var s = ReadStreams()
+        let window = { (i: Int) in i + 4 }
+        var ahead: [Range<Int>] = []
+        // Reader A at parts 10, 11, 12, ...; reader B at 100, 101, 102, ... interleaved.
+        for step in 0..<4 {
+            if let r = s.note(10 + step, windowEnd: window) { ahead.append(r) }
+            if let r = s.note(100 + step, windowEnd: window) { ahead.append(r) }
+        }
+        #expect(s.count == 2)
+        #expect(ahead.contains { $0.contains(13) && $0.contains(15) }, "\(ahead)")
+        #expect(ahead.contains { $0.contains(103) && $0.contains(105) }, "\(ahead)")
+        // Each part is handed out once per stream: windows do not overlap.
+        let all = ahead.flatMap { Array($0) }
+        #expect(Set(all).count == all.count)
+        // A single read elsewhere is a new stream, with no read-ahead yet.
+        #expect(s.note(500, windowEnd: window) == nil)
+    }
+
+    @Test("more streams than followed: the least recently read is forgotten")
+    func bounded() {
+        var s = ReadStreams()
+        s.maxStreams = 2
+        _ = s.note(1, windowEnd: { $0 + 1 })
+        _ = s.note(50, windowEnd: { $0 + 1 })
+        _ = s.note(90, windowEnd: { $0 + 1 })
+        #expect(s.count == 2)
+    }
+}

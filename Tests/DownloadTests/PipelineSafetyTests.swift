@@ -200,3 +200,35 @@ struct PipelineSafetyTests {
         #expect(nginx.requests().count == picked.count)
     }
 }
+
+@Suite("Read-ahead per stream, through nginx", .serialized)
+struct ReadAheadStreamTests {
+    @Test("two sequential readers interleaved: nginx's log shows parts fetched ahead of both")
+    func twoReadersBothStream() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release)
+        defer { nginx.stop() }
+        let tmp = try TempDir()
+        let o = try Opened(servers: [nginx.url + "tree/"], cacheDir: tmp.path + "/cache")
+        defer { o.downloader.shutdown() }
+        let areas = o.partAreas(Int.max)
+        try #require(areas.count > 40)
+        let readerA = Array(areas[2..<6]), readerB = Array(areas[areas.count / 2..<(areas.count / 2 + 4)])
+        for (x, y) in zip(readerA, readerB) {
+            _ = try o.reader.read(at: x.offset, count: Int(x.length))
+            _ = try o.reader.read(at: y.offset, count: Int(y.length))
+        }
+        // The parts after each reader's last one, never read: only read-ahead fetches them.
+        let parts = o.image.template.parts
+        func fetched(_ area: (offset: Int64, length: Int64, part: Int)) -> Bool {
+            o.store.isLocallyAvailable(area.part)
+        }
+        let afterA = areas[6], afterB = areas[areas.count / 2 + 4]
+        #expect(parts[afterA.part].checksum != parts[afterB.part].checksum)
+        let deadline = Date().addingTimeInterval(20)
+        while !(fetched(afterA) && fetched(afterB)) && Date() < deadline { usleep(20_000) }
+        #expect(fetched(afterA), "no read-ahead for the first reader")
+        #expect(fetched(afterB), "no read-ahead for the second reader")
+        #expect(nginx.requests().count > readerA.count + readerB.count)
+    }
+}

@@ -174,3 +174,52 @@ public struct MirrorHealth: Sendable {
         return urls.indices.filter { !bad[$0] }.map { urls[$0] } + urls.indices.filter { bad[$0] }.map { urls[$0] }
     }
 }
+
+/// The sequential streams among the reads of one image, so read-ahead follows each of them:
+/// two `dd`s, or a USB write while someone browses, each get their own window. A value type;
+/// the caller holds the lock.
+public struct ReadStreams: Sendable {
+    struct Stream {
+        var last: Int
+        var run: Int
+        var frontier: Int
+        var stamp: UInt64
+    }
+    private var streams: [Stream] = []
+    private var clock: UInt64 = 0
+    /// Streams followed at once; the least recently read is forgotten for a new one.
+    public var maxStreams = 8
+
+    public init() {}
+
+    /// Notes a read of part `index`. A read at or up to two parts after a stream's last read
+    /// continues it; two such steps make it sequential, and the parts from its frontier up to
+    /// `windowEnd(index)` (exclusive) are returned to be fetched ahead (each part once).
+    public mutating func note(_ index: Int, windowEnd: (Int) -> Int) -> Range<Int>? {
+        clock += 1
+        var i: Int
+        if let found = streams.firstIndex(where: { index >= $0.last && index <= $0.last + 2 }) {
+            i = found
+            streams[i].run += index == streams[i].last ? 0 : 1
+            streams[i].last = index
+            streams[i].stamp = clock
+        } else {
+            let fresh = Stream(last: index, run: 0, frontier: index + 1, stamp: clock)
+            if streams.count < maxStreams {
+                streams.append(fresh)
+                i = streams.count - 1
+            } else {
+                i = streams.indices.min { streams[$0].stamp < streams[$1].stamp }!
+                streams[i] = fresh
+            }
+        }
+        guard streams[i].run >= 2 else { return nil }
+        let start = max(streams[i].frontier, index + 1)
+        let end = windowEnd(index)
+        guard end > start else { return nil }
+        streams[i].frontier = end
+        return start..<end
+    }
+
+    public var count: Int { streams.count }
+}

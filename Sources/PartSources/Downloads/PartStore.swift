@@ -61,9 +61,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         var parts: [Checksum: PartState] = [:]
         var nextAttempt: UInt64 = 1
         // Sequential read detection.
-        var lastRead = -10
-        var sequentialRun = 0
-        var readAheadFrontier = 0
+        var streams = ReadStreams()
         // Figures for `status`.
         var bytesDownloaded: Int64 = 0
         var partsDownloaded = 0
@@ -431,30 +429,20 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     private func noteRead(_ index: Int) {
         guard downloadsEnabled, options.readAheadParts > 0 else { return }
-        condition.lock()
-        if index >= state.lastRead && index <= state.lastRead + 2 {
-            state.sequentialRun += index == state.lastRead ? 0 : 1
-        } else {
-            state.sequentialRun = 0
-            state.readAheadFrontier = index + 1
-        }
-        state.lastRead = index
-        var range: Range<Int>?
-        if state.sequentialRun >= 2 {
-            // Extend the window from the frontier up to N parts / M bytes past this read.
-            let start = max(state.readAheadFrontier, index + 1)
-            var end = start
+        let parts = template.parts
+        let window = { (index: Int) -> Int in
+            // N parts / M bytes past this read.
+            var end = index + 1
             var bytes: Int64 = 0
-            for i in (index + 1)..<min(template.parts.count, index + 1 + options.readAheadParts) {
-                bytes += template.parts[i].length
-                if bytes > options.readAheadBytes && i > index + 1 { break }
+            for i in (index + 1)..<min(parts.count, index + 1 + self.options.readAheadParts) {
+                bytes += parts[i].length
+                if bytes > self.options.readAheadBytes && i > index + 1 { break }
                 end = i + 1
             }
-            if end > start {
-                range = start..<end
-                state.readAheadFrontier = end
-            }
+            return end
         }
+        condition.lock()
+        let range = state.streams.note(index, windowEnd: window)
         condition.unlock()
         if let range { prefetch(Array(range)) }
     }
