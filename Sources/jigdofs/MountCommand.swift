@@ -39,6 +39,9 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("In the background, append log lines here (default: syslog).", valueName: "FILE"))
     var logFile: String?
 
+    @Flag(name: .long, help: "Once mounted, download the rest of every image in the background (reads of the mount go first; `jigdofs status` shows the progress).")
+    var prefetch = false
+
     @Option(name: .long, help: ArgumentHelp("Seconds the kernel may cache names and attributes (default: a day; nothing changes while mounted).", valueName: "SECONDS", visibility: .hidden))
     var attrTimeout: Double = 86400
 
@@ -59,7 +62,7 @@ struct Mount: ParsableCommand {
         // child reports the mount ready, or exits with the child's status.
         let daemon = foreground || debug ? nil : try Daemon.forkWaitingForReady()
 
-        let images = try openImages()
+        let (images, stores) = try openImages()
         let logger = daemon == nil || logFile != nil ? Logger(label: "jigdofs.mount") : Logger(label: "jigdofs.mount", factory: SyslogLogHandler.init)
         let filesystem = try JigdoFilesystem(images: images, logger: logger)
         let mount = try FUSEMount(
@@ -76,6 +79,10 @@ struct Mount: ParsableCommand {
         }
         if daemon == nil {
             logger.info("\(mountpoint): mounted \(images.map(\.name).joined(separator: ", "))")
+        }
+        if prefetch && !partOptions.offline {
+            // Read-ahead priority: a read of the mount is a demand transfer and goes first.
+            for store in stores { store.prefetch(store.missingParts()) }
         }
         mount.run()
     }
@@ -94,7 +101,8 @@ struct Mount: ParsableCommand {
         return [path]
     }
 
-    func openImages() throws -> [MountedImage] {
+    /// The images to show, and the part store of each (for --prefetch).
+    func openImages() throws -> ([MountedImage], [PartStore]) {
         // One part cache, downloader and checksum cache for all images: a scan of the same
         // tree hashes each file once, and --jobs bounds the transfers of the whole mount.
         let shared = try partOptions.makeShared()
@@ -117,12 +125,15 @@ struct Mount: ParsableCommand {
             }
             byName[image.imageName] = origin
         }
-        return try opened.map { origin, image, remote in
+        var stores: [PartStore] = []
+        let images = try opened.map { origin, image, remote in
             let source = try partOptions.openSource(for: image, remote: remote, shared: shared)
+            stores.append(source.store)
             // A remote .jigdo is shown with the time of its cached copy.
             let mtime = modificationTime(remote ? image.descriptor.path : origin)
             return MountedImage(name: image.imageName, reader: source.reader, jigdoPath: origin, modificationTime: mtime)
         }
+        return (images, stores)
     }
 
     func modificationTime(_ path: String) -> timespec {

@@ -120,3 +120,24 @@ struct StallTests {
         }
     }
 }
+
+@Suite(.serialized, .enabled(if: Harness.canMount, "needs root, /dev/fuse and fusermount3"))
+struct BackgroundPrefetchTests {
+    @Test("mount --prefetch: with no read at all the daemon fetches every part once; status shows the progress; the image is right")
+    func prefetchOption() throws {
+        let cold = try ColdRelease()
+        defer { cold.remove() }
+        let parts = try cold.distinctParts()
+        try Harness.withMount([cold.jigdo], options: cold.options + ["--prefetch"]) { mnt in
+            try Harness.waitUntil("every part is cached", seconds: 120) {
+                ((try? StatusReport.of(mnt).images[0].parts.partsMissing) ?? -1) == 0
+            }
+            let status = try StatusReport.of(mnt).images[0].parts
+            #expect(status.partsCached == parts)
+            let requests = cold.partRequests()
+            #expect(requests.count == parts && Set(requests.map(\.path)).count == parts)
+            try Harness.check(["cmp", mnt + "/release.iso", cold.iso])
+            #expect(cold.partRequests().count == parts, "the reads needed no further download")
+        }
+    }
+}
