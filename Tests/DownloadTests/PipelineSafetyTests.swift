@@ -232,3 +232,23 @@ struct ReadAheadStreamTests {
         #expect(nginx.requests().count > readerA.count + readerB.count)
     }
 }
+
+@Suite("HTTP/2 to nginx over TLS", .serialized)
+struct HTTP2Tests {
+    @Test("parts from an https nginx offering http2 travel as streams of one connection (nginx's log shows HTTP/2.0 and one connection)")
+    func multiplexed() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release, tls: true, http2: true)
+        defer { nginx.stop() }
+        let tmp = try TempDir()
+        var config = fastConfig()
+        config.caFile = nginx.certificatePath
+        let o = try Opened(servers: [nginx.url + "tree/"], cacheDir: tmp.path + "/cache", config: config)
+        defer { o.downloader.shutdown() }
+        #expect(try readAllAndCompare(o.reader, iso: o.iso))
+        #expect(nginx.requests().count == o.distinctParts)
+        let (connections, protocols) = nginx.connections()
+        #expect(protocols == ["HTTP/2.0"], "\(protocols)")
+        #expect(connections.count == 1, "\(connections.count) connections for \(o.distinctParts) parts")
+    }
+}

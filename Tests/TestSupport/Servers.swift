@@ -80,7 +80,9 @@ public final class Nginx: @unchecked Sendable {
     public var certificatePath: String { dir.path + "/cert.pem" }
 
     /// - Parameter tls: serve https with a certificate made here with openssl.
-    public init(root: String, tls: Bool = false) throws {
+    /// - Parameter http2: with `tls`, offer HTTP/2 (ALPN); the access log then also names each
+    ///   request's connection (`connections()`).
+    public init(root: String, tls: Bool = false, http2: Bool = false) throws {
         dir = try TemporaryDirectory(prefix: "jigdofs-dl")
         self.tls = tls
         var listenSuffix = ""
@@ -91,7 +93,7 @@ public final class Nginx: @unchecked Sendable {
                 "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", dir.path + "/key.pem", "-out", dir.path + "/cert.pem",
             ])
             guard r.status == 0 else { throw FixtureError("openssl: \(r.stderr)") }
-            listenSuffix = " ssl"
+            listenSuffix = http2 ? " ssl http2" : " ssl"
             sslLines = "ssl_certificate \(dir.path)/cert.pem;\n    ssl_certificate_key \(dir.path)/key.pem;"
         }
         var lastError = "nginx did not start"
@@ -105,7 +107,8 @@ public final class Nginx: @unchecked Sendable {
                 error_log \(d)/error.log;
                 events { worker_connections 512; }
                 http {
-                  access_log \(d)/access.log;
+                  log_format withconn '$remote_addr - - [$time_local] "$request" $status $body_bytes_sent conn=$connection';
+                  access_log \(d)/access.log\(http2 ? " withconn" : "");
                   client_body_temp_path \(d)/tmp;
                   proxy_temp_path \(d)/tmp;
                   fastcgi_temp_path \(d)/tmp;
@@ -140,6 +143,23 @@ public final class Nginx: @unchecked Sendable {
 
     public func stop() { server.stop() }
     deinit { server.stop() }
+
+    /// The distinct connections that carried the requests so far, and the protocols used
+    /// (only for an `http2` server, whose log names them).
+    public func connections() -> (connections: Set<String>, protocols: Set<String>) {
+        let text = (try? String(contentsOfFile: accessLogPath, encoding: .utf8)) ?? ""
+        var conns = Set<String>(), protocols = Set<String>()
+        for line in text.split(separator: "\n") {
+            if let c = line.split(separator: " ").last, c.hasPrefix("conn=") { conns.insert(String(c.dropFirst(5))) }
+            if let q1 = line.firstIndex(of: "\"") {
+                let rest = line[line.index(after: q1)...]
+                if let q2 = rest.firstIndex(of: "\""), let proto = rest[..<q2].split(separator: " ").last {
+                    protocols.insert(String(proto))
+                }
+            }
+        }
+        return (conns, protocols)
+    }
 
     /// (status, path) of every request so far.
     public func requests() -> [(status: Int, path: String)] {

@@ -503,7 +503,13 @@ public final class HTTPDownloader: @unchecked Sendable {
         try check(jfs_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, c.userAgent), "USERAGENT")
         // HTTP/2 where a TLS server offers it (ALPN), so one connection carries many parts.
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS)), "HTTP_VERSION")
-        // No CURLOPT_PIPEWAIT: it makes new transfers queue behind a connection that may stall.
+        // Over TLS, wait for the first connection's ALPN answer rather than opening one per
+        // transfer: an HTTP/2 server then carries every part as a stream of one connection.
+        // Not for plain http (HTTP/1.1 only), where waiting would queue transfers behind a
+        // connection that may stall.
+        if t.url.lowercased().hasPrefix("https://") {
+            try check(jfs_curl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1), "PIPEWAIT")
+        }
         if let ca = c.caFile { try check(jfs_curl_easy_setopt_string(easy, CURLOPT_CAINFO, ca), "CAINFO") }
         if t.resumeFrom > 0 { try check(jfs_curl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(t.resumeFrom)), "RESUME_FROM_LARGE") }
         if let max = t.maxLength {
