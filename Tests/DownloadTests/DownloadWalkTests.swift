@@ -171,3 +171,101 @@ struct ReadStreamsTests {
         #expect(s.count == 2)
     }
 }
+
+/// A fake failure for PartLives.
+struct Failed: Error, Equatable { var why: String }
+
+@Suite("PartLives: every part's life, waiters and attempts, without I/O")
+struct PartLivesTests {
+    typealias Lives = PartLives<String, Failed, Int>
+
+    @Test("a demand starts one attempt; more demands join it; waiters get nil when it is done, and later demands find it done")
+    func demandJoinAndWake() {
+        var l = Lives()
+        let first = l.demand("p")
+        #expect(first.start && first.promote == nil)
+        let second = l.demand("p")
+        #expect(!second.start && second.attempt == first.attempt)
+        #expect(l.downloading == 1)
+        guard case .registered = l.register("p", attempt: first.attempt, 1) else { Issue.record("not registered"); return }
+        guard case .registered = l.register("p", attempt: first.attempt, 2) else { Issue.record("not registered"); return }
+        let end = l.finished("p", attempt: first.attempt, error: nil)
+        #expect(end.waiters == [1, 2] && end.readerWaited)
+        #expect(l.isDone("p") && l.downloading == 0)
+        guard case .now(nil) = l.register("p", attempt: first.attempt, 3) else { Issue.record("a done part should answer at once"); return }
+    }
+
+    @Test("a failure reaches the waiters of that attempt (cancellation is one: shutdown fails every download); the next demand starts a new attempt")
+    func failureAndRetry() {
+        var l = Lives()
+        let a = l.demand("p")
+        _ = l.register("p", attempt: a.attempt, 7)
+        let end = l.finished("p", attempt: a.attempt, error: Failed(why: "cancelled"))
+        #expect(end.waiters == [7])
+        // A waiter registering after the failure gets it at once ...
+        guard case .now(let e) = l.register("p", attempt: a.attempt, 8), e == Failed(why: "cancelled") else {
+            Issue.record("expected the failure at once")
+            return
+        }
+        // ... and a new reader starts over.
+        let b = l.demand("p")
+        #expect(b.start && b.attempt > a.attempt)
+    }
+
+    @Test("read-ahead starts only idle parts; a reader arriving promotes its queued transfer once")
+    func prefetchAndPromotion() {
+        var l = Lives()
+        let a = l.prefetch("p")
+        #expect(a != nil)
+        let again = l.prefetch("p")
+        #expect(again == nil, "already downloading")
+        #expect(l.isPrefetch("p", attempt: a!))
+        let promoteNow = l.submitted("p", attempt: a!, transfer: 42, asPrefetch: true)
+        #expect(!promoteNow)
+        let d = l.demand("p")
+        #expect(!d.start && d.promote == 42 && d.attempt == a)
+        #expect(!l.isPrefetch("p", attempt: a!))
+        let once = l.demand("p")
+        #expect(once.promote == nil, "promoted once")
+        _ = l.finished("p", attempt: a!, error: nil)
+        let afterDone = l.prefetch("p")
+        #expect(afterDone == nil, "done")
+    }
+
+    @Test("a reader arriving while the read-ahead transfer is being submitted: the submission says to promote it")
+    func promotionDuringSubmission() {
+        var l = Lives()
+        let a = l.prefetch("p")!
+        let d = l.demand("p")
+        #expect(d.promote == nil, "no transfer queued yet")
+        let promote = l.submitted("p", attempt: a, transfer: 5, asPrefetch: true)
+        #expect(promote)
+    }
+
+    @Test("the end of an older attempt changes nothing: the newer attempt and its waiters stay")
+    func staleAttempt() {
+        var l = Lives()
+        let a = l.demand("p")
+        _ = l.finished("p", attempt: a.attempt, error: Failed(why: "404"))
+        let b = l.demand("p")
+        _ = l.register("p", attempt: b.attempt, 1)
+        let stale = l.finished("p", attempt: a.attempt, error: nil)
+        #expect(stale.waiters.isEmpty)
+        #expect(!l.isDone("p") && l.downloading == 1)
+        let end = l.finished("p", attempt: b.attempt, error: nil)
+        #expect(end.waiters == [1])
+    }
+
+    @Test("an evicted done part is missing again; forgetting changes nothing while it downloads")
+    func eviction() {
+        var l = Lives()
+        let a = l.demand("p")
+        l.forget("p")
+        #expect(l.downloading == 1)
+        _ = l.finished("p", attempt: a.attempt, error: nil)
+        l.forget("p")
+        #expect(l.life("p") == nil)
+        let again = l.demand("p")
+        #expect(again.start)
+    }
+}

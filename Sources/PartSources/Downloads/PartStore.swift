@@ -33,14 +33,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
         public init() {}
     }
 
-    private enum PartState {
-        /// A download is running (or waiting for a retry); `transfer` is the current queued id.
-        case downloading(attempt: UInt64, prefetch: Bool, transfer: UInt64)
-        /// The part is in the cache.
-        case done
-        /// The last attempt failed; waiters of that attempt get the error, a new read retries.
-        case failed(attempt: UInt64, JigdoError)
-    }
+    /// Requests waiting for a part without blocking a thread (`WouldWait`).
+    typealias Waiter = @Sendable (JigdoError?) -> Void
 
     /// The download of one part, passed along the chain of locations and retries.
     private struct Job: Sendable {
@@ -58,8 +52,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
     }
 
     private struct State {
-        var parts: [Checksum: PartState] = [:]
-        var nextAttempt: UInt64 = 1
+        /// Every part's life: missing -> downloading -> done | failed (see `PartLives`).
+        var parts = PartLives<Checksum, JigdoError, Waiter>()
         // Sequential read detection.
         var streams = ReadStreams()
         // Figures for `status`.
@@ -70,9 +64,6 @@ public final class PartStore: PartSource, @unchecked Sendable {
         /// once) is tried last for a while. Per location, not per host: a broken mirror does
         /// not demote a good one on the same host.
         var health = MirrorHealth()
-        /// Requests that wait for a part without blocking a thread (`WouldWait`), called
-        /// when the part's download ends.
-        var waiters: [Checksum: [@Sendable (JigdoError?) -> Void]] = [:]
         /// The memory fallback was announced (once per store).
         var warnedMemory = false
         /// URL prefix -> prefix it redirected to (a mirror redirector's answer), and until when
@@ -248,7 +239,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     public func statistics() -> Statistics {
         condition.lock(); defer { condition.unlock() }
-        let inFlight = state.parts.values.filter { if case .downloading = $0 { return true }; return false }.count
+        let inFlight = state.parts.downloading
         return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
                           downloading: inFlight, failuresByHost: state.failuresByHost,
                           failuresByLocation: state.health.failures)
@@ -313,42 +304,20 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private func wouldWait(_ index: Int) -> WouldWait {
         let sum = template.parts[index].checksum
         condition.lock()
-        var start: UInt64?
-        var promote: UInt64?
-        let attempt: UInt64
-        switch state.parts[sum] {
-        case .downloading(let a, let prefetch, let transfer)?:
-            attempt = a
-            if prefetch {
-                state.parts[sum] = .downloading(attempt: a, prefetch: false, transfer: transfer)
-                promote = transfer
-            }
-        case .done?, .failed?, nil:
-            attempt = state.nextAttempt
-            state.nextAttempt += 1
-            state.parts[sum] = .downloading(attempt: attempt, prefetch: false, transfer: 0)
-            start = attempt
-        }
+        let demand = state.parts.demand(sum)
         condition.unlock()
-        if let promote, promote != 0 { downloader?.promote(promote) }
-        if let start { begin(index: index, attempt: start, prefetch: false) }
+        if let promote = demand.promote { downloader?.promote(promote) }
+        if demand.start { begin(index: index, attempt: demand.attempt, prefetch: false) }
+        let attempt = demand.attempt
         return WouldWait { [self] done in whenFinished(sum, attempt: attempt, done) }
     }
 
     /// Calls `done` when the download `attempt` (or a later one) of the part ended.
     private func whenFinished(_ sum: Checksum, attempt: UInt64, _ done: @escaping @Sendable (JigdoError?) -> Void) {
         condition.lock()
-        switch state.parts[sum] {
-        case .downloading?:
-            state.waiters[sum, default: []].append(done)
-            condition.unlock()
-        case .failed(let a, let error)? where a >= attempt:
-            condition.unlock()
-            done(error)
-        default:
-            condition.unlock()
-            done(nil)
-        }
+        let registration = state.parts.register(sum, attempt: attempt, done)
+        condition.unlock()
+        if case .now(let error) = registration { done(error) }
     }
 
     private func unavailable(_ part: TemplatePart, _ why: String) -> JigdoError {
@@ -361,15 +330,14 @@ public final class PartStore: PartSource, @unchecked Sendable {
     /// commit does not start a second download.)
     private func forgetEvicted(_ sum: Checksum) {
         condition.lock()
-        let done: Bool
-        if case .done? = state.parts[sum] { done = true } else { done = false }
+        let done = state.parts.isDone(sum)
         condition.unlock()
         guard done else { return }
         if memoryParts.value(for: sum) != nil { return }
         if let length = template.parts.first(where: { $0.checksum == sum })?.length,
            cache?.contains(sum, length: length) == true, verifiedFiles.withLock({ $0[sum] != nil }) { return }
         condition.lock()
-        if case .done? = state.parts[sum] { state.parts[sum] = nil }
+        state.parts.forget(sum)
         condition.unlock()
     }
 
@@ -379,16 +347,16 @@ public final class PartStore: PartSource, @unchecked Sendable {
         condition.lock()
         var waitingOn: UInt64?
         while true {
-            switch state.parts[sum] {
+            switch state.parts.life(sum) {
             case .done?:
                 condition.unlock()
                 return
-            case .downloading(let attempt, let prefetch, let transfer)?:
+            case .downloading(let attempt, let prefetch, _)?:
                 waitingOn = attempt
                 if prefetch {
-                    state.parts[sum] = .downloading(attempt: attempt, prefetch: false, transfer: transfer)
+                    let demand = state.parts.demand(sum)
                     condition.unlock()
-                    downloader?.promote(transfer)
+                    if let promote = demand.promote { downloader?.promote(promote) }
                     condition.lock()
                     continue
                 }
@@ -397,12 +365,10 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 condition.unlock()
                 throw error
             case .failed?, nil:
-                let attempt = state.nextAttempt
-                state.nextAttempt += 1
-                state.parts[sum] = .downloading(attempt: attempt, prefetch: false, transfer: 0)
-                waitingOn = attempt
+                let demand = state.parts.demand(sum)
+                waitingOn = demand.attempt
                 condition.unlock()
-                begin(index: index, attempt: attempt, prefetch: false)
+                if demand.start { begin(index: index, attempt: demand.attempt, prefetch: false) }
                 condition.lock()
             }
         }
@@ -413,13 +379,11 @@ public final class PartStore: PartSource, @unchecked Sendable {
         let sum = template.parts[index].checksum
         condition.lock()
         let attempt: UInt64?
-        switch state.parts[sum] {
-        case .downloading?, .done?:
-            attempt = nil
-        case .failed?, nil:
-            attempt = state.nextAttempt
-            state.nextAttempt += 1
-            state.parts[sum] = .downloading(attempt: attempt!, prefetch: prefetch, transfer: 0)
+        if prefetch {
+            attempt = state.parts.prefetch(sum)
+        } else {
+            let demand = state.parts.demand(sum)
+            attempt = demand.start ? demand.attempt : nil
         }
         condition.unlock()
         if let attempt { begin(index: index, attempt: attempt, prefetch: prefetch) }
@@ -574,11 +538,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
         }
         condition.lock()
-        var promoted = false
-        if case .downloading(let a, let p, _)? = state.parts[job.checksum], a == job.attempt {
-            state.parts[job.checksum] = .downloading(attempt: a, prefetch: p, transfer: id)
-            promoted = job.prefetch && !p
-        }
+        let promoted = state.parts.submitted(job.checksum, attempt: job.attempt, transfer: id, asPrefetch: job.prefetch)
         condition.unlock()
         // A reader started waiting while this was being submitted.
         if promoted { downloader.promote(id) }
@@ -587,8 +547,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     /// Whether nobody waits for the part yet (its download may queue behind demand reads).
     private func currentlyPrefetch(_ job: Job) -> Bool {
         condition.lock(); defer { condition.unlock() }
-        if case .downloading(let a, let p, _)? = state.parts[job.checksum], a == job.attempt { return p }
-        return false
+        return state.parts.isPrefetch(job.checksum, attempt: job.attempt)
     }
 
     private func transferDone(_ job: Job, requestURL: String, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
@@ -739,16 +698,12 @@ public final class PartStore: PartSource, @unchecked Sendable {
             close(job.lockFD)
         }
         condition.lock()
-        var readerWaits = false
-        if case .downloading(let a, let prefetch, _)? = state.parts[job.checksum], a == job.attempt {
-            state.parts[job.checksum] = error.map { .failed(attempt: a, $0) } ?? .done
-            readerWaits = !prefetch
-        }
+        let end = state.parts.finished(job.checksum, attempt: job.attempt, error: error)
+        let readerWaits = end.readerWaited
         if error == nil && fetched { state.partsDownloaded += 1 }
-        let waiting = state.waiters.removeValue(forKey: job.checksum) ?? []
         condition.broadcast()
         condition.unlock()
-        for w in waiting { w(error) }
+        for w in end.waiters { w(error) }
         // A failed read-ahead is retried when the part is read. A failing read throws the error
         // to its reader, which reports it (the CLI's one line, the mount's EIO log line).
         if let error { logger.info("\(readerWaits ? "" : "read-ahead: ")\(error)") }
