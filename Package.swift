@@ -52,7 +52,8 @@ let package = Package(
         ),
         .target(
             name: "FUSEBridge",
-            dependencies: ["CFuse3", "JigdoFormat", "ImageAssembly", "ISO9660", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CFuse3", "JigdoFormat", "ImageAssembly", "ISO9660", .product(name: "Logging", package: "swift-log")],
+            exclude: ["README.md"]
         ),
         .executableTarget(
             name: "jigdofs",

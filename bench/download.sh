@@ -11,6 +11,14 @@
 #                             .jigdo and template are local (as after an rsync of the release's
 #                             iso/ folder); REMOTE_SOURCE=1 mounts the .jigdo's URL on the mirror
 #                             instead, so the template is downloaded too, as jigdo-lite does.
+#   curl, one file            the finished ISO downloaded as one file over the same link: the
+#                             reference (a plain download of the same bytes); the goals are
+#                             ratios to it.
+# Also per RTT: the daemon's CPU seconds per GB downloaded and its peak RSS. SHAPED="30:100"
+# (RTT ms : MB/s, default) adds a run over a shaped link: the latency proxy with one bandwidth
+# cap shared by all connections ("none" skips it).
+# Goals (issue 10), with default options: cold full read of the mount <= 1.1x the one-file
+# download on the shaped link, <= 1.5x at 0 ms, <= 2x at 20 ms; <= 2 CPU-s/GB; RSS < 64 MiB.
 # Both results are compared with the original ISO outside the timing.
 #
 # usage: bench/download.sh [--quick] [WORKDIR] [NFILES]   (default /tmp/jigdofs-bench, 7000 files ≈ 1 GB)
@@ -66,12 +74,13 @@ EOF
 done
 [ -n "$nginx_port" ] || { echo "nginx did not start: $(tail -2 "$ng/error.log")" >&2; exit 1; }
 
-# start_mirror RTT: sets $url to the mirror as seen through that RTT (starts a proxy for RTT > 0;
-# not a $(...) function: the proxy must be this shell's child, registered for stopping)
+# start_mirror RTT [MB/s]: sets $url to the mirror as seen through that RTT, optionally with a
+# shared bandwidth cap (starts a proxy for RTT > 0 or a cap; not a $(...) function: the proxy
+# must be this shell's child, registered for stopping)
 start_mirror() {
-  local rtt=$1 out=$bench_tmp/proxy-$1.out pid port=
-  if [ "$rtt" = 0 ]; then url="http://127.0.0.1:$nginx_port"; return; fi
-  python3 bench/latency-proxy.py 0 "$nginx_port" "$rtt" > "$out" &
+  local rtt=$1 cap=${2:-} out=$bench_tmp/proxy-$1-${2:-0}.out pid port=
+  if [ "$rtt" = 0 ] && [ -z "$cap" ]; then url="http://127.0.0.1:$nginx_port"; return; fi
+  python3 bench/latency-proxy.py 0 "$nginx_port" "$rtt" $cap > "$out" &
   pid=$!
   bench_pids+=("$pid")
   for _ in $(seq 100); do
@@ -138,7 +147,7 @@ jigdofs_unmount_dl() { # NAME
 }
 jigdofs_download() {
   local rtt=$1 url=$2 name t0 t1 t2 t3 r0
-  js_mount= js_ttfb= js_mid= js_total= js_dd= js_rss= js_requests=
+  js_mount= js_ttfb= js_mid= js_total= js_dd= js_rss= js_requests= js_cpu=
   new_mount_point "ttfb-$rtt"
   t0=$(now)
   jigdofs_mount_dl "ttfb-$rtt" "$url" "$rtt" || return 0
@@ -161,19 +170,43 @@ jigdofs_download() {
   find_daemon
   js_total=$(secs "$t0" "$t1")
   [ -z "$pid" ] || js_rss=$(peak_rss_mib "$pid")
+  [ -z "$pid" ] || js_cpu=$(cpu_seconds "$pid")
   js_requests=$(( $(requests) - r0 ))
   cmp -s "$mp/$name" "$iso" || echo "jigdofs at $rtt ms: image DIFFERS from the original" >&2
   jigdofs_unmount_dl "full-$rtt"
 }
 
+# cpu_seconds PID: user + system CPU time of a process so far (/proc/PID/stat fields 14, 15)
+cpu_seconds() {
+  local ticks
+  ticks=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null) || { echo ""; return; }
+  echo "$ticks / $(getconf CLK_TCK)" | bc -l
+}
+
+# curl_one_file URL -> sets cf_secs: the finished ISO as one file over the same link
+curl_one_file() {
+  local t0 t1
+  t0=$(now)
+  if curl -sf -o /dev/null "$1/release.iso"; then t1=$(now); cf_secs=$(secs "$t0" "$t1"); else cf_secs=; fi
+}
+
 if "$bin" mount --help 2>/dev/null | grep -q -- '--server'; then has_downloads=1; else has_downloads=0; fi
+ln -s "$iso" "$www/release.iso"
+gb=$(echo "$size / 1000000000" | bc -l)
 
 warm_page_cache
 header
 printf '%-52s mirror: nginx on 127.0.0.1:%s, RTT added by bench/latency-proxy.py\n' "" "$nginx_port"
 summary=()
-for rtt in $rtts; do
-  start_mirror "$rtt"
+shaped=${SHAPED:-30:100}
+links=$rtts
+[ "$shaped" = none ] || links="$links $shaped"
+for link in $links; do
+  rtt=${link%%:*}
+  cap=
+  [ "$link" = "$rtt" ] || cap=${link#*:}
+  start_mirror "$rtt" $cap
+  if [ -n "$cap" ]; then rtt="${rtt}ms-${cap}MBps"; fi
   mkdir -p "$www/rtt$rtt"
   sed "s|^Base=.*|Base=$url/tree/|" "$rel/release.jigdo" > "$www/rtt$rtt/release.jigdo"
   ln -s "$rel/release.template" "$www/rtt$rtt/release.template"
@@ -200,8 +233,17 @@ for rtt in $rtts; do
   printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: 4 KiB in the middle, $rtt ms RTT" "$js_mid" "" "one part downloaded, on the same mount"
   row "jigdofs mount + dd (cold cache), $rtt ms RTT" "$js_total" "dd alone $(printf %.2f "$js_dd") s, $js_requests requests, daemon peak RSS ${js_rss:-?} MiB"
   goal=$([ "$rtt" = 0 ] && echo "<= 0.33x" || echo "<= 0.15x at 20 ms")
-  if [ -n "$jl_secs" ]; then
+  if [ -n "$jl_secs" ] && [ -z "$cap" ]; then
     summary+=("$(printf '%s ms: jigdofs (mount + dd) / jigdo-lite = %.2fx (goal %s)' "$rtt" "$(ratio "$js_total" "$jl_secs")" "$goal")")
+  fi
+  curl_one_file "$url"
+  if [ -n "$cf_secs" ]; then
+    row "curl, the ISO as one file (reference), $rtt" "$cf_secs" "same link"
+    goal=$([ -n "$cap" ] && echo "<= 1.1x" || { [ "$rtt" = 0 ] && echo "<= 1.5x"; } || echo "<= 2x")
+    summary+=("$(printf '%s: jigdofs (mount + dd) / curl one file = %.2fx (goal %s)' "$rtt" "$(ratio "$js_total" "$cf_secs")" "$goal")")
+  fi
+  if [ -n "$js_cpu" ]; then
+    summary+=("$(printf '%s: daemon CPU %.2f s per GB (goal <= 2), peak RSS %s MiB (goal < 64)' "$rtt" "$(ratio "$js_cpu" "$gb")" "${js_rss:-?}")")
   fi
 done
 [ ${#summary[@]} = 0 ] || printf '%s\n' "${summary[@]}"

@@ -7,7 +7,9 @@ forwarded half an RTT after it arrived. Chunks are delayed, not serialised: a ch
 when it arrives and sent when its time comes, so the link keeps its bandwidth and only gains
 latency (as a long, fat pipe does). Order within a direction is kept.
 
-usage: latency-proxy.py LISTEN_PORT UPSTREAM_PORT RTT_MS
+usage: latency-proxy.py LISTEN_PORT UPSTREAM_PORT RTT_MS [MBYTES_PER_S]
+With MBYTES_PER_S, downstream bytes (server to client) of all connections together are also
+capped at that rate (one shared link, as a DSL line or a saturated uplink is).
 Listens on 127.0.0.1:LISTEN_PORT (0: pick one), forwards to 127.0.0.1:UPSTREAM_PORT, prints
 "listening PORT" on stdout once ready, runs until SIGTERM/SIGINT. Python standard library only.
 """
@@ -20,7 +22,28 @@ CHUNK = 256 * 1024
 QUEUE_CHUNKS = 256  # back-pressure: at most this many chunks in flight per direction
 
 
-async def pump(reader, writer, delay, loop):
+class Link:
+    """One bandwidth cap shared by every connection: a chunk may leave once the link has
+    carried the chunks before it at `rate` bytes/s."""
+
+    def __init__(self, rate):
+        self.rate = rate
+        self.free_at = 0.0
+
+    async def take(self, n, loop):
+        if not self.rate:
+            return
+        start = max(loop.time(), self.free_at)
+        self.free_at = start + n / self.rate
+        wait = self.free_at - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+link = Link(0)
+
+
+async def pump(reader, writer, delay, loop, capped=False):
     """Copies reader to writer, each chunk delivered `delay` seconds after it was read."""
     queue = asyncio.Queue(QUEUE_CHUNKS)
 
@@ -45,6 +68,8 @@ async def pump(reader, writer, delay, loop):
                     if writer.can_write_eof():
                         writer.write_eof()
                     return
+                if capped:
+                    await link.take(len(data), loop)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -74,7 +99,7 @@ async def relay(client_reader, client_writer, upstream_port, rtt, loop):
     try:
         await asyncio.gather(
             pump(client_reader, up_writer, rtt / 2, loop),
-            pump(up_reader, client_writer, rtt / 2, loop),
+            pump(up_reader, client_writer, rtt / 2, loop, capped=True),
         )
     finally:
         for w in (up_writer, client_writer):
@@ -85,10 +110,12 @@ async def relay(client_reader, client_writer, upstream_port, rtt, loop):
 
 
 async def main():
-    if len(sys.argv) != 4:
-        print("usage: latency-proxy.py LISTEN_PORT UPSTREAM_PORT RTT_MS", file=sys.stderr)
+    if len(sys.argv) not in (4, 5):
+        print("usage: latency-proxy.py LISTEN_PORT UPSTREAM_PORT RTT_MS [MBYTES_PER_S]", file=sys.stderr)
         sys.exit(2)
     listen_port, upstream_port, rtt = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000
+    if len(sys.argv) == 5:
+        link.rate = float(sys.argv[4]) * 1e6
     loop = asyncio.get_running_loop()
     server = await asyncio.start_server(
         lambda r, w: handle(r, w, upstream_port, rtt, loop), HOST, listen_port, backlog=256)

@@ -2,25 +2,36 @@
 import Glibc
 #endif
 import CFuse3
+import Foundation
 import JigdoFormat
 import Logging
 import Synchronization
 
-/// One FUSE session serving a `JigdoFilesystem`: created, mounted, run until unmounted or
-/// signalled, then torn down. Each step reports failure as a `JigdoError` naming the mount point.
+/// One FUSE session serving a `JigdoFilesystem` through libfuse's low-level API
+/// (`LowLevelBridge`): created, mounted, run until unmounted or signalled, then torn down.
+/// Each step reports failure as a `JigdoError` naming the mount point.
 ///
 /// Not thread-safe: the owner drives it from one thread (the loop's worker threads only see the
-/// filesystem, through the request context).
+/// bridge, through the request's userdata).
+///
+/// Signals (the one place they are handled): SIGINT, SIGTERM and SIGHUP end the session. Their
+/// handler only writes to a pipe; a thread reading it answers every read still waiting for a
+/// download with EIO, marks the session exited and wakes the loop, so the process unmounts
+/// and exits at once, whatever downloads are in flight.
 public final class FUSEMount {
     public let mountpoint: String
-    private let filesystem: Unmanaged<JigdoFilesystem>
-    private var fuse: OpaquePointer?
+    private let bridge: LowLevelBridge
+    private let retained: Unmanaged<LowLevelBridge>
+    private var session: OpaquePointer?
     private var mounted = false
-    private var signalsInstalled = false
+    /// The thread running the loop (woken with a signal when the session must end).
+    private let loopThread = LoopThread()
 
     /// Creates the session. `options` are `-o` values (mount options such as `allow_other`);
-    /// `ro`, `default_permissions`, `fsname` and `subtype` are always added.
-    public init(filesystem: JigdoFilesystem, mountpoint: String, fsname: String, options: [String], debug: Bool) throws {
+    /// `ro`, `default_permissions`, `fsname` and `subtype` are always added. `attributeTimeout`:
+    /// how long the kernel may keep names and attributes (nothing changes while mounted).
+    public init(filesystem: JigdoFilesystem, mountpoint: String, fsname: String, options: [String], debug: Bool,
+                attributeTimeout: Double = 86400) throws {
         self.mountpoint = mountpoint
         FUSELog.install()
         FUSELog.verbose.withLock { $0 = debug }
@@ -28,53 +39,92 @@ public final class FUSEMount {
         optionList += options.filter { !$0.isEmpty }
         var argv = ["jigdofs", "-o", optionList.joined(separator: ",")]
         if debug { argv.append("-d") }
-        let retained = Unmanaged.passRetained(filesystem)
-        self.filesystem = retained
+        bridge = LowLevelBridge(filesystem: filesystem, attributeTimeout: attributeTimeout)
+        retained = Unmanaged.passRetained(bridge)
 
         let cArgs = argv.map { strdup($0) }
         defer { cArgs.forEach { free($0) } }
         var pointers: [UnsafeMutablePointer<CChar>?] = cArgs + [nil]
-        var ops = makeOperations()
+        var ops = makeLowLevelOperations()
         FUSELog.startCapturing()
         let handle: OpaquePointer? = pointers.withUnsafeMutableBufferPointer { buf in
             var args = fuse_args(argc: Int32(argv.count), argv: buf.baseAddress, allocated: 0)
             defer { fuse_opt_free_args(&args) }
-            return jfs_fuse_new(&args, &ops, retained.toOpaque())
+            return jfs_session_new(&args, &ops, retained.toOpaque())
         }
         guard let handle else {
-            // deinit releases `filesystem` (it runs for a throwing init once all properties are set).
+            // deinit releases the bridge (it runs for a throwing init once all properties are set).
             throw JigdoError(.usage, path: mountpoint, "cannot set up FUSE: \(FUSELog.stopCapturing() ?? "bad options \(optionList.joined(separator: ","))")")
         }
         _ = FUSELog.stopCapturing()
-        fuse = handle
-        // SIGINT/SIGTERM/SIGHUP from now on only flag the session as exited (libfuse's handlers):
-        // a signal that arrives while mounting makes run() return at once and unmount, instead
-        // of killing the process and leaving a dead mount behind.
-        // libfuse leaves a signal alone if it is ignored, and shells start background jobs
-        // with SIGINT ignored: an explicit `kill -INT` must still unmount. (SIGHUP keeps its
-        // disposition, so `nohup` works.)
-        // Likewise a caller may have blocked them (Foundation's Process spawns with its thread's
-        // mask); the loop's worker threads inherit this thread's mask.
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
-        var unblock = sigset_t()
-        sigemptyset(&unblock)
-        for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&unblock, sig) }
-        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
-        signalsInstalled = fuse_set_signal_handlers(fuse_get_session(handle)) == 0
+        session = handle
+        try installSignalHandling(handle)
     }
 
     deinit {
         unmount()
-        if signalsInstalled, let fuse { fuse_remove_signal_handlers(fuse_get_session(fuse)) }
-        if let fuse { fuse_destroy(fuse) }
-        filesystem.release()
+        if let session { fuse_session_destroy(session) }
+        retained.release()
+    }
+
+    /// From now on SIGINT/SIGTERM/SIGHUP end the session (see the type's note): a signal that
+    /// arrives while mounting makes run() return at once and unmount, instead of killing the
+    /// process and leaving a dead mount behind. Shells start background jobs with SIGINT
+    /// ignored and a caller may have blocked these signals (Foundation's Process spawns with
+    /// its thread's mask): an explicit `kill -INT` must still unmount.
+    private func installSignalHandling(_ session: OpaquePointer) throws {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw JigdoError(.io, path: mountpoint, "cannot create a pipe: \(errnoText(errno))") }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        // A full pipe must never block the handler.
+        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+        guard jfs_install_signal_pipe(fds[1]) == 0 else {
+            throw JigdoError(.io, path: mountpoint, "cannot install signal handlers: \(errnoText(errno))")
+        }
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&unblock, sig) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+        let readFD = fds[0]
+        let bridge = self.bridge
+        let loopThread = self.loopThread
+        let sessionBox = SessionPointer(session)
+        let thread = Thread {
+            var byte: UInt8 = 0
+            var shuttingDown = false
+            while true {
+                let n = read(readFD, &byte, 1)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                // SIGHUP ends the session as SIGTERM does (what libfuse's own handlers did);
+                // this switch is where another meaning (e.g. reopening logs) would go.
+                switch Int32(byte) {
+                case SIGINT, SIGTERM, SIGHUP:
+                    guard !shuttingDown else { continue }
+                    shuttingDown = true
+                    bridge.shutdown()
+                    fuse_session_exit(sessionBox.pointer)
+                    // The loop's main thread sleeps in sem_wait until a worker ends; a signal
+                    // sent to it wakes it, and it then ends the workers (cancelled while they
+                    // wait for the kernel, never inside a request).
+                    if let t = loopThread.thread.withLock({ $0 }) { pthread_kill(t, SIGTERM) }
+                default:
+                    continue
+                }
+            }
+        }
+        thread.name = "jigdofs-signals"
+        thread.stackSize = 256 << 10
+        thread.start()
     }
 
     /// Mounts. Refuses a mount point that is missing, not a directory, or already a mount point
     /// (mounting over it would hide what is there, and usually means a previous mount is still up).
     public func mount() throws {
-        guard let fuse else { return }
+        guard let session else { return }
         var st = stat()
         if stat(mountpoint, &st) != 0 {
             throw JigdoError(.io, path: mountpoint, "mount point: \(errnoText(errno))")
@@ -88,13 +138,13 @@ public final class FUSEMount {
         // As mountinfo will show it; resolved now, while resolving needs no FUSE request.
         let resolvedMountpoint = canonicalPath(mountpoint)
         FUSELog.startCapturing()
-        let result = fuse_mount(fuse, mountpoint)
+        let result = fuse_session_mount(session, mountpoint)
         let message = FUSELog.stopCapturing()
         guard result == 0 else {
-            throw JigdoError(.io, path: mountpoint, "cannot mount: \(message ?? "fuse_mount failed")")
+            throw JigdoError(.io, path: mountpoint, "cannot mount: \(message ?? "fuse_session_mount failed")")
         }
         mounted = true
-        filesystem.takeUnretainedValue().onFirstRequest { Self.raiseReadahead(resolvedMountpoint) }
+        bridge.filesystem.onFirstRequest { Self.raiseReadahead(resolvedMountpoint) }
     }
 
     /// Readahead of the mount's backing device, in KiB. The kernel starts a FUSE mount at
@@ -121,16 +171,21 @@ public final class FUSEMount {
     /// `umount`) or SIGINT/SIGTERM/SIGHUP arrives, then unmounts. Returns libfuse's loop result.
     @discardableResult
     public func run() -> Int32 {
-        guard let fuse, mounted else { return -1 }
-        let result = jfs_fuse_loop_mt(fuse, 10)
+        guard let session, mounted else { return -1 }
+        loopThread.thread.withLock { $0 = pthread_self() }
+        let result = jfs_session_loop_mt(session, 10)
+        loopThread.thread.withLock { $0 = nil }
+        // Reads still waiting for downloads get EIO (after an unmount the kernel has dropped
+        // them already); no reply is sent once this returns.
+        bridge.shutdown()
         unmount()
         return result
     }
 
     /// Unmounts if still mounted (idempotent).
     public func unmount() {
-        guard mounted, let fuse else { return }
-        fuse_unmount(fuse)
+        guard mounted, let session else { return }
+        fuse_session_unmount(session)
         mounted = false
     }
 
@@ -255,6 +310,17 @@ enum FUSELog {
         let lines = text.split(separator: "\n").map { $0.trimmingPrefix("fuse: ").trimmingPrefix("fusermount3: ") }
         return lines.isEmpty ? nil : lines.joined(separator: "; ")
     }
+}
+
+/// The thread running the session loop, shared with the signal thread.
+final class LoopThread: Sendable {
+    let thread = Mutex<pthread_t?>(nil)
+}
+
+/// The session pointer, handed to the signal thread (libfuse's exit flag is thread-safe).
+struct SessionPointer: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
 }
 
 extension String {

@@ -30,7 +30,10 @@ public struct MountedImage: Sendable {
 ///
 /// The images and views are fixed before mounting; every image reader and volume is itself
 /// thread-safe. Each method returns 0 / a byte count, or a negated errno: this type and
-/// `FUSEOperations` are the only places where errors become errno values (`errnoValue`).
+/// `LowLevelBridge` are the only places where errors become errno values (`errnoValue`).
+/// The one error they throw is `WouldWait`: under `ReadContext.withoutWaiting` (every FUSE
+/// request) a read that needs a download throws it instead of blocking, and the bridge runs
+/// the request again once the part is there.
 ///
 /// File handles: an image file's handle is its index; the root directory's is
 /// `rootDirectoryHandle`; a file or directory opened inside a view gets a fresh handle with the
@@ -43,8 +46,9 @@ public final class JigdoFilesystem: Sendable {
     private let index: [String: Int]
     /// View name ("X.iso.d") -> view.
     private let views: [String: BrowseView]
-    /// In root listing order (after the images).
-    private let viewNames: [String]
+    /// In root listing order (after the images); a view's position here is its number in the
+    /// inode scheme (`LowLevelBridge`).
+    let viewNames: [String]
     private let logger: Logger
     private let owner: (uid: uid_t, gid: gid_t)
     private let mountTime: timespec
@@ -134,7 +138,8 @@ public final class JigdoFilesystem: Sendable {
 
     /// The one place where errors become errno values. Expected answers (no such file, not a
     /// directory) are not logged; everything that becomes EIO or EOPNOTSUPP is, with the path.
-    func errnoValue(_ error: Error, _ what: @autoclosure () -> String) -> Int32 {
+    func errnoValue(_ error: Error, _ what: @autoclosure () -> String) throws(WouldWait) -> Int32 {
+        if let w = error as? WouldWait { throw w }
         if let e = error as? ISO9660Error {
             switch e.kind {
             case .notFound: return -ENOENT
@@ -154,11 +159,11 @@ public final class JigdoFilesystem: Sendable {
     }
 
     /// The entry at `inner` of `view`, or a negated errno (logged when it is EIO).
-    func browseEntry(_ view: BrowseView, _ inner: String) -> Result<ISOEntry, Errno> {
+    func browseEntry(_ view: BrowseView, _ inner: String) throws(WouldWait) -> Result<ISOEntry, Errno> {
         do {
             return .success(try view.entry(at: inner))
         } catch {
-            return .failure(Errno(errnoValue(error, "\(view.name)\(inner == "/" ? "" : inner): lookup")))
+            return .failure(Errno(try errnoValue(error, "\(view.name)\(inner == "/" ? "" : inner): lookup")))
         }
     }
 
@@ -174,10 +179,15 @@ public final class JigdoFilesystem: Sendable {
         firstRequestAction.withLock { $0 = action }
     }
 
-    func getattr(_ path: String, _ st: inout stat) -> Int32 {
+    /// Runs the action registered with `onFirstRequest`, once.
+    func runFirstRequestAction() {
         if let action = firstRequestAction.withLock({ a -> (@Sendable () -> Void)? in defer { a = nil }; return a }) {
             action()
         }
+    }
+
+    func getattr(_ path: String, _ st: inout stat) throws(WouldWait) -> Int32 {
+        runFirstRequestAction()
         st = stat()
         st.st_uid = owner.uid
         st.st_gid = owner.gid
@@ -217,7 +227,7 @@ public final class JigdoFilesystem: Sendable {
             st.st_atim = image.modificationTime
             return 0
         case .browse(let view, let inner):
-            switch browseEntry(view, inner) {
+            switch try browseEntry(view, inner) {
             case .success(let entry):
                 BrowseAttributes.fill(entry, owner: owner, &st)
                 return 0
@@ -261,7 +271,7 @@ public final class JigdoFilesystem: Sendable {
     }
 
     /// Opening for writing is refused; the file handle lets reads skip the path lookup.
-    func open(_ path: String, flags: Int32) -> (result: Int32, handle: UInt64) {
+    func open(_ path: String, flags: Int32) throws(WouldWait) -> (result: Int32, handle: UInt64) {
         let writing = flags & (O_WRONLY | O_RDWR) != 0 || flags & O_TRUNC != 0
         switch node(at: path) {
         case .status?:
@@ -270,7 +280,7 @@ public final class JigdoFilesystem: Sendable {
             return writing ? (-EROFS, 0) : (0, UInt64(i))
         case .browse(let view, let inner)?:
             if writing { return (-EROFS, 0) }
-            switch browseEntry(view, inner) {
+            switch try browseEntry(view, inner) {
             case .success(let entry):
                 if entry.isDirectory { return (-EISDIR, 0) }
                 return (0, register(.browse(view: view, path: inner, entry: entry)))
@@ -285,7 +295,7 @@ public final class JigdoFilesystem: Sendable {
     }
 
     /// Reads into the kernel's buffer; returns the byte count (short only at the end of the file).
-    func read(handle: UInt64, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int32 {
+    func read(handle: UInt64, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(WouldWait) -> Int32 {
         if handle & Self.browseHandleBit != 0 {
             switch openEntry(handle) {
             case nil:
@@ -299,7 +309,7 @@ public final class JigdoFilesystem: Sendable {
                 do {
                     return Int32(try view.volume().read(entry, at: offset, into: buffer))
                 } catch {
-                    return errnoValue(error, "\(view.name)\(path): read of \(buffer.count) bytes at \(offset)")
+                    return try errnoValue(error, "\(view.name)\(path): read of \(buffer.count) bytes at \(offset)")
                 }
             }
         }
@@ -308,17 +318,29 @@ public final class JigdoFilesystem: Sendable {
         do {
             return Int32(try image.reader.read(at: offset, into: buffer))
         } catch {
-            return errnoValue(error, "\(image.name): read of \(buffer.count) bytes at \(offset)")
+            return try errnoValue(error, "\(image.name): read of \(buffer.count) bytes at \(offset)")
         }
     }
 
+    /// What a file handle names, for log lines ("X.iso", "X.iso.d/dir/file").
+    func name(ofHandle handle: UInt64) -> String {
+        if handle & Self.browseHandleBit != 0 {
+            switch openEntry(handle) {
+            case .browse(let view, let path, _)?: return view.name + (path == "/" ? "" : path)
+            case .status?: return StatusFile.name
+            case nil: return "handle \(handle)"
+            }
+        }
+        return handle < UInt64(images.count) ? images[Int(handle)].name : "handle \(handle)"
+    }
+
     /// Checks that `path` is a directory; the handle lets readdir skip the path lookup.
-    func opendir(_ path: String) -> (result: Int32, handle: UInt64) {
+    func opendir(_ path: String) throws(WouldWait) -> (result: Int32, handle: UInt64) {
         switch node(at: path) {
         case .root?:
             return (0, Self.rootDirectoryHandle)
         case .browse(let view, let inner)?:
-            switch browseEntry(view, inner) {
+            switch try browseEntry(view, inner) {
             case .success(let entry):
                 guard entry.isDirectory else { return (-ENOTDIR, 0) }
                 return (0, register(.browse(view: view, path: inner, entry: entry)))
@@ -332,45 +354,51 @@ public final class JigdoFilesystem: Sendable {
         }
     }
 
-    /// Calls `add` with each name and its file type bits ("." and ".." included) until it
-    /// returns false. A directory inside a view is read (from the image's template, normally)
-    /// before the first name is given, so a damaged one fails as a whole.
-    func readdir(handle: UInt64, _ add: (String, mode_t) -> Bool) -> Int32 {
-        var names: [(String, mode_t)] = [(".", S_IFDIR), ("..", S_IFDIR)]
+    /// One name of a directory listing: its file type bits, and the ISO 9660 entry id of a
+    /// name inside a view (nil for ".", ".." and the root's names).
+    struct ListedName {
+        var name: String
+        var type: mode_t
+        var entryID: Int64?
+    }
+
+    /// The names of a directory ("." and ".." included). A directory inside a view is read
+    /// (from the image's template, normally) as a whole, so a damaged one fails as a whole.
+    func readdir(handle: UInt64) throws(WouldWait) -> Result<[ListedName], Errno> {
+        var names = [ListedName(name: ".", type: S_IFDIR), ListedName(name: "..", type: S_IFDIR)]
         if handle == Self.rootDirectoryHandle {
-            names += images.map { ($0.name, S_IFREG) }
-            names += viewNames.map { ($0, S_IFDIR) }
+            names += images.map { ListedName(name: $0.name, type: S_IFREG) }
+            names += viewNames.map { ListedName(name: $0, type: S_IFDIR) }
         } else {
-            guard case .browse(let view, let path, let entry)? = openEntry(handle) else { return -EBADF }
+            guard case .browse(let view, let path, let entry)? = openEntry(handle) else { return .failure(Errno(-EBADF)) }
             do {
                 let entries = try view.volume().list(entry)
-                names += entries.map { ($0.name, mode_t($0.mode & 0o170000)) }
+                names += entries.map { ListedName(name: $0.name, type: mode_t($0.mode & 0o170000), entryID: $0.id) }
             } catch {
-                return errnoValue(error, "\(view.name)\(path == "/" ? "" : path): readdir")
+                return .failure(Errno(try errnoValue(error, "\(view.name)\(path == "/" ? "" : path): readdir")))
             }
         }
-        for (name, type) in names where !add(name, type) { break }
-        return 0
+        return .success(names)
     }
 
     /// The target of a symlink inside a view.
-    func readlink(_ path: String) -> Result<String, Errno> {
+    func readlink(_ path: String) throws(WouldWait) -> Result<String, Errno> {
         guard case .browse(let view, let inner)? = node(at: path), inner != "/" else {
             return .failure(Errno(node(at: path) == nil ? -ENOENT : -EINVAL))
         }
-        return browseEntry(view, inner).flatMap { entry in
+        return try browseEntry(view, inner).flatMap { entry in
             guard entry.type == .symlink, let target = entry.symlinkTarget else { return .failure(Errno(-EINVAL)) }
             return .success(target)
         }
     }
 
     /// Existence check for access(2); writing is refused.
-    func access(_ path: String, mask: Int32) -> Int32 {
+    func access(_ path: String, mask: Int32) throws(WouldWait) -> Int32 {
         switch node(at: path) {
         case nil:
             return -ENOENT
         case .browse(let view, let inner)? where inner != "/":
-            if case .failure(let e) = browseEntry(view, inner) { return e.negated }
+            if case .failure(let e) = try browseEntry(view, inner) { return e.negated }
         default:
             break
         }

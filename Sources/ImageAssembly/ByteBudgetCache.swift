@@ -58,6 +58,13 @@ public final class ByteBudgetCache<Key: Hashable & Sendable, Value: Sendable>: S
         }
     }
 
+    /// Drops one entry (e.g. a file that changed since it was checked).
+    public func remove(_ key: Key) {
+        state.withLock { s in
+            if let old = s.entries.removeValue(forKey: key) { s.total -= old.cost }
+        }
+    }
+
     public var totalCost: Int { state.withLock { $0.total } }
     public var count: Int { state.withLock { $0.entries.count } }
 }

@@ -14,6 +14,9 @@ public struct PartStatistics: Codable, Sendable, Equatable {
     public var transfersInFlight = 0
     /// Server (scheme://host) -> failed attempts.
     public var failuresByMirror: [String: Int] = [:]
+    /// Mirror location (the URL prefix a label expands to, e.g. http://host/debian/) -> failed
+    /// attempts: two mirrors on one host are told apart, and each is demoted on its own.
+    public var failuresByLocation: [String: Int] = [:]
 
     public init() {}
 }

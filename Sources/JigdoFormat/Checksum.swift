@@ -41,7 +41,7 @@ public struct Checksum: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Incremental hashing with the algorithm of a jigdo image.
-public struct ChecksumHasher {
+public struct ChecksumHasher: @unchecked Sendable {
     private enum State {
         case md5(Insecure.MD5)
         case sha256(SHA256)

@@ -9,6 +9,25 @@ public func errnoText(_ code: Int32) -> String {
     String(cString: strerror(code))
 }
 
+/// What identifies one version of a file: a file rewritten in place changes its mtime and
+/// ctime, a file replaced changes its inode. Nanosecond times, so a rewrite within the same
+/// second is still seen (ctime cannot be set back by the file's owner).
+public struct FileIdentity: Sendable, Hashable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    public var modificationTimeNs: Int64
+    public var changeTimeNs: Int64
+
+    public init(_ st: stat) {
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        size = Int64(st.st_size)
+        modificationTimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        changeTimeNs = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+    }
+}
+
 /// An open file descriptor for positional reads, shared safely between threads.
 ///
 /// All libc file calls of the reading layers go through here, so error handling lives in one
@@ -19,12 +38,19 @@ public final class ReadOnlyFile: Sendable {
     /// Inode and mtime, so callers can tell whether a file changed under them.
     public let inode: UInt64
     public let modificationTime: Int64
+    /// The file as it was when opened (see `currentIdentity`).
+    public let identity: FileIdentity
+    /// The owner's user id.
+    public let owner: UInt32
+    /// Whether it is a regular file (not a directory, device or FIFO).
+    public let isRegularFile: Bool
     private let fd: Int32
 
-    public init(path: String) throws {
+    /// `extraFlags` are added to the open(2) flags (e.g. O_NOFOLLOW for files in a cache).
+    public init(path: String, extraFlags: Int32 = 0) throws {
         self.path = path
         // A path from a .jigdo may hold raw (non-UTF-8) name bytes (RawNames).
-        let fd = RawNames.withFileSystemPath(path) { open($0, O_RDONLY | O_CLOEXEC) }
+        let fd = RawNames.withFileSystemPath(path) { open($0, O_RDONLY | O_CLOEXEC | extraFlags) }
         if fd < 0 {
             throw JigdoError(.io, path: RawNames.display(path), "cannot open: \(errnoText(errno))")
         }
@@ -42,6 +68,17 @@ public final class ReadOnlyFile: Sendable {
         self.size = Int64(st.st_size)
         self.inode = UInt64(st.st_ino)
         self.modificationTime = Int64(st.st_mtim.tv_sec)
+        self.identity = FileIdentity(st)
+        self.owner = UInt32(st.st_uid)
+        self.isRegularFile = (st.st_mode & S_IFMT) == S_IFREG
+    }
+
+    /// The file's identity now (fstat of the open descriptor), nil if fstat fails. Differs from
+    /// `identity` once the file was written to since it was opened.
+    public func currentIdentity() -> FileIdentity? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return FileIdentity(st)
     }
 
     deinit { close(fd) }

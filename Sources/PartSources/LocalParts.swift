@@ -12,7 +12,9 @@ import Synchronization
 /// checked against their checksum the first time they are used.
 public final class LocalParts: PartSource {
     private enum Resolution: Sendable {
-        case verified(String)
+        /// The file and what it was when its bytes were checked: a file whose identity has
+        /// changed since (rewritten, replaced) is checked again before it is served.
+        case verified(String, FileIdentity)
         /// No usable copy; `rejected` says why the local candidates were refused (for the error).
         case unavailable(rejected: [String])
     }
@@ -21,6 +23,9 @@ public final class LocalParts: PartSource {
     private let logger: Logger
     /// Checksum -> files already known to have that checksum (from the scan).
     private let scanned: [Checksum: [String]]
+    /// What the scan saw of each file it matched (size, mtime, inode): unchanged at first use,
+    /// the scan's checksum holds; changed, the file is hashed again.
+    private let scannedFiles: [String: ScannedFile]
     /// Checksum -> local locations to check on first use, in order.
     private let unverified: [Checksum: [String]]
     private let resolved = Mutex<[Checksum: Resolution]>([:])
@@ -58,14 +63,14 @@ public final class LocalParts: PartSource {
             unverified[part.checksum] = paths
         }
         self.unverified = unverified
-        (self.scanned, self.scanReport) = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress)
+        (self.scanned, self.scannedFiles, self.scanReport) = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress)
     }
 
     /// Walks the directories, hashes only files whose size equals some part's size, and keeps
     /// those whose checksum is a part's.
     /// Files whose checksum is in `cache` (same path, size, mtime and inode) are not read again.
-    static func scan(_ dirs: [String], template: TemplateInfo, cache: ChecksumCache?, progress: ScanProgress?) throws -> ([Checksum: [String]], ScanReport) {
-        guard !dirs.isEmpty else { return ([:], ScanReport()) }
+    static func scan(_ dirs: [String], template: TemplateInfo, cache: ChecksumCache?, progress: ScanProgress?) throws -> ([Checksum: [String]], [String: ScannedFile], ScanReport) {
+        guard !dirs.isEmpty else { return ([:], [:], ScanReport()) }
         let wanted = WantedParts(template)
         var candidates: [ScannedFile] = []
         var seen = Set<String>()
@@ -80,13 +85,15 @@ public final class LocalParts: PartSource {
             sizes: list.map(\.size), keys: list, kind: kind, cache: cache, progress: progress,
             hash: { try? ReadOnlyFile(path: list[$0].path).checksum(kind) })
         var found: [Checksum: [String]] = [:]
+        var files: [String: ScannedFile] = [:]
         for (i, sum) in result.sums where wanted.isPart(sum, size: list[i].size) {
             found[sum, default: []].append(list[i].path)
+            files[list[i].path] = list[i]
         }
         let report = ScanReport(candidates: list.count, hashedFiles: result.hashedFiles,
                                 hashedBytes: result.hashedBytes, fromCache: result.fromCache)
         // Deterministic order: the same path wins whatever the thread timing.
-        return (found.mapValues { $0.sorted() }, report)
+        return (found.mapValues { $0.sorted() }, files, report)
     }
 
     /// Whether a local copy exists (found by the scan, or a local location with the right size;
@@ -107,43 +114,60 @@ public final class LocalParts: PartSource {
         template.parts.indices.filter { !isLocallyAvailable($0) }
     }
 
+    /// A file that changed since its check (size, mtime, ctime or inode) is checked again;
+    /// if it no longer matches, this source has no copy and the next source serves the part.
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         let part = template.parts[index]
-        let path = try verifiedPath(for: part)
-        let file = try open(path)
-        guard file.size == part.length else {
-            throw JigdoError(.io, path: path, "changed size since it was checked (\(file.size) bytes, part is \(part.length))")
+        for _ in 0..<3 {
+            let file = try verifiedFile(for: part)
+            try file.read(at: offset, into: buffer)
+            // Changed while (or before) it was read: these bytes are not served.
+            if file.currentIdentity() == file.identity { return }
+            forget(part, file.path)
         }
-        try file.read(at: offset, into: buffer)
+        throw JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes): the local copy keeps changing while it is read")
     }
 
-    private func open(_ path: String) throws -> ReadOnlyFile {
-        if let f = openFiles.value(for: path) { return f }
-        let f = try ReadOnlyFile(path: path)
-        openFiles.insert(f, for: path, cost: 1)
-        return f
+    /// Drops what is known of a file that changed since its check.
+    private func forget(_ part: TemplatePart, _ path: String) {
+        openFiles.remove(path)
+        resolved.withLock { r in
+            if case .verified(path, _)? = r[part.checksum] { r[part.checksum] = nil }
+        }
+        logger.info("\(path): changed since it was checked; checking it again")
     }
 
-    private func verifiedPath(for part: TemplatePart) throws -> String {
+    /// An open file whose bytes match the part, as they were when checked.
+    private func verifiedFile(for part: TemplatePart) throws -> ReadOnlyFile {
         switch resolved.withLock({ $0[part.checksum] }) {
-        case .verified(let p)?: return p
+        case .verified(let p, let identity)?:
+            if let f = openFiles.value(for: p), f.identity == identity { return f }
+            if let f = try? ReadOnlyFile(path: p), f.identity == identity {
+                openFiles.insert(f, for: p, cost: 1)
+                return f
+            }
+            forget(part, p)
         case .unavailable(let rejected)?: throw unavailable(part, rejected: rejected)
         case nil: break
         }
-        if let p = scanned[part.checksum]?.first {
-            resolved.withLock { $0[part.checksum] = .verified(p) }
-            return p
-        }
         var rejected: [String] = []
-        for path in unverified[part.checksum] ?? [] {
-            guard fileSize(path) == part.length else { continue }
+        for path in (scanned[part.checksum] ?? []) + (unverified[part.checksum] ?? []) {
+            guard let f = try? ReadOnlyFile(path: path), f.isRegularFile, f.size == part.length else { continue }
+            // The scan hashed this file: unchanged since, its checksum holds.
+            if let seen = scannedFiles[path], seen.size == f.size, seen.inode == f.identity.inode,
+               seen.modificationTimeNs == f.identity.modificationTimeNs {
+                resolved.withLock { $0[part.checksum] = .verified(path, f.identity) }
+                openFiles.insert(f, for: path, cost: 1)
+                return f
+            }
             do {
-                let sum = try ReadOnlyFile(path: path).checksum(part.checksum.kind ?? template.checksumKind)
-                if sum == part.checksum {
-                    resolved.withLock { $0[part.checksum] = .verified(path) }
-                    return path
+                let sum = try f.checksum(part.checksum.kind ?? template.checksumKind)
+                if sum == part.checksum, f.currentIdentity() == f.identity {
+                    resolved.withLock { $0[part.checksum] = .verified(path, f.identity) }
+                    openFiles.insert(f, for: path, cost: 1)
+                    return f
                 }
-                rejected.append("\(path) has checksum \(sum.base64)")
+                rejected.append("\(path) does not match the part's checksum")
             } catch {
                 rejected.append("\(error)")
             }

@@ -16,7 +16,7 @@ public enum PublishedFiles {
         { url in
             let path = try cache.sourceDirectory(forURL: url) + "/include.jigdo"
             if let downloader {
-                try downloader.fetch(url: url, to: path + ".download")
+                try downloader.fetch(url: url, to: path + ".download", maxLength: Int64(JigdoDescriptor.maxFileSize))
                 guard rename(path + ".download", path) == 0 else {
                     throw JigdoError(.io, path: path, "cannot store the downloaded file: \(errnoText(errno))")
                 }
@@ -106,7 +106,7 @@ public enum PublishedFiles {
                 continue
             }
             do {
-                try downloader.fetch(url: url, to: cached + ".download")
+                try downloader.fetch(url: url, to: cached + ".download", maxLength: RemoteSource.maxTemplateBytes)
                 guard rename(cached + ".download", cached) == 0 else {
                     throw JigdoError(.io, path: cached, "cannot store the downloaded template: \(errnoText(errno))")
                 }

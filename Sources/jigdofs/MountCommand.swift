@@ -42,6 +42,12 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("In the background, append log lines here (default: syslog).", valueName: "FILE"))
     var logFile: String?
 
+    @Flag(name: .long, help: "Once mounted, download the rest of every image in the background (reads of the mount go first; `jigdofs status` shows the progress).")
+    var prefetch = false
+
+    @Option(name: .long, help: ArgumentHelp("Seconds the kernel may cache names and attributes (default: a day; nothing changes while mounted).", valueName: "SECONDS", visibility: .hidden))
+    var attrTimeout: Double = 86400
+
     var sources: [String] { Array(paths.dropLast()) }
     var mountpoint: String { paths.last ?? "" }
 
@@ -62,13 +68,14 @@ struct Mount: ParsableCommand {
         try refuseNestedMount(mountpoint)
         let daemon = foreground || debug ? nil : try Daemon.forkWaitingForReady()
 
-        let images = try openImages()
+        let (images, stores) = try openImages()
         let logger = daemon == nil || logFile != nil ? Logger(label: "jigdofs.mount") : Logger(label: "jigdofs.mount", factory: SyslogLogHandler.init)
         let filesystem = try JigdoFilesystem(images: images, logger: logger)
         let mount = try FUSEMount(
             filesystem: filesystem, mountpoint: absolutePath(mountpoint),
             fsname: sources.count == 1 ? absolutePath(sources[0]) : "jigdofs",
-            options: fuseOptions.flatMap { $0.split(separator: ",").map(String.init) }, debug: debug)
+            options: fuseOptions.flatMap { $0.split(separator: ",").map(String.init) }, debug: debug,
+            attributeTimeout: max(0, attrTimeout))
         try mount.mount()
         do {
             try daemon?.ready(logFile: logFile.map(absolutePath))
@@ -78,6 +85,10 @@ struct Mount: ParsableCommand {
         }
         if daemon == nil {
             logger.info("\(mountpoint): mounted \(images.map(\.name).joined(separator: ", "))")
+        }
+        if prefetch && !partOptions.offline {
+            // Read-ahead priority: a read of the mount is a demand transfer and goes first.
+            for store in stores { store.prefetch(store.missingParts()) }
         }
         mount.run()
     }
@@ -97,7 +108,8 @@ struct Mount: ParsableCommand {
         return [path]
     }
 
-    func openImages() throws -> [MountedImage] {
+    /// The images to show, and the part store of each (for --prefetch).
+    func openImages() throws -> ([MountedImage], [PartStore]) {
         // One part cache, downloader and checksum cache for all images: a scan of the same
         // tree hashes each file once, and --jobs bounds the transfers of the whole mount.
         let shared = try partOptions.makeShared()
@@ -146,12 +158,15 @@ struct Mount: ParsableCommand {
             }
             byName[image.imageName] = origin
         }
-        return try opened.map { origin, image, remote in
+        var stores: [PartStore] = []
+        let images = try opened.map { origin, image, remote in
             let source = try partOptions.openSource(for: image, remote: remote, shared: shared)
+            stores.append(source.store)
             // A remote .jigdo is shown with the time of its cached copy.
             let mtime = modificationTime(remote ? image.descriptor.path : origin)
             return MountedImage(name: image.imageName, reader: source.reader, jigdoPath: origin, modificationTime: mtime)
         }
+        return (images, stores)
     }
 
     func modificationTime(_ path: String) -> timespec {

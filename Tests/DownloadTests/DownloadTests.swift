@@ -57,13 +57,15 @@ struct Opened {
 
     init(variant: String = "jf-sha256-gz", servers: [String], mirrors: [String] = [], cacheDir: String,
          config: DownloadConfig = fastConfig(), offline: Bool = false, cacheSize: Int64? = nil,
-         logger: Logger = Logger(label: "test")) throws {
+         map: String? = nil, logger: Logger = Logger(label: "test")) throws {
         release = try DownloadFixture.release()
         image = try JigdoImage.open(jigdoPath: "\(release)/\(variant)/release.jigdo")
         var resolver = LocationResolver(descriptor: image.descriptor)
         resolver.replace["Base"] = servers.map { JigdoLocation(value: $0, base: $0) }
         if !mirrors.isEmpty { resolver.append["Base"] = mirrors.map { JigdoLocation(value: $0, base: $0) } }
-        cache = try PartCache(directory: cacheDir, sizeLimit: cacheSize)
+        // As --map Base=DIR: a local copy tried before the servers.
+        if let map { resolver.prepend["Base"] = [JigdoLocation(value: "file:" + map + "/", base: map + "/")] }
+        cache = try PartCache(directory: cacheDir, sizeLimit: cacheSize, logger: logger)
         downloader = try HTTPDownloader(config: config)
         let local = try LocalParts(template: image.template, resolver: resolver, scanDirectories: [])
         var options = PartStore.Options()
@@ -273,7 +275,9 @@ struct DownloadTests {
         for a in areas {
             #expect(try o.reader.read(at: a.offset, count: Int(a.length)) == original.read(at: a.offset, count: Int(a.length)))
         }
-        #expect(fault.requests().filter { $0.mode == "stall" }.count >= areas.count)
+        // Asked once: a stall demotes the mirror at once (issue 10), so the other parts go to
+        // nginx first instead of each waiting for the low-speed timeout.
+        #expect(fault.requests().filter { $0.mode == "stall" }.count == 1)
         #expect(nginx.requests().count >= areas.count)
     }
 

@@ -16,6 +16,9 @@ The first path component picks the behaviour for the rest of the path:
   /redirect/PORT/PATH  302 to http://127.0.0.1:PORT/PATH (a mirror redirector)
   /reset/PATH     resets the connection (RST) without answering
   /norange/PATH   the file, ignoring Range headers (always 200 with everything)
+  /shortcl/PATH   200 whose Content-Length is 10 bytes short of the body it sends (spoils a
+                  kept-alive connection)
+  /endless/PATH   200 without Content-Length, then bytes until the client gives up
 Every request is appended to LOGFILE as "MODE PATH RANGE" (RANGE is "-" when absent).
 """
 import os
@@ -54,6 +57,18 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if mode == "endless":
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            chunk = b"[Image]\n" * 8192
+            try:
+                while True:
+                    self.wfile.write(chunk)
+            except OSError:
+                pass
+            self.close_connection = True
+            return
         full = os.path.normpath(os.path.join(root, rel))
         if not full.startswith(root + os.sep) or not os.path.isfile(full):
             return self.simple(404)
@@ -89,6 +104,12 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
             self.close_connection = True
+            return
+        if mode == "shortcl":
+            self.send_response(200)
+            self.send_header("Content-Length", str(max(0, len(data) - 10)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if mode == "wrong":
             return self.body(bytes((b ^ 0x5A) for b in data))

@@ -80,10 +80,12 @@ public final class Nginx: @unchecked Sendable {
     public var certificatePath: String { dir.path + "/cert.pem" }
 
     /// - Parameter tls: serve https with a certificate made here with openssl.
+    /// - Parameter http2: with `tls`, offer HTTP/2 (ALPN); the access log then also names each
+    ///   request's connection (`connections()`).
     /// - Parameter serverConfig: more lines for the `server` block (auth_basic, access_log, a
     ///   `location` that redirects as a mirrorlist does ...).
     /// - Parameter listenOptions: after the address of `listen` (e.g. `sndbuf=64k`).
-    public init(root: String, tls: Bool = false, serverConfig: String = "", listenOptions: String = "") throws {
+    public init(root: String, tls: Bool = false, http2: Bool = false, serverConfig: String = "", listenOptions: String = "") throws {
         dir = try TemporaryDirectory(prefix: "jigdofs-dl")
         self.tls = tls
         var listenSuffix = ""
@@ -94,7 +96,7 @@ public final class Nginx: @unchecked Sendable {
                 "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", dir.path + "/key.pem", "-out", dir.path + "/cert.pem",
             ])
             guard r.status == 0 else { throw FixtureError("openssl: \(r.stderr)") }
-            listenSuffix = " ssl"
+            listenSuffix = http2 ? " ssl http2" : " ssl"
             sslLines = "ssl_certificate \(dir.path)/cert.pem;\n    ssl_certificate_key \(dir.path)/key.pem;"
         }
         var lastError = "nginx did not start"
@@ -108,7 +110,8 @@ public final class Nginx: @unchecked Sendable {
                 error_log \(d)/error.log;
                 events { worker_connections 512; }
                 http {
-                  access_log \(d)/access.log;
+                  log_format withconn '$remote_addr - - [$time_local] "$request" $status $body_bytes_sent conn=$connection';
+                  access_log \(d)/access.log\(http2 ? " withconn" : "");
                   client_body_temp_path \(d)/tmp;
                   proxy_temp_path \(d)/tmp;
                   fastcgi_temp_path \(d)/tmp;
@@ -146,6 +149,23 @@ public final class Nginx: @unchecked Sendable {
 
     public func stop() { server.stop() }
     deinit { server.stop() }
+
+    /// The distinct connections that carried the requests so far, and the protocols used
+    /// (only for an `http2` server, whose log names them).
+    public func connections() -> (connections: Set<String>, protocols: Set<String>) {
+        let text = (try? String(contentsOfFile: accessLogPath, encoding: .utf8)) ?? ""
+        var conns = Set<String>(), protocols = Set<String>()
+        for line in text.split(separator: "\n") {
+            if let c = line.split(separator: " ").last, c.hasPrefix("conn=") { conns.insert(String(c.dropFirst(5))) }
+            if let q1 = line.firstIndex(of: "\"") {
+                let rest = line[line.index(after: q1)...]
+                if let q2 = rest.firstIndex(of: "\""), let proto = rest[..<q2].split(separator: " ").last {
+                    protocols.insert(String(proto))
+                }
+            }
+        }
+        return (conns, protocols)
+    }
 
     /// (status, path) of every request so far.
     public func requests() -> [(status: Int, path: String)] {

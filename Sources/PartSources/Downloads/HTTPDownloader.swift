@@ -47,8 +47,12 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
         case tooLong(Int64)
         /// The partial file could not be written.
         case local(String)
-        /// The disk of the partial file is full (ENOSPC, EDQUOT).
+        /// The partial file cannot be written for a reason that costs only caching: the disk is
+        /// full (ENOSPC, EDQUOT), read-only (EROFS) or not ours (EACCES, EPERM).
         case diskFull(String)
+        /// The response breaks HTTP for this request (a Content-Length other than the bytes
+        /// asked for, a wrong Content-Range): the connection is closed, never reused.
+        case protocolViolation(String)
         /// The server does not do ranges, or the range was wrong: start again from 0.
         case rangeRefused
         /// The downloader was shut down.
@@ -56,17 +60,42 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
     }
     public var reason: Reason
 
+    public init(reason: Reason) {
+        self.reason = reason
+    }
+
     /// Whether trying the same URL again later may help.
     public var isTransient: Bool {
         switch reason {
         case .status(let s): return s >= 500 || s == 408 || s == 429
         case .curl(let code, _):
             let c = CURLcode(UInt32(code))
-            return [CURLE_OPERATION_TIMEDOUT, CURLE_COULDNT_CONNECT, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
+            // A connection spoiled by an earlier response on it ("Received HTTP/0.9", a weird
+            // reply) is worth one more try on a fresh connection.
+            return [CURLE_COULDNT_CONNECT, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
                     CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING, CURLE_HTTP2, CURLE_HTTP2_STREAM,
-                    CURLE_SSL_CONNECT_ERROR].contains(c)
-        case .tooLong, .local, .diskFull, .cancelled: return false
+                    CURLE_SSL_CONNECT_ERROR, CURLE_WEIRD_SERVER_REPLY, CURLE_UNSUPPORTED_PROTOCOL].contains(c)
+        case .tooLong, .local, .diskFull, .cancelled, .protocolViolation: return false
         case .rangeRefused: return true
+        }
+    }
+
+    /// The transfer stalled: no progress above the low-speed limit (or no answer at all) for
+    /// the low-speed time. The mirror is demoted at once rather than retried.
+    public var isStall: Bool {
+        if case .curl(let code, _) = reason { return CURLcode(UInt32(code)) == CURLE_OPERATION_TIMEDOUT }
+        return false
+    }
+
+    /// Whether the connection this ran on may be unusable: the retry opens a fresh one.
+    public var spoilsConnection: Bool {
+        switch reason {
+        case .protocolViolation, .tooLong, .rangeRefused: return true
+        case .curl(let code, _):
+            let c = CURLcode(UInt32(code))
+            return [CURLE_PARTIAL_FILE, CURLE_WEIRD_SERVER_REPLY, CURLE_UNSUPPORTED_PROTOCOL, CURLE_RECV_ERROR,
+                    CURLE_GOT_NOTHING, CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_OPERATION_TIMEDOUT].contains(c)
+        default: return false
         }
     }
 
@@ -76,6 +105,7 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
         case .curl(_, let text): return text
         case .tooLong(let n): return "sent more than the part's \(n) bytes"
         case .local(let text), .diskFull(let text): return text
+        case .protocolViolation(let text): return text
         case .rangeRefused: return "range request refused"
         case .cancelled: return "cancelled"
         }
@@ -92,34 +122,63 @@ public struct TransferSummary: Sendable {
     public var effectiveURL: String
     /// The body, for a transfer into memory.
     public var body: [UInt8]?
+    /// The checksum of the whole file (the resumed prefix included), when a hasher was given:
+    /// the bytes were hashed as they arrived, never read back.
+    public var checksum: Checksum?
+}
+
+/// What one transfer asks for (`HTTPDownloader.submit`).
+public struct TransferRequest: Sendable {
+    public var url: String
+    /// The file to write; nil: keep the body in memory.
+    public var path: String?
+    /// Bytes of the file before this (kept; a range request asks for the rest).
+    public var resumeFrom: Int64 = 0
+    /// The file may not grow past this (a longer body is cut off with `.tooLong`).
+    public var maxLength: Int64?
+    /// The file must end up exactly `maxLength` long: a response announcing another length is
+    /// refused before its body is written (`.protocolViolation`).
+    public var exactLength = false
+    /// Open a new connection instead of reusing one (a retry after a broken response).
+    public var freshConnect = false
+    /// Hashes the body as it arrives; primed with the resumed prefix by the caller.
+    public var hasher: ChecksumHasher?
+
+    public init(url: String, path: String?) {
+        self.url = url
+        self.path = path
+    }
 }
 
 /// One transfer in flight; owned by the worker thread once started.
 final class Transfer: @unchecked Sendable {
     let id: UInt64
-    let url: String
+    let request: TransferRequest
+    var url: String { request.url }
     /// The file to write; nil: keep the body in memory (`body`).
-    let path: String?
-    let resumeFrom: Int64
-    let maxLength: Int64?
+    var path: String? { request.path }
+    var resumeFrom: Int64 { request.resumeFrom }
+    var maxLength: Int64? { request.maxLength }
     let completion: @Sendable (Result<TransferSummary, TransferError>) -> Void
     // Touched only by the worker thread.
+    var easy: UnsafeMutableRawPointer?
     var fd: Int32 = -1
     var offset: Int64
     var received: Int64 = 0
     var tooLong = false
+    var headersChecked = false
+    var violation: String?
     var writeErrno: Int32 = 0
     var body: [UInt8] = []
+    var hasher: ChecksumHasher?
     let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
 
-    init(id: UInt64, url: String, path: String?, resumeFrom: Int64, maxLength: Int64?,
+    init(id: UInt64, request: TransferRequest,
          completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void) {
         self.id = id
-        self.url = url
-        self.path = path
-        self.resumeFrom = resumeFrom
-        self.maxLength = maxLength
-        self.offset = resumeFrom
+        self.request = request
+        self.offset = request.resumeFrom
+        self.hasher = request.hasher
         self.completion = completion
         errorBuffer.initialize(to: 0)
     }
@@ -127,18 +186,35 @@ final class Transfer: @unchecked Sendable {
     deinit { errorBuffer.deallocate() }
 }
 
-/// Writes the body straight into the partial file: no part is ever held in memory.
+/// Writes the body straight into the partial file (no part is ever held in memory), hashing
+/// it on the way. Returning less than `n` makes libcurl abort the transfer and close its
+/// connection, which is what a response that breaks HTTP needs.
 private let writeToFile: jfs_curl_write_callback = { data, size, count, context in
     let t = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
     let n = size * count
+    if !t.headersChecked {
+        t.headersChecked = true
+        if t.request.exactLength, let max = t.maxLength, let easy = t.easy {
+            // The body must be exactly the bytes asked for: a server whose Content-Length is
+            // shorter or longer than that would leave the connection out of step.
+            var announced: curl_off_t = -1
+            if jfs_curl_easy_getinfo_off(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK,
+               announced >= 0, Int64(announced) != max - t.resumeFrom {
+                t.violation = "Content-Length \(announced) for a request of \(max - t.resumeFrom) bytes"
+                return 0
+            }
+        }
+    }
     if let max = t.maxLength, t.offset + Int64(n) > max {
         t.tooLong = true
         return 0
     }
+    if n > 0 { t.hasher?.update(UnsafeRawBufferPointer(start: data, count: n)) }
     if t.path == nil {
         t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n))
         t.offset += Int64(n)
         t.received += Int64(n)
+        DownloadRateLimit.shared.consume(n)
         return n
     }
     var done = 0
@@ -236,9 +312,21 @@ public final class HTTPDownloader: @unchecked Sendable {
         priority: Priority = .demand,
         completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void
     ) -> UInt64 {
+        var request = TransferRequest(url: url, path: path)
+        request.resumeFrom = resumeFrom
+        request.maxLength = maxLength
+        return submit(request, priority: priority, completion: completion)
+    }
+
+    /// Queues a transfer (see `TransferRequest`). Returns an id for `promote`.
+    @discardableResult
+    public func submit(
+        _ request: TransferRequest, priority: Priority = .demand,
+        completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void
+    ) -> UInt64 {
         let accepted = queues.withLock { q -> UInt64? in
             guard !q.stopping else { return nil }
-            let t = Transfer(id: q.nextID, url: url, path: path, resumeFrom: resumeFrom, maxLength: maxLength, completion: completion)
+            let t = Transfer(id: q.nextID, request: request, completion: completion)
             q.nextID += 1
             if priority == .demand { q.demand.append(t) } else { q.prefetch.append(t) }
             return t.id
@@ -266,12 +354,16 @@ public final class HTTPDownloader: @unchecked Sendable {
         queues.withLock { ($0.demand.count + $0.prefetch.count, $0.running) }
     }
 
-    /// Downloads a small file (a .jigdo, a template) and waits for it. Not for FUSE threads.
-    public func fetch(url: String, to path: String) throws {
+    /// Downloads a file (a .jigdo, a template) of at most `maxLength` bytes and waits for it;
+    /// a longer body (or a Content-Length over the bound) fails, and nothing is left at `path`
+    /// on failure. Not for FUSE threads.
+    public func fetch(url: String, to path: String, maxLength: Int64) throws {
         unlink(path)
         let done = DispatchSemaphore(value: 0)
         let result = Mutex<Result<TransferSummary, TransferError>?>(nil)
-        submit(url: url, to: path) { r in
+        var request = TransferRequest(url: url, path: path)
+        request.maxLength = maxLength
+        submit(request) { r in
             result.withLock { $0 = r }
             done.signal()
         }
@@ -340,20 +432,26 @@ public final class HTTPDownloader: @unchecked Sendable {
 
     private func begin(_ t: Transfer) {
         if let path = t.path {
-            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            // O_NOFOLLOW: a symlink planted in the cache is never written through.
+            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else {
-                complete(t, .failure(TransferError(reason: .local("\(path): cannot open: \(errnoText(errno))"))))
+                complete(t, .failure(Self.writeFailure(path, "cannot open", errno)))
+                return
+            }
+            guard PartCache.isOwnRegularFile(fd) else {
+                close(fd)
+                complete(t, .failure(TransferError(reason: .diskFull("\(path): not a regular file of this user"))))
                 return
             }
             // Drop anything beyond the resume point (a previous, longer attempt).
             if ftruncate(fd, off_t(t.resumeFrom)) != 0 {
                 let e = errno
                 close(fd)
-                complete(t, .failure(TransferError(reason: .local("\(path): cannot truncate: \(errnoText(e))"))))
+                complete(t, .failure(Self.writeFailure(path, "cannot truncate", e)))
                 return
             }
             t.fd = fd
-        } else if let max = t.maxLength {
+        } else if let max = t.maxLength, max <= 256 << 20 {
             t.body.reserveCapacity(Int(max))
         }
         guard let easy = curl_easy_init() else {
@@ -361,28 +459,77 @@ public final class HTTPDownloader: @unchecked Sendable {
             complete(t, .failure(TransferError(reason: .local("libcurl: cannot create a transfer"))))
             return
         }
-        let c = config
-        _ = jfs_curl_easy_setopt_string(easy, CURLOPT_URL, encodeURLForCurl(t.url))
-        _ = jfs_curl_easy_setopt_write_function(easy, CURLOPT_WRITEFUNCTION, writeToFile)
-        _ = jfs_curl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, Unmanaged.passUnretained(t).toOpaque())
-        _ = jfs_curl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(t.errorBuffer))
-        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_FAILONERROR, 1)
-        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
-        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, c.maxRedirects)
-        _ = jfs_curl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https,ftp")
-        _ = jfs_curl_easy_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https,ftp")
-        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(c.connectTimeout * 1000))
-        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, c.lowSpeedLimit)
-        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, c.lowSpeedTime))
-        _ = jfs_curl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
-        _ = jfs_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, c.userAgent)
-        if let ca = c.caFile { _ = jfs_curl_easy_setopt_string(easy, CURLOPT_CAINFO, ca) }
-        if c.netrc { _ = jfs_curl_easy_setopt_long(easy, CURLOPT_NETRC, 1 /* CURL_NETRC_OPTIONAL */) }
-        if let f = c.netrcFile { _ = jfs_curl_easy_setopt_string(easy, CURLOPT_NETRC_FILE, f) }
-        if t.resumeFrom > 0 { _ = jfs_curl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(t.resumeFrom)) }
+        t.easy = easy
+        do {
+            try configure(easy, for: t)
+        } catch {
+            curl_easy_cleanup(easy)
+            if t.fd >= 0 { close(t.fd) }
+            t.fd = -1
+            complete(t, .failure(TransferError(reason: .local("\(error)"))))
+            return
+        }
         active[easy] = t
-        curl_multi_add_handle(multi, easy)
+        let added = curl_multi_add_handle(multi, easy)
+        if added != CURLM_OK {
+            active[easy] = nil
+            curl_easy_cleanup(easy)
+            if t.fd >= 0 { close(t.fd) }
+            t.fd = -1
+            complete(t, .failure(TransferError(reason: .local("libcurl: cannot start a transfer: \(String(cString: curl_multi_strerror(added)))"))))
+        }
+    }
+
+    /// A failure to write the partial file: one that costs only caching (full, read-only,
+    /// not ours) is `.diskFull`, so the part is fetched into memory instead.
+    static func writeFailure(_ path: String, _ what: String, _ code: Int32) -> TransferError {
+        let text = "\(path): \(what): \(errnoText(code))"
+        return TransferError(reason: PartCache.costsOnlyCaching(code) ? .diskFull(text) : .local(text))
+    }
+
+    /// THE one place an easy handle is configured. Every option's result is checked: a
+    /// libcurl that refuses one (the protocol restriction above all) fails the transfer
+    /// instead of running it with weaker settings.
+    private func configure(_ easy: UnsafeMutableRawPointer, for t: Transfer) throws {
+        let c = config
+        func check(_ code: CURLcode, _ name: String) throws {
+            guard code == CURLE_OK else {
+                throw JigdoError(.io, path: t.url, "libcurl refused option \(name): \(String(cString: curl_easy_strerror(code)))")
+            }
+        }
+        try check(jfs_curl_easy_setopt_string(easy, CURLOPT_URL, encodeURLForCurl(t.url)), "URL")
+        try check(jfs_curl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https,ftp"), "PROTOCOLS_STR")
+        try check(jfs_curl_easy_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https,ftp"), "REDIR_PROTOCOLS_STR")
+        try check(jfs_curl_easy_setopt_write_function(easy, CURLOPT_WRITEFUNCTION, writeToFile), "WRITEFUNCTION")
+        try check(jfs_curl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, Unmanaged.passUnretained(t).toOpaque()), "WRITEDATA")
+        try check(jfs_curl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(t.errorBuffer)), "ERRORBUFFER")
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1), "NOSIGNAL")
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_FAILONERROR, 1), "FAILONERROR")
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1), "FOLLOWLOCATION")
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, c.maxRedirects), "MAXREDIRS")
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(c.connectTimeout * 1000)), "CONNECTTIMEOUT_MS")
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, c.lowSpeedLimit), "LOW_SPEED_LIMIT")
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, c.lowSpeedTime)), "LOW_SPEED_TIME")
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1), "TCP_KEEPALIVE")
+        try check(jfs_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, c.userAgent), "USERAGENT")
+        // HTTP/2 where a TLS server offers it (ALPN), so one connection carries many parts.
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS)), "HTTP_VERSION")
+        // Over TLS, wait for the first connection's ALPN answer rather than opening one per
+        // transfer: an HTTP/2 server then carries every part as a stream of one connection.
+        // Not for plain http (HTTP/1.1 only), where waiting would queue transfers behind a
+        // connection that may stall.
+        if t.url.lowercased().hasPrefix("https://") {
+            try check(jfs_curl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1), "PIPEWAIT")
+        }
+        if let ca = c.caFile { try check(jfs_curl_easy_setopt_string(easy, CURLOPT_CAINFO, ca), "CAINFO") }
+        if c.netrc { try check(jfs_curl_easy_setopt_long(easy, CURLOPT_NETRC, 1 /* CURL_NETRC_OPTIONAL */), "NETRC") }
+        if let f = c.netrcFile { try check(jfs_curl_easy_setopt_string(easy, CURLOPT_NETRC_FILE, f), "NETRC_FILE") }
+        if t.resumeFrom > 0 { try check(jfs_curl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(t.resumeFrom)), "RESUME_FROM_LARGE") }
+        if let max = t.maxLength {
+            // A Content-Length over the bound fails before any byte is written.
+            try check(jfs_curl_easy_setopt_off(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(max - t.resumeFrom)), "MAXFILESIZE_LARGE")
+        }
+        if t.request.freshConnect { try check(jfs_curl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1), "FRESH_CONNECT") }
     }
 
     private func finish(_ easy: UnsafeMutableRawPointer, _ code: CURLcode) {
@@ -397,15 +544,19 @@ public final class HTTPDownloader: @unchecked Sendable {
         if t.fd >= 0 { close(t.fd) }
         t.fd = -1
         let result: Result<TransferSummary, TransferError>
-        if code == CURLE_OK {
+        if code == CURLE_OK, t.request.exactLength, let max = t.maxLength, t.offset != max {
+            result = .failure(TransferError(reason: .protocolViolation("body ended at byte \(t.offset) of \(max)")))
+        } else if code == CURLE_OK {
             result = .success(TransferSummary(received: t.received, fileSize: t.offset, effectiveURL: effectiveURL,
-                                              body: t.path == nil ? t.body : nil))
+                                              body: t.path == nil ? t.body : nil, checksum: t.hasher?.finalize()))
+        } else if let violation = t.violation {
+            result = .failure(TransferError(reason: .protocolViolation(violation)))
+        } else if code == CURLE_FILESIZE_EXCEEDED {
+            result = .failure(TransferError(reason: .tooLong(t.maxLength ?? 0)))
         } else if t.tooLong {
             result = .failure(TransferError(reason: .tooLong(t.maxLength ?? 0)))
-        } else if t.writeErrno == ENOSPC || t.writeErrno == EDQUOT {
-            result = .failure(TransferError(reason: .diskFull("\(t.path ?? ""): write failed: \(errnoText(t.writeErrno))")))
         } else if t.writeErrno != 0 {
-            result = .failure(TransferError(reason: .local("\(t.path ?? ""): write failed: \(errnoText(t.writeErrno))")))
+            result = .failure(Self.writeFailure(t.path ?? "", "write failed", t.writeErrno))
         } else if code == CURLE_RANGE_ERROR || (code == CURLE_HTTP_RETURNED_ERROR && status == 416) {
             result = .failure(TransferError(reason: .rangeRefused))
         } else if code == CURLE_HTTP_RETURNED_ERROR {

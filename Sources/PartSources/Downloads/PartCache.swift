@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import JigdoFormat
+import Logging
 import Synchronization
 
 /// The content-addressed store of downloaded parts under a cache directory:
@@ -12,23 +13,58 @@ import Synchronization
 ///
 /// A file appears under `parts/` only by `rename` after its checksum matched, so a crash never
 /// leaves a corrupt part there. The cache may be shared by several processes.
+///
+/// Hygiene: every file in the cache is opened with O_NOFOLLOW and must be a regular file owned
+/// by this user (a symlink planted in `partial/` or `parts/` is never followed, so a daemon
+/// running as root never writes or serves through one); directories the cache creates are 0700.
+/// A cache that cannot be written (read-only, no permission, disk full, quota) costs caching,
+/// never a read: `isWritable` turns false and parts are kept in memory (one warning).
 public final class PartCache: Sendable {
     public let directory: String
     /// Upper bound of the bytes under `parts/` (`--cache-size`); nil: unbounded.
     public let sizeLimit: Int64?
     /// Bytes under `parts/` as far as this process knows (nil until first counted).
     private let knownSize = Mutex<Int64?>(nil)
+    /// Set once writing into the cache failed for a reason that will not go away by itself.
+    private let unwritable = Mutex<String?>(nil)
+    private let logger: Logger
 
-    /// Creates the directory layout if needed.
-    public init(directory: String, sizeLimit: Int64? = nil) throws {
+    /// Creates the directory layout if needed (0700). A layout that cannot be created because
+    /// the disk is read-only, full or not ours leaves the cache read-only (`isWritable` false);
+    /// a path that is not a directory is an error.
+    public init(directory: String, sizeLimit: Int64? = nil, logger: Logger = Logger(label: "jigdofs.cache")) throws {
         self.sizeLimit = sizeLimit
+        self.logger = logger
         var dir = absolutePath(directory)
         if dir.hasSuffix("/") && dir.count > 1 { dir.removeLast() }
         self.directory = dir
-        for kind in ChecksumKind.allCases {
-            try makeDirectories(dir + "/parts/" + kind.rawValue.lowercased())
-            try makeDirectories(dir + "/partial/" + kind.rawValue.lowercased())
+        do {
+            for kind in ChecksumKind.allCases {
+                try makeDirectoriesReportingErrno(dir + "/parts/" + kind.rawValue.lowercased())
+                try makeDirectoriesReportingErrno(dir + "/partial/" + kind.rawValue.lowercased())
+            }
+        } catch let e as CacheDirectoryError where Self.costsOnlyCaching(e.code) {
+            noteUnwritable("\(e.error)")
+        } catch let e as CacheDirectoryError {
+            throw e.error
         }
+    }
+
+    /// errno values that mean "this cache cannot be written", not "this read is wrong".
+    public static func costsOnlyCaching(_ code: Int32) -> Bool {
+        code == EROFS || code == EACCES || code == EPERM || code == ENOSPC || code == EDQUOT
+    }
+
+    /// Whether new parts can be stored (false after a read-only or full cache was seen).
+    public var isWritable: Bool { unwritable.withLock { $0 == nil } }
+
+    /// Records that the cache cannot be written; warns once per process.
+    public func noteUnwritable(_ why: String) {
+        let first = unwritable.withLock { u -> Bool in
+            defer { if u == nil { u = why } }
+            return u == nil
+        }
+        if first { logger.warning("\(why): the part cache cannot be written; parts are kept in memory instead (caching is lost, reads are not)") }
     }
 
     /// The default cache directory: `$XDG_CACHE_HOME/jigdofs`, else `~/.cache/jigdofs`.
@@ -57,23 +93,64 @@ public final class PartCache: Sendable {
     /// (transfers, check, rename), so processes sharing the cache never write the same partial
     /// file at once. Returns the descriptor holding the lock (close it to release), or nil when
     /// another process holds it.
+    /// A partial file that is not ours to write (a symlink, another user's file) is removed
+    /// (unlink removes the link, never its target) and made again.
+    /// Throws `CacheWriteError` when the cache cannot be written at all.
     public func lockPartial(for sum: Checksum) throws -> Int32? {
         let path = partialPath(for: sum)
-        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw JigdoError(.io, path: path, "cannot open: \(errnoText(errno))")
+        for _ in 0..<2 {
+            let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            if fd < 0 {
+                let e = errno
+                if e == ELOOP {
+                    unlink(path)
+                    continue
+                }
+                throw CacheWriteError(code: e, message: "\(path): cannot open: \(errnoText(e))")
+            }
+            guard Self.isOwnRegularFile(fd) else {
+                close(fd)
+                unlink(path)
+                continue
+            }
+            if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+                close(fd)
+                return nil
+            }
+            return fd
         }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            close(fd)
-            return nil
-        }
-        return fd
+        throw CacheWriteError(code: EPERM, message: "\(path): not a regular file of this user, and cannot be replaced")
     }
 
-    /// Whether the verified part is in the cache (its size is checked; its bytes were checked
-    /// before it was renamed in).
+    /// Whether an open descriptor is a regular file owned by this process's user.
+    static func isOwnRegularFile(_ fd: Int32) -> Bool {
+        var st = stat()
+        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && st.st_uid == geteuid()
+    }
+
+    /// Opens a cached part (O_NOFOLLOW: a symlink is never followed); nil when it is absent,
+    /// not a regular file of this user, or not `length` bytes long. Its bytes are not checked
+    /// here: the caller verifies a part the first time it serves it.
+    public func openPart(_ sum: Checksum, length: Int64) -> ReadOnlyFile? {
+        guard let f = try? ReadOnlyFile(path: path(for: sum), extraFlags: O_NOFOLLOW),
+              f.isRegularFile, f.owner == geteuid(), f.size == length else { return nil }
+        return f
+    }
+
+    /// Whether the part is in the cache (a regular file of the right size; not followed
+    /// through a symlink). Its bytes are checked when it is first served.
     public func contains(_ sum: Checksum, length: Int64) -> Bool {
-        fileSize(path(for: sum)) == length
+        var st = stat()
+        guard lstat(path(for: sum), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else { return false }
+        return Int64(st.st_size) == length
+    }
+
+    /// Removes a cached part that failed its check, if it is still the file that was checked.
+    public func remove(_ sum: Checksum, ifStill identity: FileIdentity) {
+        let p = path(for: sum)
+        var st = stat()
+        guard lstat(p, &st) == 0, FileIdentity(st).inode == identity.inode, FileIdentity(st).device == identity.device else { return }
+        unlink(p)
     }
 
     /// Moves a verified partial file into the cache.
@@ -82,17 +159,23 @@ public final class PartCache: Sendable {
         // Only the prefix directory is made here: a cache directory removed meanwhile is not
         // brought back.
         let prefixDir = String(directoryOf(target).dropLast())
-        if mkdir(prefixDir, 0o755) != 0 && errno != EEXIST {
-            throw JigdoError(.io, path: prefixDir, "cannot create directory: \(errnoText(errno))")
+        if mkdir(prefixDir, 0o700) != 0 && errno != EEXIST {
+            let e = errno
+            throw CacheWriteError(code: e, message: "\(prefixDir): cannot create directory: \(errnoText(e))")
+        }
+        var st = stat()
+        if lstat(prefixDir, &st) != 0 || (st.st_mode & S_IFMT) != S_IFDIR {
+            throw CacheWriteError(code: ENOTDIR, message: "\(prefixDir): not a directory")
         }
         if rename(partial, target) != 0 {
-            throw JigdoError(.io, path: target, "cannot move the downloaded part into the cache: \(errnoText(errno))")
+            let e = errno
+            throw CacheWriteError(code: e, message: "\(target): cannot move the downloaded part into the cache: \(errnoText(e))")
         }
     }
 
     /// Marks a cached part as just used (its mtime orders least-recently-used eviction).
     public func touch(_ sum: Checksum) {
-        _ = utimensat(AT_FDCWD, path(for: sum), nil, 0)
+        _ = utimensat(AT_FDCWD, path(for: sum), nil, AT_SYMLINK_NOFOLLOW)
     }
 
     /// Every verified part in the cache: path, size, last use (ns since the epoch).
@@ -104,7 +187,7 @@ public final class PartCache: Sendable {
                 for name in listDirectory(base + "/" + prefix) {
                     let p = base + "/" + prefix + "/" + name
                     var st = stat()
-                    guard stat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                    guard lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
                     out.append((p, Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
                 }
             }
@@ -120,7 +203,7 @@ public final class PartCache: Sendable {
             for name in listDirectory(base) {
                 let p = base + "/" + name
                 var st = stat()
-                guard stat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                guard lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
                 out.append((p, Int64(st.st_size), Int64(st.st_mtim.tv_sec)))
             }
         }
@@ -160,17 +243,41 @@ public final class PartCache: Sendable {
     }
 }
 
-/// `mkdir -p`.
+/// Writing into the cache failed: `code` tells whether only caching is lost
+/// (`PartCache.costsOnlyCaching`).
+public struct CacheWriteError: Error, CustomStringConvertible {
+    public var code: Int32
+    public var message: String
+    public var description: String { message }
+}
+
+/// A cache directory could not be made.
+struct CacheDirectoryError: Error {
+    var code: Int32
+    var error: JigdoError
+}
+
+/// `mkdir -p`; directories it creates are private (0700): a cache says what a user reads.
 func makeDirectories(_ path: String) throws {
+    do {
+        try makeDirectoriesReportingErrno(path)
+    } catch let e as CacheDirectoryError {
+        throw e.error
+    }
+}
+
+/// `makeDirectories`, throwing `CacheDirectoryError` (with the errno).
+func makeDirectoriesReportingErrno(_ path: String) throws {
     var current = path.hasPrefix("/") ? "" : "."
     for component in path.split(separator: "/") {
         current += "/" + component
-        if mkdir(current, 0o755) != 0 && errno != EEXIST {
-            throw JigdoError(.io, path: current, "cannot create directory: \(errnoText(errno))")
+        if mkdir(current, 0o700) != 0 && errno != EEXIST {
+            let e = errno
+            throw CacheDirectoryError(code: e, error: JigdoError(.io, path: current, "cannot create directory: \(errnoText(e))"))
         }
     }
     guard isDirectory(path) else {
-        throw JigdoError(.io, path: path, "is not a directory")
+        throw CacheDirectoryError(code: ENOTDIR, error: JigdoError(.io, path: path, "is not a directory"))
     }
 }
 

@@ -33,14 +33,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
         public init() {}
     }
 
-    private enum PartState {
-        /// A download is running (or waiting for a retry); `transfer` is the current queued id.
-        case downloading(attempt: UInt64, prefetch: Bool, transfer: UInt64)
-        /// The part is in the cache.
-        case done
-        /// The last attempt failed; waiters of that attempt get the error, a new read retries.
-        case failed(attempt: UInt64, JigdoError)
-    }
+    /// Requests waiting for a part without blocking a thread (`WouldWait`).
+    typealias Waiter = @Sendable (JigdoError?) -> Void
 
     /// The download of one part, passed along the chain of locations and retries.
     private struct Job: Sendable {
@@ -49,29 +43,29 @@ public final class PartStore: PartSource, @unchecked Sendable {
         var length: Int64
         var attempt: UInt64
         var prefetch: Bool
-        var urls: [String]
-        var urlIndex = 0
-        var tries = 0
-        var restartedFromZero = false
-        var errors: [String] = []
+        /// Which location next, retries, fallbacks: the decisions, without I/O.
+        var walk: DownloadWalk
         /// Descriptor holding the lock of the partial file (-1: not taken yet).
         var lockFD: Int32 = -1
+        /// The location being tried (the walk has one whenever a transfer is started).
+        var url: String { walk.currentURL ?? "" }
     }
 
     private struct State {
-        var parts: [Checksum: PartState] = [:]
-        var nextAttempt: UInt64 = 1
+        /// Every part's life: missing -> downloading -> done | failed (see `PartLives`).
+        var parts = PartLives<Checksum, JigdoError, Waiter>()
         // Sequential read detection.
-        var lastRead = -10
-        var sequentialRun = 0
-        var readAheadFrontier = 0
+        var streams = ReadStreams()
         // Figures for `status`.
         var bytesDownloaded: Int64 = 0
         var partsDownloaded = 0
         var failuresByHost: [String: Int] = [:]
-        /// Failures in a row per host and when the last one was: a host that keeps failing
-        /// is tried last for a while.
-        var failingHosts: [String: (inARow: Int, last: DispatchTime)] = [:]
+        /// Failures per mirror location (URL prefix): a mirror that keeps failing (or stalls
+        /// once) is tried last for a while. Per location, not per host: a broken mirror does
+        /// not demote a good one on the same host.
+        var health = MirrorHealth()
+        /// The memory fallback was announced (once per store).
+        var warnedMemory = false
         /// URL prefix -> prefix it redirected to (a mirror redirector's answer), and until when
         /// it is used instead of asking the redirector again.
         var redirects: [String: (target: String, until: DispatchTime)] = [:]
@@ -80,10 +74,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     /// How long a redirector's answer is remembered.
     static let redirectLifetime: UInt64 = 600 * 1_000_000_000
 
-    /// A host with this many failures in a row is tried after the others ...
-    static let failingHostThreshold = 3
-    /// ... for this long after its last failure.
-    static let failingHostPenalty: UInt64 = 300 * 1_000_000_000
+    // Mirrors that keep failing go last for a while: `MirrorHealth`.
 
     public let template: TemplateInfo
     public let resolver: LocationResolver
@@ -99,6 +90,9 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private var state = State()
     private let openFiles = ByteBudgetCache<Checksum, ReadOnlyFile>(budget: 64)
     private let memoryParts: ByteBudgetCache<Checksum, [UInt8]>
+    /// Cache files this process checked (or wrote from bytes it hashed), as they were then:
+    /// a file whose identity differs is checked again before a byte of it is served.
+    private let verifiedFiles = Mutex<[Checksum: FileIdentity]>([:])
 
     /// - Parameters:
     ///   - local: parts found on disk (`--scan`, `--map`, local locations, old images); may be nil.
@@ -132,6 +126,10 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         noteRead(index)
+        try readPart(index, at: offset, into: buffer, round: 0)
+    }
+
+    private func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer, round: Int) throws {
         var localFailure: JigdoError?
         if let local, local.isLocallyAvailable(index) {
             do {
@@ -152,6 +150,16 @@ public final class PartStore: PartSource, @unchecked Sendable {
         switch loaded {
         case .file(let file):
             try file.read(at: offset, into: buffer)
+            if file.currentIdentity() != file.identity {
+                // Written to since it was checked: these bytes may not be the part's. Check
+                // the file again (or fetch the part again) and read once more.
+                openFiles.remove(template.parts[index].checksum)
+                verifiedFiles.withLock { _ = $0.removeValue(forKey: template.parts[index].checksum) }
+                guard round < 2 else {
+                    throw JigdoError(.io, path: file.path, "cached part keeps changing while it is read")
+                }
+                try readPart(index, at: offset, into: buffer, round: round + 1)
+            }
         case .memory(let bytes):
             bytes.withUnsafeBytes { src in
                 buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[Int(offset)..<Int(offset) + buffer.count]))
@@ -198,6 +206,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         public var bytesDownloaded: Int64
         public var downloading: Int
         public var failuresByHost: [String: Int]
+        public var failuresByLocation: [String: Int]
     }
 
     /// Parts (distinct checksums with bytes) by where they are now; stats every cache file, so
@@ -230,9 +239,10 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     public func statistics() -> Statistics {
         condition.lock(); defer { condition.unlock() }
-        let inFlight = state.parts.values.filter { if case .downloading = $0 { return true }; return false }.count
+        let inFlight = state.parts.downloading
         return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
-                          downloading: inFlight, failuresByHost: state.failuresByHost)
+                          downloading: inFlight, failuresByHost: state.failuresByHost,
+                          failuresByLocation: state.health.failures)
     }
 
     // MARK: reading from the cache, waiting for downloads
@@ -242,28 +252,72 @@ public final class PartStore: PartSource, @unchecked Sendable {
         if let f = openFiles.value(for: part.checksum) { return .file(f) }
         if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
         guard let cache else { throw unavailable(part, "has no local copy") }
-        var f: ReadOnlyFile?
-        for _ in 0..<3 where f == nil {
+        for _ in 0..<3 {
             if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
-            if !cache.contains(part.checksum, length: part.length) {
-                guard downloadsEnabled else {
-                    throw unavailable(part, options.offline ? "has no local copy and is not in the cache (downloads are off: --offline)" : "has no local copy")
-                }
-                forgetEvicted(part.checksum)
-                try waitForDownload(index)
-                if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
-            }
             // The part may be evicted (--cache-size) between its download and this open.
-            f = try? ReadOnlyFile(path: cache.path(for: part.checksum))
-            if f == nil, let m = memoryParts.value(for: part.checksum) { return .memory(m) }
+            if let f = cache.openPart(part.checksum, length: part.length) {
+                if try isVerified(f, part) {
+                    var file = f
+                    if cache.sizeLimit != nil {
+                        // Marks it as just used (LRU by mtime). That changes its identity: the
+                        // touched file is taken as verified only if nothing else changed it.
+                        cache.touch(part.checksum)
+                        guard let g = cache.openPart(part.checksum, length: part.length),
+                              g.identity.inode == f.identity.inode, g.identity.device == f.identity.device,
+                              f.currentIdentity() == g.identity else { continue }
+                        verifiedFiles.withLock { $0[part.checksum] = g.identity }
+                        file = g
+                    }
+                    openFiles.insert(file, for: part.checksum, cost: 1)
+                    return .file(file)
+                }
+                continue
+            }
+            guard downloadsEnabled else {
+                throw unavailable(part, options.offline ? "has no local copy and is not in the cache (downloads are off: --offline)" : "has no local copy")
+            }
+            forgetEvicted(part.checksum)
+            if ReadContext.mustNotWait { throw wouldWait(index) }
+            try waitForDownload(index)
         }
-        guard let f else { throw unavailable(part, "was evicted from the cache before it could be read (--cache-size too small?)") }
-        if cache.sizeLimit != nil { cache.touch(part.checksum) }
-        guard f.size == part.length else {
-            throw JigdoError(.io, path: f.path, "cached part changed size (\(f.size) bytes, part is \(part.length))")
+        throw unavailable(part, "was evicted from the cache before it could be read (--cache-size too small?)")
+    }
+
+    /// Whether a cache file holds the part: checked (hashed) the first time this process
+    /// serves it, then remembered by its identity (inode, size, mtime, ctime). A file that
+    /// does not match is removed (the part is fetched again) and never served.
+    private func isVerified(_ f: ReadOnlyFile, _ part: TemplatePart) throws -> Bool {
+        if verifiedFiles.withLock({ $0[part.checksum] }) == f.identity { return true }
+        let sum = try f.checksum(part.checksum.kind ?? template.checksumKind)
+        if sum == part.checksum, f.currentIdentity() == f.identity {
+            verifiedFiles.withLock { $0[part.checksum] = f.identity }
+            return true
         }
-        openFiles.insert(f, for: part.checksum, cost: 1)
-        return .file(f)
+        logger.warning("\(f.path): cached part does not match its checksum (a damaged or altered cache file); removed, the part is fetched again")
+        cache?.remove(part.checksum, ifStill: f.identity)
+        verifiedFiles.withLock { _ = $0.removeValue(forKey: part.checksum) }
+        forgetEvicted(part.checksum)
+        return false
+    }
+
+    /// Starts (or joins) the part's download without waiting: the `WouldWait` to throw.
+    private func wouldWait(_ index: Int) -> WouldWait {
+        let sum = template.parts[index].checksum
+        condition.lock()
+        let demand = state.parts.demand(sum)
+        condition.unlock()
+        if let promote = demand.promote { downloader?.promote(promote) }
+        if demand.start { begin(index: index, attempt: demand.attempt, prefetch: false) }
+        let attempt = demand.attempt
+        return WouldWait { [self] done in whenFinished(sum, attempt: attempt, done) }
+    }
+
+    /// Calls `done` when the download `attempt` (or a later one) of the part ended.
+    private func whenFinished(_ sum: Checksum, attempt: UInt64, _ done: @escaping @Sendable (JigdoError?) -> Void) {
+        condition.lock()
+        let registration = state.parts.register(sum, attempt: attempt, done)
+        condition.unlock()
+        if case .now(let error) = registration { done(error) }
     }
 
     private func unavailable(_ part: TemplatePart, _ why: String) -> JigdoError {
@@ -271,9 +325,19 @@ public final class PartStore: PartSource, @unchecked Sendable {
     }
 
     /// A part marked done whose cache file is gone (evicted) is missing again.
+    /// (A part is marked done only after its file was committed or its bytes kept in memory,
+    /// so a done part the cache has is not forgotten: a reader that looked just before the
+    /// commit does not start a second download.)
     private func forgetEvicted(_ sum: Checksum) {
         condition.lock()
-        if case .done? = state.parts[sum] { state.parts[sum] = nil }
+        let done = state.parts.isDone(sum)
+        condition.unlock()
+        guard done else { return }
+        if memoryParts.value(for: sum) != nil { return }
+        if let length = template.parts.first(where: { $0.checksum == sum })?.length,
+           cache?.contains(sum, length: length) == true, verifiedFiles.withLock({ $0[sum] != nil }) { return }
+        condition.lock()
+        state.parts.forget(sum)
         condition.unlock()
     }
 
@@ -283,16 +347,16 @@ public final class PartStore: PartSource, @unchecked Sendable {
         condition.lock()
         var waitingOn: UInt64?
         while true {
-            switch state.parts[sum] {
+            switch state.parts.life(sum) {
             case .done?:
                 condition.unlock()
                 return
-            case .downloading(let attempt, let prefetch, let transfer)?:
+            case .downloading(let attempt, let prefetch, _)?:
                 waitingOn = attempt
                 if prefetch {
-                    state.parts[sum] = .downloading(attempt: attempt, prefetch: false, transfer: transfer)
+                    let demand = state.parts.demand(sum)
                     condition.unlock()
-                    downloader?.promote(transfer)
+                    if let promote = demand.promote { downloader?.promote(promote) }
                     condition.lock()
                     continue
                 }
@@ -301,12 +365,10 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 condition.unlock()
                 throw error
             case .failed?, nil:
-                let attempt = state.nextAttempt
-                state.nextAttempt += 1
-                state.parts[sum] = .downloading(attempt: attempt, prefetch: false, transfer: 0)
-                waitingOn = attempt
+                let demand = state.parts.demand(sum)
+                waitingOn = demand.attempt
                 condition.unlock()
-                begin(index: index, attempt: attempt, prefetch: false)
+                if demand.start { begin(index: index, attempt: demand.attempt, prefetch: false) }
                 condition.lock()
             }
         }
@@ -317,13 +379,11 @@ public final class PartStore: PartSource, @unchecked Sendable {
         let sum = template.parts[index].checksum
         condition.lock()
         let attempt: UInt64?
-        switch state.parts[sum] {
-        case .downloading?, .done?:
-            attempt = nil
-        case .failed?, nil:
-            attempt = state.nextAttempt
-            state.nextAttempt += 1
-            state.parts[sum] = .downloading(attempt: attempt!, prefetch: prefetch, transfer: 0)
+        if prefetch {
+            attempt = state.parts.prefetch(sum)
+        } else {
+            let demand = state.parts.demand(sum)
+            attempt = demand.start ? demand.attempt : nil
         }
         condition.unlock()
         if let attempt { begin(index: index, attempt: attempt, prefetch: prefetch) }
@@ -333,30 +393,20 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     private func noteRead(_ index: Int) {
         guard downloadsEnabled, options.readAheadParts > 0 else { return }
-        condition.lock()
-        if index >= state.lastRead && index <= state.lastRead + 2 {
-            state.sequentialRun += index == state.lastRead ? 0 : 1
-        } else {
-            state.sequentialRun = 0
-            state.readAheadFrontier = index + 1
-        }
-        state.lastRead = index
-        var range: Range<Int>?
-        if state.sequentialRun >= 2 {
-            // Extend the window from the frontier up to N parts / M bytes past this read.
-            let start = max(state.readAheadFrontier, index + 1)
-            var end = start
+        let parts = template.parts
+        let window = { (index: Int) -> Int in
+            // N parts / M bytes past this read.
+            var end = index + 1
             var bytes: Int64 = 0
-            for i in (index + 1)..<min(template.parts.count, index + 1 + options.readAheadParts) {
-                bytes += template.parts[i].length
-                if bytes > options.readAheadBytes && i > index + 1 { break }
+            for i in (index + 1)..<min(parts.count, index + 1 + self.options.readAheadParts) {
+                bytes += parts[i].length
+                if bytes > self.options.readAheadBytes && i > index + 1 { break }
                 end = i + 1
             }
-            if end > start {
-                range = start..<end
-                state.readAheadFrontier = end
-            }
+            return end
         }
+        condition.lock()
+        let range = state.streams.note(index, windowEnd: window)
         condition.unlock()
         if let range { prefetch(Array(range)) }
     }
@@ -365,20 +415,47 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     private func begin(index: Int, attempt: UInt64, prefetch: Bool) {
         let part = template.parts[index]
-        let job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
-                      prefetch: prefetch, urls: orderedByHealth(urls(forPart: index)))
-        if job.urls.isEmpty {
+        let walk = DownloadWalk(urls: orderedByHealth(urls(forPart: index), part: part),
+                                attemptsPerLocation: downloadConfig.attemptsPerLocation, retryDelay: downloadConfig.retryDelay)
+        var job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
+                      prefetch: prefetch, walk: walk)
+        if walk.urls.isEmpty {
             finish(job, error: unavailable(part, "has no local copy and no download location in the .jigdo"))
             return
         }
-        tryLocation(job)
+        let step = job.walk.start()
+        perform(job, step)
+    }
+
+    /// Carries out a step of the job's walk: the one place its actions become I/O. Runs with
+    /// no lock held.
+    private func perform(_ job: Job, _ step: DownloadWalk.Step, cause: TransferError? = nil) {
+        let part = template.parts[job.index]
+        if let url = step.blame { noteFailure(url, part: part, demote: step.demote) }
+        if let url = step.credit { noteSuccess(url, part: part) }
+        switch step.action {
+        case .fetch(_, let fromZero):
+            if fromZero, let cache { unlink(cache.partialPath(for: job.checksum)) }
+            tryLocation(job)
+        case .retry(let url, let after):
+            logger.info("\(url): retrying in \(after) s")
+            DispatchQueue.global().asyncAfter(deadline: .now() + after) { self.tryLocation(job) }
+        case .memory(let url):
+            if let cache { unlink(cache.partialPath(for: job.checksum)) }
+            downloadIntoMemory(job, requestURL: applyRedirect(url), cause: cause)
+        case .succeeded:
+            break
+        case .giveUp(let errors):
+            let detail = errors.isEmpty ? "" : ": " + errors.joined(separator: "; ")
+            finish(job, error: unavailable(part, "could not be downloaded from any location\(detail)"))
+        }
     }
 
     private func tryLocation(_ job: Job) {
         var job = job
-        guard job.urlIndex < job.urls.count, let cache, let downloader else {
+        guard let url = job.walk.currentURL, let cache, let downloader else {
             let part = template.parts[job.index]
-            let detail = job.errors.isEmpty ? "" : ": " + job.errors.joined(separator: "; ")
+            let detail = job.walk.errors.isEmpty ? "" : ": " + job.walk.errors.joined(separator: "; ")
             finish(job, error: unavailable(part, "could not be downloaded from any location\(detail)"))
             return
         }
@@ -386,7 +463,11 @@ public final class PartStore: PartSource, @unchecked Sendable {
             // Already there (another process sharing the cache finished it): done, without
             // making a lock file that this process might exit before removing.
             if cache.contains(job.checksum, length: job.length) {
-                finish(job, error: nil)
+                finish(job, error: nil, fetched: false)
+                return
+            }
+            if !cache.isWritable {
+                downloadIntoMemory(job, requestURL: applyRedirect(url), cause: nil)
                 return
             }
             do {
@@ -397,6 +478,15 @@ public final class PartStore: PartSource, @unchecked Sendable {
                     return
                 }
                 job.lockFD = fd
+            } catch let e as CacheWriteError where PartCache.costsOnlyCaching(e.code) {
+                // A read-only, full or foreign cache: caching is lost, the read is not.
+                if e.code != ENOSPC && e.code != EDQUOT { cache.noteUnwritable(e.message) }
+                downloadIntoMemory(job, requestURL: applyRedirect(url),
+                                   cause: TransferError(reason: .diskFull(e.message)))
+                return
+            } catch let e as CacheWriteError {
+                finish(job, error: JigdoError(.io, e.message))
+                return
             } catch let e as JigdoError {
                 finish(job, error: e)
                 return
@@ -408,7 +498,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         if cache.contains(job.checksum, length: job.length) {
             // Another process sharing the cache finished it meanwhile.
             unlink(cache.partialPath(for: job.checksum))
-            finish(job, error: nil)
+            finish(job, error: nil, fetched: false)
             return
         }
         let partial = cache.partialPath(for: job.checksum)
@@ -418,27 +508,37 @@ public final class PartStore: PartSource, @unchecked Sendable {
             resume = 0
         }
         if resume == job.length && job.length > 0 {
-            verify(job, partial: partial, resumedFrom: resume)
+            verify(job, partial: partial, resumedFrom: resume, received: nil)
             return
         }
-        let url = job.urls[job.urlIndex]
+        // Downloads are hashed as they arrive; a resumed file's prefix is hashed once here.
+        var hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+        if resume > 0 {
+            do {
+                let prefix = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW)
+                try hashPrefix(prefix, count: resume, into: &hasher)
+            } catch {
+                unlink(partial)
+                resume = 0
+                hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+            }
+        }
         let requestURL = applyRedirect(url)
         let store = self
         job.prefetch = currentlyPrefetch(job)
         let submitted = job
         let resumeFrom = resume
-        let id = downloader.submit(
-            url: requestURL, to: partial, resumeFrom: resumeFrom, maxLength: job.length,
-            priority: job.prefetch ? .prefetch : .demand
-        ) { result in
+        var request = TransferRequest(url: requestURL, path: partial)
+        request.resumeFrom = resumeFrom
+        request.maxLength = job.length
+        request.exactLength = true
+        request.freshConnect = job.walk.freshConnect
+        request.hasher = hasher
+        let id = downloader.submit(request, priority: job.prefetch ? .prefetch : .demand) { result in
             store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
         }
         condition.lock()
-        var promoted = false
-        if case .downloading(let a, let p, _)? = state.parts[job.checksum], a == job.attempt {
-            state.parts[job.checksum] = .downloading(attempt: a, prefetch: p, transfer: id)
-            promoted = job.prefetch && !p
-        }
+        let promoted = state.parts.submitted(job.checksum, attempt: job.attempt, transfer: id, asPrefetch: job.prefetch)
         condition.unlock()
         // A reader started waiting while this was being submitted.
         if promoted { downloader.promote(id) }
@@ -447,18 +547,17 @@ public final class PartStore: PartSource, @unchecked Sendable {
     /// Whether nobody waits for the part yet (its download may queue behind demand reads).
     private func currentlyPrefetch(_ job: Job) -> Bool {
         condition.lock(); defer { condition.unlock() }
-        if case .downloading(let a, let p, _)? = state.parts[job.checksum], a == job.attempt { return p }
-        return false
+        return state.parts.isPrefetch(job.checksum, attempt: job.attempt)
     }
 
     private func transferDone(_ job: Job, requestURL: String, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
         var job = job
-        let url = job.urls[job.urlIndex]
+        let url = job.url
         switch result {
         case .success(let summary):
             recordDownloaded(summary.received)
             if summary.effectiveURL != requestURL { learnRedirect(from: requestURL, to: summary.effectiveURL) }
-            verify(job, partial: partial, resumedFrom: resumedFrom)
+            verify(job, partial: partial, resumedFrom: resumedFrom, received: summary.checksum)
         case .failure(let error):
             if requestURL != url {
                 // The remembered redirect target failed: ask the original server again.
@@ -467,114 +566,114 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 return
             }
             switch error.reason {
-            case .rangeRefused where !job.restartedFromZero:
-                unlink(partial)
-                job.restartedFromZero = true
-                tryLocation(job)
-                return
-            case .diskFull:
-                unlink(partial)
-                downloadIntoMemory(job, requestURL: requestURL, cause: error)
-                return
-            case .tooLong:
+            case .tooLong, .protocolViolation:
                 unlink(partial)
                 logger.warning("\(url): \(error); not used")
-            case .cancelled:
-                job.urlIndex = job.urls.count
-                job.errors.append("\(url): \(error)")
-                tryLocation(job)
-                return
             default:
                 break
             }
-            job.tries += 1
-            if error.isTransient && job.tries < downloadConfig.attemptsPerLocation {
-                let delay = downloadConfig.retryDelay * Double(1 << min(job.tries - 1, 6))
-                logger.info("\(url): \(error); retrying in \(delay) s")
-                let retry = job
-                DispatchQueue.global().asyncAfter(deadline: .now() + delay) { self.tryLocation(retry) }
-                return
-            }
-            nextLocation(job, failed: "\(url): \(error)", mirrorFault: true)
+            // A mirror that stalls is demoted at once: the others carry the rest.
+            if error.isStall { logger.warning("\(url): \(error); this mirror goes last for a while") }
+            let step = job.walk.handle(.failed(error))
+            if case .retry = step.action { logger.info("\(url): \(error)") }
+            perform(job, step, cause: error)
         }
     }
 
     /// The cache disk is full: fetch the part into memory, check it there and serve it from
     /// memory (caching is lost, correctness is not).
-    private func downloadIntoMemory(_ job: Job, requestURL: String, cause: TransferError) {
-        let url = job.urls[job.urlIndex]
+    private func downloadIntoMemory(_ job: Job, requestURL: String, cause: TransferError?) {
         guard job.length <= Int64(options.memoryBudget), let downloader else {
-            nextLocation(job, failed: "\(url): \(cause) (cache disk full; the part is too large to keep in memory)", mirrorFault: false)
+            var job = job
+            let step = job.walk.skip("\(cause.map { "\($0)" } ?? "the cache cannot be written") (the part is too large to keep in memory)")
+            perform(job, step)
             return
         }
-        logger.warning("\(cause): cache disk full; part \(job.checksum.base64) is kept in memory instead")
+        if let cause {
+            // One warning per store: a full disk would otherwise log a line per part.
+            condition.lock()
+            let first = !state.warnedMemory
+            state.warnedMemory = true
+            condition.unlock()
+            if first {
+                logger.warning("\(cause): cache disk full; parts are kept in memory instead (caching is lost, not correctness)")
+            } else {
+                logger.debug("\(cause): part \(job.checksum.base64) kept in memory")
+            }
+        }
         let store = self
         let submitted = job
-        downloader.submit(url: requestURL, to: nil, maxLength: job.length, priority: .demand) { result in
+        var request = TransferRequest(url: requestURL, path: nil)
+        request.maxLength = job.length
+        request.exactLength = true
+        request.freshConnect = job.walk.freshConnect
+        request.hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+        downloader.submit(request, priority: .demand) { result in
             store.memoryDone(submitted, result: result)
         }
     }
 
     private func memoryDone(_ job: Job, result: Result<TransferSummary, TransferError>) {
-        let url = job.urls[job.urlIndex]
+        var job = job
+        let url = job.url
         switch result {
         case .success(let summary):
             let body = summary.body ?? []
             recordDownloaded(summary.received)
-            var hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
-            hasher.update(body)
-            let sum = hasher.finalize()
-            if sum == job.checksum && Int64(body.count) == job.length {
-                noteSuccess(url)
+            let sum = summary.checksum ?? {
+                var hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+                hasher.update(body)
+                return hasher.finalize()
+            }()
+            let matches = sum == job.checksum && Int64(body.count) == job.length
+            if matches {
                 memoryParts.insert(body, for: job.checksum, cost: body.count)
-                finish(job, error: nil)
-                return
+            } else {
+                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
-            logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
-            nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
+            let step = job.walk.handle(.transferred(matches: matches, resumed: false))
+            perform(job, step)
+            if matches { finish(job, error: nil) }
         case .failure(let error):
-            nextLocation(job, failed: "\(url): \(error)", mirrorFault: true)
+            perform(job, job.walk.handle(.failed(error)), cause: error)
         }
-    }
-
-    /// Gives up on the current location of `job` (recording why, and whether the mirror was to
-    /// blame) and tries the next one.
-    private func nextLocation(_ job: Job, failed: String, mirrorFault: Bool) {
-        var job = job
-        if mirrorFault { noteFailure(job.urls[job.urlIndex]) }
-        job.errors.append(failed)
-        job.urlIndex += 1
-        job.tries = 0
-        tryLocation(job)
     }
 
     /// Checks the downloaded file; a match goes into the cache, a mismatch is thrown away.
-    private func verify(_ job: Job, partial: String, resumedFrom: Int64) {
+    /// `received`: the checksum of the file as its bytes arrived (nil: read it back).
+    private func verify(_ job: Job, partial: String, resumedFrom: Int64, received: Checksum?) {
         var job = job
-        let url = job.urls[job.urlIndex]
+        let url = job.url
         let kind = job.checksum.kind ?? template.checksumKind
         let sum: Checksum
-        do {
-            sum = try ReadOnlyFile(path: partial).checksum(kind)
-        } catch {
-            nextLocation(job, failed: "\(url): \(error)", mirrorFault: false)
-            return
-        }
-        guard sum == job.checksum else {
-            unlink(partial)
-            if resumedFrom > 0 && !job.restartedFromZero {
-                // The first bytes may have come from another mirror or an older attempt.
-                job.restartedFromZero = true
-                tryLocation(job)
+        if let received {
+            sum = received
+        } else {
+            do {
+                sum = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW).checksum(kind)
+            } catch {
+                perform(job, job.walk.skip("\(error)"))
                 return
             }
-            logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
-            nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
+        }
+        let step = job.walk.handle(.transferred(matches: sum == job.checksum, resumed: resumedFrom > 0))
+        guard sum == job.checksum else {
+            unlink(partial)
+            if step.blame != nil {
+                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+            }
+            perform(job, step)
             return
         }
-        noteSuccess(url)
+        perform(job, step)
         do {
             try cache?.commit(partial: partial, as: job.checksum)
+            // Bytes this process hashed as they arrived: served without another check while
+            // the file stays as it is.
+            if let f = cache?.openPart(job.checksum, length: job.length) {
+                verifiedFiles.withLock { $0[job.checksum] = f.identity }
+                openFiles.insert(f, for: job.checksum, cost: 1)
+            }
             finish(job, error: nil)
             cache?.noteAdded(bytes: job.length)
         } catch {
@@ -591,21 +690,20 @@ public final class PartStore: PartSource, @unchecked Sendable {
         }
     }
 
-    private func finish(_ job: Job, error: JigdoError?) {
+    /// `fetched`: the part was downloaded by this attempt (not found in the cache).
+    private func finish(_ job: Job, error: JigdoError?, fetched: Bool = true) {
         if job.lockFD >= 0 {
             // An empty partial file (made to hold the lock) is not worth keeping.
             if let cache, fileSize(cache.partialPath(for: job.checksum)) == 0 { unlink(cache.partialPath(for: job.checksum)) }
             close(job.lockFD)
         }
         condition.lock()
-        var readerWaits = false
-        if case .downloading(let a, let prefetch, _)? = state.parts[job.checksum], a == job.attempt {
-            state.parts[job.checksum] = error.map { .failed(attempt: a, $0) } ?? .done
-            readerWaits = !prefetch
-        }
-        if error == nil { state.partsDownloaded += 1 }
+        let end = state.parts.finished(job.checksum, attempt: job.attempt, error: error)
+        let readerWaits = end.readerWaited
+        if error == nil && fetched { state.partsDownloaded += 1 }
         condition.broadcast()
         condition.unlock()
+        for w in end.waiters { w(error) }
         // A failed read-ahead is retried when the part is read. A failing read throws the error
         // to its reader, which reports it (the CLI's one line, the mount's EIO log line).
         if let error { logger.info("\(readerWaits ? "" : "read-ahead: ")\(error)") }
@@ -617,19 +715,41 @@ public final class PartStore: PartSource, @unchecked Sendable {
         condition.unlock()
     }
 
-    private func noteFailure(_ url: String) {
+    /// Counts a failure against the mirror location of `url`; `demote`: at once (a stall).
+    private func noteFailure(_ url: String, part: TemplatePart, demote: Bool) {
         let host = hostOf(url)
+        let location = locationPrefix(url, part: part)
+        let now = DispatchTime.now().uptimeNanoseconds
         condition.lock()
         state.failuresByHost[host, default: 0] += 1
-        state.failingHosts[host] = ((state.failingHosts[host]?.inARow ?? 0) + 1, .now())
+        state.health.noteFailure(location, now: now, demote: demote)
         condition.unlock()
     }
 
-    private func noteSuccess(_ url: String) {
-        let host = hostOf(url)
+    private func noteSuccess(_ url: String, part: TemplatePart) {
+        let location = locationPrefix(url, part: part)
         condition.lock()
-        state.failingHosts[host] = nil
+        state.health.noteSuccess(location)
         condition.unlock()
+    }
+
+    /// The mirror location a part URL comes from: the URL less the part's path below its
+    /// label (`Label:path` in [Parts], or the checksum for the MD5Sum:/SHA256Sum: labels).
+    func locationPrefix(_ url: String, part: TemplatePart) -> String {
+        let key = part.checksum.base64
+        var tails: [String] = []
+        for entry in resolver.descriptor.parts[key] ?? [] {
+            if let colon = entry.value.firstIndex(of: ":") {
+                tails.append(String(entry.value[entry.value.index(after: colon)...]))
+            }
+        }
+        tails.append(key)
+        for tail in tails where !tail.isEmpty {
+            for candidate in [tail, encodeURLForCurl(tail)] where url.hasSuffix(candidate) && url.count > candidate.count {
+                return String(url.dropLast(candidate.count))
+            }
+        }
+        return directoryOf(url)
     }
 
     /// Remembers that `from` redirected to `to`, as a mapping of their prefixes before the
@@ -668,18 +788,14 @@ public final class PartStore: PartSource, @unchecked Sendable {
         condition.unlock()
     }
 
-    /// The URLs in the .jigdo's order, except that hosts which keep failing go last.
-    private func orderedByHealth(_ urls: [String]) -> [String] {
+    /// The URLs in the .jigdo's order, except that mirror locations which keep failing go last.
+    private func orderedByHealth(_ urls: [String], part: TemplatePart) -> [String] {
         guard urls.count > 1 else { return urls }
         let now = DispatchTime.now().uptimeNanoseconds
         condition.lock()
-        // No subtraction: another thread may record a failure stamped after `now`.
-        let bad = Set(state.failingHosts.filter {
-            $0.value.inARow >= Self.failingHostThreshold && now < $0.value.last.uptimeNanoseconds + Self.failingHostPenalty
-        }.keys)
+        let health = state.health
         condition.unlock()
-        guard !bad.isEmpty else { return urls }
-        return urls.filter { !bad.contains(hostOf($0)) } + urls.filter { bad.contains(hostOf($0)) }
+        return health.order(urls, now: now) { self.locationPrefix($0, part: part) }
     }
 }
 
@@ -704,6 +820,22 @@ extension PartStore: PartStatisticsProvider {
         out.bytesDownloaded = s.bytesDownloaded
         out.transfersInFlight = s.downloading
         out.failuresByMirror = s.failuresByHost
+        out.failuresByLocation = s.failuresByLocation
         return out
+    }
+}
+
+/// Feeds the first `count` bytes of a file to a hasher (a resumed download's prefix).
+func hashPrefix(_ file: ReadOnlyFile, count: Int64, into hasher: inout ChecksumHasher) throws {
+    let size = 1 << 20
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+    defer { buffer.deallocate() }
+    var offset: Int64 = 0
+    while offset < count {
+        let n = Int(min(Int64(size), count - offset))
+        let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+        try file.read(at: offset, into: slice)
+        hasher.update(UnsafeRawBufferPointer(slice))
+        offset += Int64(n)
     }
 }

@@ -9,6 +9,13 @@ import Logging
 /// (`<cache>/sources/<hash of URL>/`), the template's checksum is verified, and every relative
 /// location resolves against the URL's directory.
 public enum RemoteSource {
+    /// A .jigdo larger than this is refused (real ones are a few MB; gzip-compressed less).
+    public static let maxJigdoBytes: Int64 = 64 << 20
+    /// A template larger than this is refused (a DVD's template is some tens of MB; this
+    /// leaves room for raw-data templates of big images). The fetch also never goes past the
+    /// server's Content-Length.
+    public static let maxTemplateBytes: Int64 = 4 << 30
+
     /// Fetches (or, offline, reuses the cached copy of) the .jigdo at `url` and its template.
     /// `templatePath` overrides the template as `--template` does.
     public static func open(
@@ -29,8 +36,9 @@ public enum RemoteSource {
         if name.isEmpty || name.hasPrefix(".") { name = "source.jigdo" }
         let jigdoPath = dir + "/" + name
         if let downloader {
-            try downloader.fetch(url: url, to: jigdoPath + ".download")
+            try downloader.fetch(url: url, to: jigdoPath + ".download", maxLength: maxJigdoBytes)
             if rename(jigdoPath + ".download", jigdoPath) != 0 {
+                unlink(jigdoPath + ".download")
                 throw JigdoError(.io, path: jigdoPath, "cannot store the downloaded .jigdo: \(errnoText(errno))")
             }
         } else if !fileExists(jigdoPath) {

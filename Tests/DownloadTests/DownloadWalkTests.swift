@@ -1,0 +1,271 @@
+import PartSources
+import Testing
+
+// The download decisions of one part and the mirrors' health, driven without any network:
+// fake transfer outcomes and a fake clock.
+
+private let a = "http://a.example/debian/pool/x.deb"
+private let b = "http://b.example/debian/pool/x.deb"
+private let c = "http://a.example/other/pool/x.deb"
+
+private func failure(_ reason: TransferError.Reason) -> DownloadWalk.Outcome {
+    .failed(TransferError(reason: reason))
+}
+
+/// curl's "Operation timed out" (the low-speed limit): a stall.
+private let stall = failure(.curl(code: 28, text: "Operation too slow"))
+/// curl's "Couldn't connect": transient.
+private let refused = failure(.curl(code: 7, text: "Couldn't connect"))
+
+@Suite("DownloadWalk and MirrorHealth: the decisions of a part's download, without I/O")
+struct DownloadWalkTests {
+    @Test("transient errors are retried on the same URL with doubling delays, then the next location is tried and blamed once")
+    func retriesWithBackoffThenFallback() {
+        var w = DownloadWalk(urls: [a, b], attemptsPerLocation: 3, retryDelay: 0.5)
+        #expect(w.start().action == .fetch(url: a, fromZero: false))
+        #expect(w.handle(refused) == .init(action: .retry(url: a, after: 0.5)))
+        #expect(w.handle(refused) == .init(action: .retry(url: a, after: 1.0)))
+        let third = w.handle(refused)
+        #expect(third.action == .fetch(url: b, fromZero: false))
+        #expect(third.blame == a && !third.demote)
+        let done = w.handle(.transferred(matches: true, resumed: false))
+        #expect(done.action == .succeeded && done.credit == b && done.blame == nil)
+    }
+
+    @Test("a permanent error (404) or wrong bytes move on at once; when every location failed, the error names each URL")
+    func fallbackAndGiveUp() {
+        var w = DownloadWalk(urls: [a, b], attemptsPerLocation: 3, retryDelay: 0.5)
+        _ = w.start()
+        let first = w.handle(failure(.status(404)))
+        #expect(first.action == .fetch(url: b, fromZero: false) && first.blame == a)
+        let last = w.handle(.transferred(matches: false, resumed: false))
+        #expect(last.blame == b)
+        guard case .giveUp(let errors) = last.action else {
+            Issue.record("expected giveUp, got \(last.action)")
+            return
+        }
+        #expect(errors.count == 2)
+        #expect(errors[0].hasPrefix(a) && errors[0].contains("HTTP status 404"))
+        #expect(errors[1].hasPrefix(b) && errors[1].contains("wrong checksum"))
+    }
+
+    @Test("a stall demotes its mirror at once, with no retry on it")
+    func stallDemotes() {
+        var w = DownloadWalk(urls: [a, b], attemptsPerLocation: 3, retryDelay: 0.5)
+        _ = w.start()
+        let step = w.handle(stall)
+        #expect(step.action == .fetch(url: b, fromZero: false))
+        #expect(step.blame == a && step.demote)
+        #expect(w.freshConnect, "a stalled connection is not reused")
+    }
+
+    @Test("a resumed file that mismatches, or a refused range, restarts from byte 0 once on the same URL")
+    func restartFromZeroOnce() {
+        var w = DownloadWalk(urls: [a, b], attemptsPerLocation: 1, retryDelay: 0)
+        _ = w.start()
+        #expect(w.handle(.transferred(matches: false, resumed: true)).action == .fetch(url: a, fromZero: true))
+        // Once only: the second mismatch blames the mirror.
+        let again = w.handle(.transferred(matches: false, resumed: true))
+        #expect(again.action == .fetch(url: b, fromZero: false) && again.blame == a)
+
+        var r = DownloadWalk(urls: [a], attemptsPerLocation: 2, retryDelay: 0.25)
+        _ = r.start()
+        #expect(r.handle(failure(.rangeRefused)).action == .fetch(url: a, fromZero: true))
+        #expect(r.handle(failure(.rangeRefused)).action == .retry(url: a, after: 0.25))
+    }
+
+    @Test("a response that breaks HTTP blames its mirror and asks for a fresh connection; a full cache falls back to memory without blame")
+    func brokenResponsesAndMemory() {
+        var w = DownloadWalk(urls: [a, b], attemptsPerLocation: 3, retryDelay: 0.5)
+        _ = w.start()
+        #expect(!w.freshConnect)
+        let step = w.handle(failure(.protocolViolation("Content-Length 10 for a request of 20 bytes")))
+        #expect(step.action == .fetch(url: b, fromZero: false) && step.blame == a)
+        #expect(w.freshConnect)
+        let memory = w.handle(failure(.diskFull("No space left on device")))
+        #expect(memory.action == .memory(url: b) && memory.blame == nil)
+        let skipped = w.skip("the part is too large to keep in memory")
+        #expect(skipped.blame == nil)
+        if case .giveUp(let errors) = skipped.action {
+            #expect(errors.last?.contains("too large") == true)
+        } else {
+            Issue.record("expected giveUp, got \(skipped.action)")
+        }
+    }
+
+    @Test("cancellation (shutdown) gives up at once, without trying further locations")
+    func cancellation() {
+        var w = DownloadWalk(urls: [a, b], attemptsPerLocation: 3, retryDelay: 0.5)
+        _ = w.start()
+        let step = w.handle(failure(.cancelled))
+        #expect(step.blame == nil)
+        guard case .giveUp(let errors) = step.action else {
+            Issue.record("expected giveUp, got \(step.action)")
+            return
+        }
+        #expect(errors == ["\(a): cancelled"])
+        #expect(w.currentURL == nil)
+    }
+
+    @Test("no location at all gives up at the start")
+    func noLocations() {
+        var w = DownloadWalk(urls: [], attemptsPerLocation: 3, retryDelay: 0.5)
+        #expect(w.start().action == .giveUp(errors: []))
+    }
+
+    @Test("MirrorHealth: three failures in a row demote a location for the penalty time (fake clock); a success or the time passing restores it; other locations on the host are unaffected")
+    func mirrorHealth() {
+        var h = MirrorHealth()
+        h.penalty = 100
+        let location = { (u: String) in String(u.dropLast("pool/x.deb".count)) }
+        let la = location(a), lc = location(c)
+        #expect(la != lc && a.hasPrefix("http://a.example/") && c.hasPrefix("http://a.example/"))
+        h.noteFailure(la, now: 10, demote: false)
+        h.noteFailure(la, now: 11, demote: false)
+        #expect(!h.isDemoted(la, now: 12))
+        #expect(h.order([a, b, c], now: 12, location: location) == [a, b, c])
+        h.noteFailure(la, now: 12, demote: false)
+        #expect(h.isDemoted(la, now: 13))
+        #expect(h.order([a, b, c], now: 13, location: location) == [b, c, a], "the other mirror on host a stays first")
+        #expect(!h.isDemoted(la, now: 112), "demoted until the penalty has passed since the last failure")
+        #expect(h.failures[la] == 3 && h.failures[lc] == nil)
+        h.noteSuccess(la)
+        #expect(!h.isDemoted(la, now: 13))
+
+        // A stall demotes at once.
+        h.noteFailure(lc, now: 50, demote: true)
+        #expect(h.isDemoted(lc, now: 51))
+        #expect(h.order([c, b], now: 51, location: location) == [b, c])
+    }
+}
+
+@Suite("ReadStreams: read-ahead per sequential stream")
+struct ReadStreamsTests {
+    @Test("two interleaved sequential readers are each recognised and each get their own window; a random read starts none")
+    func twoStreams() {
+        var s = ReadStreams()
+        let window = { (i: Int) in i + 4 }
+        var ahead: [Range<Int>] = []
+        // Reader A at parts 10, 11, 12, ...; reader B at 100, 101, 102, ... interleaved.
+        for step in 0..<4 {
+            if let r = s.note(10 + step, windowEnd: window) { ahead.append(r) }
+            if let r = s.note(100 + step, windowEnd: window) { ahead.append(r) }
+        }
+        #expect(s.count == 2)
+        #expect(ahead.contains { $0.contains(13) && $0.contains(15) }, "\(ahead)")
+        #expect(ahead.contains { $0.contains(103) && $0.contains(105) }, "\(ahead)")
+        // Each part is handed out once per stream: windows do not overlap.
+        let all = ahead.flatMap { Array($0) }
+        #expect(Set(all).count == all.count)
+        // A single read elsewhere is a new stream, with no read-ahead yet.
+        #expect(s.note(500, windowEnd: window) == nil)
+    }
+
+    @Test("more streams than followed: the least recently read is forgotten")
+    func bounded() {
+        var s = ReadStreams()
+        s.maxStreams = 2
+        _ = s.note(1, windowEnd: { $0 + 1 })
+        _ = s.note(50, windowEnd: { $0 + 1 })
+        _ = s.note(90, windowEnd: { $0 + 1 })
+        #expect(s.count == 2)
+    }
+}
+
+/// A fake failure for PartLives.
+struct Failed: Error, Equatable { var why: String }
+
+@Suite("PartLives: every part's life, waiters and attempts, without I/O")
+struct PartLivesTests {
+    typealias Lives = PartLives<String, Failed, Int>
+
+    @Test("a demand starts one attempt; more demands join it; waiters get nil when it is done, and later demands find it done")
+    func demandJoinAndWake() {
+        var l = Lives()
+        let first = l.demand("p")
+        #expect(first.start && first.promote == nil)
+        let second = l.demand("p")
+        #expect(!second.start && second.attempt == first.attempt)
+        #expect(l.downloading == 1)
+        guard case .registered = l.register("p", attempt: first.attempt, 1) else { Issue.record("not registered"); return }
+        guard case .registered = l.register("p", attempt: first.attempt, 2) else { Issue.record("not registered"); return }
+        let end = l.finished("p", attempt: first.attempt, error: nil)
+        #expect(end.waiters == [1, 2] && end.readerWaited)
+        #expect(l.isDone("p") && l.downloading == 0)
+        guard case .now(nil) = l.register("p", attempt: first.attempt, 3) else { Issue.record("a done part should answer at once"); return }
+    }
+
+    @Test("a failure reaches the waiters of that attempt (cancellation is one: shutdown fails every download); the next demand starts a new attempt")
+    func failureAndRetry() {
+        var l = Lives()
+        let a = l.demand("p")
+        _ = l.register("p", attempt: a.attempt, 7)
+        let end = l.finished("p", attempt: a.attempt, error: Failed(why: "cancelled"))
+        #expect(end.waiters == [7])
+        // A waiter registering after the failure gets it at once ...
+        guard case .now(let e) = l.register("p", attempt: a.attempt, 8), e == Failed(why: "cancelled") else {
+            Issue.record("expected the failure at once")
+            return
+        }
+        // ... and a new reader starts over.
+        let b = l.demand("p")
+        #expect(b.start && b.attempt > a.attempt)
+    }
+
+    @Test("read-ahead starts only idle parts; a reader arriving promotes its queued transfer once")
+    func prefetchAndPromotion() {
+        var l = Lives()
+        let a = l.prefetch("p")
+        #expect(a != nil)
+        let again = l.prefetch("p")
+        #expect(again == nil, "already downloading")
+        #expect(l.isPrefetch("p", attempt: a!))
+        let promoteNow = l.submitted("p", attempt: a!, transfer: 42, asPrefetch: true)
+        #expect(!promoteNow)
+        let d = l.demand("p")
+        #expect(!d.start && d.promote == 42 && d.attempt == a)
+        #expect(!l.isPrefetch("p", attempt: a!))
+        let once = l.demand("p")
+        #expect(once.promote == nil, "promoted once")
+        _ = l.finished("p", attempt: a!, error: nil)
+        let afterDone = l.prefetch("p")
+        #expect(afterDone == nil, "done")
+    }
+
+    @Test("a reader arriving while the read-ahead transfer is being submitted: the submission says to promote it")
+    func promotionDuringSubmission() {
+        var l = Lives()
+        let a = l.prefetch("p")!
+        let d = l.demand("p")
+        #expect(d.promote == nil, "no transfer queued yet")
+        let promote = l.submitted("p", attempt: a, transfer: 5, asPrefetch: true)
+        #expect(promote)
+    }
+
+    @Test("the end of an older attempt changes nothing: the newer attempt and its waiters stay")
+    func staleAttempt() {
+        var l = Lives()
+        let a = l.demand("p")
+        _ = l.finished("p", attempt: a.attempt, error: Failed(why: "404"))
+        let b = l.demand("p")
+        _ = l.register("p", attempt: b.attempt, 1)
+        let stale = l.finished("p", attempt: a.attempt, error: nil)
+        #expect(stale.waiters.isEmpty)
+        #expect(!l.isDone("p") && l.downloading == 1)
+        let end = l.finished("p", attempt: b.attempt, error: nil)
+        #expect(end.waiters == [1])
+    }
+
+    @Test("an evicted done part is missing again; forgetting changes nothing while it downloads")
+    func eviction() {
+        var l = Lives()
+        let a = l.demand("p")
+        l.forget("p")
+        #expect(l.downloading == 1)
+        _ = l.finished("p", attempt: a.attempt, error: nil)
+        l.forget("p")
+        #expect(l.life("p") == nil)
+        let again = l.demand("p")
+        #expect(again.start)
+    }
+}
