@@ -139,7 +139,7 @@ struct PublisherURLTests {
         #expect(offline.status == 0, "\(offline)")
         #expect(try filesEqual(tmp.file("offline.iso"), v.iso))
         // Online again, the cached template matches the .jigdo's checksum: not fetched again.
-        let info = try CLI.run(["info", "--json", jigdo] + cache)
+        let info = try CLI.run(["info", "--json", "--pretty", jigdo] + cache)
         #expect(info.status == 0, "\(info)")
         #expect(info.stdout.contains("\"templateChecksum\" : \"MD5 matched\""), "\(info.stdout)")
         #expect(nginx.requests().count == first.count)
@@ -155,7 +155,7 @@ struct PublisherURLTests {
 
         // A local template next to the .jigdo wins.
         try FileManager.default.copyItem(atPath: v.template, toPath: tmp.file("wget/smeserver.template"))
-        let local = try CLI.run(["info", "--json", jigdo, "--offline", "--cache-dir", tmp.file("other-cache")])
+        let local = try CLI.run(["info", "--json", "--pretty", jigdo, "--offline", "--cache-dir", tmp.file("other-cache")])
         #expect(local.stdout.contains("\"template\" : \"\(tmp.file("wget/smeserver.template"))\""), "\(local.stdout)")
     }
 
