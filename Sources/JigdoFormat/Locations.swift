@@ -74,7 +74,8 @@ public struct LocationResolver: Sendable {
                 var out: [ResolvedLocation] = []
                 let user = Set((prepend[label] ?? []) + (replace[label] ?? []) + (append[label] ?? []))
                 for server in serverEntries(for: label) {
-                    out += expand(server.value + rest, base: server.base, fromJigdo: !user.contains(server), depth: depth + 1)
+                    // No local location leaves its label's directory (see Paths.swift).
+                    out += confinedToDirectory(expand(server.value + rest, base: server.base, fromJigdo: !user.contains(server), depth: depth + 1), rest: rest)
                 }
                 return out
             }

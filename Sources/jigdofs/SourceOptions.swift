@@ -29,13 +29,14 @@ struct PartOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Where downloaded parts, fetched .jigdo/.template files and checksums of scanned files are kept (default: $XDG_CACHE_HOME/jigdofs or ~/.cache/jigdofs).", valueName: "DIR"))
     var cacheDir: String?
 
-    @Option(name: .long, help: ArgumentHelp("Keep the part cache under this size (e.g. 20G); least recently used parts are removed first.", valueName: "SIZE"))
-    var cacheSize: String?
+    @Option(name: .long, help: ArgumentHelp("Keep the part cache under this size (e.g. 20G); least recently used parts are removed first.", valueName: "SIZE"),
+            transform: OptionValues.size("--cache-size"))
+    var cacheSize: Int64?
 
     @Flag(name: .long, help: "Do not use or update the checksum cache of --scan.")
     var noScanCache = false
 
-    @Option(name: .long, help: "Parallel downloads.")
+    @Option(name: .long, help: ArgumentHelp("Parallel downloads (1 to 256).", valueName: "N"), transform: OptionValues.integer("--jobs", in: 1...256))
     var jobs: Int = 8
 
     @Flag(name: .long, help: "Never download: use only local parts and the cache.")
@@ -52,10 +53,6 @@ struct PartOptions: ParsableArguments {
                 }
             }
         }
-        if let cacheSize, parseSize(cacheSize) == nil {
-            throw ValidationError("--cache-size: '\(cacheSize)' is not a size like 500M or 20G")
-        }
-        guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
     }
 
     /// Label -> URL values from `--server`/`--mirror`.
@@ -108,7 +105,7 @@ struct PartOptions: ParsableArguments {
     }
 
     func partCache() throws -> PartCache {
-        try PartCache(directory: cacheDirectory, sizeLimit: cacheSize.flatMap(parseSize))
+        try PartCache(directory: cacheDirectory, sizeLimit: cacheSize)
     }
 
     func downloadConfig() -> DownloadConfig {
@@ -257,17 +254,7 @@ func requireParts(_ missing: [Int], _ image: JigdoImage, _ resolver: LocationRes
     throw CommandFailure(message: ([header] + lines).joined(separator: "\n"), code: 2)
 }
 
-/// "123", "500K", "20G" (powers of 1024) -> bytes.
+/// "123", "500K", "20G" (powers of 1024) -> bytes; nil for anything else (see OptionValues).
 func parseSize(_ text: String) -> Int64? {
-    let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-    var t = text.uppercased()
-    if t.hasSuffix("B") { t.removeLast() }
-    if t.hasSuffix("I") { t.removeLast() }
-    var factor: Int64 = 1
-    if let last = t.last, let f = units[last] {
-        factor = f
-        t.removeLast()
-    }
-    guard let n = Double(t), n >= 0 else { return nil }
-    return Int64(n * Double(factor))
+    try? OptionValues.parseSize(text, option: "size")
 }
