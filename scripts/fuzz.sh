@@ -80,6 +80,8 @@ for t in "${targets[@]}"; do
         failed+=("$t")
     fi
 done
+# FuzzTemplate's input file (libFuzzer ends the process with exit(), past its own cleanup).
+rm -f /dev/shm/jigdofs-fuzz-template-* /tmp/jigdofs-fuzz-template-*
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: failed: ${failed[*]}" >&2
     exit 1
