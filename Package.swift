@@ -90,3 +90,13 @@ let package = Package(
         ),
     ]
 )
+
+// libFuzzer targets (Fuzz/, run by scripts/fuzz.sh): declared only with JIGDOFS_FUZZ set, so a
+// plain `swift build`/`swift test` never sees them (their main calls libFuzzer's driver, which
+// only -sanitize=fuzzer links in).
+if Context.environment["JIGDOFS_FUZZ"] != nil {
+    for (name, deps) in [("FuzzJigdo", ["JigdoFormat"]), ("FuzzLocations", ["JigdoFormat"]),
+                         ("FuzzTemplate", ["JigdoFormat", "ImageAssembly"]), ("FuzzISO9660", ["ISO9660"])] {
+        package.targets.append(.executableTarget(name: name, dependencies: deps.map { .target(name: $0) }, path: "Fuzz/\(name)"))
+    }
+}

@@ -7,3 +7,5 @@ bash scripts/install-deps.sh
 swift build
 # Tests run in parallel by default; mount and server tests pick their own ports and dirs.
 swift test 2>&1 | tee /tmp/jigdofs-test.log
+# A short fuzz run of every libFuzzer target (scripts/fuzz.sh; longer runs are for the bench).
+bash scripts/fuzz.sh "${JIGDOFS_FUZZ_SECONDS:-20}"

@@ -44,7 +44,7 @@ public struct JigdoImage: Sendable {
                 let actual = try file.checksum(kind)
                 guard actual == expected else {
                     throw JigdoError(.checksumMismatch, path: path,
-                        "template does not match \(baseName(jigdoPath)): its \(kind.rawValue) is \(actual.base64), the .jigdo says Template-\(kind.labelPrefix)=\(expected.base64)")
+                        "template does not match \(baseName(jigdoPath)): its \(kind.rawValue) is not the .jigdo's Template-\(kind.labelPrefix)=\(expected.base64)")
                 }
                 check = .matched(kind)
                 break

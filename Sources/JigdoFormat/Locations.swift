@@ -124,7 +124,9 @@ public struct LocationResolver: Sendable {
             if let (sub, rest) = labelReference(entry.value) {
                 let expanded = expandLabel(sub, stack: stack + [label], work: &work)
                 if labelProblem != nil { return [] }
-                for t in expanded {
+                // No local location leaves its label's directory (see Paths.swift).
+                let confined = staysInsideDirectory(String(rest))
+                for t in expanded where confined || !isLocal(t) {
                     let value = t.value + rest
                     work.entries += 1
                     work.bytes += value.utf8.count
@@ -143,6 +145,12 @@ public struct LocationResolver: Sendable {
         out = Self.ordered(out.map { ($0, $0.weight) })
         table[label] = out
         return out
+    }
+
+    /// Whether a label's expansion names a local file (a `file:` or path value).
+    private func isLocal(_ t: Prefix) -> Bool {
+        if case .remote? = terminal(t.value, base: t.base, fromJigdo: t.fromJigdo) { return false }
+        return true
     }
 
     private func clampWeight(_ w: Int) -> Int { max(-ValueWords.maxWeight * 32, min(ValueWords.maxWeight * 32, w)) }
@@ -205,7 +213,9 @@ public struct LocationResolver: Sendable {
 
     private func expand(_ location: JigdoLocation, fromJigdo: Bool, into out: inout [(ResolvedLocation, Int)]) {
         if let (label, rest) = labelReference(location.value) {
-            for t in table[label] ?? [] {
+            // No local location leaves its label's directory (see Paths.swift).
+            let confined = staysInsideDirectory(String(rest))
+            for t in table[label] ?? [] where confined || !isLocal(t) {
                 if let r = terminal(t.value + rest, base: t.base, fromJigdo: t.fromJigdo) {
                     out.append((r, clampWeight(location.weight + t.weight)))
                 }

@@ -62,10 +62,85 @@ public func canonicalPath(_ path: String) -> String {
 
 public func fileExists(_ path: String) -> Bool {
     var st = stat()
-    return stat(path, &st) == 0
+    return RawNames.withFileSystemPath(path) { stat($0, &st) } == 0
 }
 
 public func isDirectory(_ path: String) -> Bool {
     var st = stat()
     return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}
+
+// Confinement: a location `Label:path` whose label is a local directory (`--map`, a `file:`
+// server) must stay inside that directory. Two checks, because neither suffices alone:
+// `path` itself (no `..` above its start, not absolute) when the label is expanded, before the
+// lexical normalisation hides it; and, before a file is opened, the file's real path (links
+// resolved) against the directory's real path (see `LocalParts`).
+
+/// Whether `path`, appended to a directory, names something inside it: relative, no `..`
+/// climbing above where it starts, no NUL.
+public func staysInsideDirectory(_ path: String) -> Bool {
+    if path.hasPrefix("/") || path.utf8.contains(0) { return false }
+    // Local lookups decode %XX (Fedora's %2b), so %2e%2e must count as "..".
+    if path.contains("%"), !staysInsideDirectory(path.replacingPercentEscapes()) { return false }
+    var depth = 0
+    for c in path.split(separator: "/", omittingEmptySubsequences: true) {
+        if c == "." { continue }
+        if c == ".." {
+            depth -= 1
+            if depth < 0 { return false }
+        } else {
+            depth += 1
+        }
+    }
+    return true
+}
+
+/// The local locations among `locations` are dropped when `rest` (the part of a location
+/// after its label) would leave the label's directory; remote ones are kept (a server resolves
+/// its own paths, and no local file is involved).
+public func confinedToDirectory(_ locations: [ResolvedLocation], rest: String) -> [ResolvedLocation] {
+    if staysInsideDirectory(rest) { return locations }
+    return locations.filter { if case .remote = $0 { return true } else { return false } }
+}
+
+/// `path` with every link resolved, if that is inside `directory` (itself resolved too); nil
+/// if it is outside or does not exist. Only lstat/readlink are used: nothing is opened.
+public func realPath(_ path: String, inside directory: String) -> String? {
+    // Names from a .jigdo may hold raw (non-UTF-8) bytes: the system sees those bytes.
+    guard let real = RawNames.withFileSystemPath(path, { realpath($0, nil) }) else { return nil }
+    defer { free(real) }
+    guard let realDir = RawNames.withFileSystemPath(directory, { realpath($0, nil) }) else { return nil }
+    defer { free(realDir) }
+    func text(_ c: UnsafeMutablePointer<CChar>) -> String {
+        RawNames.decode(UnsafeRawBufferPointer(start: c, count: strlen(c)).map { $0 }).text
+    }
+    let p = text(real)
+    var d = text(realDir)
+    if !d.hasSuffix("/") { d += "/" }
+    return p.hasPrefix(d) ? p : nil
+}
+
+/// The directory a server value names locally (`file:/srv/mirror/`, or a relative value of a
+/// local file with absolute `base`), with a trailing slash; nil for URLs and labels.
+public func localDirectory(ofServerValue value: String, base: String) -> String? {
+    var path: String
+    switch uriScheme(of: value) {
+    case "file"?:
+        path = String(value.dropFirst(5))
+        if path.hasPrefix("//") {
+            let afterHost = path.dropFirst(2)
+            path = afterHost.firstIndex(of: "/").map { String(afterHost[$0...]) } ?? "/"
+        }
+        if !path.hasPrefix("/") {
+            guard base.hasPrefix("/") else { return nil }
+            path = base + path
+        }
+    case nil:
+        if let colon = value.firstIndex(of: ":"), colon != value.startIndex, !value[..<colon].contains("/") { return nil }
+        guard base.hasPrefix("/") else { return nil }
+        path = value.hasPrefix("/") ? value : base + value
+    default:
+        return nil
+    }
+    return directoryOf(normalizePath(path))
 }

@@ -28,6 +28,9 @@ public final class LocalParts: PartSource {
     private let scannedFiles: [String: ScannedFile]
     /// Checksum -> local locations to check on first use, in order.
     private let unverified: [Checksum: [String]]
+    /// The local directories locations are confined to: every `--map` directory and local
+    /// server of a label (the .jigdo's own only if it may name local files).
+    private let roots: [String]
     private let resolved = Mutex<[Checksum: Resolution]>([:])
     private let openFiles = ByteBudgetCache<String, ReadOnlyFile>(budget: 64)
 
@@ -63,7 +66,40 @@ public final class LocalParts: PartSource {
             unverified[part.checksum] = paths
         }
         self.unverified = unverified
+        self.roots = Self.localRoots(resolver)
         (self.scanned, self.scannedFiles, self.scanReport) = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress)
+    }
+
+    static func localRoots(_ resolver: LocationResolver) -> [String] {
+        var roots = Set<String>()
+        let labels = Set(resolver.descriptor.servers.keys).union(resolver.prepend.keys).union(resolver.replace.keys).union(resolver.append.keys)
+        for label in labels {
+            let user = Set((resolver.prepend[label] ?? []) + (resolver.replace[label] ?? []) + (resolver.append[label] ?? []))
+            for entry in resolver.serverEntries(for: label) where user.contains(entry) || resolver.allowLocalFromJigdo {
+                if let dir = localDirectory(ofServerValue: entry.value, base: entry.base) { roots.insert(dir) }
+            }
+        }
+        return roots.sorted()
+    }
+
+    private enum Confinement {
+        /// The file's real path, inside a directory it is confined to (or not under any).
+        case inside(String)
+        case outside
+        case missing
+    }
+
+    /// Where `path` really is: under one of `roots` (lexically) it must also be there with
+    /// links resolved. A path under no root was written as a plain local location of a local
+    /// .jigdo (a remote one cannot name local files), and is taken as it is.
+    private func confine(_ path: String) -> Confinement {
+        let containing = roots.filter { path.hasPrefix($0) }
+        if containing.isEmpty { return .inside(path) }
+        guard fileExists(path) else { return .missing }
+        for root in containing {
+            if let real = realPath(path, inside: root) { return .inside(real) }
+        }
+        return .outside
     }
 
     /// Walks the directories, hashes only files whose size equals some part's size, and keeps
@@ -106,7 +142,10 @@ public final class LocalParts: PartSource {
         case nil: break
         }
         if scanned[part.checksum] != nil { return true }
-        return (unverified[part.checksum] ?? []).contains { fileSize($0) == part.length }
+        return (unverified[part.checksum] ?? []).contains { path in
+            guard case .inside(let real) = confine(path) else { return false }
+            return fileSize(real) == part.length
+        }
     }
 
     /// Indices of parts with no local copy.
@@ -151,8 +190,22 @@ public final class LocalParts: PartSource {
         case nil: break
         }
         var rejected: [String] = []
-        for path in (scanned[part.checksum] ?? []) + (unverified[part.checksum] ?? []) {
-            guard let f = try? ReadOnlyFile(path: path), f.isRegularFile, f.size == part.length else { continue }
+        let candidates = (scanned[part.checksum] ?? []).map { ($0, false) } + (unverified[part.checksum] ?? []).map { ($0, true) }
+        for (location, mustConfine) in candidates {
+            var path = location
+            if mustConfine {
+                switch confine(location) {
+                case .inside(let real): path = real
+                case .missing: continue
+                case .outside:
+                    rejected.append("\(location) leaves its mapped directory (links or ..), refused")
+                    logger.debug("part \(part.checksum.base64): local copy refused: \(rejected.last!)")
+                    continue
+                }
+            }
+            // A confined path has its links resolved: a link put there since is not followed.
+            guard let f = try? ReadOnlyFile(path: path, extraFlags: mustConfine ? O_NOFOLLOW : 0),
+                  f.isRegularFile, f.size == part.length else { continue }
             // The scan hashed this file: unchanged since, its checksum holds.
             if let seen = scannedFiles[path], seen.size == f.size, seen.inode == f.identity.inode,
                seen.modificationTimeNs == f.identity.modificationTimeNs {
@@ -167,7 +220,8 @@ public final class LocalParts: PartSource {
                     openFiles.insert(f, for: path, cost: 1)
                     return f
                 }
-                rejected.append("\(path) does not match the part's checksum")
+                // Never the file's checksum: it would tell what any local file holds.
+                rejected.append("\(path) does not match")
             } catch {
                 rejected.append("\(error)")
             }

@@ -36,19 +36,16 @@ struct Cache: ParsableCommand {
             abstract: "Remove cached parts: all of them, or the least recently used down to a size.")
         @OptionGroup var options: CacheDirOption
 
-        @Option(name: .long, help: ArgumentHelp("Keep at most this much (e.g. 5G); without it everything is removed.", valueName: "SIZE"))
-        var keep: String?
+        @Option(name: .long, help: ArgumentHelp("Keep at most this much (e.g. 5G); without it everything is removed.", valueName: "SIZE"),
+                transform: OptionValues.size("--keep"))
+        var keep: Int64?
 
         @Flag(name: .long, help: "Also remove partial (resumable) downloads.")
         var partial = false
 
-        func validate() throws {
-            if let keep, parseSize(keep) == nil { throw ValidationError("--keep: '\(keep)' is not a size like 500M or 20G") }
-        }
-
         func run() throws {
             let cache = try options.open()
-            let limit = keep.flatMap(parseSize) ?? 0
+            let limit = keep ?? 0
             var list = cache.entries().sorted { $0.lastUse < $1.lastUse }
             var total = list.reduce(Int64(0)) { $0 + $1.size }
             var removed = 0

@@ -31,6 +31,11 @@ struct JigdoFS: ParsableCommand {
         } catch let error as CommandFailure {
             FileHandle.standardError.write(Data("jigdofs: \(error.message)\n".utf8))
             Foundation.exit(error.code)
+        } catch where exitCode(for: error) == .validationFailure {
+            // Usage errors (a bad option or option value, see OptionValues): one line, exit 64,
+            // like every other failure; the usage text would bury it (--help shows it).
+            FileHandle.standardError.write(Data("jigdofs: \(message(for: error))\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
         } catch {
             exit(withError: error)
         }

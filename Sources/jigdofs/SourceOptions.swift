@@ -30,13 +30,14 @@ struct PartOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Where downloaded parts, fetched .jigdo/.template files and checksums of scanned files are kept (default: $XDG_CACHE_HOME/jigdofs or ~/.cache/jigdofs).", valueName: "DIR"))
     var cacheDir: String?
 
-    @Option(name: .long, help: ArgumentHelp("Keep the part cache under this size (e.g. 20G); least recently used parts are removed first.", valueName: "SIZE"))
-    var cacheSize: String?
+    @Option(name: .long, help: ArgumentHelp("Keep the part cache under this size (e.g. 20G); least recently used parts are removed first.", valueName: "SIZE"),
+            transform: OptionValues.size("--cache-size"))
+    var cacheSize: Int64?
 
     @Flag(name: .long, help: "Do not use or update the checksum cache of --scan.")
     var noScanCache = false
 
-    @Option(name: .long, help: "Parallel downloads.")
+    @Option(name: .long, help: ArgumentHelp("Parallel downloads (1 to 256).", valueName: "N"), transform: OptionValues.integer("--jobs", in: 1...256))
     var jobs: Int = 8
 
     @Flag(name: .long, help: "Never download: use only local parts and the cache.")
@@ -45,16 +46,20 @@ struct PartOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Trust the certificate authorities in FILE for https (a private mirror).", valueName: "FILE"))
     var cacert: String?
 
-    @Option(name: .long, help: ArgumentHelp("Limit all downloads together to RATE bytes per second (e.g. 500K, 2M).", valueName: "RATE"))
-    var limitRate: String?
+    @Option(name: .long, help: ArgumentHelp("Limit all downloads together to RATE bytes per second (e.g. 500K, 2M).", valueName: "RATE"),
+            transform: OptionValues.size("--limit-rate", in: 1...OptionValues.maxSize))
+    var limitRate: Int64?
 
-    @Option(name: .long, help: ArgumentHelp("At most N connections to one server at a time.", valueName: "N"))
+    @Option(name: .long, help: ArgumentHelp("At most N connections to one server at a time (1 to 256).", valueName: "N"),
+            transform: OptionValues.integer("--max-per-host", in: 1...256))
     var maxPerHost: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Give up a connection attempt, or a transfer that stalls, after this many seconds (default 15 to connect, 20 stalled).", valueName: "SECONDS"))
+    @Option(name: .long, help: ArgumentHelp("Give up a connection attempt, or a transfer that stalls, after this many seconds (default 15 to connect, 20 stalled).", valueName: "SECONDS"),
+            transform: OptionValues.seconds("--timeout", in: 0.001...86_400))
     var timeout: Double?
 
-    @Option(name: .long, help: ArgumentHelp("Retries of a location after an error that may go away (timeout, reset, 5xx) before the next location is tried (default 2).", valueName: "N"))
+    @Option(name: .long, help: ArgumentHelp("Retries of a location after an error that may go away (timeout, reset, 5xx) before the next location is tried (default 2).", valueName: "N"),
+            transform: OptionValues.integer("--retries", in: 0...100))
     var retries: Int?
 
     @Flag(name: .long, help: "Log in to servers with the credentials in ~/.netrc.")
@@ -71,16 +76,6 @@ struct PartOptions: ParsableArguments {
                 }
             }
         }
-        if let cacheSize, parseSize(cacheSize) == nil {
-            throw ValidationError("--cache-size: '\(cacheSize)' is not a size like 500M or 20G")
-        }
-        guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
-        if let limitRate, (parseSize(limitRate) ?? 0) < 1 {
-            throw ValidationError("--limit-rate: '\(limitRate)' is not a rate like 500K or 2M (bytes per second)")
-        }
-        if let maxPerHost, maxPerHost < 1 || maxPerHost > 256 { throw ValidationError("--max-per-host must be between 1 and 256") }
-        if let timeout, !(timeout > 0 && timeout <= 86400) { throw ValidationError("--timeout must be a number of seconds between 0 and 86400") }
-        if let retries, retries < 0 || retries > 100 { throw ValidationError("--retries must be between 0 and 100") }
         if let netrcFile, !fileExists(netrcFile) { throw ValidationError("--netrc-file: \(netrcFile): no such file") }
     }
 
@@ -154,14 +149,14 @@ struct PartOptions: ParsableArguments {
     }
 
     func partCache() throws -> PartCache {
-        try PartCache(directory: cacheDirectory, sizeLimit: cacheSize.flatMap(parseSize))
+        try PartCache(directory: cacheDirectory, sizeLimit: cacheSize)
     }
 
     func downloadConfig() -> DownloadConfig {
         var c = DownloadConfig()
         c.jobs = jobs
         c.caFile = cacert.map(absolutePath)
-        c.limitRate = limitRate.flatMap(parseSize) ?? 0
+        c.limitRate = limitRate ?? 0
         c.maxPerHost = maxPerHost ?? 0
         if let timeout {
             c.connectTimeout = timeout
@@ -408,17 +403,7 @@ func namesLocalFile(_ entries: [JigdoLocation], _ descriptor: JigdoDescriptor, d
     return false
 }
 
-/// "123", "500K", "20G" (powers of 1024) -> bytes.
+/// "123", "500K", "20G" (powers of 1024) -> bytes; nil for anything else (see OptionValues).
 func parseSize(_ text: String) -> Int64? {
-    let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-    var t = text.uppercased()
-    if t.hasSuffix("B") { t.removeLast() }
-    if t.hasSuffix("I") { t.removeLast() }
-    var factor: Int64 = 1
-    if let last = t.last, let f = units[last] {
-        factor = f
-        t.removeLast()
-    }
-    guard let n = Double(t), n >= 0 else { return nil }
-    return Int64(n * Double(factor))
+    try? OptionValues.parseSize(text, option: "size")
 }

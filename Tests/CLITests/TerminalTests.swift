@@ -258,7 +258,7 @@ struct TerminalTests {
             (["prefetch", tmp.path], 1, "jigdofs: \(tmp.path): a directory, but not a jigdofs mount; give a .jigdo, its URL, or the mount point of a jigdofs mount"),
             (["umount", tmp.path], 1, "jigdofs: \(tmp.path): not mounted"),
             (["unmount", tmp.file("nonexistent")], 1, "jigdofs: \(tmp.file("nonexistent")): no such directory"),
-            (["prefetch", v.jigdo, "--limit-rate", "fast"], 64, "Error: --limit-rate: 'fast' is not a rate like 500K or 2M (bytes per second)"),
+            (["prefetch", v.jigdo, "--limit-rate", "fast"], 64, "jigdofs: The value 'fast' is invalid for '--limit-rate <RATE>': not a size like 500M or 20G"),
         ]
         for c in cases {
             let r = try CLI.run(c.args)
