@@ -530,7 +530,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 finish(job, error: nil)
                 return
             }
-            logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+            logger.error("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
         case .failure(let error):
             nextLocation(job, failed: "\(url): \(error)", mirrorFault: true)
@@ -541,7 +541,11 @@ public final class PartStore: PartSource, @unchecked Sendable {
     /// blame) and tries the next one.
     private func nextLocation(_ job: Job, failed: String, mirrorFault: Bool) {
         var job = job
-        if mirrorFault { noteFailure(job.urls[job.urlIndex]) }
+        if mirrorFault {
+            noteFailure(job.urls[job.urlIndex])
+            // Once per location and error in a mount's log (LogSetup folds repeats).
+            logger.warning("download failed: \(failed)")
+        }
         job.errors.append(failed)
         job.urlIndex += 1
         job.tries = 0
@@ -568,7 +572,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 tryLocation(job)
                 return
             }
-            logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+            logger.error("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             nextLocation(job, failed: "\(url): wrong checksum \(sum.base64)", mirrorFault: true)
             return
         }
