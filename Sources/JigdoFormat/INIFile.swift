@@ -13,6 +13,13 @@ public struct INIFile: Sendable {
         public var value: String
         /// 1-based line number.
         public var line: Int
+
+        public init(section: String, key: String, value: String, line: Int) {
+            self.section = section
+            self.key = key
+            self.value = value
+            self.line = line
+        }
     }
 
     /// The file's path (as given), for messages.
