@@ -507,7 +507,9 @@ public final class PartStore: PartSource, @unchecked Sendable {
             nextLocation(job, failed: "\(url): \(cause) (cache disk full; the part is too large to keep in memory)", mirrorFault: false)
             return
         }
-        logger.warning("\(cause): cache disk full; part \(job.checksum.base64) is kept in memory instead")
+        // Without the part or its path, so a mount's log says it once (repeats are folded).
+        logger.warning("the part cache's disk is full; downloaded parts are kept in memory instead")
+        logger.debug("\(cause): part \(job.checksum.base64) is kept in memory")
         let store = self
         let submitted = job
         downloader.submit(url: requestURL, to: nil, maxLength: job.length, priority: .demand) { result in
@@ -585,7 +587,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
             // E.g. no room for a new cache directory: serve the verified bytes from memory.
             if job.length <= Int64(options.memoryBudget), let bytes = try? ReadOnlyFile(path: partial).readAll(),
                Int64(bytes.count) == job.length {
-                logger.warning("\(error); part \(job.checksum.base64) is kept in memory instead")
+                logger.warning("the part cache cannot store parts (\(String(describing: error).split(separator: ":").last.map { $0.trimmingPrefix(" ") } ?? "")); they are kept in memory instead")
+                logger.debug("\(error); part \(job.checksum.base64) is kept in memory")
                 memoryParts.insert(bytes, for: job.checksum, cost: bytes.count)
                 unlink(partial)
                 finish(job, error: nil)
