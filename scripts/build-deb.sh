@@ -34,8 +34,10 @@ manual=$root/.build/plugins/GenerateManual/outputs/jigdofs
 [ -f "$manual/jigdofs.1" ] || { say "generate-manual wrote no $manual/jigdofs.1"; exit 1; }
 
 say "release build (--static-swift-stdlib)"
-swift build -c release --static-swift-stdlib --scratch-path "$scratch" >/dev/null
 binary=$(swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/jigdofs
+# SwiftPM does not relink a binary it linked without --static-swift-stdlib: always relink.
+rm -f "$binary"
+swift build -c release --static-swift-stdlib --scratch-path "$scratch" >/dev/null
 # Nothing of the toolchain at run time: no RUNPATH/RPATH into it, no library from it.
 if readelf -d "$binary" | grep -E 'RUNPATH|RPATH' | grep -q swift; then
   say "$binary still has a RUNPATH into the toolchain"; exit 1

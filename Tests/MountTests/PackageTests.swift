@@ -32,8 +32,8 @@ struct PackageTests {
 
         let listing = try Harness.check(["dpkg-deb", "--contents", deb]).stdout
         let paths = listing.split(separator: "\n").compactMap { line -> String? in
-            guard let dot = line.range(of: " ./") else { return nil }
-            return "/" + line[dot.upperBound...].split(separator: " ").first.map(String.init)!
+            guard let dot = line.range(of: " ./"), let path = line[dot.upperBound...].split(separator: " ").first else { return nil }
+            return "/" + path
         }
         for p in ["/usr/bin/jigdofs", "/usr/bin/jigdo-loop-mount", "/usr/bin/jigdo-write-usb", "/etc/jigdofs.conf",
                   "/usr/share/man/man1/jigdofs.1.gz", "/usr/share/man/man5/jigdofs.conf.5.gz",
