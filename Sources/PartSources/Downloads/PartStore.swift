@@ -508,7 +508,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             return
         }
         // Without the part or its path, so a mount's log says it once (repeats are folded).
-        logger.warning("the part cache's disk is full; downloaded parts are kept in memory instead")
+        logger.warning("part cache disk full: downloaded parts are kept in memory instead")
         logger.debug("\(cause): part \(job.checksum.base64) is kept in memory")
         let store = self
         let submitted = job
