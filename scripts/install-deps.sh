@@ -12,6 +12,9 @@ packages=(
   genisoimage libarchive-tools squashfs-tools bzip2 nginx-light openssl curl python3
   # the benchmark script
   bc time
+  # the .deb (scripts/build-deb.sh: dpkg-shlibdeps, lintian) and the admin tests (man -w,
+  # systemd-fstab-generator, which only writes unit files when the tests run it)
+  dpkg-dev lintian man-db systemd
 )
 missing=()
 for p in "${packages[@]}"; do

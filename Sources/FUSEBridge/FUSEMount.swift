@@ -132,8 +132,11 @@ public final class FUSEMount {
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
             throw JigdoError(.usage, path: mountpoint, "mount point is not a directory")
         }
-        if MountTable.isMountPoint(mountpoint) {
-            throw JigdoError(.usage, path: mountpoint, "mount point is busy: something is already mounted there")
+        // Mounting over another mount is what an automount does (x-systemd.automount, autofs:
+        // the trigger is mounted there first); over a jigdofs mount it is a second mount of
+        // the same thing, which would only hide the first.
+        if MountTable.filesystemType(at: mountpoint) == "fuse.jigdofs" {
+            throw JigdoError(.usage, path: mountpoint, "mount point is busy: a jigdofs mount is already there")
         }
         // As mountinfo will show it; resolved now, while resolving needs no FUSE request.
         let resolvedMountpoint = canonicalPath(mountpoint)
@@ -206,6 +209,19 @@ public enum MountTable {
     public static func isMountPoint(_ path: String) -> Bool {
         let target = canonicalPath(path)
         return mountPoints().contains(target)
+    }
+
+    /// The type (`fuse.jigdofs`, `autofs`, ...) of the topmost mount at `path`, if any.
+    public static func filesystemType(at path: String) -> String? {
+        let target = canonicalPath(path)
+        let lines = String(decoding: readProcFile("/proc/self/mountinfo"), as: UTF8.self).split(separator: "\n")
+        for line in lines.reversed() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, unescape(String(fields[4])) == target,
+                  let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
+            return String(fields[dash + 1])
+        }
+        return nil
     }
 
     public static func mountPoints() -> Set<String> {

@@ -14,16 +14,30 @@ struct JigdoFS: ParsableCommand {
             copies of the parts, without building the whole image first.
             """,
         version: "0.1.0",
-        subcommands: [Info.self, MakeImage.self, Verify.self, Mount.self, Status.self, Prefetch.self, Umount.self, Cache.self, List.self, Cat.self, Copy.self]
+        subcommands: [Info.self, MakeImage.self, Verify.self, Mount.self, Status.self, Prefetch.self, Umount.self, Cache.self, List.self, Cat.self, Copy.self, ConfigCommand.self]
     )
 
     /// Runs a command; every failure becomes one line on stderr and a non-zero exit.
+    ///
+    /// Before ArgumentParser sees the command line: a mount in any of the forms mount(8),
+    /// mount.fuse3 and fstab use becomes one `jigdofs mount` command line (MountInvocation), and
+    /// the configuration files' settings are put in front of the command's own arguments.
     static func main() {
-        LoggingSystem.bootstrap { label in
-            FoldingLogHandler(label: label, level: ProcessInfo.processInfo.environment["JIGDOFS_DEBUG"] != nil ? .debug : .warning)
-        }
+        let environment = ProcessInfo.processInfo.environment
+        LogSetup.bootstrap(level: environment["JIGDOFS_DEBUG"] != nil ? .debug : .warning)
+        let invokedAs = baseName(CommandLine.arguments.first ?? "jigdofs")
+        var arguments = Array(CommandLine.arguments.dropFirst())
         do {
-            var command = try parseAsRoot()
+            let subcommands = OptionCatalog.subcommands(of: JigdoFS.self)
+            var fake = false
+            if let mount = try MountInvocation.normalize(arguments, invokedAs: invokedAs, subcommands: Set(subcommands.keys)) {
+                arguments = mount.arguments
+                fake = mount.fake
+            }
+            arguments = try applyConfiguration(to: arguments, subcommands: subcommands)
+            var command = try parseAsRoot(arguments)
+            // mount -f: everything checked, nothing mounted.
+            if fake { return }
             try command.run()
         } catch let error as JigdoError {
             FileHandle.standardError.write(Data("jigdofs: \(error)\n".utf8))
@@ -39,6 +53,26 @@ struct JigdoFS: ParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// The configuration's arguments for the (innermost) subcommand the command line names,
+    /// inserted right after the subcommand's name, so the command line's own come later.
+    static func applyConfiguration(to arguments: [String], subcommands: [String: any ParsableCommand.Type]) throws -> [String] {
+        var command: (any ParsableCommand.Type)?
+        var table = subcommands
+        var depth = 0
+        while depth < arguments.count, let next = table[arguments[depth]] {
+            command = next
+            depth += 1
+            table = OptionCatalog.subcommands(of: next)
+        }
+        guard let command, ObjectIdentifier(command) != ObjectIdentifier(ConfigCommand.self) else { return arguments }
+        let catalog = OptionCatalog(command)
+        let rest = Array(arguments[depth...])
+        if rest.contains("--help") || rest.contains("-h") { return arguments }
+        let config = try Configuration.load()
+        let added = config.arguments(for: catalog, commandLine: rest)
+        return Array(arguments[..<depth]) + added + rest
     }
 }
 

@@ -36,10 +36,10 @@ struct Mount: ParsableCommand {
     @Flag(name: [.customShort("d"), .long], help: "Log every FUSE request (implies --foreground).")
     var debug = false
 
-    @Option(name: .customShort("o"), help: ArgumentHelp("FUSE mount options, comma-separated (e.g. allow_other); repeatable.", valueName: "FUSEOPTS"))
+    @Option(name: .customShort("o"), help: ArgumentHelp("Mount options, comma-separated; repeatable. jigdofs options as NAME=VALUE or NAME (scan=DIR, cache-size=20G, offline: any long option above), FUSE ones (allow_other, ...) passed on, fstab-only ones (nofail, noauto, _netdev, x-systemd.*, ...) ignored. The mount is always read-only.", valueName: "OPTIONS"))
     var fuseOptions: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("In the background, append log lines here (default: syslog).", valueName: "FILE"))
+    @Option(name: .long, help: ArgumentHelp("In the background, append log lines here (default: syslog, i.e. the journal); SIGHUP reopens it.", valueName: "FILE"))
     var logFile: String?
 
     @Flag(name: .long, help: "Once mounted, download the rest of every image in the background (reads of the mount go first; `jigdofs status` shows the progress).")
@@ -47,6 +47,12 @@ struct Mount: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Seconds the kernel may cache names and attributes (default: a day; nothing changes while mounted).", valueName: "SECONDS", visibility: .hidden))
     var attrTimeout: Double = 86400
+
+    @Option(name: .long, help: ArgumentHelp("Log level: error, warning, notice (default: mount, unmount, failing locations, cache trouble), info, debug.", valueName: "LEVEL"))
+    var logLevel: String?
+
+    @Flag(name: .customShort("v"), help: "More log lines: -v info, -vv debug.")
+    var verbose: Int
 
     var sources: [String] { Array(paths.dropLast()) }
     var mountpoint: String { paths.last ?? "" }
@@ -58,6 +64,22 @@ struct Mount: ParsableCommand {
         if template != nil, sources.count != 1 || isDirectory(sources[0]) {
             throw ValidationError("--template needs exactly one SOURCE, a .jigdo file")
         }
+        if let logLevel, LogSetup.parseLevel(logLevel) == nil {
+            throw ValidationError("--log-level: '\(logLevel)' is not one of error, warning, notice, info, debug")
+        }
+    }
+
+    var level: Logger.Level {
+        if let logLevel, let l = LogSetup.parseLevel(logLevel) { return l }
+        if ProcessInfo.processInfo.environment["JIGDOFS_DEBUG"] != nil { return .debug }
+        return verbose >= 2 ? .debug : verbose == 1 ? .info : .notice
+    }
+
+    /// How the mount table shows the mount: a URL as given, a path made absolute (so `mount -a`
+    /// finds an fstab line's mount), several sources as "jigdofs".
+    var fsname: String {
+        guard sources.count == 1 else { return "jigdofs" }
+        return isRemoteURL(sources[0]) ? sources[0] : absolutePath(sources[0])
     }
 
     func run() throws {
@@ -68,29 +90,40 @@ struct Mount: ParsableCommand {
         try refuseNestedMount(mountpoint)
         let daemon = foreground || debug ? nil : try Daemon.forkWaitingForReady()
 
+        LogSetup.level = level
+        let logger = Logger(label: "jigdofs.mount")
         let (images, stores) = try openImages()
-        let logger = daemon == nil || logFile != nil ? Logger(label: "jigdofs.mount") : Logger(label: "jigdofs.mount", factory: SyslogLogHandler.init)
         let filesystem = try JigdoFilesystem(images: images, logger: logger)
+        // `-o` was translated by MountInvocation: what is left is for FUSE (never rw).
+        let options = fuseOptions.flatMap(MountInvocation.splitOptionList).filter { $0 != "rw" && !$0.isEmpty }
+        let target = absolutePath(mountpoint)
         let mount = try FUSEMount(
-            filesystem: filesystem, mountpoint: absolutePath(mountpoint),
-            fsname: sources.count == 1 ? absolutePath(sources[0]) : "jigdofs",
-            options: fuseOptions.flatMap { $0.split(separator: ",").map(String.init) }, debug: debug,
+            filesystem: filesystem, mountpoint: target, fsname: fsname,
+            options: options.map(MountInvocation.escapeOptionItem), debug: debug,
             attributeTimeout: max(0, attrTimeout))
         try mount.mount()
+        let logPath = logFile.map(absolutePath)
         do {
-            try daemon?.ready(logFile: logFile.map(absolutePath))
+            try daemon?.ready(logFile: logPath)
         } catch {
             mount.unmount()
             throw error
         }
-        if daemon == nil {
-            logger.info("\(mountpoint): mounted \(images.map(\.name).joined(separator: ", "))")
+        if daemon != nil {
+            LogSetup.background(logFile: logPath, prefix: target + ": ")
+            HangupSignal.install { LogSetup.reopen() }
         }
+        let names = images.map(\.name).joined(separator: ", ")
+        logger.notice("mounted \(names) from \(fsname)\(daemon == nil ? " at \(target)" : "")")
+        ServiceNotification.send("READY=1\nSTATUS=serving \(names) at \(target)\nMAINPID=\(getpid())")
         if prefetch && !partOptions.offline {
             // Read-ahead priority: a read of the mount is a demand transfer and goes first.
             for store in stores { store.prefetch(store.missingParts()) }
         }
         mount.run()
+        ServiceNotification.send("STOPPING=1")
+        logger.notice("unmounted")
+        LogSetup.flushRepeats()
     }
 
     /// A local SOURCE as .jigdo paths; a directory expands to its *.jigdo files.
@@ -173,41 +206,5 @@ struct Mount: ParsableCommand {
         var st = stat()
         guard stat(path, &st) == 0 else { return timespec() }
         return st.st_mtim
-    }
-}
-
-/// Log lines of a background mount go to syslog (the daemon has no terminal).
-struct SyslogLogHandler: LogHandler {
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .info
-    let label: String
-
-    init(label: String) {
-        self.label = label
-        Self.openOnce
-    }
-
-    private static let openOnce: Void = {
-        openlog(strdup("jigdofs"), LOG_PID, LOG_DAEMON)
-    }()
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let priority: Int32
-        switch event.level {
-        case .trace, .debug: priority = LOG_DEBUG
-        case .info: priority = LOG_INFO
-        case .notice: priority = LOG_NOTICE
-        case .warning: priority = LOG_WARNING
-        case .error: priority = LOG_ERR
-        case .critical: priority = LOG_CRIT
-        }
-        "\(event.message)".withCString { text in
-            withVaList([text]) { vsyslog(priority, "%s", $0) }
-        }
     }
 }

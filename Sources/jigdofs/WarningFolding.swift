@@ -2,49 +2,9 @@ import Foundation
 import Logging
 import Synchronization
 
-/// The command line's log lines: "jigdofs: warning: ..." like every other message (not the
-/// logging library's timestamped format), the progress line cleared first, and repeated
-/// warnings of one kind folded: the first is shown, the others are counted and summed up in
-/// one line at the end ("161 more like ...").
-struct FoldingLogHandler: LogHandler {
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level
-    let label: String
-
-    init(label: String, level: Logger.Level) {
-        self.label = label
-        self.logLevel = level
-        WarningFolds.installOnce
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        guard WarningFolds.enabled else {
-            // The mount: every line, timestamped (it may run for months, into a log file).
-            var plain = StreamLogHandler.standardError(label: label)
-            plain.logLevel = logLevel
-            plain.metadata = metadata
-            plain.log(event: event)
-            return
-        }
-        let text = "\(event.message)"
-        let level: String
-        switch event.level {
-        case .trace, .debug: level = "debug"
-        case .info, .notice: level = "note"
-        case .warning: level = "warning"
-        case .error, .critical: level = "error"
-        }
-        if event.level == .warning || event.level == .error, !WarningFolds.first(text) { return }
-        ProgressBar.makeRoomForMessage()
-        writeStderr("jigdofs: \(level): \(text)\n")
-    }
-}
-
+/// Repeated warnings of one kind in a command's output (`LogSetup`'s terminal lines): the
+/// first is shown, the others are counted and summed up in one line at the end ("161 more
+/// like ..."). The mount turns it off: it logs every line as it comes.
 enum WarningFolds {
     private struct Fold {
         var first: String

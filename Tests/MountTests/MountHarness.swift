@@ -21,8 +21,8 @@ enum Harness {
 
     /// Runs a program (a path, or a name looked up in PATH) and waits for it.
     @discardableResult
-    static func run(_ args: [String], environment: [String: String] = [:], stdin: Data? = nil) throws -> ProcessResult {
-        try Subprocess.run(args, environment: environment, stdin: stdin)
+    static func run(_ args: [String], cwd: String? = nil, environment: [String: String] = [:], stdin: Data? = nil) throws -> ProcessResult {
+        try Subprocess.run(args, cwd: cwd, environment: environment, stdin: stdin)
     }
 
     /// Runs and requires exit status 0.
@@ -71,11 +71,14 @@ enum Harness {
     /// Mounts `sources` with `jigdofs mount` on a fresh temp directory, runs `body` with the mount
     /// point, and always unmounts and removes the directory, whatever `body` does.
     /// `command` builds another mount command line for the mount point (e.g. mount.jigdofs).
+    /// `cwd` and `environment` are the mount command's.
     static func withMount<T>(_ sources: [String], options: [String] = [], command: ((String) -> [String])? = nil,
+                             cwd: String? = nil, environment: [String: String] = [:],
                              _ body: (String) throws -> T) throws -> T {
         let mountpoint = try makeTempDir("mnt")
         defer { cleanUpMount(mountpoint) }
-        let r = try run(command?(mountpoint) ?? [jigdofs, "mount"] + options + sources + [mountpoint], environment: helperEnvironment)
+        let r = try run(command?(mountpoint) ?? [jigdofs, "mount"] + options + sources + [mountpoint], cwd: cwd,
+                        environment: helperEnvironment.merging(environment) { $1 })
         guard r.status == 0 else {
             throw HarnessError("jigdofs mount \(sources) failed (\(r.status)): \(r.stderr)")
         }

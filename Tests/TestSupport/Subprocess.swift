@@ -17,7 +17,8 @@ public struct ProcessResult: Sendable, CustomStringConvertible {
 ///
 /// Every child gets `XDG_CACHE_HOME` in the per-process temp dir (unless `environment` sets it),
 /// so nothing a test starts (jigdofs directly, or through a script or mount helper) can write
-/// its --scan checksum cache into the user's ~/.cache.
+/// its --scan checksum cache into the user's ~/.cache; likewise configuration files that do not
+/// exist, so no test depends on the machine's /etc/jigdofs.conf.
 public enum Subprocess {
     /// The `XDG_CACHE_HOME` every child process sees by default.
     public static var cacheHome: String { ProcessTemp.root + "/xdg-cache" }
@@ -39,6 +40,11 @@ public enum Subprocess {
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         var env = ProcessInfo.processInfo.environment
         env["XDG_CACHE_HOME"] = cacheHome
+        // Never the machine's /etc/jigdofs.conf or ~/.config/jigdofs/config (a test that wants
+        // a configuration passes its own JIGDOFS_SYSTEM_CONFIG / JIGDOFS_CONFIG).
+        env["JIGDOFS_SYSTEM_CONFIG"] = ProcessTemp.root + "/no-system-config"
+        env["XDG_CONFIG_HOME"] = ProcessTemp.root + "/xdg-config"
+        env["JIGDOFS_CONFIG"] = nil
         env.merge(environment) { _, new in new }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable.contains("/") ? executable : try which(executable))

@@ -431,7 +431,11 @@ public final class PartStore: PartSource, @unchecked Sendable {
     /// no lock held.
     private func perform(_ job: Job, _ step: DownloadWalk.Step, cause: TransferError? = nil) {
         let part = template.parts[job.index]
-        if let url = step.blame { noteFailure(url, part: part, demote: step.demote) }
+        if let url = step.blame {
+            noteFailure(url, part: part, demote: step.demote)
+            // Once per location and error in a mount's log (LogSetup folds repeats).
+            logger.warning("download failed: \(url): \(cause.map { "\($0)" } ?? job.walk.errors.last ?? "failed")")
+        }
         if let url = step.credit { noteSuccess(url, part: part) }
         switch step.action {
         case .fetch(_, let fromZero):
@@ -629,7 +633,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             if matches {
                 memoryParts.insert(body, for: job.checksum, cost: body.count)
             } else {
-                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+                logger.error("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
             let step = job.walk.handle(.transferred(matches: matches, resumed: false))
             perform(job, step)
@@ -660,7 +664,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         guard sum == job.checksum else {
             unlink(partial)
             if step.blame != nil {
-                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+                logger.error("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
             perform(job, step)
             return
@@ -680,7 +684,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
             // E.g. no room for a new cache directory: serve the verified bytes from memory.
             if job.length <= Int64(options.memoryBudget), let bytes = try? ReadOnlyFile(path: partial).readAll(),
                Int64(bytes.count) == job.length {
-                logger.warning("\(error); part \(job.checksum.base64) is kept in memory instead")
+                logger.warning("the part cache cannot store parts (\(String(describing: error).split(separator: ":").last.map { $0.trimmingPrefix(" ") } ?? "")); they are kept in memory instead")
+                logger.debug("\(error); part \(job.checksum.base64) is kept in memory")
                 memoryParts.insert(bytes, for: job.checksum, cost: bytes.count)
                 unlink(partial)
                 finish(job, error: nil)
