@@ -433,8 +433,9 @@ public final class PartStore: PartSource, @unchecked Sendable {
         let part = template.parts[job.index]
         if let url = step.blame {
             noteFailure(url, part: part, demote: step.demote)
-            // Once per location and error in a mount's log (LogSetup folds repeats).
-            logger.warning("download failed: \(url): \(cause.map { "\($0)" } ?? job.walk.errors.last ?? "failed")")
+            // A transfer that failed, once per location and error in a mount's log (LogSetup
+            // folds repeats; wrong bytes have their own line, with the part).
+            if let cause { logger.warning("download failed: \(url): \(cause)") }
         }
         if let url = step.credit { noteSuccess(url, part: part) }
         switch step.action {
@@ -633,7 +634,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             if matches {
                 memoryParts.insert(body, for: job.checksum, cost: body.count)
             } else {
-                logger.error("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
             let step = job.walk.handle(.transferred(matches: matches, resumed: false))
             perform(job, step)
@@ -664,7 +665,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         guard sum == job.checksum else {
             unlink(partial)
             if step.blame != nil {
-                logger.error("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
             perform(job, step)
             return
