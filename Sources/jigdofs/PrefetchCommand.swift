@@ -27,6 +27,7 @@ struct Prefetch: ParsableCommand {
                     throw CommandFailure(message: "\(path): a directory, but not a jigdofs mount; give a .jigdo, its URL, or the mount point of a jigdofs mount", code: 1)
                 }
                 ProgressSettings.mode = options.progress
+                ProgressSettings.verbose = options.verbose
                 return try prefetchMount(path, images: report.images)
             }
         }

@@ -287,6 +287,9 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("auto: a bar when stderr is a terminal; bar; plain: a line every few seconds; none.", valueName: "auto|bar|plain|none"))
     var progress: ProgressMode = .auto
 
+    @Flag(name: .customShort("v"), help: "With --progress=auto and stderr not a terminal (a log, a pipe): a plain progress line every few seconds.")
+    var verbose = false
+
     var isRemoteSource: Bool { isRemoteURL(source) }
 
     /// The .jigdo, with its includes (remote ones fetched, or from the cache when offline),
@@ -326,6 +329,7 @@ struct SourceOptions: ParsableArguments {
     /// Opens the image with its part sources (local, old images, cache, downloads).
     func openSource() throws -> OpenedSource {
         ProgressSettings.mode = progress
+        ProgressSettings.verbose = verbose
         let shared = try parts.makeShared()
         let image = try openImage(shared: shared)
         return try parts.openSource(for: image, remote: isRemoteSource, shared: shared)

@@ -95,6 +95,11 @@ struct TerminalTests {
         #expect(r.stderrLines.last?.hasPrefix("Verifying: 100.0%, ") == true, "\(r.stderr)")
         let auto = try CLI.run(["verify", v.jigdo])
         #expect(auto.stderr.isEmpty, "no progress when stderr is not a terminal: \(auto.stderr)")
+        // -v asks for the same plain lines when stderr is not a terminal.
+        let verbose = try CLI.run(["verify", v.jigdo, "-v"])
+        #expect(verbose.status == 0, "\(verbose)")
+        #expect(!verbose.stderr.contains("\u{1B}") && !verbose.stderr.contains("\r"), "\(verbose.stderr)")
+        #expect(verbose.stderrLines.last?.hasPrefix("Verifying: 100.0%, ") == true, "\(verbose.stderr)")
     }
 
     @Test("--limit-rate 2M: all transfers together stay within 20% of 2 MiB/s, measured from nginx")
