@@ -71,6 +71,10 @@ public struct JigdoDescriptor: Sendable {
     public static let maxValueLength = 16 << 10
     /// At most this many `[Include]`s are read for one .jigdo.
     public static let maxIncludes = 64
+    /// At most this many values are kept for one `[Servers]` label or one `[Parts]` checksum
+    /// (real files have a handful); more are ignored with one warning, so a hostile file of a
+    /// million `Base=...` lines costs neither memory nor expansion work.
+    public static let maxValuesPerKey = 256
 
     /// Fetches an `[Include]`d URL: its bytes (at most `maxFileSize`), or an error.
     public typealias IncludeFetcher = (String) throws -> [UInt8]
@@ -140,6 +144,8 @@ struct JigdoParser {
     var unknownOptions: [String: String] = [:]
     var unknownOptionOrder: [String] = []
     var longValues = 0
+    /// Keys whose values passed `maxValuesPerKey` (warned once each).
+    var overfullKeys = Set<String>()
     var includesRead = 0
     /// Set for a .jigdo fetched from a server: the URL directory it came from.
     var remoteBase: String?
@@ -274,7 +280,7 @@ struct JigdoParser {
                     throw JigdoError(.syntax, path: path, "line \(lineNumber): part \(label) has no location")
                 }
                 if let loc = location(words, base: base, path: path, line: lineNumber) {
-                    parts[String(label), default: []].append(loc)
+                    keep(loc, for: String(label), inParts: true, path: path, line: lineNumber)
                 }
             case .servers:
                 let words = try split(value, path: path, line: lineNumber)
@@ -282,13 +288,25 @@ struct JigdoParser {
                     throw JigdoError(.syntax, path: path, "line \(lineNumber): server entry needs 'Label=location'")
                 }
                 if let loc = location(words, base: base, path: path, line: lineNumber) {
-                    servers[String(label), default: []].append(loc)
+                    keep(loc, for: String(label), inParts: false, path: path, line: lineNumber)
                 }
             case .none, .other, .comment:
                 continue
             }
         }
         try flushImage()
+    }
+
+    /// Adds a value of `key`, unless it already has `maxValuesPerKey` (then one warning per key).
+    private mutating func keep(_ loc: JigdoLocation, for key: String, inParts: Bool, path: String, line: Int) {
+        let section = inParts ? "[Parts] checksum" : "[Servers] label"
+        guard ((inParts ? parts[key] : servers[key])?.count ?? 0) < JigdoDescriptor.maxValuesPerKey else {
+            if overfullKeys.insert(section + key).inserted {
+                warnings.append("\(path): line \(line): \(section) \(RawNames.display(String(key.prefix(80)))) has more than \(JigdoDescriptor.maxValuesPerKey) values; the rest are ignored")
+            }
+            return
+        }
+        if inParts { parts[key, default: []].append(loc) } else { servers[key, default: []].append(loc) }
     }
 
     /// The location of a `[Parts]`/`[Servers]` value, with its options; nil (and counted) for

@@ -352,3 +352,20 @@ struct IncludeTests {
         #expect(try JigdoDescriptor.load(path: tmp.file("twice.jigdo")).parts[md5A]?.count == 2)
     }
 }
+
+@Suite("Values per key are bounded")
+struct ValuesPerKeyTests {
+    @Test("a [Servers] label or [Parts] checksum keeps at most maxValuesPerKey values, with one warning each")
+    func boundedValues() throws {
+        let n = JigdoDescriptor.maxValuesPerKey + 50
+        let servers = (0..<n).map { "Base=http://mirror\($0).example/debian/" }.joined(separator: "\n")
+        let parts = (0..<n).map { "\(md5B)=Base:pool/f\($0)" }.joined(separator: "\n")
+        let d = try parse("[Jigdo]\nVersion=1.2\n" + imageSection + "[Parts]\n" + parts + "\n[Servers]\n" + servers + "\n")
+        #expect(d.servers["Base"]?.count == JigdoDescriptor.maxValuesPerKey)
+        #expect(d.servers["Base"]?.last?.value == "http://mirror\(JigdoDescriptor.maxValuesPerKey - 1).example/debian/",
+                "the first values are kept, in file order")
+        #expect(d.parts[md5B]?.count == JigdoDescriptor.maxValuesPerKey)
+        let warned = d.warnings.filter { $0.contains("has more than \(JigdoDescriptor.maxValuesPerKey) values") }
+        #expect(warned.count == 2, "\(d.warnings)")
+    }
+}
