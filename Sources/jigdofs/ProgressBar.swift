@@ -108,7 +108,8 @@ final class ProgressBar: Sendable {
         let text: String? = state.withLock { s in
             guard !s.finished else { return nil }
             s.finished = true
-            guard s.drawn || style == .plain else { return nil }
+            // Plain mode's last line, unless there was nothing to do (a scan of no directory).
+            guard s.drawn || (style == .plain && (s.total > 0 || s.done > 0)) else { return nil }
             if style == .bar { return s.drawnDone == s.done ? "\n" : render(s, now: now) + "\n" }
             return render(s, now: now)
         }
