@@ -83,8 +83,10 @@ public final class LocalParts: PartSource {
     }
 
     private enum Confinement {
-        /// The file's real path, inside a directory it is confined to (or not under any).
+        /// The file's real path (links resolved), inside a directory it is confined to.
         case inside(String)
+        /// Under no such directory: the path as it is (links and all).
+        case unconfined(String)
         case outside
         case missing
     }
@@ -94,7 +96,7 @@ public final class LocalParts: PartSource {
     /// .jigdo (a remote one cannot name local files), and is taken as it is.
     private func confine(_ path: String) -> Confinement {
         let containing = roots.filter { path.hasPrefix($0) }
-        if containing.isEmpty { return .inside(path) }
+        if containing.isEmpty { return .unconfined(path) }
         guard fileExists(path) else { return .missing }
         for root in containing {
             if let real = realPath(path, inside: root) { return .inside(real) }
@@ -193,9 +195,13 @@ public final class LocalParts: PartSource {
         let candidates = (scanned[part.checksum] ?? []).map { ($0, false) } + (unverified[part.checksum] ?? []).map { ($0, true) }
         for (location, mustConfine) in candidates {
             var path = location
+            var resolvedLinks = false
             if mustConfine {
                 switch confine(location) {
-                case .inside(let real): path = real
+                case .inside(let real):
+                    path = real
+                    resolvedLinks = true
+                case .unconfined: break
                 case .missing: continue
                 case .outside:
                     rejected.append("\(location) leaves its mapped directory (links or ..), refused")
@@ -204,7 +210,7 @@ public final class LocalParts: PartSource {
                 }
             }
             // A confined path has its links resolved: a link put there since is not followed.
-            guard let f = try? ReadOnlyFile(path: path, extraFlags: mustConfine ? O_NOFOLLOW : 0),
+            guard let f = try? ReadOnlyFile(path: path, extraFlags: resolvedLinks ? O_NOFOLLOW : 0),
                   f.isRegularFile, f.size == part.length else { continue }
             // The scan hashed this file: unchanged since, its checksum holds.
             if let seen = scannedFiles[path], seen.size == f.size, seen.inode == f.identity.inode,
