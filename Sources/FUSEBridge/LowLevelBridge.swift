@@ -138,14 +138,15 @@ final class LowLevelBridge: @unchecked Sendable {
 
     /// Runs `work` without waiting on the network and sends its reply; a request that needs a
     /// download is registered and answered from the download's completion (see the type).
-    func serve(_ req: Request, _ what: String, round: Int = 0, claimed: Bool = false,
+    /// `what` names the request in an error line; it is built only then (not for every read).
+    func serve(_ req: Request, _ what: @escaping @autoclosure @Sendable () -> String, round: Int = 0, claimed: Bool = false,
                _ work: @escaping @Sendable () throws(WouldWait) -> Reply) {
         let reply: Reply
         do {
             reply = try ReadContext.withoutWaiting { () throws(WouldWait) -> Reply in try work() }
         } catch let wait {
             guard round < Self.maxRounds, register(req) else {
-                logger.error("\(what) failed (EIO): \(round < Self.maxRounds ? "the filesystem is shutting down" : "parts keep being downloaded")")
+                logger.error("\(what()) failed (EIO): \(round < Self.maxRounds ? "the filesystem is shutting down" : "parts keep being downloaded")")
                 send(req, .error(EIO))
                 if claimed { endClaim() }
                 return
@@ -157,12 +158,12 @@ final class LowLevelBridge: @unchecked Sendable {
                 DispatchQueue.global().async {
                     guard self.claim(req) else { return }
                     if let error {
-                        self.logger.error("\(what) failed (EIO): \(error)")
+                        self.logger.error("\(what()) failed (EIO): \(error)")
                         self.send(req, .error(EIO))
                         self.endClaim()
                         return
                     }
-                    self.serve(req, what, round: round + 1, claimed: true, work)
+                    self.serve(req, what(), round: round + 1, claimed: true, work)
                 }
             }
             return
