@@ -150,12 +150,28 @@ public final class Nginx: @unchecked Sendable {
     public func stop() { server.stop() }
     deinit { server.stop() }
 
+    /// The path of the request `settleLog()` makes; left out of `requests()` and `connections()`.
+    static let settlePath = "/.jigdofs-test-settle"
+
+    /// nginx writes a request's log line only after the response was sent, so a client can
+    /// hold every byte before the line exists. One more request, answered by the same single
+    /// worker once every earlier response was finished and logged, makes the log complete.
+    /// (A stopped server has nothing pending: curl is refused at once.)
+    public func settleLog() {
+        _ = try? Subprocess.run("/usr/bin/curl", ["-sk", "-o", "/dev/null", "--max-time", "10", url + String(Self.settlePath.dropFirst())])
+    }
+
+    private func logLines() -> [Substring] {
+        settleLog()
+        let text = (try? String(contentsOfFile: accessLogPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { !$0.contains(" \(Self.settlePath) ") }
+    }
+
     /// The distinct connections that carried the requests so far, and the protocols used
     /// (only for an `http2` server, whose log names them).
     public func connections() -> (connections: Set<String>, protocols: Set<String>) {
-        let text = (try? String(contentsOfFile: accessLogPath, encoding: .utf8)) ?? ""
         var conns = Set<String>(), protocols = Set<String>()
-        for line in text.split(separator: "\n") {
+        for line in logLines() {
             if let c = line.split(separator: " ").last, c.hasPrefix("conn=") { conns.insert(String(c.dropFirst(5))) }
             if let q1 = line.firstIndex(of: "\"") {
                 let rest = line[line.index(after: q1)...]
@@ -169,8 +185,7 @@ public final class Nginx: @unchecked Sendable {
 
     /// (status, path) of every request so far.
     public func requests() -> [(status: Int, path: String)] {
-        let text = (try? String(contentsOfFile: accessLogPath, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { line in
+        return logLines().compactMap { line in
             // ... "GET /path HTTP/1.1" 200 ...
             guard let q1 = line.firstIndex(of: "\"") else { return nil }
             let rest = line[line.index(after: q1)...]
