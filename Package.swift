@@ -85,6 +85,15 @@ let package = Package(
         // Runs the built `jigdofs` binary (see TestSupport's `CLI`).
         .testTarget(name: "CLITests", dependencies: ["JigdoFormat", "TestSupport"]),
         .testTarget(
+            name: "PartSourcesTests",
+            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The bridge's routing and errno mapping, called without mounting.
+        .testTarget(
+            name: "FUSEBridgeTests",
+            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "ISO9660", "FUSEBridge", "TestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
             name: "DownloadTests",
             dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
