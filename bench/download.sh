@@ -206,7 +206,8 @@ for link in $links; do
   cap=
   [ "$link" = "$rtt" ] || cap=${link#*:}
   start_mirror "$rtt" $cap
-  if [ -n "$cap" ]; then rtt="${rtt}ms-${cap}MBps"; fi
+  label="$rtt ms RTT"
+  if [ -n "$cap" ]; then label="$rtt ms RTT, $cap MB/s shared"; rtt="${rtt}ms-${cap}MBps"; fi
   mkdir -p "$www/rtt$rtt"
   sed "s|^Base=.*|Base=$url/tree/|" "$rel/release.jigdo" > "$www/rtt$rtt/release.jigdo"
   ln -s "$rel/release.template" "$www/rtt$rtt/release.template"
@@ -214,36 +215,36 @@ for link in $links; do
   if [ "${JIGDO_LITE:-1}" != 0 ]; then
     jigdo_lite "$rtt" "$url/rtt$rtt/release.jigdo"
     if [ -n "$jl_secs" ]; then
-      row "jigdo-lite --noask, $rtt ms RTT" "$jl_secs" "$jl_requests requests"
+      row "jigdo-lite --noask, $label" "$jl_secs" "$jl_requests requests"
     else
-      row_na "jigdo-lite --noask, $rtt ms RTT" "FAILED"
+      row_na "jigdo-lite --noask, $label" "FAILED"
     fi
   fi
   if [ "$has_downloads" = 0 ]; then
-    row_na "jigdofs mount + dd (cold cache), $rtt ms RTT" "jigdofs: n/a (binary has no downloads)"
-    summary+=("$rtt ms: jigdofs n/a")
+    row_na "jigdofs mount + dd (cold cache), $label" "jigdofs: n/a (binary has no downloads)"
+    summary+=("$label: jigdofs n/a")
     continue
   fi
   jigdofs_download "$rtt" "$url"
   if [ -z "$js_total" ]; then
-    row_na "jigdofs mount + dd (cold cache), $rtt ms RTT" "FAILED"
+    row_na "jigdofs mount + dd (cold cache), $label" "FAILED"
     continue
   fi
-  printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: first byte of the image, $rtt ms RTT" "$js_ttfb" "" "from mount start (mount returned after $(printf %.3f "$js_mount") s)"
-  printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: 4 KiB in the middle, $rtt ms RTT" "$js_mid" "" "one part downloaded, on the same mount"
-  row "jigdofs mount + dd (cold cache), $rtt ms RTT" "$js_total" "dd alone $(printf %.2f "$js_dd") s, $js_requests requests, daemon peak RSS ${js_rss:-?} MiB"
+  printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: first byte of the image, $label" "$js_ttfb" "" "from mount start (mount returned after $(printf %.3f "$js_mount") s)"
+  printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: 4 KiB in the middle, $label" "$js_mid" "" "one part downloaded, on the same mount"
+  row "jigdofs mount + dd (cold cache), $label" "$js_total" "dd alone $(printf %.2f "$js_dd") s, $js_requests requests, daemon peak RSS ${js_rss:-?} MiB"
   goal=$([ "$rtt" = 0 ] && echo "<= 0.33x" || echo "<= 0.15x at 20 ms")
   if [ -n "$jl_secs" ] && [ -z "$cap" ]; then
-    summary+=("$(printf '%s ms: jigdofs (mount + dd) / jigdo-lite = %.2fx (goal %s)' "$rtt" "$(ratio "$js_total" "$jl_secs")" "$goal")")
+    summary+=("$(printf '%s: jigdofs (mount + dd) / jigdo-lite = %.2fx (goal %s)' "$label" "$(ratio "$js_total" "$jl_secs")" "$goal")")
   fi
   curl_one_file "$url"
   if [ -n "$cf_secs" ]; then
-    row "curl, the ISO as one file (reference), $rtt" "$cf_secs" "same link"
+    row "curl, the ISO as one file (reference), $label" "$cf_secs" "same link"
     goal=$([ -n "$cap" ] && echo "<= 1.1x" || { [ "$rtt" = 0 ] && echo "<= 1.5x"; } || echo "<= 2x")
-    summary+=("$(printf '%s: jigdofs (mount + dd) / curl one file = %.2fx (goal %s)' "$rtt" "$(ratio "$js_total" "$cf_secs")" "$goal")")
+    summary+=("$(printf '%s: jigdofs (mount + dd) / curl one file = %.2fx (goal %s)' "$label" "$(ratio "$js_total" "$cf_secs")" "$goal")")
   fi
   if [ -n "$js_cpu" ]; then
-    summary+=("$(printf '%s: daemon CPU %.2f s per GB (goal <= 2), peak RSS %s MiB (goal < 64)' "$rtt" "$(ratio "$js_cpu" "$gb")" "${js_rss:-?}")")
+    summary+=("$(printf '%s: daemon CPU %.2f s per GB (goal <= 2), peak RSS %s MiB (goal < 64)' "$label" "$(ratio "$js_cpu" "$gb")" "${js_rss:-?}")")
   fi
 done
 [ ${#summary[@]} = 0 ] || printf '%s\n' "${summary[@]}"
