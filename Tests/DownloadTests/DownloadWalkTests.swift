@@ -137,6 +137,60 @@ struct DownloadWalkTests {
         #expect(h.isDemoted(lc, now: 51))
         #expect(h.order([c, b], now: 51, location: location) == [b, c])
     }
+
+    /// Location of these tests' URLs: the URL less the part's path.
+    private static func location(_ u: String) -> String { String(u.dropLast("pool/x.deb".count)) }
+
+    @Test("several mirrors of equal weight share the parts: unmeasured ones alternate by what they still have to send; the others stay as fallbacks in file order")
+    func equalMirrorsShareTheWork() {
+        var h = MirrorHealth()
+        let urls = [(url: a, weight: 0), (url: b, weight: 0)]
+        var firsts: [String] = []
+        for _ in 0..<4 {
+            let order = h.order(urls, length: 1000, now: 1, location: Self.location)
+            #expect(Set(order) == [a, b], "every location stays in the walk as a fallback")
+            firsts.append(order[0])
+            h.noteStarted(Self.location(order[0]), bytes: 1000, now: 1)
+        }
+        #expect(firsts == [a, b, a, b])
+        // With nothing outstanding anywhere: file order.
+        h.noteEnded(Self.location(a), bytes: 1000, received: 1000, now: 2)
+        h.noteEnded(Self.location(a), bytes: 1000, received: 1000, now: 2)
+        #expect(h.order(urls, length: 1000, now: 3, location: Self.location)[0] == a, "a has nothing outstanding, b has 2000 bytes")
+    }
+
+    @Test("a mirror measured four times as fast gets about four parts in five while both are kept busy (fake clock)")
+    func workByMeasuredSpeed() {
+        var h = MirrorHealth()
+        h.minimumSample = 0
+        let la = Self.location(a), lb = Self.location(b)
+        let second: UInt64 = 1_000_000_000
+        // Measured: a delivered 4 MB in one second, b 1 MB.
+        h.noteStarted(la, bytes: 4_000_000, now: 0)
+        h.noteStarted(lb, bytes: 1_000_000, now: 0)
+        h.noteEnded(la, bytes: 4_000_000, received: 4_000_000, now: second)
+        h.noteEnded(lb, bytes: 1_000_000, received: 1_000_000, now: second)
+        #expect(h.rate(la) == 4_000_000 && h.rate(lb) == 1_000_000)
+        var count = [la: 0, lb: 0]
+        for _ in 0..<100 {
+            let first = h.order([(a, 0), (b, 0)], length: 100_000, now: 2 * second, location: Self.location)[0]
+            count[Self.location(first), default: 0] += 1
+            h.noteStarted(Self.location(first), bytes: 100_000, now: 2 * second)
+        }
+        #expect((78...82).contains(count[la]!), "\(count)")
+        #expect(count[la]! + count[lb]! == 100)
+    }
+
+    @Test("a lower weight (--try-last) or a demoted mirror is never preferred, however busy the others are")
+    func weightsAndDemotionWin() {
+        var h = MirrorHealth()
+        h.penalty = 100
+        for _ in 0..<10 { h.noteStarted(Self.location(a), bytes: 1 << 30, now: 1) }
+        #expect(h.order([(a, 1), (b, 0)], length: 1000, now: 1, location: Self.location) == [a, b], "b is --try-last")
+        #expect(h.order([(a, 0), (b, 0)], length: 1000, now: 1, location: Self.location) == [b, a], "a has 10 GiB to send")
+        h.noteFailure(Self.location(b), now: 1, demote: true)
+        #expect(h.order([(a, 0), (b, 0)], length: 1000, now: 2, location: Self.location) == [a, b], "b stalled: demoted")
+    }
 }
 
 @Suite("ReadStreams: read-ahead per sequential stream")

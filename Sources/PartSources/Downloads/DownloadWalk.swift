@@ -173,6 +173,80 @@ public struct MirrorHealth: Sendable {
         let bad = urls.map { isDemoted(location($0), now: now) }
         return urls.indices.filter { !bad[$0] }.map { urls[$0] } + urls.indices.filter { bad[$0] }.map { urls[$0] }
     }
+
+    // MARK: several mirrors at once, by measured speed
+
+    /// What each location is doing: bytes asked for and not yet received, and its throughput
+    /// (all its transfers together, bytes per second: an exponentially weighted mean of what
+    /// each busy interval delivered).
+    struct Load: Sendable {
+        var outstanding: Int64 = 0
+        var transfers = 0
+        var rate: Double?
+        /// Start of the busy interval not yet measured, and the bytes received in it.
+        var since: UInt64 = 0
+        var received: Int64 = 0
+    }
+    private var load: [String: Load] = [:]
+    /// Intervals shorter than this (ns) are added to the next one: too short to measure.
+    public var minimumSample: UInt64 = 50_000_000
+
+    /// A transfer of `bytes` from `location` starts.
+    public mutating func noteStarted(_ location: String, bytes: Int64, now: UInt64) {
+        var l = load[location] ?? Load()
+        if l.transfers == 0 {
+            l.since = now
+            l.received = 0
+        }
+        l.transfers += 1
+        l.outstanding += bytes
+        load[location] = l
+    }
+
+    /// A transfer from `location` that asked for `bytes` ended, having received `received`.
+    public mutating func noteEnded(_ location: String, bytes: Int64, received: Int64, now: UInt64) {
+        guard var l = load[location], l.transfers > 0 else { return }
+        l.transfers -= 1
+        l.outstanding = max(0, l.outstanding - bytes)
+        l.received += max(0, received)
+        // No subtraction that can wrap: another thread may stamp `since` after `now`.
+        if now > l.since, now - l.since >= minimumSample, l.received > 0 {
+            let sample = Double(l.received) / (Double(now - l.since) / 1e9)
+            l.rate = l.rate.map { 0.7 * $0 + 0.3 * sample } ?? sample
+            l.since = now
+            l.received = 0
+        }
+        load[location] = l
+    }
+
+    /// The measured throughput of a location (bytes per second), if any.
+    public func rate(_ location: String) -> Double? { load[location]?.rate }
+
+    /// The order to try `urls` (highest weight first, as the resolver gives them) for a part
+    /// of `length` bytes: demoted locations last, and among the leading locations of the same
+    /// weight, first the one expected to deliver the part soonest (what it still has to send,
+    /// plus the part, over its measured speed). A location not measured yet counts as fast
+    /// as the fastest one, so each gets work and is measured. The others keep their order as
+    /// fallbacks. Locations of lower weight (`--try-last`) are never preferred to higher ones.
+    public func order(_ urls: [(url: String, weight: Int)], length: Int64, now: UInt64,
+                      location: (String) -> String) -> [String] {
+        let plain = order(urls.map(\.url), now: now, location: location)
+        guard plain.count > 1 else { return plain }
+        let weight = Dictionary(urls.map { ($0.url, $0.weight) }, uniquingKeysWith: { a, _ in a })
+        let lead = plain.prefix { weight[$0] == weight[plain[0]] && !isDemoted(location($0), now: now) }
+        guard lead.count > 1 else { return plain }
+        let fastest = lead.compactMap { load[location($0)]?.rate }.max() ?? 1
+        func expected(_ url: String) -> Double {
+            let l = load[location(url)]
+            return Double((l?.outstanding ?? 0) + max(length, 1)) / max(l?.rate ?? fastest, 1)
+        }
+        // The first of the smallest: file order among equals.
+        var best = lead.startIndex
+        for i in lead.indices where expected(lead[i]) < expected(lead[best]) { best = i }
+        var out = plain
+        out.insert(out.remove(at: best), at: 0)
+        return out
+    }
 }
 
 /// The sequential streams among the reads of one image, so read-ahead follows each of them:

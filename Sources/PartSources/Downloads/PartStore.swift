@@ -183,6 +183,14 @@ public final class PartStore: PartSource, @unchecked Sendable {
         }
     }
 
+    /// `urls(forPart:)` with each URL's total weight (`--try-first`/`--try-last`).
+    private func weightedURLs(forPart index: Int) -> [(url: String, weight: Int)] {
+        resolver.weightedLocations(forPart: template.parts[index].checksum).compactMap {
+            if case .remote(let u) = $0.location { return (u, $0.weight) }
+            return nil
+        }
+    }
+
     /// Parts neither local nor cached.
     public func missingParts() -> [Int] {
         template.parts.indices.filter { template.parts[$0].length > 0 && !isLocallyAvailable($0) }
@@ -415,7 +423,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
 
     private func begin(index: Int, attempt: UInt64, prefetch: Bool) {
         let part = template.parts[index]
-        let walk = DownloadWalk(urls: orderedByHealth(urls(forPart: index), part: part),
+        let walk = DownloadWalk(urls: ordered(weightedURLs(forPart: index), part: part),
                                 attemptsPerLocation: downloadConfig.attemptsPerLocation, retryDelay: downloadConfig.retryDelay)
         var job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
                       prefetch: prefetch, walk: walk)
@@ -539,6 +547,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         request.exactLength = true
         request.freshConnect = job.walk.freshConnect
         request.hasher = hasher
+        noteTransferStarted(url, part: template.parts[job.index], bytes: job.length - resumeFrom)
         let id = downloader.submit(request, priority: job.prefetch ? .prefetch : .demand) { result in
             store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
         }
@@ -558,6 +567,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private func transferDone(_ job: Job, requestURL: String, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
         var job = job
         let url = job.url
+        noteTransferEnded(url, part: template.parts[job.index], bytes: job.length - resumedFrom,
+                          received: (try? result.get().received) ?? 0)
         switch result {
         case .success(let summary):
             recordDownloaded(summary.received)
@@ -613,6 +624,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         request.exactLength = true
         request.freshConnect = job.walk.freshConnect
         request.hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+        noteTransferStarted(job.url, part: template.parts[job.index], bytes: job.length)
         downloader.submit(request, priority: .demand) { result in
             store.memoryDone(submitted, result: result)
         }
@@ -621,6 +633,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private func memoryDone(_ job: Job, result: Result<TransferSummary, TransferError>) {
         var job = job
         let url = job.url
+        noteTransferEnded(url, part: template.parts[job.index], bytes: job.length, received: (try? result.get().received) ?? 0)
         switch result {
         case .success(let summary):
             let body = summary.body ?? []
@@ -794,14 +807,34 @@ public final class PartStore: PartSource, @unchecked Sendable {
         condition.unlock()
     }
 
-    /// The URLs in the .jigdo's order, except that mirror locations which keep failing go last.
-    private func orderedByHealth(_ urls: [String], part: TemplatePart) -> [String] {
-        guard urls.count > 1 else { return urls }
+    /// The URLs in the .jigdo's order, except that mirror locations which keep failing go
+    /// last, and that among the first ones of equal weight the one expected to deliver the part
+    /// soonest (by its measured speed and what it still has to send) goes first.
+    private func ordered(_ urls: [(url: String, weight: Int)], part: TemplatePart) -> [String] {
+        guard urls.count > 1 else { return urls.map(\.url) }
         let now = DispatchTime.now().uptimeNanoseconds
         condition.lock()
         let health = state.health
         condition.unlock()
-        return health.order(urls, now: now) { self.locationPrefix($0, part: part) }
+        return health.order(urls, length: part.length, now: now) { self.locationPrefix($0, part: part) }
+    }
+
+    /// A transfer of `bytes` from the mirror location of `url` starts / ended (its load and
+    /// measured speed, for `ordered`).
+    private func noteTransferStarted(_ url: String, part: TemplatePart, bytes: Int64) {
+        let location = locationPrefix(url, part: part)
+        let now = DispatchTime.now().uptimeNanoseconds
+        condition.lock()
+        state.health.noteStarted(location, bytes: bytes, now: now)
+        condition.unlock()
+    }
+
+    private func noteTransferEnded(_ url: String, part: TemplatePart, bytes: Int64, received: Int64) {
+        let location = locationPrefix(url, part: part)
+        let now = DispatchTime.now().uptimeNanoseconds
+        condition.lock()
+        state.health.noteEnded(location, bytes: bytes, received: received, now: now)
+        condition.unlock()
     }
 }
 
