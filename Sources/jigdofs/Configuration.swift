@@ -51,7 +51,9 @@ struct Configuration {
     /// Reads both files (a missing file is no error; a bad line is, naming file and line).
     static func load(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Configuration {
         var config = Configuration()
-        let known = allOptions()
+        // Dumping every command's options costs a debug build most of a second: only when a
+        // file is there to check against them.
+        lazy var known = allOptions()
         for path in paths(environment: environment) {
             guard fileExists(path) else {
                 config.files.append((path, false))

@@ -67,10 +67,13 @@ struct JigdoFS: ParsableCommand {
             table = OptionCatalog.subcommands(of: next)
         }
         guard let command, ObjectIdentifier(command) != ObjectIdentifier(ConfigCommand.self) else { return arguments }
-        let catalog = OptionCatalog(command)
         let rest = Array(arguments[depth...])
         if rest.contains("--help") || rest.contains("-h") { return arguments }
         let config = try Configuration.load()
+        // No configuration file: nothing to add (and no need for the option catalog, which
+        // dumps the command's help).
+        guard config.files.contains(where: \.present) else { return arguments }
+        let catalog = OptionCatalog(command)
         let added = config.arguments(for: catalog, commandLine: rest)
         return Array(arguments[..<depth]) + added + rest
     }
