@@ -522,7 +522,9 @@ struct DownloadTests {
             "--server", "Base=\(fault.url)404/tree/", "--mirror", "Base=\(nginx.url)tree/",
         ])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("OK"))
+        let kind = try TemplateInfo.read(ReadOnlyFile(path: release + "/jte-sha256-bz2/release.template")).checksumKind
+        let isoSum = try ReadOnlyFile(path: release + "/jte-sha256-bz2/release.iso").checksum(kind).hex
+        #expect(r.stdout.contains(": OK (\(kind.rawValue) \(isoSum), "), "\(r.stdout)")
         #expect(!fault.requests().isEmpty)
         #expect(!nginx.requests().isEmpty)
     }
