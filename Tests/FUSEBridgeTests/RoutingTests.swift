@@ -220,3 +220,62 @@ struct RoutingTests {
         #expect(try m.getattr("/" + Mounted.name).result == 0)
     }
 }
+
+/// The low-level bridge's lookup and getattr by inode (no session: replies are only built).
+@Suite("LowLevelBridge lookup and getattr by inode, without mounting")
+struct InodeRoutingTests {
+    func entry(_ reply: Reply) -> (ino: UInt64, st: stat)? {
+        guard case .entry(let e) = reply else { return nil }
+        return (UInt64(e.ino), e.attr)
+    }
+
+    @Test("names looked up in the root and in X.iso.d get their inodes; getattr of those inodes answers the same node")
+    func lookupAndGetattr() throws {
+        let m = try Mounted()
+        let bridge = LowLevelBridge(filesystem: m.fs, attributeTimeout: 1)
+        let root = LowLevelBridge.rootInode
+
+        let image = try #require(entry(try bridge.lookup(root, Mounted.name)))
+        #expect(image.ino == LowLevelBridge.firstImageInode)
+        #expect(Int64(image.st.st_size) == m.reader.size)
+        let status = try #require(entry(try bridge.lookup(root, StatusFile.name)))
+        #expect(status.ino == LowLevelBridge.statusInode)
+        let view = try #require(entry(try bridge.lookup(root, Mounted.name + ".d")))
+        #expect(view.ino == LowLevelBridge.viewInode(0))
+        #expect(fileType(view.st) == S_IFDIR)
+
+        // Unknown names: a negative entry (inode 0), in the root, below the image and in the view.
+        for (parent, name) in [(root, "nope"), (image.ino, "child"), (view.ino, "nope")] {
+            let negative = try #require(entry(try bridge.lookup(parent, name)), "\(name)")
+            #expect(negative.ino == 0, "\(name)")
+        }
+        // An inode nobody handed out.
+        guard case .error(ENOENT) = try bridge.lookup(12345, "x") else {
+            Issue.record("lookup under an unknown inode is not ENOENT")
+            return
+        }
+
+        let readme = try #require(entry(try bridge.lookup(view.ino, "README.txt")))
+        #expect(readme.ino >> LowLevelBridge.viewShift == 1 && readme.ino & LowLevelBridge.entryMask != 0)
+        #expect(bridge.path(of: readme.ino) == "/\(Mounted.name).d/README.txt")
+        guard case .attributes(let st) = try bridge.getattr(readme.ino) else {
+            Issue.record("getattr of README.txt's inode failed")
+            return
+        }
+        #expect(UInt64(st.st_ino) == readme.ino)
+        #expect(st.st_size == readme.st.st_size && fileType(st) == S_IFREG)
+        guard case .attributes(let imageAttributes) = try bridge.getattr(image.ino) else {
+            Issue.record("getattr of the image's inode failed")
+            return
+        }
+        #expect(Int64(imageAttributes.st_size) == m.reader.size)
+
+        // Forgotten as often as it was looked up: the entry's inode names nothing any more.
+        bridge.forget(readme.ino, 1)
+        #expect(bridge.path(of: readme.ino) == nil)
+        guard case .error(ENOENT) = try bridge.getattr(readme.ino) else {
+            Issue.record("getattr of a forgotten inode is not ENOENT")
+            return
+        }
+    }
+}
