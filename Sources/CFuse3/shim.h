@@ -17,8 +17,12 @@ static inline struct fuse_session *jfs_session_new(struct fuse_args *args, const
     return fuse_session_new(args, op, sizeof(*op), userdata);
 }
 
-/* API 35 takes the v1 loop config (clone_fd, max_idle_threads). No request handler ever waits
-   on the network, so a few workers serve any number of readers. */
+/* API 35 takes the v1 loop config (clone_fd, max_idle_threads): how many idle workers libfuse
+   keeps. It starts more while all are busy, up to its own max_threads (10 by default; the v1
+   config cannot change it). No request handler waits on the network (a read that needs a
+   download is answered later, from the download's completion), but a request does hold its
+   worker while it reads local files and the template, decompresses a chunk or hashes a cached
+   part the first time: a worker per concurrent such read. */
 static inline int jfs_session_loop_mt(struct fuse_session *se, unsigned int max_idle_threads) {
     struct fuse_loop_config config = { .clone_fd = 0, .max_idle_threads = max_idle_threads };
     return fuse_session_loop_mt(se, &config);

@@ -176,6 +176,8 @@ public final class FUSEMount {
     public func run() -> Int32 {
         guard let session, mounted else { return -1 }
         loopThread.thread.withLock { $0 = pthread_self() }
+        // Up to 10 idle workers kept (see jfs_session_loop_mt: reads block their worker on
+        // disk and decompression, never on the network).
         let result = jfs_session_loop_mt(session, 10)
         loopThread.thread.withLock { $0 = nil }
         // Reads still waiting for downloads get EIO (after an unmount the kernel has dropped

@@ -294,7 +294,8 @@ public final class JigdoFilesystem: Sendable {
         }
     }
 
-    /// Reads into the kernel's buffer; returns the byte count (short only at the end of the file).
+    /// Reads into `buffer` (the bridge's, which libfuse sends to the kernel in the reply);
+    /// returns the byte count (short only at the end of the file).
     func read(handle: UInt64, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(WouldWait) -> Int32 {
         if handle & Self.browseHandleBit != 0 {
             switch openEntry(handle) {

@@ -50,7 +50,8 @@ public final class ByteBudgetCache<Key: Hashable & Sendable, Value: Sendable>: S
             }
             s.total += cost
             while s.total > budget, s.entries.count > 1 {
-                // Linear scan: the cache holds at most a few hundred chunks.
+                // Linear scan: a few hundred entries at most for template windows and open
+                // files; more only for parts kept in memory when the cache disk is full.
                 guard let victim = s.entries.min(by: { $0.value.stamp < $1.value.stamp }) else { break }
                 s.total -= victim.value.cost
                 s.entries.removeValue(forKey: victim.key)

@@ -41,6 +41,10 @@ public final class TemplateDataReader: Sendable {
     private let streamedBytes = Atomic<Int>(0)
     /// Bytes decompressed by streams of large chunks so far (what random reads cost).
     public var streamedDecompressedBytes: Int { streamedBytes.load(ordering: .relaxed) }
+    private let wholeChunks = Atomic<Int>(0)
+    /// Small chunks decompressed (whole) so far: with the cache, each once while it stays
+    /// cached, however many reads touch it.
+    public var wholeChunkDecompressions: Int { wholeChunks.load(ordering: .relaxed) }
 
     struct CacheKey: Hashable, Sendable {
         var chunk: Int
@@ -144,6 +148,7 @@ public final class TemplateDataReader: Sendable {
         } catch {
             throw chunkError(chunk, error)
         }
+        wholeChunks.add(1, ordering: .relaxed)
         cache.insert(bytes, for: key, cost: bytes.count)
         return bytes
     }

@@ -120,7 +120,11 @@ struct CLITests {
         let v = release.variant(name)
         let good = try CLI.run(["verify", v.jigdo])
         #expect(good.status == 0, "\(good)")
-        #expect(good.stdout.contains("OK"))
+        // The one line names the checksum of the image as read: the ISO's own.
+        let kind = try TemplateInfo.read(ReadOnlyFile(path: v.template)).checksumKind
+        let isoSum = try ReadOnlyFile(path: v.iso).checksum(kind).hex
+        #expect(good.stdout.contains(": OK (\(kind.rawValue) \(isoSum), "), "\(good)")
+        #expect(good.stdout.split(separator: "\n").count == 1, "\(good)")
 
         // A copy of the release whose tree has one part file replaced by other bytes.
         let tmp = try TemporaryDirectory()
@@ -208,7 +212,10 @@ struct CLITests {
 
         let verify = try CLI.run(["verify", tmp.file("r/release.jigdo")])
         #expect(verify.status == 3, "\(verify)")
-        #expect(verify.stderrLines.count == 1 && verify.stderr.contains("BAD"), "\(verify)")
+        // The image read is the ISO; the template's claim is another checksum.
+        let isoSum = try ReadOnlyFile(path: v.iso).checksum(.md5).hex
+        #expect(verify.stderrLines.count == 1 && verify.stderr.contains(": BAD: MD5 \(isoSum), template says "), "\(verify)")
+        #expect(!verify.stderr.contains("template says \(isoSum)"), "\(verify)")
         let make = try CLI.run(["make-image", tmp.file("r/release.jigdo"), "-o", tmp.file("r/out.iso")])
         #expect(make.status == 3, "\(make)")
         #expect(make.stderr.contains("does not match"), "\(make)")

@@ -160,7 +160,7 @@ struct TerminalTests {
 
         let refused = try CLI.run(["prefetch", jigdo, "--cache-dir", tmp.file("c1")] + server)
         #expect(refused.status == 2, "\(refused)")
-        #expect(refused.stderr.contains("401"), "\(refused)")
+        #expect(refused.stderr.contains("HTTP status 401"), "\(refused)")
 
         try "machine 127.0.0.1\nlogin mirror\npassword \"s3cret word\"\n".write(toFile: tmp.file("netrc"), atomically: true, encoding: .utf8)
         let withFile = try CLI.run(["prefetch", jigdo, "--cache-dir", tmp.file("c2"), "--netrc-file", tmp.file("netrc")] + server)

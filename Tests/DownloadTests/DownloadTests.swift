@@ -427,6 +427,10 @@ struct DownloadTests {
         #expect(first.stdout.range(of: #"(\d+) of \1 parts available"#, options: .regularExpression) != nil, "\(first.stdout)")
         let fetched = nginx.requests().count
         #expect(fetched > 0)
+        // Every distinct part with bytes, once each.
+        let parts = try TemplateInfo.read(path: release + "/jte-md5-gz/release.template").parts.filter { $0.length > 0 }
+        #expect(fetched == Set(parts.map(\.checksum)).count, "\(fetched) requests")
+        #expect(nginx.requests().allSatisfy { $0.status == 200 })
         let made = try runProcess(DownloadFixture.binary, ["make-image", jigdo, "-o", tmp.path + "/a.iso", "--offline"] + common)
         #expect(made.status == 0, "\(made.stderr)")
         #expect(try filesEqual(tmp.path + "/a.iso", release + "/jte-md5-gz/release.iso"))
@@ -524,7 +528,9 @@ struct DownloadTests {
             "--server", "Base=\(fault.url)404/tree/", "--mirror", "Base=\(nginx.url)tree/",
         ])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("OK"))
+        let kind = try TemplateInfo.read(ReadOnlyFile(path: release + "/jte-sha256-bz2/release.template")).checksumKind
+        let isoSum = try ReadOnlyFile(path: release + "/jte-sha256-bz2/release.iso").checksum(kind).hex
+        #expect(r.stdout.contains(": OK (\(kind.rawValue) \(isoSum), "), "\(r.stdout)")
         #expect(!fault.requests().isEmpty)
         #expect(!nginx.requests().isEmpty)
     }

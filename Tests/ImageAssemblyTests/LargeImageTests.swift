@@ -55,7 +55,8 @@ struct LargeImageTests {
         }
         #expect(partOffsets == placements.map(\.0))
         #expect(opened.parts.missingParts().isEmpty)
-        #expect(info.layoutIndex(containing: Self.fourGiB) != nil)
+        let above = try #require(info.layoutIndex(containing: Self.fourGiB))
+        #expect(info.layout[above].imageOffset <= Self.fourGiB && Self.fourGiB < info.layout[above].imageOffset + info.layout[above].length)
 
         // Ranges around and above 4 GiB, compared with the image itself.
         let original = try ReadOnlyFile(path: image)

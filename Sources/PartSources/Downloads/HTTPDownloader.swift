@@ -340,7 +340,8 @@ public final class HTTPDownloader: @unchecked Sendable {
         return id
     }
 
-    /// Moves a queued read-ahead transfer in front of the other read-ahead (a reader waits for it).
+    /// Moves a queued read-ahead transfer to the demand queue (a reader waits for it): it goes
+    /// before every read-ahead transfer and may use the two slots kept for demand.
     public func promote(_ id: UInt64) {
         queues.withLock { q in
             if let i = q.prefetch.firstIndex(where: { $0.id == id }) {

@@ -14,8 +14,10 @@ import Synchronization
 /// A read of a part that is neither local nor cached blocks only that read until the part is
 /// downloaded and verified; reads of other parts go on meanwhile. Each part (by checksum) has
 /// one life at a time: missing -> downloading -> done | failed; every reader of a part being
-/// downloaded waits for that one download. After a failure the waiting readers get the error
-/// (naming each URL tried) and the next read starts over.
+/// downloaded waits for that one download. When it fails, the readers waiting for it are woken
+/// with its error (naming each URL tried): a blocking read throws it; a FUSE request (a
+/// `WouldWait` waiter) is answered EIO by the bridge, which logs the error. The next read
+/// starts a new attempt (a blocking reader that wakes only after it began waits for it).
 ///
 /// Sequential reading is detected and the next parts are fetched ahead, within a window bounded
 /// in parts and bytes. Downloads go to files in the cache, never to memory.

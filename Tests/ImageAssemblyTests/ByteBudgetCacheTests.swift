@@ -1,0 +1,78 @@
+import ImageAssembly
+import Testing
+
+/// ByteBudgetCache on its own: what it keeps within its budget, and which entry goes first.
+@Suite("ByteBudgetCache: byte budget and least-recently-used eviction")
+struct ByteBudgetCacheTests {
+    @Test("inserts past the budget evict the oldest entries; the total stays within the budget")
+    func staysWithinBudget() {
+        let cache = ByteBudgetCache<Int, String>(budget: 10)
+        cache.insert("a", for: 1, cost: 4)
+        cache.insert("b", for: 2, cost: 4)
+        #expect(cache.totalCost == 8)
+        #expect(cache.count == 2)
+        cache.insert("c", for: 3, cost: 4)
+        // 12 > 10: the least recently used (1) is dropped, nothing else.
+        #expect(cache.totalCost == 8)
+        #expect(cache.count == 2)
+        #expect(cache.value(for: 1) == nil)
+        #expect(cache.value(for: 2) == "b")
+        #expect(cache.value(for: 3) == "c")
+        // One entry that needs room for itself evicts as many as it takes.
+        cache.insert("d", for: 4, cost: 9)
+        #expect(cache.totalCost == 9)
+        #expect(cache.count == 1)
+        #expect(cache.value(for: 4) == "d")
+        #expect(cache.value(for: 2) == nil)
+        #expect(cache.value(for: 3) == nil)
+    }
+
+    @Test("a lookup makes an entry recently used: the entry not looked up is evicted instead")
+    func lookupRefreshesRecency() {
+        let cache = ByteBudgetCache<String, Int>(budget: 8)
+        cache.insert(1, for: "old", cost: 4)
+        cache.insert(2, for: "newer", cost: 4)
+        #expect(cache.value(for: "old") == 1)
+        cache.insert(3, for: "newest", cost: 4)
+        #expect(cache.value(for: "old") == 1)
+        #expect(cache.value(for: "newer") == nil)
+        #expect(cache.value(for: "newest") == 3)
+        #expect(cache.totalCost == 8)
+    }
+
+    @Test("a value larger than the whole budget is not kept and evicts nothing")
+    func oversizedValueIsNotKept() {
+        let cache = ByteBudgetCache<Int, String>(budget: 10)
+        cache.insert("small", for: 1, cost: 3)
+        cache.insert("huge", for: 2, cost: 11)
+        #expect(cache.value(for: 2) == nil)
+        #expect(cache.value(for: 1) == "small")
+        #expect(cache.totalCost == 3)
+        #expect(cache.count == 1)
+        // Exactly the budget is kept (alone).
+        cache.insert("full", for: 3, cost: 10)
+        #expect(cache.value(for: 3) == "full")
+        #expect(cache.totalCost == 10)
+        #expect(cache.count == 1)
+    }
+
+    @Test("replacing a key counts only the new cost; remove gives its cost back")
+    func replaceAndRemoveKeepTheTotal() {
+        let cache = ByteBudgetCache<Int, String>(budget: 10)
+        cache.insert("a", for: 1, cost: 4)
+        cache.insert("a2", for: 1, cost: 6)
+        #expect(cache.totalCost == 6)
+        #expect(cache.count == 1)
+        #expect(cache.value(for: 1) == "a2")
+        cache.insert("b", for: 2, cost: 4)
+        #expect(cache.totalCost == 10)
+        cache.remove(1)
+        #expect(cache.totalCost == 4)
+        #expect(cache.value(for: 1) == nil)
+        #expect(cache.value(for: 2) == "b")
+        // Room again for 6 without evicting 2.
+        cache.insert("c", for: 3, cost: 6)
+        #expect(cache.value(for: 2) == "b")
+        #expect(cache.totalCost == 10)
+    }
+}
