@@ -3,21 +3,19 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import ImageAssembly
 import JigdoFormat
 
 /// Random access to the bytes of a disc image: what the ISO 9660 reader needs and nothing more.
 ///
-/// `ImageReader` (a jigdo image) satisfies it, and so does `ImageFile` (a plain .iso file or a
-/// block device), so the reader is tested on real ISOs and used on jigdo images alike.
+/// `ImageFile` (a plain .iso file or a block device) satisfies it, and so does `ImageReader` (a
+/// jigdo image; the conformance is glue code in PartSources, since this module sits below
+/// ImageAssembly), so the reader is tested on real ISOs and used on jigdo images alike.
 public protocol ImageByteSource: Sendable {
     /// The image size in bytes.
     var size: Int64 { get }
     /// Fills `buffer` from `offset`; returns the bytes read, fewer only at the end of the image.
     func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 }
-
-extension ImageReader: ImageByteSource {}
 
 /// A plain image file or block device, read with pread. Its size comes from seeking to the end,
 /// which also works for block devices (where stat reports 0).
