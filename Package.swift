@@ -6,7 +6,8 @@ import PackageDescription
 //   CZlib, CBzip2, CSQLite,   one thin shim module per C library (macros and variadics as typed
 //   CCurl, CFuse3, CPosix     jfs_ functions); CPosix: POSIX calls Swift cannot make (fork)
 //   JigdoFormat               reading .jigdo and .template files, checksums, location expansion,
-//                             positional file reads, the byte-budget LRU cache (no part I/O)
+//                             positional file reads, the byte-budget LRU cache, Syscalls (the
+//                             one door for libc file calls; tests inject failures there)
 //   ISO9660                   the file tree inside an image (ISO 9660, Rock Ridge, Joliet), read
 //                             from any ImageByteSource (a plain .iso; a jigdo image via PartSources)
 //   ImageAssembly             image layout, the thread-safe range reader, template chunk cache
