@@ -13,8 +13,10 @@ import Synchronization
 /// with through `Syscalls.open`. With no failure injected (always, outside tests) a call costs
 /// one relaxed atomic load more than the bare libc call.
 ///
-/// Not routed here (yet): directory listing (`opendir`/`readdir`), `flock`, `utimensat`,
-/// `statvfs`, terminal and pipe I/O of the command line, and libfuse's and libcurl's own calls.
+/// Not routed here (yet): directory listing (`opendir`/`readdir`), `realpath`, `lseek`, `flock`,
+/// `utimensat`; the daemon's and the log's descriptors (FUSEBridge's Daemon and FUSEMount, the
+/// jigdofs target's Logging and MountCommand); the unlink in the signal handler (Interrupt:
+/// it must stay async-signal-safe); terminal and pipe I/O; libfuse's and libcurl's own calls.
 public enum Syscalls {
     /// The kinds of call a test can make fail.
     public enum Operation: String, Sendable, Hashable, CaseIterable {
@@ -58,6 +60,11 @@ public enum Syscalls {
     public static func fstat(_ fd: Int32, _ st: inout stat) -> Int32 {
         if let e = injected(.stat, fd: fd) { return fail(e) }
         return Glibc.fstat(fd, &st)
+    }
+
+    public static func stat(_ path: UnsafePointer<CChar>, _ st: inout stat) -> Int32 {
+        if let e = injected(.stat, path: path) { return fail(e) }
+        return libcStat(path, &st)
     }
 
     public static func lstat(_ path: UnsafePointer<CChar>, _ st: inout stat) -> Int32 {
@@ -178,4 +185,9 @@ public enum Syscalls {
             return code
         }
     }
+}
+
+/// stat(2) (at file scope: inside `Syscalls`, `Glibc.stat(...)` names the struct, not the call).
+private func libcStat(_ path: UnsafePointer<CChar>, _ st: inout stat) -> Int32 {
+    stat(path, &st)
 }
