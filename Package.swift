@@ -1,17 +1,22 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers, bottom to top (each imports only those below it):
-//   CZlib, CBzip2,     thin shims over the C libraries
-//   CCurl
-//   JigdoFormat        reading .jigdo and .template files (pure parsing, no part I/O)
-//   ImageAssembly      image layout + thread-safe range reader over template data and parts
-//   CSQLite            shim over libsqlite3 (persistent checksum cache of --scan)
-//   ISO9660            the file tree inside an image (ISO 9660, Rock Ridge, Joliet)
-//   PartSources        where part bytes come from: scanned dirs, mapped mirrors, old images,
-//                      the part cache and downloads (libcurl)
-//   CFuse3, FUSEBridge libfuse shim; the mount: images as read-only files (+ X.iso.d browse views), daemonizing
-//   jigdofs            the command line (ArgumentParser)
+// Layers, lowest first. Each layer imports only the layers before it in this list (the lower
+// ones), never a later one; the README's "Source layout" table says the same in the same words.
+//   CZlib, CBzip2, CSQLite,   one thin shim module per C library (macros and variadics as typed
+//   CCurl, CFuse3, CPosix     jfs_ functions); CPosix: POSIX calls Swift cannot make (fork)
+//   JigdoFormat               reading .jigdo and .template files, checksums, location expansion,
+//                             positional file reads, the byte-budget LRU cache, Syscalls (the
+//                             one door for libc file calls; tests inject failures there)
+//   ISO9660                   the file tree inside an image (ISO 9660, Rock Ridge, Joliet), read
+//                             from any ImageByteSource (a plain .iso; a jigdo image via PartSources)
+//   ImageAssembly             image layout, the thread-safe range reader, template chunk cache
+//   PartSources               where part bytes come from: scanned dirs (persistent checksum cache),
+//                             mapped mirrors, old images, the part cache and downloads (libcurl),
+//                             download statistics; glue: ImageReader as an ISO9660 ImageByteSource
+//   FUSEBridge                the mount: libfuse's low-level API, images as read-only files,
+//                             X.iso.d browse views, the status file (server side), daemonizing
+//   jigdofs                   the command line (ArgumentParser), the status client
 let package = Package(
     name: "jigdofs",
     platforms: [.macOS(.v15)],
@@ -29,6 +34,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CFuse3", path: "Sources/CFuse3", pkgConfig: "fuse3"),
         .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
+        .systemLibrary(name: "CPosix", path: "Sources/CPosix"),
         .target(
             name: "JigdoFormat",
             dependencies: [
@@ -37,8 +43,13 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ISO9660",
+            dependencies: ["JigdoFormat"],
+            exclude: ["README.md"]
+        ),
+        .target(
             name: "ImageAssembly",
-            dependencies: ["JigdoFormat", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["JigdoFormat"]
         ),
         .target(
             name: "PartSources",
@@ -46,13 +57,8 @@ let package = Package(
             exclude: ["Downloads/README.md"]
         ),
         .target(
-            name: "ISO9660",
-            dependencies: ["JigdoFormat", "ImageAssembly"],
-            exclude: ["README.md"]
-        ),
-        .target(
             name: "FUSEBridge",
-            dependencies: ["CFuse3", "JigdoFormat", "ImageAssembly", "ISO9660", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CFuse3", "CPosix", "JigdoFormat", "ImageAssembly", "ISO9660", "PartSources", .product(name: "Logging", package: "swift-log")],
             exclude: ["README.md"]
         ),
         .executableTarget(
@@ -65,7 +71,7 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["JigdoFormat"],
+            dependencies: ["JigdoFormat", "ImageAssembly"],
             path: "Tests/TestSupport"
         ),
         .testTarget(
@@ -86,7 +92,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["JigdoFormat", "TestSupport"]),
         .testTarget(
             name: "PartSourcesTests",
-            dependencies: ["JigdoFormat", "ImageAssembly", "PartSources", "TestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["JigdoFormat", "ImageAssembly", "ISO9660", "PartSources", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         // The bridge's routing and errno mapping, called without mounting.
         .testTarget(

@@ -63,7 +63,4 @@ static inline int jfs_install_signal_pipe(int write_fd) {
     return 0;
 }
 
-/* fork() is marked unavailable to Swift on some platforms; the daemon must fork before any
-   thread exists (see MountCommand), so call it through C. */
-static inline pid_t jfs_fork(void) { return fork(); }
 #endif

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ImageAssembly
 import ISO9660
+import PartSources
 import Synchronization
 
 /// The browse view of one image: the directory `X.iso.d` that shows the ISO 9660 tree inside

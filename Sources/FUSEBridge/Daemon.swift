@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CFuse3
+import CPosix
 import JigdoFormat
 
 /// Backgrounding that lets the command return only once the mount is usable.

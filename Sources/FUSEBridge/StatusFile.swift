@@ -1,10 +1,12 @@
 import Foundation
 import ImageAssembly
 import JigdoFormat
+import PartSources
 
 /// The hidden file `/.jigdofs-status`: a JSON snapshot of every image's part statistics, made
 /// when the file is opened. It is not listed in the root directory (tools that list the mount
-/// see only the images), but it can be opened by name; `jigdofs status MOUNTPOINT` reads it.
+/// see only the images), but it can be opened by name. This is the server side; the client
+/// (`jigdofs status`, `jigdofs prefetch MOUNTPOINT`) is `StatusClient` in the jigdofs target.
 public enum StatusFile {
     public static let name = ".jigdofs-status"
 
@@ -16,21 +18,6 @@ public enum StatusFile {
             public var parts: PartStatistics
         }
         public var images: [Image]
-    }
-
-    /// Reads the status of the mount at `mountpoint`; nil if it is not a jigdofs mount. Read to
-    /// its end, whatever size stat(2) says.
-    public static func read(mountpoint: String) throws -> (data: Data, report: Report)? {
-        let path = (mountpoint.hasSuffix("/") ? mountpoint : mountpoint + "/") + name
-        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? handle.close() }
-        let data = try handle.readToEnd() ?? Data()
-        guard !data.isEmpty else { return nil }
-        do {
-            return (data, try JSONDecoder().decode(Report.self, from: data))
-        } catch {
-            throw JigdoError(.syntax, path: path, "unreadable status: \(error)")
-        }
     }
 
     static func snapshot(_ images: [MountedImage]) -> [UInt8] {

@@ -1,4 +1,3 @@
-import ImageAssembly
 import JigdoFormat
 import Synchronization
 

@@ -3,21 +3,19 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import ImageAssembly
 import JigdoFormat
 
 /// Random access to the bytes of a disc image: what the ISO 9660 reader needs and nothing more.
 ///
-/// `ImageReader` (a jigdo image) satisfies it, and so does `ImageFile` (a plain .iso file or a
-/// block device), so the reader is tested on real ISOs and used on jigdo images alike.
+/// `ImageFile` (a plain .iso file or a block device) satisfies it, and so does `ImageReader` (a
+/// jigdo image; the conformance is glue code in PartSources, since this module sits below
+/// ImageAssembly), so the reader is tested on real ISOs and used on jigdo images alike.
 public protocol ImageByteSource: Sendable {
     /// The image size in bytes.
     var size: Int64 { get }
     /// Fills `buffer` from `offset`; returns the bytes read, fewer only at the end of the image.
     func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 }
-
-extension ImageReader: ImageByteSource {}
 
 /// A plain image file or block device, read with pread. Its size comes from seeking to the end,
 /// which also works for block devices (where stat reports 0).
@@ -32,23 +30,23 @@ public final class ImageFile: ImageByteSource {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = Syscalls.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw JigdoError(.io, path: path, "cannot open: \(errnoText(errno))") }
         var st = stat()
-        guard fstat(fd, &st) == 0 else {
+        guard Syscalls.fstat(fd, &st) == 0 else {
             let e = errno
-            close(fd)
+            Syscalls.close(fd)
             throw JigdoError(.io, path: path, "cannot stat: \(errnoText(e))")
         }
         let type = st.st_mode & S_IFMT
         guard type == S_IFREG || type == S_IFBLK else {
-            close(fd)
+            Syscalls.close(fd)
             throw JigdoError(.io, path: path, type == S_IFDIR ? "is a directory, not an image" : "is not a regular file or block device")
         }
         let end = lseek(fd, 0, SEEK_END)
         guard end >= 0 else {
             let e = errno
-            close(fd)
+            Syscalls.close(fd)
             throw JigdoError(.io, path: path, "cannot find the size: \(errnoText(e))")
         }
         self.fd = fd
@@ -58,7 +56,7 @@ public final class ImageFile: ImageByteSource {
         self.isBlockDevice = type == S_IFBLK
     }
 
-    deinit { close(fd) }
+    deinit { Syscalls.close(fd) }
 
     public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset >= 0 else { throw JigdoError(.usage, path: path, "negative offset \(offset)") }
@@ -66,7 +64,7 @@ public final class ImageFile: ImageByteSource {
         let total = Int(min(Int64(buffer.count), size - offset))
         var done = 0
         while done < total {
-            let n = pread(fd, buffer.baseAddress! + done, total - done, off_t(offset) + off_t(done))
+            let n = Syscalls.pread(fd, buffer.baseAddress! + done, total - done, off_t(offset) + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done)): \(errnoText(errno))")

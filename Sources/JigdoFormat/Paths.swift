@@ -62,12 +62,12 @@ public func canonicalPath(_ path: String) -> String {
 
 public func fileExists(_ path: String) -> Bool {
     var st = stat()
-    return RawNames.withFileSystemPath(path) { stat($0, &st) } == 0
+    return RawNames.withFileSystemPath(path) { Syscalls.stat($0, &st) } == 0
 }
 
 public func isDirectory(_ path: String) -> Bool {
     var st = stat()
-    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    return Syscalls.stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
 }
 
 // Confinement: a location `Label:path` whose label is a local directory (`--map`, a `file:`

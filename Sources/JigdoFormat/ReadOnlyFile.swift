@@ -30,8 +30,8 @@ public struct FileIdentity: Sendable, Hashable {
 
 /// An open file descriptor for positional reads, shared safely between threads.
 ///
-/// All libc file calls of the reading layers go through here, so error handling lives in one
-/// place: every failure becomes a `JigdoError(.io)` naming the file.
+/// The reading layers read files through here (and its calls go through `Syscalls`), so error
+/// handling lives in one place: every failure becomes a `JigdoError(.io)` naming the file.
 public final class ReadOnlyFile: Sendable {
     public let path: String
     public let size: Int64
@@ -50,18 +50,18 @@ public final class ReadOnlyFile: Sendable {
     public init(path: String, extraFlags: Int32 = 0) throws {
         self.path = path
         // A path from a .jigdo may hold raw (non-UTF-8) name bytes (RawNames).
-        let fd = RawNames.withFileSystemPath(path) { open($0, O_RDONLY | O_CLOEXEC | extraFlags) }
+        let fd = RawNames.withFileSystemPath(path) { Syscalls.open($0, O_RDONLY | O_CLOEXEC | extraFlags) }
         if fd < 0 {
             throw JigdoError(.io, path: RawNames.display(path), "cannot open: \(errnoText(errno))")
         }
         var st = stat()
-        if fstat(fd, &st) != 0 {
+        if Syscalls.fstat(fd, &st) != 0 {
             let e = errno
-            close(fd)
+            Syscalls.close(fd)
             throw JigdoError(.io, path: path, "cannot stat: \(errnoText(e))")
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            close(fd)
+            Syscalls.close(fd)
             throw JigdoError(.io, path: path, "is a directory, not a file")
         }
         self.fd = fd
@@ -77,17 +77,17 @@ public final class ReadOnlyFile: Sendable {
     /// `identity` once the file was written to since it was opened.
     public func currentIdentity() -> FileIdentity? {
         var st = stat()
-        guard fstat(fd, &st) == 0 else { return nil }
+        guard Syscalls.fstat(fd, &st) == 0 else { return nil }
         return FileIdentity(st)
     }
 
-    deinit { close(fd) }
+    deinit { Syscalls.close(fd) }
 
     /// Reads exactly `buffer.count` bytes at `offset`; a short file is an error.
     public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         var done = 0
         while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let n = Syscalls.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done)): \(errnoText(errno))")

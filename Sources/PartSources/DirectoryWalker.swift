@@ -19,7 +19,7 @@ public struct ScannedFile: Sendable, Hashable {
 public enum DirectoryWalker {
     public static func walk(_ root: String, _ visit: (ScannedFile) -> Void) throws {
         var st = stat()
-        guard stat(root, &st) == 0 else {
+        guard Syscalls.stat(root, &st) == 0 else {
             throw JigdoError(.io, path: root, "cannot scan: \(errnoText(errno))")
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
@@ -39,7 +39,7 @@ public enum DirectoryWalker {
                 if name == "." || name == ".." { continue }
                 let path = dir + "/" + name
                 var s = stat()
-                guard RawNames.withFileSystemPath(path, { stat($0, &s) }) == 0 else { continue }
+                guard RawNames.withFileSystemPath(path, { Syscalls.stat($0, &s) }) == 0 else { continue }
                 switch s.st_mode & S_IFMT {
                 case S_IFDIR:
                     if seen.insert([UInt64(s.st_dev), UInt64(s.st_ino)]).inserted { stack.append(path) }

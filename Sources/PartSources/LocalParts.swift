@@ -251,6 +251,6 @@ public final class LocalParts: PartSource {
 func fileSize(_ path: String) -> Int64? {
     var st = stat()
     // A path from a .jigdo may hold raw (non-UTF-8) name bytes: hand those to the system.
-    guard RawNames.withFileSystemPath(path, { stat($0, &st) }) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+    guard RawNames.withFileSystemPath(path, { Syscalls.stat($0, &st) }) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
     return Int64(st.st_size)
 }

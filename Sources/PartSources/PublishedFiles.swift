@@ -17,7 +17,7 @@ public enum PublishedFiles {
             let path = try cache.sourceDirectory(forURL: url) + "/include.jigdo"
             if let downloader {
                 try downloader.fetch(url: url, to: path + ".download", maxLength: Int64(JigdoDescriptor.maxFileSize))
-                guard rename(path + ".download", path) == 0 else {
+                guard Syscalls.rename(path + ".download", path) == 0 else {
                     throw JigdoError(.io, path: path, "cannot store the downloaded file: \(errnoText(errno))")
                 }
             } else if !fileExists(path) {
@@ -107,14 +107,14 @@ public enum PublishedFiles {
             }
             do {
                 try downloader.fetch(url: url, to: cached + ".download", maxLength: RemoteSource.maxTemplateBytes)
-                guard rename(cached + ".download", cached) == 0 else {
+                guard Syscalls.rename(cached + ".download", cached) == 0 else {
                     throw JigdoError(.io, path: cached, "cannot store the downloaded template: \(errnoText(errno))")
                 }
                 // Verifies the checksum; a copy that does not match is not kept.
                 return try JigdoImage.open(descriptor: descriptor, templatePath: cached)
             } catch {
-                unlink(cached + ".download")
-                unlink(cached)
+                Syscalls.unlink(cached + ".download")
+                Syscalls.unlink(cached)
                 logger.debug("\(error)")
                 failures.append(shortReason(error, url: url))
             }

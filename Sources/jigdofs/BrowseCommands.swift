@@ -5,6 +5,7 @@ import ArgumentParser
 import ImageAssembly
 import ISO9660
 import JigdoFormat
+import PartSources
 
 /// Opens the ISO 9660 file system of SOURCE: a .jigdo (through the image reader, so only the
 /// template and the parts actually touched are read) or, for convenience, a plain ISO file.

@@ -52,14 +52,14 @@ struct Cache: ParsableCommand {
             var freed: Int64 = 0
             while total > limit, !list.isEmpty {
                 let e = list.removeFirst()
-                if unlink(e.path) == 0 {
+                if Syscalls.unlink(e.path) == 0 {
                     removed += 1
                     freed += e.size
                 }
                 total -= e.size
             }
             if partial {
-                for e in cache.partialEntries() where unlink(e.path) == 0 {
+                for e in cache.partialEntries() where Syscalls.unlink(e.path) == 0 {
                     removed += 1
                     freed += e.size
                 }

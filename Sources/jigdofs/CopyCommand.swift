@@ -36,15 +36,15 @@ struct Copy: ParsableCommand {
 
     func run() throws {
         ProgressSettings.mode = progress
-        let inFD = open(input, O_RDONLY | O_CLOEXEC)
+        let inFD = Syscalls.open(input, O_RDONLY | O_CLOEXEC)
         guard inFD >= 0 else { throw CommandFailure(message: "\(input): cannot open: \(errnoText(errno))", code: 1) }
-        defer { close(inFD) }
+        defer { Syscalls.close(inFD) }
         var outFD: Int32 = -1
         if let output {
-            outFD = open(output, O_WRONLY | O_CLOEXEC)
+            outFD = Syscalls.open(output, O_WRONLY | O_CLOEXEC)
             guard outFD >= 0 else { throw CommandFailure(message: "\(output): cannot open: \(errnoText(errno))", code: 1) }
         }
-        defer { if outFD >= 0 { close(outFD) } }
+        defer { if outFD >= 0 { Syscalls.close(outFD) } }
         let end = lseek(inFD, 0, SEEK_END)
         _ = lseek(inFD, 0, SEEK_SET)
         let total = count ?? Int64(max(end, 0))
@@ -58,7 +58,7 @@ struct Copy: ParsableCommand {
         bar.update(done: 0, total: total)
         while done < total {
             let want = Int(min(Int64(chunk), total - done))
-            let n = pread(inFD, buffer.baseAddress!, want, off_t(done))
+            let n = Syscalls.pread(inFD, buffer.baseAddress!, want, off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw CommandFailure(message: "\(input): read failed at byte \(done): \(errnoText(errno))", code: 1)
@@ -69,7 +69,7 @@ struct Copy: ParsableCommand {
             if outFD >= 0 {
                 var written = 0
                 while written < n {
-                    let w = pwrite(outFD, bytes.baseAddress! + written, n - written, off_t(done) + off_t(written))
+                    let w = Syscalls.pwrite(outFD, bytes.baseAddress! + written, n - written, off_t(done) + off_t(written))
                     if w < 0 {
                         if errno == EINTR { continue }
                         throw CommandFailure(message: "\(output!): write failed at byte \(done + Int64(written)): \(errnoText(errno))", code: 1)
@@ -80,7 +80,7 @@ struct Copy: ParsableCommand {
             done += Int64(n)
             bar.update(done: done, total: total)
         }
-        if outFD >= 0, fsync(outFD) != 0 {
+        if outFD >= 0, Syscalls.fsync(outFD) != 0 {
             throw CommandFailure(message: "\(output!): fsync failed: \(errnoText(errno))", code: 1)
         }
         bar.finish()

@@ -15,7 +15,7 @@ final class PartialOutputFile {
         let prefix = ".\(baseName(finalPath)).jigdofs-partial-"
         Self.removeStale(in: dir, prefix: prefix)
         tempPath = dir + prefix + "\(getpid())"
-        fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        fd = Syscalls.open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 {
             throw JigdoError(.io, path: finalPath, "cannot create: \(errnoText(errno))")
         }
@@ -28,14 +28,14 @@ final class PartialOutputFile {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
         for name in names where name.hasPrefix(prefix) {
             guard let pid = Int32(name.dropFirst(prefix.count)), pid > 0, pid != getpid() else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + name) }
+            if kill(pid, 0) != 0 && errno == ESRCH { Syscalls.unlink(dir + name) }
         }
     }
 
     func write(_ data: UnsafeRawBufferPointer) throws {
         var done = 0
         while done < data.count {
-            let n = Glibc.write(fd, data.baseAddress! + done, data.count - done)
+            let n = Syscalls.write(fd, data.baseAddress! + done, data.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw JigdoError(.io, path: finalPath, "write failed: \(errnoText(errno))")
@@ -45,10 +45,10 @@ final class PartialOutputFile {
     }
 
     func commit() throws {
-        if fsync(fd) != 0 { throw JigdoError(.io, path: finalPath, "fsync failed: \(errnoText(errno))") }
-        close(fd)
+        if Syscalls.fsync(fd) != 0 { throw JigdoError(.io, path: finalPath, "fsync failed: \(errnoText(errno))") }
+        Syscalls.close(fd)
         fd = -1
-        if rename(tempPath, finalPath) != 0 {
+        if Syscalls.rename(tempPath, finalPath) != 0 {
             throw JigdoError(.io, path: finalPath, "cannot rename into place: \(errnoText(errno))")
         }
         committed = true
@@ -56,8 +56,8 @@ final class PartialOutputFile {
     }
 
     func discard() {
-        if fd >= 0 { close(fd); fd = -1 }
-        if !committed { unlink(tempPath) }
+        if fd >= 0 { Syscalls.close(fd); fd = -1 }
+        if !committed { Syscalls.unlink(tempPath) }
         SignalCleanup.unregister()
     }
 }

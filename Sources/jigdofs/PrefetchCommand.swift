@@ -23,7 +23,7 @@ struct Prefetch: ParsableCommand {
         if !isRemoteURL(path) {
             try refuseDeadMount(path)
             if isDirectory(path) {
-                guard let (_, report) = try StatusFile.read(mountpoint: path) else {
+                guard let (_, report) = try StatusClient.read(mountpoint: path) else {
                     throw CommandFailure(message: "\(path): a directory, but not a jigdofs mount; give a .jigdo, its URL, or the mount point of a jigdofs mount", code: 1)
                 }
                 ProgressSettings.mode = options.progress
@@ -93,7 +93,7 @@ struct Prefetch: ParsableCommand {
         // downloads finish, not only when a 4 MiB read returns.
         let partsNow = Mutex<(Int, Int)?>(nil)
         let ticker = Ticker(every: 0.25) {
-            if let report = try? StatusFile.read(mountpoint: mountpoint)?.report {
+            if let report = try? StatusClient.read(mountpoint: mountpoint)?.report {
                 let t = report.images.reduce(0) { $0 + $1.parts.partsTotal }
                 let m = report.images.reduce(0) { $0 + $1.parts.partsMissing }
                 partsNow.withLock { $0 = (t - m, t) }
@@ -117,7 +117,7 @@ struct Prefetch: ParsableCommand {
             }
         }
         ticker.stop()
-        let finalReport = try StatusFile.read(mountpoint: mountpoint)?.report.images ?? []
+        let finalReport = try StatusClient.read(mountpoint: mountpoint)?.report.images ?? []
         let t = finalReport.reduce(0) { $0 + $1.parts.partsTotal }
         let m = finalReport.reduce(0) { $0 + $1.parts.partsMissing }
         bar.update(done: total, total: total, parts: (t - m, t))

@@ -39,7 +39,7 @@ struct Status: ParsableCommand {
 /// instead: a dead mount (and how to clear it), no such directory, not a jigdofs mount.
 func readMountStatus(_ path: String) throws -> StatusFile.Report {
     try checkMountPointPath(path)
-    guard let (_, report) = try StatusFile.read(mountpoint: path) else {
+    guard let (_, report) = try StatusClient.read(mountpoint: path) else {
         throw JigdoError(.usage, path: path, "not a jigdofs mount (no \(StatusFile.name) there)")
     }
     return report

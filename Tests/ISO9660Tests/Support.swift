@@ -131,19 +131,6 @@ final class MemoryImage: ImageByteSource {
     }
 }
 
-/// A PartSource that records which parts were read.
-final class CountingParts: PartSource {
-    let inner: any PartSource
-    let reads = Mutex<[Int: Int]>([:])
-    init(_ inner: any PartSource) { self.inner = inner }
-    func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        reads.withLock { $0[index, default: 0] += 1 }
-        try inner.readPart(index, at: offset, into: buffer)
-    }
-    func isLocallyAvailable(_ index: Int) -> Bool { inner.isLocallyAvailable(index) }
-    var partsRead: Set<Int> { reads.withLock { Set($0.keys) } }
-}
-
 /// A jigdo variant of the release opened with local parts from the tree.
 func openJigdo(_ variant: String, release: String, parts: (LocalParts) -> any PartSource = { $0 }) throws -> (ImageReader, LocalParts) {
     let image = try JigdoImage.open(jigdoPath: "\(release)/\(variant)/release.jigdo")

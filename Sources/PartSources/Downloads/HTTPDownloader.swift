@@ -219,7 +219,7 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
     }
     var done = 0
     while done < n {
-        let w = pwrite(t.fd, data! + done, n - done, off_t(t.offset))
+        let w = Syscalls.pwrite(t.fd, data! + done, n - done, off_t(t.offset))
         if w < 0 {
             if errno == EINTR { continue }
             t.writeErrno = errno
@@ -359,7 +359,7 @@ public final class HTTPDownloader: @unchecked Sendable {
     /// a longer body (or a Content-Length over the bound) fails, and nothing is left at `path`
     /// on failure. Not for FUSE threads.
     public func fetch(url: String, to path: String, maxLength: Int64) throws {
-        unlink(path)
+        Syscalls.unlink(path)
         let done = DispatchSemaphore(value: 0)
         let result = Mutex<Result<TransferSummary, TransferError>?>(nil)
         var request = TransferRequest(url: url, path: path)
@@ -370,7 +370,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         }
         done.wait()
         if case .failure(let e) = result.withLock({ $0 })! {
-            unlink(path)
+            Syscalls.unlink(path)
             throw JigdoError(.io, path: url, "download failed: \(e)")
         }
     }
@@ -414,7 +414,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         for (easy, t) in active {
             curl_multi_remove_handle(multi, easy)
             curl_easy_cleanup(easy)
-            if t.fd >= 0 { close(t.fd) }
+            if t.fd >= 0 { Syscalls.close(t.fd) }
             complete(t, .failure(TransferError(reason: .cancelled)))
         }
         active.removeAll()
@@ -434,20 +434,20 @@ public final class HTTPDownloader: @unchecked Sendable {
     private func begin(_ t: Transfer) {
         if let path = t.path {
             // O_NOFOLLOW: a symlink planted in the cache is never written through.
-            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            let fd = Syscalls.open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else {
                 complete(t, .failure(Self.writeFailure(path, "cannot open", errno)))
                 return
             }
             guard PartCache.isOwnRegularFile(fd) else {
-                close(fd)
+                Syscalls.close(fd)
                 complete(t, .failure(TransferError(reason: .diskFull("\(path): not a regular file of this user"))))
                 return
             }
             // Drop anything beyond the resume point (a previous, longer attempt).
-            if ftruncate(fd, off_t(t.resumeFrom)) != 0 {
+            if Syscalls.ftruncate(fd, off_t(t.resumeFrom)) != 0 {
                 let e = errno
-                close(fd)
+                Syscalls.close(fd)
                 complete(t, .failure(Self.writeFailure(path, "cannot truncate", e)))
                 return
             }
@@ -456,7 +456,7 @@ public final class HTTPDownloader: @unchecked Sendable {
             t.body.reserveCapacity(Int(max))
         }
         guard let easy = curl_easy_init() else {
-            if t.fd >= 0 { close(t.fd) }
+            if t.fd >= 0 { Syscalls.close(t.fd) }
             complete(t, .failure(TransferError(reason: .local("libcurl: cannot create a transfer"))))
             return
         }
@@ -465,7 +465,7 @@ public final class HTTPDownloader: @unchecked Sendable {
             try configure(easy, for: t)
         } catch {
             curl_easy_cleanup(easy)
-            if t.fd >= 0 { close(t.fd) }
+            if t.fd >= 0 { Syscalls.close(t.fd) }
             t.fd = -1
             complete(t, .failure(TransferError(reason: .local("\(error)"))))
             return
@@ -475,7 +475,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         if added != CURLM_OK {
             active[easy] = nil
             curl_easy_cleanup(easy)
-            if t.fd >= 0 { close(t.fd) }
+            if t.fd >= 0 { Syscalls.close(t.fd) }
             t.fd = -1
             complete(t, .failure(TransferError(reason: .local("libcurl: cannot start a transfer: \(String(cString: curl_multi_strerror(added)))"))))
         }
@@ -542,7 +542,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         let effectiveURL = effective.map { String(cString: $0) } ?? t.url
         curl_multi_remove_handle(multi, easy)
         curl_easy_cleanup(easy)
-        if t.fd >= 0 { close(t.fd) }
+        if t.fd >= 0 { Syscalls.close(t.fd) }
         t.fd = -1
         let result: Result<TransferSummary, TransferError>
         if code == CURLE_OK, t.request.exactLength, let max = t.maxLength, t.offset != max {

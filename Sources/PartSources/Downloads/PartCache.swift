@@ -99,22 +99,22 @@ public final class PartCache: Sendable {
     public func lockPartial(for sum: Checksum) throws -> Int32? {
         let path = partialPath(for: sum)
         for _ in 0..<2 {
-            let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            let fd = Syscalls.open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             if fd < 0 {
                 let e = errno
                 if e == ELOOP {
-                    unlink(path)
+                    Syscalls.unlink(path)
                     continue
                 }
                 throw CacheWriteError(code: e, message: "\(path): cannot open: \(errnoText(e))")
             }
             guard Self.isOwnRegularFile(fd) else {
-                close(fd)
-                unlink(path)
+                Syscalls.close(fd)
+                Syscalls.unlink(path)
                 continue
             }
             if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-                close(fd)
+                Syscalls.close(fd)
                 return nil
             }
             return fd
@@ -125,7 +125,7 @@ public final class PartCache: Sendable {
     /// Whether an open descriptor is a regular file owned by this process's user.
     static func isOwnRegularFile(_ fd: Int32) -> Bool {
         var st = stat()
-        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && st.st_uid == geteuid()
+        return Syscalls.fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && st.st_uid == geteuid()
     }
 
     /// Opens a cached part (O_NOFOLLOW: a symlink is never followed); nil when it is absent,
@@ -141,7 +141,7 @@ public final class PartCache: Sendable {
     /// through a symlink). Its bytes are checked when it is first served.
     public func contains(_ sum: Checksum, length: Int64) -> Bool {
         var st = stat()
-        guard lstat(path(for: sum), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else { return false }
+        guard Syscalls.lstat(path(for: sum), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else { return false }
         return Int64(st.st_size) == length
     }
 
@@ -149,8 +149,8 @@ public final class PartCache: Sendable {
     public func remove(_ sum: Checksum, ifStill identity: FileIdentity) {
         let p = path(for: sum)
         var st = stat()
-        guard lstat(p, &st) == 0, FileIdentity(st).inode == identity.inode, FileIdentity(st).device == identity.device else { return }
-        unlink(p)
+        guard Syscalls.lstat(p, &st) == 0, FileIdentity(st).inode == identity.inode, FileIdentity(st).device == identity.device else { return }
+        Syscalls.unlink(p)
     }
 
     /// Moves a verified partial file into the cache.
@@ -159,15 +159,15 @@ public final class PartCache: Sendable {
         // Only the prefix directory is made here: a cache directory removed meanwhile is not
         // brought back.
         let prefixDir = String(directoryOf(target).dropLast())
-        if mkdir(prefixDir, 0o700) != 0 && errno != EEXIST {
+        if Syscalls.mkdir(prefixDir, 0o700) != 0 && errno != EEXIST {
             let e = errno
             throw CacheWriteError(code: e, message: "\(prefixDir): cannot create directory: \(errnoText(e))")
         }
         var st = stat()
-        if lstat(prefixDir, &st) != 0 || (st.st_mode & S_IFMT) != S_IFDIR {
+        if Syscalls.lstat(prefixDir, &st) != 0 || (st.st_mode & S_IFMT) != S_IFDIR {
             throw CacheWriteError(code: ENOTDIR, message: "\(prefixDir): not a directory")
         }
-        if rename(partial, target) != 0 {
+        if Syscalls.rename(partial, target) != 0 {
             let e = errno
             throw CacheWriteError(code: e, message: "\(target): cannot move the downloaded part into the cache: \(errnoText(e))")
         }
@@ -187,7 +187,7 @@ public final class PartCache: Sendable {
                 for name in listDirectory(base + "/" + prefix) {
                     let p = base + "/" + prefix + "/" + name
                     var st = stat()
-                    guard lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                    guard Syscalls.lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
                     out.append((p, Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
                 }
             }
@@ -203,7 +203,7 @@ public final class PartCache: Sendable {
             for name in listDirectory(base) {
                 let p = base + "/" + name
                 var st = stat()
-                guard lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                guard Syscalls.lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
                 out.append((p, Int64(st.st_size), Int64(st.st_mtim.tv_sec)))
             }
         }
@@ -226,7 +226,7 @@ public final class PartCache: Sendable {
             list.sort { $0.lastUse < $1.lastUse }
             let target = limit / 10 * 9
             for e in list where total > target {
-                if unlink(e.path) == 0 { total -= e.size }
+                if Syscalls.unlink(e.path) == 0 { total -= e.size }
             }
         }
         knownSize.withLock { $0 = total }
@@ -271,7 +271,7 @@ func makeDirectoriesReportingErrno(_ path: String) throws {
     var current = path.hasPrefix("/") ? "" : "."
     for component in path.split(separator: "/") {
         current += "/" + component
-        if mkdir(current, 0o700) != 0 && errno != EEXIST {
+        if Syscalls.mkdir(current, 0o700) != 0 && errno != EEXIST {
             let e = errno
             throw CacheDirectoryError(code: e, error: JigdoError(.io, path: current, "cannot create directory: \(errnoText(e))"))
         }

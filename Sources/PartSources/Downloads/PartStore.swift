@@ -450,13 +450,13 @@ public final class PartStore: PartSource, @unchecked Sendable {
         if let url = step.credit { noteSuccess(url, part: part) }
         switch step.action {
         case .fetch(_, let fromZero):
-            if fromZero, let cache { unlink(cache.partialPath(for: job.checksum)) }
+            if fromZero, let cache { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
             tryLocation(job)
         case .retry(let url, let after):
             logger.info("\(url): retrying in \(after) s")
             DispatchQueue.global().asyncAfter(deadline: .now() + after) { self.tryLocation(job) }
         case .memory(let url):
-            if let cache { unlink(cache.partialPath(for: job.checksum)) }
+            if let cache { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
             downloadIntoMemory(job, requestURL: applyRedirect(url), cause: cause)
         case .succeeded:
             break
@@ -512,14 +512,14 @@ public final class PartStore: PartSource, @unchecked Sendable {
         }
         if cache.contains(job.checksum, length: job.length) {
             // Another process sharing the cache finished it meanwhile.
-            unlink(cache.partialPath(for: job.checksum))
+            Syscalls.unlink(cache.partialPath(for: job.checksum))
             finish(job, error: nil, fetched: false)
             return
         }
         let partial = cache.partialPath(for: job.checksum)
         var resume = fileSize(partial) ?? 0
         if resume > job.length {
-            unlink(partial)
+            Syscalls.unlink(partial)
             resume = 0
         }
         if resume == job.length && job.length > 0 {
@@ -533,7 +533,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 let prefix = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW)
                 try hashPrefix(prefix, count: resume, into: &hasher)
             } catch {
-                unlink(partial)
+                Syscalls.unlink(partial)
                 resume = 0
                 hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
             }
@@ -585,7 +585,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
             }
             switch error.reason {
             case .tooLong, .protocolViolation:
-                unlink(partial)
+                Syscalls.unlink(partial)
                 logger.warning("\(url): \(error); not used")
             default:
                 break
@@ -678,7 +678,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         }
         let step = job.walk.handle(.transferred(matches: sum == job.checksum, resumed: resumedFrom > 0))
         guard sum == job.checksum else {
-            unlink(partial)
+            Syscalls.unlink(partial)
             if step.blame != nil {
                 logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
@@ -703,7 +703,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
                 logger.warning("the part cache cannot store parts (\(String(describing: error).split(separator: ":").last.map { $0.trimmingPrefix(" ") } ?? "")); they are kept in memory instead")
                 logger.debug("\(error); part \(job.checksum.base64) is kept in memory")
                 memoryParts.insert(bytes, for: job.checksum, cost: bytes.count)
-                unlink(partial)
+                Syscalls.unlink(partial)
                 finish(job, error: nil)
             } else {
                 finish(job, error: (error as? JigdoError) ?? JigdoError(.io, "\(error)"))
@@ -715,8 +715,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
     private func finish(_ job: Job, error: JigdoError?, fetched: Bool = true) {
         if job.lockFD >= 0 {
             // An empty partial file (made to hold the lock) is not worth keeping.
-            if let cache, fileSize(cache.partialPath(for: job.checksum)) == 0 { unlink(cache.partialPath(for: job.checksum)) }
-            close(job.lockFD)
+            if let cache, fileSize(cache.partialPath(for: job.checksum)) == 0 { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
+            Syscalls.close(job.lockFD)
         }
         condition.lock()
         let end = state.parts.finished(job.checksum, attempt: job.attempt, error: error)

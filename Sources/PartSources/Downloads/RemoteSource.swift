@@ -37,8 +37,8 @@ public enum RemoteSource {
         let jigdoPath = dir + "/" + name
         if let downloader {
             try downloader.fetch(url: url, to: jigdoPath + ".download", maxLength: maxJigdoBytes)
-            if rename(jigdoPath + ".download", jigdoPath) != 0 {
-                unlink(jigdoPath + ".download")
+            if Syscalls.rename(jigdoPath + ".download", jigdoPath) != 0 {
+                Syscalls.unlink(jigdoPath + ".download")
                 throw JigdoError(.io, path: jigdoPath, "cannot store the downloaded .jigdo: \(errnoText(errno))")
             }
         } else if !fileExists(jigdoPath) {

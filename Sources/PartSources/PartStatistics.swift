@@ -1,3 +1,4 @@
+import ImageAssembly
 import JigdoFormat
 
 /// What an image's part sources hold and have done, for `jigdofs status`. Counts are of
