@@ -1,4 +1,4 @@
-import ImageAssembly
+import JigdoFormat
 import Testing
 
 /// ByteBudgetCache on its own: what it keeps within its budget, and which entry goes first.
