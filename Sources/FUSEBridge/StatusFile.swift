@@ -29,7 +29,7 @@ public enum StatusFile {
         do {
             return (data, try JSONDecoder().decode(Report.self, from: data))
         } catch {
-            throw JigdoError(.syntax, path: path, "unreadable status: \(error)")
+            throw JigdoError(.badFormat, path: path, "unreadable status: \(error)", underlying: error)
         }
     }
 
