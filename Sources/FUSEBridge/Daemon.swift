@@ -23,14 +23,14 @@ public final class Daemon {
     public static func forkWaitingForReady() throws -> Daemon {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
-            throw JigdoError(.io, "cannot create a pipe: \(errnoText(errno))")
+            throw JigdoError(.io, "cannot create a pipe", errno: SystemErrno(errno))
         }
         // Not inherited by helpers libfuse runs (fusermount3): only the two processes hold it.
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         let pid = jfs_fork()
         if pid < 0 {
-            throw JigdoError(.io, "cannot fork: \(errnoText(errno))")
+            throw JigdoError(.io, "cannot fork", errno: SystemErrno(errno))
         }
         if pid > 0 {
             close(fds[1])
@@ -79,7 +79,7 @@ public final class Daemon {
         var logFD: Int32 = -1
         if let logFile {
             logFD = open(logFile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            if logFD < 0 { throw JigdoError(.io, path: logFile, "cannot open log file: \(errnoText(errno))") }
+            if logFD < 0 { throw JigdoError(.io, path: logFile, "cannot open log file", errno: SystemErrno(errno)) }
         }
         _ = setsid()
         _ = chdir("/")

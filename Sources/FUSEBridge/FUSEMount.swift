@@ -74,7 +74,7 @@ public final class FUSEMount {
     /// its thread's mask): an explicit `kill -INT` must still unmount.
     private func installSignalHandling(_ session: OpaquePointer) throws {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw JigdoError(.io, path: mountpoint, "cannot create a pipe: \(errnoText(errno))") }
+        guard pipe(&fds) == 0 else { throw JigdoError(.io, path: mountpoint, "cannot create a pipe", errno: SystemErrno(errno)) }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         // A full pipe must never block the handler.
@@ -82,7 +82,7 @@ public final class FUSEMount {
         signal(SIGINT, SIG_DFL)
         signal(SIGTERM, SIG_DFL)
         guard jfs_install_signal_pipe(fds[1]) == 0 else {
-            throw JigdoError(.io, path: mountpoint, "cannot install signal handlers: \(errnoText(errno))")
+            throw JigdoError(.io, path: mountpoint, "cannot install signal handlers", errno: SystemErrno(errno))
         }
         var unblock = sigset_t()
         sigemptyset(&unblock)
@@ -127,7 +127,7 @@ public final class FUSEMount {
         guard let session else { return }
         var st = stat()
         if stat(mountpoint, &st) != 0 {
-            throw JigdoError(.io, path: mountpoint, "mount point: \(errnoText(errno))")
+            throw JigdoError(.io, path: mountpoint, "mount point", errno: SystemErrno(errno))
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
             throw JigdoError(.usage, path: mountpoint, "mount point is not a directory")

@@ -30,7 +30,8 @@ public struct MountedImage: Sendable {
 ///
 /// The images and views are fixed before mounting; every image reader and volume is itself
 /// thread-safe. Each method returns 0 / a byte count, or a negated errno: this type and
-/// `LowLevelBridge` are the only places where errors become errno values (`errnoValue`).
+/// `LowLevelBridge` are the only places where errors become errno values (`errnoValue`,
+/// both through `ErrnoMapping`).
 /// The one error they throw is `WouldWait`: under `ReadContext.withoutWaiting` (every FUSE
 /// request) a read that needs a download throws it instead of blocking, and the bridge runs
 /// the request again once the part is there.
@@ -136,26 +137,14 @@ public final class JigdoFilesystem: Sendable {
         return .browse(view, inner.count > 1 && inner.hasSuffix("/") ? String(inner.dropLast()) : inner)
     }
 
-    /// The one place where errors become errno values. Expected answers (no such file, not a
-    /// directory) are not logged; everything that becomes EIO or EOPNOTSUPP is, with the path.
+    /// Where errors become errno values (the mapping is `ErrnoMapping`). Expected answers (no
+    /// such file, not a directory) are not logged; every other failure is, with the path and
+    /// the errno it became.
     func errnoValue(_ error: Error, _ what: @autoclosure () -> String) throws(WouldWait) -> Int32 {
         if let w = error as? WouldWait { throw w }
-        if let e = error as? ISO9660Error {
-            switch e.kind {
-            case .notFound: return -ENOENT
-            case .notADirectory: return -ENOTDIR
-            case .isADirectory: return -EISDIR
-            case .symlinkLoop: return -ELOOP
-            case .unsupported:
-                logger.error("\(what()) failed (EOPNOTSUPP): \(error)")
-                return -EOPNOTSUPP
-            case .damaged, .notISO9660: break
-            }
-        }
-        // A part with no source is JigdoError(.partUnavailable), whose text names the part;
-        // anything else (a local file vanished, a corrupt chunk, damaged directories) is EIO.
-        logger.error("\(what()) failed (EIO): \(error)")
-        return -EIO
+        let (code, expected) = ErrnoMapping.errno(for: error)
+        if !expected { logger.error("\(what()) failed (\(ErrnoMapping.name(code))): \(error)") }
+        return -code
     }
 
     /// The entry at `inner` of `view`, or a negated errno (logged when it is EIO).
@@ -167,6 +156,8 @@ public final class JigdoFilesystem: Sendable {
         }
     }
 
+    /// A negated errno as the failure of a `Result` (an answer to the kernel, made by
+    /// `errnoValue`; not an error of the layers below).
     struct Errno: Error {
         let negated: Int32
         init(_ negated: Int32) { self.negated = negated }

@@ -158,8 +158,9 @@ final class LowLevelBridge: @unchecked Sendable {
                 DispatchQueue.global().async {
                     guard self.claim(req) else { return }
                     if let error {
-                        self.logger.error("\(what()) failed (EIO): \(error)")
-                        self.send(req, .error(EIO))
+                        let code = ErrnoMapping.errno(for: error).code
+                        self.logger.error("\(what()) failed (\(ErrnoMapping.name(code))): \(error)")
+                        self.send(req, .error(code))
                         self.endClaim()
                         return
                     }

@@ -1,9 +1,11 @@
 /// What went wrong while reading an ISO 9660 file system.
 ///
 /// `description` is one line naming the image (and the path inside it, when there is one).
-/// For a FUSE bridge: `.notFound` -> ENOENT, `.notADirectory` -> ENOTDIR, `.isADirectory` ->
-/// EISDIR, `.symlinkLoop` -> ELOOP, `.unsupported` -> EOPNOTSUPP, everything else -> EIO. Errors of the byte source (e.g. a
-/// part that cannot be had) are passed through unchanged.
+/// A type of its own beside `JigdoError`: its kinds are the answers of a file-system lookup
+/// (no such entry, not a directory), which the FUSE bridge turns into ENOENT, ENOTDIR,
+/// EISDIR, ELOOP, EOPNOTSUPP or EIO (`ErrnoMapping`), and the reader does not depend on the
+/// .jigdo layers for them. Errors of the byte source (e.g. a part that cannot be had) are
+/// passed through unchanged.
 public struct ISO9660Error: Error, CustomStringConvertible, Sendable, Equatable {
     public enum Kind: String, Sendable {
         /// The image has no ISO 9660 primary volume descriptor.

@@ -31,12 +31,12 @@ public final class ImageFile: ImageByteSource {
     public init(path: String) throws {
         self.path = path
         let fd = Syscalls.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw JigdoError(.io, path: path, "cannot open: \(errnoText(errno))") }
+        guard fd >= 0 else { throw JigdoError(.io, path: path, "cannot open", errno: SystemErrno(errno)) }
         var st = stat()
         guard Syscalls.fstat(fd, &st) == 0 else {
             let e = errno
             Syscalls.close(fd)
-            throw JigdoError(.io, path: path, "cannot stat: \(errnoText(e))")
+            throw JigdoError(.io, path: path, "cannot stat", errno: SystemErrno(e))
         }
         let type = st.st_mode & S_IFMT
         guard type == S_IFREG || type == S_IFBLK else {
@@ -47,7 +47,7 @@ public final class ImageFile: ImageByteSource {
         guard end >= 0 else {
             let e = errno
             Syscalls.close(fd)
-            throw JigdoError(.io, path: path, "cannot find the size: \(errnoText(e))")
+            throw JigdoError(.io, path: path, "cannot find the size", errno: SystemErrno(e))
         }
         self.fd = fd
         self.size = Int64(end)
@@ -59,7 +59,7 @@ public final class ImageFile: ImageByteSource {
     deinit { Syscalls.close(fd) }
 
     public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard offset >= 0 else { throw JigdoError(.usage, path: path, "negative offset \(offset)") }
+        guard offset >= 0 else { throw JigdoError(.invalidArgument, path: path, "negative offset \(offset)") }
         guard offset < size, buffer.count > 0 else { return 0 }
         let total = Int(min(Int64(buffer.count), size - offset))
         var done = 0
@@ -67,7 +67,7 @@ public final class ImageFile: ImageByteSource {
             let n = Syscalls.pread(fd, buffer.baseAddress! + done, total - done, off_t(offset) + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done)): \(errnoText(errno))")
+                throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done))", errno: SystemErrno(errno))
             }
             if n == 0 { break }
             done += n

@@ -20,7 +20,7 @@ public final class ImageReader: Sendable {
     /// less than `buffer.count` only at the end of the image (0 at or past the end).
     @discardableResult
     public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard offset >= 0 else { throw JigdoError(.usage, "negative offset \(offset)") }
+        guard offset >= 0 else { throw JigdoError(.invalidArgument, "negative offset \(offset)") }
         guard offset < size, buffer.count > 0 else { return 0 }
         let total = Int(min(Int64(buffer.count), size - offset))
         let info = template.info

@@ -32,7 +32,8 @@ public enum ReadContext {
 }
 
 /// Thrown instead of waiting for a download (see `ReadContext`). The download has been
-/// started (with demand priority).
+/// started (with demand priority). Not a failure but control flow (an `Error` so it can
+/// leave any depth of a read): the FUSE bridge catches it before errors become errno values.
 public struct WouldWait: Error, CustomStringConvertible {
     /// Calls `done` once the download finished: nil when the part became available (run the
     /// request again), else the error that ended the download (answer the request with it).

@@ -61,7 +61,7 @@ public final class TemplateDataReader: Sendable {
 
         init(count: Int) throws {
             guard let p = mmap(nil, max(count, 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
-                throw JigdoError(.io, "cannot allocate \(count) bytes: \(errnoText(errno))")
+                throw JigdoError(.io, "cannot allocate \(count) bytes", errno: SystemErrno(errno))
             }
             base = p
             self.count = count
@@ -129,7 +129,7 @@ public final class TemplateDataReader: Sendable {
 
     private func chunkError(_ chunk: TemplateChunk, _ error: any Error) -> JigdoError {
         let id = chunk.compression == .zlib ? "DATA" : "BZIP"
-        return JigdoError(.corruptTemplate, path: info.path, "\(id) part at offset \(chunk.fileOffset - 16): \(error)")
+        return JigdoError(.corruptTemplate, path: info.path, "\(id) part at offset \(chunk.fileOffset - 16): \(error)", underlying: error)
     }
 
     private func chunkBytes(_ index: Int) throws -> ChunkBytes {

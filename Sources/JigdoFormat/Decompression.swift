@@ -132,6 +132,10 @@ public enum Decompression {
     }
 }
 
+/// What is wrong with compressed data. A type of its own, not a `JigdoError`: the
+/// decompressor sees bytes only, not which file or chunk they came from; each caller wraps it
+/// (as the `underlying` cause) in an error that says where (`.corruptTemplate` with the
+/// chunk's offset, `.syntax` for a .jigdo, ISO 9660 `.damaged` for a zisofs block).
 public struct DecompressionFailure: Error, CustomStringConvertible, Sendable {
     public let description: String
     init(_ description: String) { self.description = description }

@@ -180,7 +180,7 @@ struct JigdoParser {
             let maybeGzip = raw.withUnsafeBufferPointer { b in b.baseAddress.map { memchr($0, 0x1f, b.count) != nil } ?? false }
             bytes = maybeGzip ? try Decompression.gunzipConcatenated(raw, limit: Int(JigdoDescriptor.maxFileSize) * 4) : raw
         } catch {
-            throw JigdoError(.syntax, path: path, "not a readable .jigdo file: \(error)")
+            throw JigdoError(.syntax, path: path, "not a readable .jigdo file: \(error)", underlying: error)
         }
         // A NUL never occurs in a text file; binary data is not read as (raw-byte) text.
         if bytes.prefix(1 << 16).contains(0) {

@@ -52,13 +52,14 @@ public final class ReadOnlyFile: Sendable {
         // A path from a .jigdo may hold raw (non-UTF-8) name bytes (RawNames).
         let fd = RawNames.withFileSystemPath(path) { Syscalls.open($0, O_RDONLY | O_CLOEXEC | extraFlags) }
         if fd < 0 {
-            throw JigdoError(.io, path: RawNames.display(path), "cannot open: \(errnoText(errno))")
+            let e = SystemErrno.current
+            throw JigdoError(.io, path: RawNames.display(path), "cannot open", errno: e)
         }
         var st = stat()
         if Syscalls.fstat(fd, &st) != 0 {
             let e = errno
             Syscalls.close(fd)
-            throw JigdoError(.io, path: path, "cannot stat: \(errnoText(e))")
+            throw JigdoError(.io, path: path, "cannot stat", errno: SystemErrno(e))
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             Syscalls.close(fd)
@@ -90,7 +91,7 @@ public final class ReadOnlyFile: Sendable {
             let n = Syscalls.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done)): \(errnoText(errno))")
+                throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done))", errno: SystemErrno(errno))
             }
             if n == 0 {
                 throw JigdoError(.io, path: path, "file ends at \(offset + Int64(done)), expected \(buffer.count - done) more bytes (was it truncated?)")

@@ -22,6 +22,8 @@ public struct ValueWords: Sendable, Equatable {
         return out
     }
 
+    /// Why a value cannot be split. A type of its own (typed throws, no allocation): the
+    /// callers know the file and line and throw `JigdoError(.syntax)` saying so.
     public enum Failure: Error, Equatable {
         case unterminatedQuote(Character)
         case danglingBackslash

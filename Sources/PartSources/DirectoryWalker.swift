@@ -20,7 +20,7 @@ public enum DirectoryWalker {
     public static func walk(_ root: String, _ visit: (ScannedFile) -> Void) throws {
         var st = stat()
         guard Syscalls.stat(root, &st) == 0 else {
-            throw JigdoError(.io, path: root, "cannot scan: \(errnoText(errno))")
+            throw JigdoError(.io, path: root, "cannot scan", errno: SystemErrno(errno))
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
             throw JigdoError(.usage, path: root, "--scan needs a directory")
@@ -29,6 +29,10 @@ public enum DirectoryWalker {
         var stack = [root.hasSuffix("/") ? String(root.dropLast()) : root]
         seen.insert([UInt64(st.st_dev), UInt64(st.st_ino)])
         while let dir = stack.popLast() {
+            // A directory below the root that cannot be read (no permission, removed meanwhile)
+            // is skipped, and so is an entry that cannot be stat'ed (a dangling link): what is
+            // lost is only candidates, and one unreadable corner (lost+found) must not fail a
+            // scan of a whole tree. The root itself failing is an error (above).
             guard let handle = RawNames.withFileSystemPath(dir, { opendir($0) }) else { continue }
             defer { closedir(handle) }
             while let entry = readdir(handle) {

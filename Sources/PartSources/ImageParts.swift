@@ -46,7 +46,9 @@ public final class ImageParts: PartSource {
             do {
                 volume = try ISO9660Volume.open(file, name: imagePath)
             } catch let e as ISO9660Error {
-                throw JigdoError(.usage, path: imagePath, "--scan-image: \(e.message)")
+                // Not ISO 9660 (or damaged at its very start): a file the user named that is not
+                // the kind of file --scan-image takes.
+                throw JigdoError(.badFormat, path: imagePath, "--scan-image: \(e.message)", underlying: e)
             }
             do {
                 try ISOListing.walk(volume, from: volume.root, path: "/") { dir, _, children in
@@ -60,7 +62,7 @@ public final class ImageParts: PartSource {
                     }
                 }
             } catch let e as ISO9660Error {
-                throw JigdoError(.io, path: imagePath, "--scan-image: \(e.path.map { "\($0): " } ?? "")\(e.message)")
+                throw JigdoError(.io, path: imagePath, "--scan-image: \(e.path.map { "\($0): " } ?? "")\(e.message)", underlying: e)
             }
         }
         let kind = template.checksumKind
@@ -113,7 +115,7 @@ public final class ImageParts: PartSource {
             throw JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) is in none of the --scan-image images")
         }
         guard offset >= 0, offset + Int64(buffer.count) <= m.entry.size else {
-            throw JigdoError(.usage, path: m.imagePath, "\(m.path): read of \(buffer.count) bytes at \(offset) is outside the file")
+            throw JigdoError(.invalidArgument, path: m.imagePath, "\(m.path): read of \(buffer.count) bytes at \(offset) is outside the file")
         }
         let n = try m.volume.read(m.entry, at: offset, into: buffer)
         guard n == buffer.count else {

@@ -67,7 +67,7 @@ public final class LocalParts: PartSource {
         }
         self.unverified = unverified
         self.roots = Self.localRoots(resolver)
-        (self.scanned, self.scannedFiles, self.scanReport) = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress)
+        (self.scanned, self.scannedFiles, self.scanReport) = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress, logger: logger)
     }
 
     static func localRoots(_ resolver: LocationResolver) -> [String] {
@@ -107,7 +107,8 @@ public final class LocalParts: PartSource {
     /// Walks the directories, hashes only files whose size equals some part's size, and keeps
     /// those whose checksum is a part's.
     /// Files whose checksum is in `cache` (same path, size, mtime and inode) are not read again.
-    static func scan(_ dirs: [String], template: TemplateInfo, cache: ChecksumCache?, progress: ScanProgress?) throws -> ([Checksum: [String]], [String: ScannedFile], ScanReport) {
+    static func scan(_ dirs: [String], template: TemplateInfo, cache: ChecksumCache?, progress: ScanProgress?,
+                     logger: Logger = Logger(label: "jigdofs.local")) throws -> ([Checksum: [String]], [String: ScannedFile], ScanReport) {
         guard !dirs.isEmpty else { return ([:], [:], ScanReport()) }
         let wanted = WantedParts(template)
         var candidates: [ScannedFile] = []
@@ -121,7 +122,17 @@ public final class LocalParts: PartSource {
         let list = candidates
         let result = CandidateChecksums(
             sizes: list.map(\.size), keys: list, kind: kind, cache: cache, progress: progress,
-            hash: { try? ReadOnlyFile(path: list[$0].path).checksum(kind) })
+            hash: { i in
+                do {
+                    return try ReadOnlyFile(path: list[i].path).checksum(kind)
+                } catch {
+                    // Removed or made unreadable since the walk saw it: it is no candidate, and
+                    // the scan goes on. Said at info level, so `--log-level info` tells why a
+                    // file that is there was not used.
+                    logger.info("\(error); not used as a part")
+                    return nil
+                }
+            })
         var found: [Checksum: [String]] = [:]
         var files: [String: ScannedFile] = [:]
         for (i, sum) in result.sums where wanted.isPart(sum, size: list[i].size) {
@@ -183,6 +194,8 @@ public final class LocalParts: PartSource {
         switch resolved.withLock({ $0[part.checksum] }) {
         case .verified(let p, let identity)?:
             if let f = openFiles.value(for: p), f.identity == identity { return f }
+            // Not openable any more, or replaced: why is not kept, the file is checked (or
+            // another source found) again below as if it had never been verified.
             if let f = try? ReadOnlyFile(path: p), f.identity == identity {
                 openFiles.insert(f, for: p, cost: 1)
                 return f
@@ -210,8 +223,17 @@ public final class LocalParts: PartSource {
                 }
             }
             // A confined path has its links resolved: a link put there since is not followed.
-            guard let f = try? ReadOnlyFile(path: path, extraFlags: resolvedLinks ? O_NOFOLLOW : 0),
-                  f.isRegularFile, f.size == part.length else { continue }
+            let f: ReadOnlyFile
+            do {
+                f = try ReadOnlyFile(path: path, extraFlags: resolvedLinks ? O_NOFOLLOW : 0)
+            } catch {
+                // A location that cannot be opened is no copy (like one that is absent): the
+                // next candidate is tried; why is said at debug level only.
+                logger.debug("part \(part.checksum.base64): local copy not usable: \(error)")
+                continue
+            }
+            // Not a regular file or of another size: no copy of this part, nothing to say.
+            guard f.isRegularFile, f.size == part.length else { continue }
             // The scan hashed this file: unchanged since, its checksum holds.
             if let seen = scannedFiles[path], seen.size == f.size, seen.inode == f.identity.inode,
                seen.modificationTimeNs == f.identity.modificationTimeNs {

@@ -18,7 +18,7 @@ public enum PublishedFiles {
             if let downloader {
                 try downloader.fetch(url: url, to: path + ".download", maxLength: Int64(JigdoDescriptor.maxFileSize))
                 guard Syscalls.rename(path + ".download", path) == 0 else {
-                    throw JigdoError(.io, path: path, "cannot store the downloaded file: \(errnoText(errno))")
+                    throw JigdoError(.io, path: path, "cannot store the downloaded file", errno: SystemErrno(errno))
                 }
             } else if !fileExists(path) {
                 throw JigdoError(.partUnavailable, path: url, "not in the cache, and downloads are off (--offline)")
@@ -96,9 +96,14 @@ public enum PublishedFiles {
             // A cached copy: used when it matches the .jigdo's checksum, or (offline) when the
             // .jigdo gives none.
             if fileExists(cached) {
-                if let image = try? JigdoImage.open(descriptor: descriptor, templatePath: cached),
-                   image.templateCheck != .notGiven || downloader == nil {
-                    return image
+                do {
+                    let image = try JigdoImage.open(descriptor: descriptor, templatePath: cached)
+                    if image.templateCheck != .notGiven || downloader == nil { return image }
+                    logger.info("\(cached): cached template has no checksum in the .jigdo to check it against; downloading it again")
+                } catch {
+                    // Truncated, corrupt or an older version: downloaded again (below), which
+                    // replaces it. The reason is only logged: a fresh copy is the fix.
+                    logger.info("\(error); cached template not used, downloading it again")
                 }
             }
             guard let downloader else {
@@ -108,7 +113,7 @@ public enum PublishedFiles {
             do {
                 try downloader.fetch(url: url, to: cached + ".download", maxLength: RemoteSource.maxTemplateBytes)
                 guard Syscalls.rename(cached + ".download", cached) == 0 else {
-                    throw JigdoError(.io, path: cached, "cannot store the downloaded template: \(errnoText(errno))")
+                    throw JigdoError(.io, path: cached, "cannot store the downloaded template", errno: SystemErrno(errno))
                 }
                 // Verifies the checksum; a copy that does not match is not kept.
                 return try JigdoImage.open(descriptor: descriptor, templatePath: cached)
@@ -142,7 +147,7 @@ public enum PublishedFiles {
 
     /// `url (why)` without the URL repeated by the error's own description.
     static func shortReason(_ error: any Error, url: String) -> String {
-        if let e = error as? JigdoError, e.path == url { return "\(url) (\(e.message))" }
+        if let e = error as? JigdoError, e.path == url { return "\(url) (\(e.reason))" }
         return "\(url) (\(error))"
     }
 }

@@ -37,12 +37,12 @@ struct Copy: ParsableCommand {
     func run() throws {
         ProgressSettings.mode = progress
         let inFD = Syscalls.open(input, O_RDONLY | O_CLOEXEC)
-        guard inFD >= 0 else { throw CommandFailure(message: "\(input): cannot open: \(errnoText(errno))", code: 1) }
+        guard inFD >= 0 else { throw JigdoError(.io, path: input, "cannot open", errno: SystemErrno(errno)) }
         defer { Syscalls.close(inFD) }
         var outFD: Int32 = -1
         if let output {
             outFD = Syscalls.open(output, O_WRONLY | O_CLOEXEC)
-            guard outFD >= 0 else { throw CommandFailure(message: "\(output): cannot open: \(errnoText(errno))", code: 1) }
+            guard outFD >= 0 else { throw JigdoError(.io, path: output, "cannot open", errno: SystemErrno(errno)) }
         }
         defer { if outFD >= 0 { Syscalls.close(outFD) } }
         let end = lseek(inFD, 0, SEEK_END)
@@ -61,7 +61,7 @@ struct Copy: ParsableCommand {
             let n = Syscalls.pread(inFD, buffer.baseAddress!, want, off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw CommandFailure(message: "\(input): read failed at byte \(done): \(errnoText(errno))", code: 1)
+                throw JigdoError(.io, path: input, "read failed at byte \(done)", errno: SystemErrno(errno))
             }
             if n == 0 { throw CommandFailure(message: "\(input): ends after \(formatBytes(done)), \(formatBytes(total)) expected", code: 1) }
             let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
@@ -72,7 +72,7 @@ struct Copy: ParsableCommand {
                     let w = Syscalls.pwrite(outFD, bytes.baseAddress! + written, n - written, off_t(done) + off_t(written))
                     if w < 0 {
                         if errno == EINTR { continue }
-                        throw CommandFailure(message: "\(output!): write failed at byte \(done + Int64(written)): \(errnoText(errno))", code: 1)
+                        throw JigdoError(.io, path: output!, "write failed at byte \(done + Int64(written))", errno: SystemErrno(errno))
                     }
                     written += w
                 }
@@ -81,7 +81,7 @@ struct Copy: ParsableCommand {
             bar.update(done: done, total: total)
         }
         if outFD >= 0, Syscalls.fsync(outFD) != 0 {
-            throw CommandFailure(message: "\(output!): fsync failed: \(errnoText(errno))", code: 1)
+            throw JigdoError(.io, path: output!, "fsync failed", errno: SystemErrno(errno))
         }
         bar.finish()
         if sha256 { print(hasher.finalize().hex) }

@@ -79,7 +79,10 @@ struct JigdoFS: ParsableCommand {
     }
 }
 
-/// A failure the CLI reports with a specific exit code.
+/// A failure the CLI reports with a specific exit code. Beside `JigdoError` (whose kind gives
+/// the exit code, `exitCode` below) for the lines only the CLI writes: advice added to an
+/// error (exit 2 with "use --scan DIR..."), a choice the user must make (exit 64), several
+/// lines at once.
 struct CommandFailure: Error {
     var message: String
     var code: Int32

@@ -11,7 +11,8 @@ import ArgumentParser
 //   @Option(name: .long, transform: OptionValues.integer("--jobs", in: 1...256)) var jobs = 8
 //   @Option(name: .long, transform: OptionValues.seconds("--timeout", in: 0...86_400)) var timeout: Double?
 
-/// A bad option value; `description` is the whole (one-line) message.
+/// A bad option value; `description` is the whole (one-line) message. Its own type, not a
+/// `JigdoError`: ArgumentParser's transforms report it as a validation error (exit 64).
 struct OptionValueError: Error, CustomStringConvertible {
     let option: String
     let value: String

@@ -17,7 +17,7 @@ final class PartialOutputFile {
         tempPath = dir + prefix + "\(getpid())"
         fd = Syscalls.open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 {
-            throw JigdoError(.io, path: finalPath, "cannot create: \(errnoText(errno))")
+            throw JigdoError(.io, path: finalPath, "cannot create", errno: SystemErrno(errno))
         }
         SignalCleanup.register(tempPath)
     }
@@ -38,18 +38,18 @@ final class PartialOutputFile {
             let n = Syscalls.write(fd, data.baseAddress! + done, data.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw JigdoError(.io, path: finalPath, "write failed: \(errnoText(errno))")
+                throw JigdoError(.io, path: finalPath, "write failed", errno: SystemErrno(errno))
             }
             done += n
         }
     }
 
     func commit() throws {
-        if Syscalls.fsync(fd) != 0 { throw JigdoError(.io, path: finalPath, "fsync failed: \(errnoText(errno))") }
+        if Syscalls.fsync(fd) != 0 { throw JigdoError(.io, path: finalPath, "fsync failed", errno: SystemErrno(errno)) }
         Syscalls.close(fd)
         fd = -1
         if Syscalls.rename(tempPath, finalPath) != 0 {
-            throw JigdoError(.io, path: finalPath, "cannot rename into place: \(errnoText(errno))")
+            throw JigdoError(.io, path: finalPath, "cannot rename into place", errno: SystemErrno(errno))
         }
         committed = true
         SignalCleanup.unregister()

@@ -16,7 +16,7 @@ enum StatusClient {
         do {
             return (data, try JSONDecoder().decode(StatusFile.Report.self, from: data))
         } catch {
-            throw JigdoError(.syntax, path: path, "unreadable status: \(error)")
+            throw JigdoError(.badFormat, path: path, "unreadable status: \(error)", underlying: error)
         }
     }
 }

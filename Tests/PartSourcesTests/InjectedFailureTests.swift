@@ -28,7 +28,7 @@ import Glibc
         #expect(!FileManager.default.fileExists(atPath: tmp.file("ro/parts")))
     }
 
-    @Test func fullDiskWhenOpeningAPartialFileIsACacheWriteError() throws {
+    @Test func fullDiskWhenOpeningAPartialFileCarriesENOSPC() throws {
         let tmp = try TemporaryDirectory()
         defer { tmp.remove() }
         let cache = try PartCache(directory: tmp.path)
@@ -39,10 +39,10 @@ import Glibc
             let fd = try cache.lockPartial(for: sum)
             if let fd { close(fd) }
             Issue.record("lockPartial succeeded on a full disk")
-        } catch let e as CacheWriteError {
-            #expect(e.code == ENOSPC)
-            #expect(PartCache.costsOnlyCaching(e.code))
-            #expect(e.message.contains(cache.partialPath(for: sum)))
+        } catch let e as JigdoError {
+            #expect(e.firstErrno?.rawValue == ENOSPC)
+            #expect(PartCache.costsOnlyCaching(e.firstErrno))
+            #expect(e.description.contains(cache.partialPath(for: sum)))
         }
         // The rule ends: the same call now takes the lock.
         failure.remove()
@@ -62,7 +62,7 @@ import Glibc
         #expect {
             try cache.commit(partial: partial, as: sum)
         } throws: { error in
-            (error as? CacheWriteError)?.code == EROFS
+            (error as? JigdoError)?.firstErrno?.rawValue == EROFS
         }
         // Nothing half-done: the part is not in the cache, the downloaded bytes are still there.
         #expect(!cache.contains(sum, length: 3))

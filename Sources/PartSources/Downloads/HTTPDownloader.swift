@@ -37,6 +37,10 @@ public struct DownloadConfig: Sendable {
 }
 
 /// Why one transfer failed.
+/// Why one transfer failed. A type of its own, not a `JigdoError`: its `reason` drives the
+/// download walk (retry, demote a stalled mirror, reopen a spoiled connection), which needs
+/// the HTTP status or libcurl code as values. What reaches a reader is the walk's
+/// `JigdoError(.partUnavailable)` naming every URL tried and why.
 public struct TransferError: Error, Sendable, CustomStringConvertible {
     public enum Reason: Sendable, Equatable {
         /// The server answered with this HTTP (or FTP) status.
@@ -371,7 +375,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         done.wait()
         if case .failure(let e) = result.withLock({ $0 })! {
             Syscalls.unlink(path)
-            throw JigdoError(.io, path: url, "download failed: \(e)")
+            throw JigdoError(.io, path: url, "download failed: \(e)", underlying: e)
         }
     }
 

@@ -40,19 +40,22 @@ public final class PartCache: Sendable {
         self.directory = dir
         do {
             for kind in ChecksumKind.allCases {
-                try makeDirectoriesReportingErrno(dir + "/parts/" + kind.rawValue.lowercased())
-                try makeDirectoriesReportingErrno(dir + "/partial/" + kind.rawValue.lowercased())
+                try makeDirectories(dir + "/parts/" + kind.rawValue.lowercased())
+                try makeDirectories(dir + "/partial/" + kind.rawValue.lowercased())
             }
-        } catch let e as CacheDirectoryError where Self.costsOnlyCaching(e.code) {
-            noteUnwritable("\(e.error)")
-        } catch let e as CacheDirectoryError {
-            throw e.error
+        } catch let e as JigdoError where Self.costsOnlyCaching(e.firstErrno) {
+            noteUnwritable("\(e)")
         }
     }
 
     /// errno values that mean "this cache cannot be written", not "this read is wrong".
     public static func costsOnlyCaching(_ code: Int32) -> Bool {
         code == EROFS || code == EACCES || code == EPERM || code == ENOSPC || code == EDQUOT
+    }
+
+    /// `costsOnlyCaching` of an error's errno; false when it has none.
+    public static func costsOnlyCaching(_ errno: SystemErrno?) -> Bool {
+        errno.map { costsOnlyCaching($0.rawValue) } ?? false
     }
 
     /// Whether new parts can be stored (false after a read-only or full cache was seen).
@@ -95,18 +98,19 @@ public final class PartCache: Sendable {
     /// another process holds it.
     /// A partial file that is not ours to write (a symlink, another user's file) is removed
     /// (unlink removes the link, never its target) and made again.
-    /// Throws `CacheWriteError` when the cache cannot be written at all.
+    /// Throws `JigdoError(.io)` with the errno (`PartCache.costsOnlyCaching(e.firstErrno)`
+    /// tells a read-only or full cache) when the cache cannot be written at all.
     public func lockPartial(for sum: Checksum) throws -> Int32? {
         let path = partialPath(for: sum)
         for _ in 0..<2 {
             let fd = Syscalls.open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             if fd < 0 {
-                let e = errno
-                if e == ELOOP {
+                let e = SystemErrno.current
+                if e.rawValue == ELOOP {
                     Syscalls.unlink(path)
                     continue
                 }
-                throw CacheWriteError(code: e, message: "\(path): cannot open: \(errnoText(e))")
+                throw JigdoError(.io, path: path, "cannot open", errno: e)
             }
             guard Self.isOwnRegularFile(fd) else {
                 Syscalls.close(fd)
@@ -119,7 +123,8 @@ public final class PartCache: Sendable {
             }
             return fd
         }
-        throw CacheWriteError(code: EPERM, message: "\(path): not a regular file of this user, and cannot be replaced")
+        // EPERM classifies it (costsOnlyCaching) without adding its text to the line.
+        throw JigdoError(.io, path: path, "not a regular file of this user, and cannot be replaced", underlying: SystemErrno(EPERM))
     }
 
     /// Whether an open descriptor is a regular file owned by this process's user.
@@ -132,6 +137,8 @@ public final class PartCache: Sendable {
     /// not a regular file of this user, or not `length` bytes long. Its bytes are not checked
     /// here: the caller verifies a part the first time it serves it.
     public func openPart(_ sum: Checksum, length: Int64) -> ReadOnlyFile? {
+        // Why it cannot be opened (absent, a symlink, unreadable) is not kept: every case
+        // means "not in the cache", and the part is fetched again.
         guard let f = try? ReadOnlyFile(path: path(for: sum), extraFlags: O_NOFOLLOW),
               f.isRegularFile, f.owner == geteuid(), f.size == length else { return nil }
         return f
@@ -160,16 +167,16 @@ public final class PartCache: Sendable {
         // brought back.
         let prefixDir = String(directoryOf(target).dropLast())
         if Syscalls.mkdir(prefixDir, 0o700) != 0 && errno != EEXIST {
-            let e = errno
-            throw CacheWriteError(code: e, message: "\(prefixDir): cannot create directory: \(errnoText(e))")
+            let e = SystemErrno.current
+            throw JigdoError(.io, path: prefixDir, "cannot create directory", errno: e)
         }
         var st = stat()
         if Syscalls.lstat(prefixDir, &st) != 0 || (st.st_mode & S_IFMT) != S_IFDIR {
-            throw CacheWriteError(code: ENOTDIR, message: "\(prefixDir): not a directory")
+            throw JigdoError(.io, path: prefixDir, "not a directory", underlying: SystemErrno(ENOTDIR))
         }
         if Syscalls.rename(partial, target) != 0 {
-            let e = errno
-            throw CacheWriteError(code: e, message: "\(target): cannot move the downloaded part into the cache: \(errnoText(e))")
+            let e = SystemErrno.current
+            throw JigdoError(.io, path: target, "cannot move the downloaded part into the cache", errno: e)
         }
     }
 
@@ -243,41 +250,20 @@ public final class PartCache: Sendable {
     }
 }
 
-/// Writing into the cache failed: `code` tells whether only caching is lost
-/// (`PartCache.costsOnlyCaching`).
-public struct CacheWriteError: Error, CustomStringConvertible {
-    public var code: Int32
-    public var message: String
-    public var description: String { message }
-}
-
-/// A cache directory could not be made.
-struct CacheDirectoryError: Error {
-    var code: Int32
-    var error: JigdoError
-}
-
 /// `mkdir -p`; directories it creates are private (0700): a cache says what a user reads.
+/// Throws `JigdoError(.io)` carrying the errno (ENOTDIR when `path` is not a directory), so
+/// a caller can tell a read-only or full cache (`PartCache.costsOnlyCaching`) from others.
 func makeDirectories(_ path: String) throws {
-    do {
-        try makeDirectoriesReportingErrno(path)
-    } catch let e as CacheDirectoryError {
-        throw e.error
-    }
-}
-
-/// `makeDirectories`, throwing `CacheDirectoryError` (with the errno).
-func makeDirectoriesReportingErrno(_ path: String) throws {
     var current = path.hasPrefix("/") ? "" : "."
     for component in path.split(separator: "/") {
         current += "/" + component
         if Syscalls.mkdir(current, 0o700) != 0 && errno != EEXIST {
-            let e = errno
-            throw CacheDirectoryError(code: e, error: JigdoError(.io, path: current, "cannot create directory: \(errnoText(e))"))
+            let e = SystemErrno.current
+            throw JigdoError(.io, path: current, "cannot create directory", errno: e)
         }
     }
     guard isDirectory(path) else {
-        throw CacheDirectoryError(code: ENOTDIR, error: JigdoError(.io, path: path, "is not a directory"))
+        throw JigdoError(.io, path: path, "is not a directory", underlying: SystemErrno(ENOTDIR))
     }
 }
 

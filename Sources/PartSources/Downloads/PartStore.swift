@@ -147,7 +147,8 @@ public final class PartStore: PartSource, @unchecked Sendable {
             loaded = try cachedFile(index)
         } catch let e as JigdoError where e.kind == .partUnavailable && localFailure != nil {
             // Say why the local copy was refused: that is what the user can fix.
-            throw JigdoError(.partUnavailable, path: localFailure!.path, "\(localFailure!.message); no other source: \(e.message)")
+            // The line says both; the cause kept is the local refusal (the one to fix).
+            throw JigdoError(.partUnavailable, path: localFailure!.path, "\(localFailure!.reason); no other source: \(e.reason)", underlying: localFailure)
         }
         switch loaded {
         case .file(let file):
@@ -493,20 +494,18 @@ public final class PartStore: PartSource, @unchecked Sendable {
                     return
                 }
                 job.lockFD = fd
-            } catch let e as CacheWriteError where PartCache.costsOnlyCaching(e.code) {
+            } catch let e as JigdoError where PartCache.costsOnlyCaching(e.firstErrno) {
                 // A read-only, full or foreign cache: caching is lost, the read is not.
-                if e.code != ENOSPC && e.code != EDQUOT { cache.noteUnwritable(e.message) }
+                let code = e.firstErrno!.rawValue
+                if code != ENOSPC && code != EDQUOT { cache.noteUnwritable(e.description) }
                 downloadIntoMemory(job, requestURL: applyRedirect(url),
-                                   cause: TransferError(reason: .diskFull(e.message)))
-                return
-            } catch let e as CacheWriteError {
-                finish(job, error: JigdoError(.io, e.message))
+                                   cause: TransferError(reason: .diskFull(e.description)))
                 return
             } catch let e as JigdoError {
                 finish(job, error: e)
                 return
             } catch {
-                finish(job, error: JigdoError(.io, "\(error)"))
+                finish(job, error: JigdoError(.io, "\(error)", underlying: error))
                 return
             }
         }
@@ -698,15 +697,18 @@ public final class PartStore: PartSource, @unchecked Sendable {
             cache?.noteAdded(bytes: job.length)
         } catch {
             // E.g. no room for a new cache directory: serve the verified bytes from memory.
+            // If the partial file cannot be read back either, its error is dropped: the
+            // commit's error (`error`) is the one the job fails with, below.
             if job.length <= Int64(options.memoryBudget), let bytes = try? ReadOnlyFile(path: partial).readAll(),
                Int64(bytes.count) == job.length {
-                logger.warning("the part cache cannot store parts (\(String(describing: error).split(separator: ":").last.map { $0.trimmingPrefix(" ") } ?? "")); they are kept in memory instead")
+                let why = (error as? JigdoError).map { $0.errno?.text ?? $0.message } ?? "\(error)"
+                logger.warning("the part cache cannot store parts (\(why)); they are kept in memory instead")
                 logger.debug("\(error); part \(job.checksum.base64) is kept in memory")
                 memoryParts.insert(bytes, for: job.checksum, cost: bytes.count)
                 Syscalls.unlink(partial)
                 finish(job, error: nil)
             } else {
-                finish(job, error: (error as? JigdoError) ?? JigdoError(.io, "\(error)"))
+                finish(job, error: (error as? JigdoError) ?? JigdoError(.io, "\(error)", underlying: error))
             }
         }
     }

@@ -39,7 +39,7 @@ public enum RemoteSource {
             try downloader.fetch(url: url, to: jigdoPath + ".download", maxLength: maxJigdoBytes)
             if Syscalls.rename(jigdoPath + ".download", jigdoPath) != 0 {
                 Syscalls.unlink(jigdoPath + ".download")
-                throw JigdoError(.io, path: jigdoPath, "cannot store the downloaded .jigdo: \(errnoText(errno))")
+                throw JigdoError(.io, path: jigdoPath, "cannot store the downloaded .jigdo", errno: SystemErrno(errno))
             }
         } else if !fileExists(jigdoPath) {
             throw JigdoError(.partUnavailable, path: url, "not in the cache, and downloads are off (--offline)")
