@@ -67,11 +67,24 @@ public final class PartCache: Sendable {
         if first { logger.warning("\(why): the part cache cannot be written; parts are kept in memory instead (caching is lost, reads are not)") }
     }
 
-    /// The default cache directory: `$XDG_CACHE_HOME/jigdofs`, else `~/.cache/jigdofs`.
+    /// The default cache directory (of parts, fetched sources and scan checksums):
+    /// `$XDG_CACHE_HOME/jigdofs` when that is an absolute path (the XDG Base Directory spec says
+    /// a relative one is to be ignored; an empty one is unset), else `$HOME/.cache/jigdofs`. With
+    /// no absolute `$HOME` (a bare systemd unit, `env -i`), the home directory of the user
+    /// database; with none there either, `/tmp/jigdofs-<uid>` (private: the cache makes its
+    /// directories 0700 and never follows a symlink).
     public static func defaultDirectory(environment: [String: String]) -> String {
-        if let x = environment["XDG_CACHE_HOME"], x.hasPrefix("/") { return x + "/jigdofs" }
-        let home = environment["HOME"] ?? "/tmp"
-        return home + "/.cache/jigdofs"
+        func absolute(_ value: String?) -> String? {
+            guard var v = value, v.hasPrefix("/") else { return nil }
+            while v.count > 1 && v.hasSuffix("/") { v.removeLast() }
+            return v == "/" ? "" : v
+        }
+        if let xdg = absolute(environment["XDG_CACHE_HOME"]) { return xdg + "/jigdofs" }
+        if let home = absolute(environment["HOME"]) { return home + "/.cache/jigdofs" }
+        if let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir, let home = absolute(String(cString: dir)) {
+            return home + "/.cache/jigdofs"
+        }
+        return "/tmp/jigdofs-\(geteuid())"
     }
 
     private func kindDirectory(_ sum: Checksum) -> String {
