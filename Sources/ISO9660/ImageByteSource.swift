@@ -64,17 +64,7 @@ public final class ImageFile: ImageByteSource {
         guard offset >= 0 else { throw JigdoError(.usage, path: path, "negative offset \(offset)") }
         guard offset < size, buffer.count > 0 else { return 0 }
         let total = Int(min(Int64(buffer.count), size - offset))
-        var done = 0
-        while done < total {
-            let n = pread(fd, buffer.baseAddress! + done, total - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done)): \(errnoText(errno))")
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return done
+        return try preadFully(fd, path: path, at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<total]))
     }
 }
 

@@ -85,17 +85,9 @@ public final class ReadOnlyFile: Sendable {
 
     /// Reads exactly `buffer.count` bytes at `offset`; a short file is an error.
     public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done)): \(errnoText(errno))")
-            }
-            if n == 0 {
-                throw JigdoError(.io, path: path, "file ends at \(offset + Int64(done)), expected \(buffer.count - done) more bytes (was it truncated?)")
-            }
-            done += n
+        let done = try preadFully(fd, path: path, at: offset, into: buffer)
+        if done < buffer.count {
+            throw JigdoError(.io, path: path, "file ends at \(offset + Int64(done)), expected \(buffer.count - done) more bytes (was it truncated?)")
         }
     }
 
@@ -125,4 +117,21 @@ public final class ReadOnlyFile: Sendable {
         }
         return hasher.finalize()
     }
+}
+
+/// Reads from `fd` at `offset` until `buffer` is full or the file ends (a short count, retried;
+/// EINTR, retried) and returns the bytes read. The one pread loop (`ReadOnlyFile`, ISO9660's
+/// `ImageFile`); a failed read throws, naming `path` and the offset that failed.
+public func preadFully(_ fd: Int32, path: String, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    var done = 0
+    while done < buffer.count {
+        let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done)): \(errnoText(errno))")
+        }
+        if n == 0 { break }
+        done += n
+    }
+    return done
 }
