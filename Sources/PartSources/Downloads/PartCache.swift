@@ -328,9 +328,7 @@ func listDirectory(_ path: String) -> [String] {
     defer { closedir(d) }
     var out: [String] = []
     while let e = readdir(d) {
-        let name = withUnsafePointer(to: e.pointee.d_name) {
-            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-        }
+        let name = RawNames.name(of: e)
         if name != "." && name != ".." { out.append(name) }
     }
     return out
