@@ -239,7 +239,7 @@ struct PartOptions: ParsableArguments {
         }
         var storeOptions = PartStore.Options()
         storeOptions.offline = offline
-        let onDiskSource: any PartSource = onDisk.count == 1 ? onDisk[0] : PartSourceChain(onDisk, partCount: image.template.parts.count)
+        let onDiskSource: any PartSource = onDisk.count == 1 ? onDisk[0] : PartSourceChain(onDisk, template: image.template)
         let store = PartStore(template: image.template, resolver: resolver, local: onDiskSource, cache: shared.cache,
                               downloader: shared.downloader, options: storeOptions)
         let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: store)

@@ -34,7 +34,7 @@ private let jigdofsBinary = CLI.binary
         #expect(fromISO.missingParts().allSatisfy { changed.isLocallyAvailable($0) })
 
         // The whole new image, read from the changed files plus the old ISO, is new.iso.
-        let counting = CountingParts(PartSourceChain([changed, fromISO], partCount: image.template.parts.count))
+        let counting = CountingParts(PartSourceChain([changed, fromISO], template: image.template))
         let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: counting)
         let expected = try ReadOnlyFile(path: dir + "/new.iso")
         #expect(reader.size == expected.size)

@@ -184,9 +184,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     }
 
     /// Parts neither local nor cached.
-    public func missingParts() -> [Int] {
-        template.parts.indices.filter { template.parts[$0].length > 0 && !isLocallyAvailable($0) }
-    }
+    public func missingParts() -> [Int] { missingParts(of: template.parts) }
 
     /// Starts read-ahead downloads of these parts (not waiting); parts already local, cached or
     /// being downloaded are skipped.
