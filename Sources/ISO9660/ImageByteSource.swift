@@ -71,8 +71,11 @@ public final class ImageFile: ImageByteSource {
 /// Whether the file at `path` looks like an ISO 9660 image ("CD001" at the first volume
 /// descriptor), as opposed to a .jigdo. Reads 6 bytes.
 public func looksLikeISO9660File(_ path: String) -> Bool {
-    guard let f = try? ImageFile(path: path), f.size >= 32768 + 2048 else { return false }
-    var sig = [UInt8](repeating: 0, count: 6)
-    let n = (try? sig.withUnsafeMutableBytes { try f.read(at: 32768, into: $0) }) ?? 0
-    return n == 6 && Array(sig[1...5]) == Array("CD001".utf8)
+    guard let f = try? ImageFile(path: path) else { return false }
+    let yes = try? ISO9660Signature.probe(size: f.size) { offset, count in
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = try bytes.withUnsafeMutableBytes { try f.read(at: offset, into: $0) }
+        return Array(bytes.prefix(n))
+    }
+    return yes ?? false
 }

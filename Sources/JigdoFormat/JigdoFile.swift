@@ -193,7 +193,7 @@ struct JigdoParser {
 
     /// What a file is when it is clearly not a .jigdo (an ISO, a template), by its magic.
     static func recognizedNonJigdo(_ raw: [UInt8]) -> String? {
-        if raw.count >= 32774, raw[32769..<32774].elementsEqual("CD001".utf8) {
+        if ISO9660Signature.matches(head: raw) {
             return "an ISO 9660 image, not a .jigdo (give the .jigdo of the image, or use the ISO directly)"
         }
         if raw.starts(with: "JigsawDownload template".utf8) {

@@ -27,11 +27,11 @@ enum FileKind { case iso9660, template, squashfs }
 /// What a local file is, by its first bytes (nil: possibly a .jigdo).
 func fileKind(_ path: String) -> FileKind? {
     guard let f = try? ReadOnlyFile(path: path) else { return nil }
-    guard let head = try? f.read(at: 0, count: Int(min(f.size, 32774))) else { return nil }
+    guard let head = try? f.read(at: 0, count: Int(min(f.size, ISO9660Signature.offset + Int64(ISO9660Signature.length)))) else { return nil }
     let n = head.count
     if n >= 22, Array(head[0..<22]) == Array("JigsawDownload templat".utf8) { return .template }
     if n >= 4, Array(head[0..<4]) == Array("hsqs".utf8) { return .squashfs }
-    if n >= 32774, Array(head[32769..<32774]) == Array("CD001".utf8) { return .iso9660 }
+    if ISO9660Signature.matches(head: head) { return .iso9660 }
     return nil
 }
 
