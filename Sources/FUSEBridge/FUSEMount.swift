@@ -302,7 +302,7 @@ enum FUSELog {
             state.last = (state.last ?? "") + text
             return true
         }
-        let line = text.trimmingCharacters(in: "\n")
+        let line = text.trimming(trailing: { $0 == "\n" })
         if verbose.withLock({ $0 }) {
             // -d: libfuse's request trace, to stderr as libfuse itself would print it.
             _ = text.withCString { write(2, $0, strlen($0)) }
@@ -337,12 +337,4 @@ final class LoopThread: Sendable {
 struct SessionPointer: @unchecked Sendable {
     let pointer: OpaquePointer
     init(_ pointer: OpaquePointer) { self.pointer = pointer }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in c: Character) -> String {
-        var s = Substring(self)
-        while s.last == c { s = s.dropLast() }
-        return String(s)
-    }
 }

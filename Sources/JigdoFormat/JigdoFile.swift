@@ -454,15 +454,6 @@ struct JigdoParser {
     }
 }
 
-extension Substring {
-    func trimmingBlanks() -> Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
-    }
-}
-
 extension String {
     /// Decodes `%XX` escapes (jigdo-file(1) asks for `%20` and `%5D` in `[Include]` names;
     /// Fedora writes `%2b` for `+` in part paths). Bytes that are not UTF-8 become raw-byte
