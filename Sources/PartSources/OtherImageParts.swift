@@ -19,9 +19,6 @@ public final class OtherImageParts: PartSource {
         other = otherParts
     }
 
-    /// How many of this image's parts the other image has (whether or not it can read them).
-    public var sharedParts: Int { counterpart.count { $0 != nil } }
-
     public func isLocallyAvailable(_ index: Int) -> Bool {
         guard let o = counterpart[index] else { return false }
         return other.isLocallyAvailable(o)
