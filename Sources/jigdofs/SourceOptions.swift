@@ -214,11 +214,11 @@ struct PartOptions: ParsableArguments {
         var onDisk: [any PartSource] = [local]
         if !scanImage.isEmpty {
             let imageBar = ProgressBar(title: "Scanning images")
-            var imageProgress: ImageParts.ScanProgress?
+            var imageProgress: ISOImageParts.ScanProgress?
             if imageBar.isActive {
                 imageProgress = { done, total in imageBar.update(done: done, total: total) }
             }
-            let old = try ImageParts(
+            let old = try ISOImageParts(
                 template: image.template, images: scanImage.map { absolutePath($0) },
                 checksumCache: shared.checksumCache, progress: imageProgress)
             imageBar.finish()

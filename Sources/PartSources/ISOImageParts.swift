@@ -15,7 +15,7 @@ import Synchronization
 ///
 /// Compose with `LocalParts` through `PartSourceChain([localParts, imageParts])`: scanned
 /// directories and mapped mirrors are tried first, the old images next.
-public final class ImageParts: PartSource {
+public final class ISOImageParts: PartSource {
     /// A file inside an old image that holds a part.
     public struct Match: Sendable {
         public var volume: ISO9660Volume
