@@ -235,7 +235,7 @@ struct PartOptions: ParsableArguments {
                                                            cache: shared.cache, downloader: offline ? nil : shared.downloader)
             let oldParts = try LocalParts(template: oldImage.template, resolver: try self.resolver(for: oldImage, remote: false),
                                           scanDirectories: [])
-            onDisk.append(OtherImageParts(template: image.template, otherTemplate: oldImage.template, otherParts: oldParts))
+            onDisk.append(OldJigdoParts(template: image.template, otherTemplate: oldImage.template, otherParts: oldParts))
         }
         var storeOptions = PartStore.Options()
         storeOptions.offline = offline

@@ -5,7 +5,7 @@ import JigdoFormat
 /// part of this image with the same checksum as one of the other image is read through the
 /// other image's own part sources (its local locations, its `--map`, the shared cache).
 /// Nothing is hashed: the checksums in the two templates say which parts are the same.
-public final class OtherImageParts: PartSource {
+public final class OldJigdoParts: PartSource {
     private let other: any PartSource
     /// This image's part index -> the other image's part index with the same checksum.
     private let counterpart: [Int?]
