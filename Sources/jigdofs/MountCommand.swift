@@ -142,7 +142,7 @@ struct Mount: ParsableCommand {
     }
 
     /// The images to show, and the part store of each (for --prefetch).
-    func openImages() throws -> ([MountedImage], [PartStore]) {
+    func openImages() throws -> ([MountedImage], [PartPipeline]) {
         // One part cache, downloader and checksum cache for all images: a scan of the same
         // tree hashes each file once, and --jobs bounds the transfers of the whole mount.
         let shared = try partOptions.makeShared()
@@ -191,7 +191,7 @@ struct Mount: ParsableCommand {
             }
             byName[image.imageName] = origin
         }
-        var stores: [PartStore] = []
+        var stores: [PartPipeline] = []
         let images = try opened.map { origin, image, remote in
             let source = try partOptions.openSource(for: image, remote: remote, shared: shared)
             stores.append(source.store)

@@ -237,10 +237,10 @@ struct PartOptions: ParsableArguments {
                                           scanDirectories: [])
             onDisk.append(OldJigdoParts(template: image.template, otherTemplate: oldImage.template, otherParts: oldParts))
         }
-        var storeOptions = PartStore.Options()
+        var storeOptions = PartPipeline.Options()
         storeOptions.offline = offline
         let onDiskSource: any PartSource = onDisk.count == 1 ? onDisk[0] : PartSourceChain(onDisk, template: image.template)
-        let store = PartStore(template: image.template, resolver: resolver, local: onDiskSource, cache: shared.cache,
+        let store = PartPipeline(template: image.template, resolver: resolver, local: onDiskSource, cache: shared.cache,
                               downloader: shared.downloader, options: storeOptions)
         let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: store)
         return OpenedSource(image: image, resolver: resolver, store: store, reader: reader, offline: offline)
@@ -340,7 +340,7 @@ struct SourceOptions: ParsableArguments {
 struct OpenedSource {
     var image: JigdoImage
     var resolver: LocationResolver
-    var store: PartStore
+    var store: PartPipeline
     var reader: ImageReader
     var offline: Bool
 

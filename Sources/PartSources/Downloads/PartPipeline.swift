@@ -19,7 +19,7 @@ import Synchronization
 ///
 /// Sequential reading is detected and the next parts are fetched ahead, within a window bounded
 /// in parts and bytes. Downloads go to files in the cache, never to memory.
-public final class PartStore: PartSource, @unchecked Sendable {
+public final class PartPipeline: PartSource, @unchecked Sendable {
     public struct Options: Sendable {
         /// Never download (`--offline`): parts must be local or cached.
         public var offline = false
@@ -811,7 +811,7 @@ func hostOf(_ url: String) -> String {
     return String(url[..<end])
 }
 
-extension PartStore: PartStatisticsProvider {
+extension PartPipeline: PartStatisticsProvider {
     /// For `jigdofs status`: where the parts are now, and what the downloads did.
     public func statistics(template: TemplateInfo) -> PartStatistics {
         let a = availability()
