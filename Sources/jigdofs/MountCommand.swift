@@ -193,7 +193,7 @@ struct Mount: ParsableCommand {
         }
         var stores: [PartPipeline] = []
         let images = try opened.map { origin, image, remote in
-            let source = try partOptions.openSource(for: image, remote: remote, shared: shared)
+            let source = try partOptions.partSources(for: image, remote: remote, shared: shared)
             stores.append(source.store)
             // A remote .jigdo is shown with the time of its cached copy.
             let mtime = modificationTime(remote ? image.descriptor.path : origin)

@@ -200,7 +200,7 @@ struct PartOptions: ParsableArguments {
     /// The image's part sources, in the order they are tried: local parts (scan, map, the
     /// jigdo's own local locations), files inside older images, the part cache, downloads.
     /// Scan progress is shown on a terminal.
-    func openSource(for image: JigdoImage, remote: Bool, shared: Shared) throws -> OpenedSource {
+    func partSources(for image: JigdoImage, remote: Bool, shared: Shared) throws -> OpenedSource {
         let resolver = try resolver(for: image, remote: remote)
         let bar = ProgressBar(title: "Scanning")
         var progress: LocalParts.ScanProgress?
@@ -332,7 +332,7 @@ struct SourceOptions: ParsableArguments {
         ProgressSettings.verbose = verbose
         let shared = try parts.makeShared()
         let image = try openImage(shared: shared)
-        return try parts.openSource(for: image, remote: isRemoteSource, shared: shared)
+        return try parts.partSources(for: image, remote: isRemoteSource, shared: shared)
     }
 }
 
