@@ -192,8 +192,9 @@ public final class FUSEMount {
         mounted = false
     }
 
-    /// fuse option values are comma-separated with backslash escapes.
-    static func escapeOption(_ s: String) -> String {
+    /// fuse option values are comma-separated with backslash escapes (the one escaping of
+    /// `-o` items: fsname here, the CLI's fuse options).
+    public static func escapeOption(_ s: String) -> String {
         var out = ""
         for c in s {
             if c == "," || c == "\\" { out.append("\\") }

@@ -99,7 +99,7 @@ struct Mount: ParsableCommand {
         let target = absolutePath(mountpoint)
         let mount = try FUSEMount(
             filesystem: filesystem, mountpoint: target, fsname: fsname,
-            options: options.map(MountInvocation.escapeOptionItem), debug: debug,
+            options: options.map(FUSEMount.escapeOption), debug: debug,
             attributeTimeout: max(0, attrTimeout))
         try mount.mount()
         let logPath = logFile.map(absolutePath)
