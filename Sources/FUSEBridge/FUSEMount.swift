@@ -215,14 +215,16 @@ public enum MountTable {
     /// The type (`fuse.jigdofs`, `autofs`, ...) of the topmost mount at `path`, if any.
     public static func filesystemType(at path: String) -> String? {
         let target = canonicalPath(path)
-        let lines = String(decoding: readProcFile("/proc/self/mountinfo"), as: UTF8.self).split(separator: "\n")
-        for line in lines.reversed() {
+        return mounts().last { $0.mountPoint == target }?.type
+    }
+
+    /// Every mount in /proc/self/mountinfo order: its mount point and file system type.
+    public static func mounts() -> [(mountPoint: String, type: String)] {
+        String(decoding: readProcFile("/proc/self/mountinfo"), as: UTF8.self).split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
-            guard fields.count > 4, unescape(String(fields[4])) == target,
-                  let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
-            return String(fields[dash + 1])
+            guard fields.count > 4, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { return nil }
+            return (unescape(String(fields[4])), String(fields[dash + 1]))
         }
-        return nil
     }
 
     public static func mountPoints() -> Set<String> {
