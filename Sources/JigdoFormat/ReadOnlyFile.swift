@@ -105,17 +105,23 @@ public final class ReadOnlyFile: Sendable {
     /// Hashes the whole file with the given algorithm.
     public func checksum(_ kind: ChecksumKind, bufferSize: Int = 1 << 20) throws -> Checksum {
         var hasher = ChecksumHasher(kind)
+        try hash(count: size, into: &hasher, bufferSize: bufferSize)
+        return hasher.finalize()
+    }
+
+    /// Feeds the first `count` bytes of the file to `hasher` (the whole file, or a resumed
+    /// download's prefix); a file shorter than that is an error.
+    public func hash(count: Int64, into hasher: inout ChecksumHasher, bufferSize: Int = 1 << 20) throws {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
         defer { buffer.deallocate() }
         var offset: Int64 = 0
-        while offset < size {
-            let n = Int(min(Int64(bufferSize), size - offset))
+        while offset < count {
+            let n = Int(min(Int64(bufferSize), count - offset))
             let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
             try read(at: offset, into: slice)
             hasher.update(UnsafeRawBufferPointer(slice))
             offset += Int64(n)
         }
-        return hasher.finalize()
     }
 }
 

@@ -519,7 +519,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         if resume > 0 {
             do {
                 let prefix = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW)
-                try hashPrefix(prefix, count: resume, into: &hasher)
+                try prefix.hash(count: resume, into: &hasher)
             } catch {
                 unlink(partial)
                 resume = 0
@@ -826,20 +826,5 @@ extension PartPipeline: PartStatisticsProvider {
         out.failuresByMirror = s.failuresByHost
         out.failuresByLocation = s.failuresByLocation
         return out
-    }
-}
-
-/// Feeds the first `count` bytes of a file to a hasher (a resumed download's prefix).
-func hashPrefix(_ file: ReadOnlyFile, count: Int64, into hasher: inout ChecksumHasher) throws {
-    let size = 1 << 20
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
-    defer { buffer.deallocate() }
-    var offset: Int64 = 0
-    while offset < count {
-        let n = Int(min(Int64(size), count - offset))
-        let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
-        try file.read(at: offset, into: slice)
-        hasher.update(UnsafeRawBufferPointer(slice))
-        offset += Int64(n)
     }
 }
