@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ImageAssembly
+import JigdoFormat
 import ISO9660
 import PartSources
 import Synchronization
@@ -35,10 +36,7 @@ final class BrowseView: Sendable {
     /// Whether the image starts like an ISO 9660 volume: "CD001" in the descriptor at sector 16.
     /// Reads 6 bytes, which in a jigdo image lie in the template.
     static func probe(_ reader: ImageReader) throws -> Bool {
-        let offset: Int64 = 16 * 2048
-        guard reader.size >= offset + 2048 else { return false }
-        let bytes = try reader.read(at: offset, count: 6)
-        return bytes.count == 6 && Array(bytes[1...5]) == Array("CD001".utf8)
+        try ISO9660Signature.probe(size: reader.size) { try reader.read(at: $0, count: $1) }
     }
 
     /// The volume, opened on first use. Failures are not kept: the next access tries again

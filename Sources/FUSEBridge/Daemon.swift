@@ -48,10 +48,7 @@ public final class Daemon {
         guard let dir = opendir("/proc/self/fd") else { return }
         var open: [Int32] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if let fd = Int32(name), fd > 2, fd != keep { open.append(fd) }
+            if let fd = Int32(RawNames.name(of: entry)), fd > 2, fd != keep { open.append(fd) }
         }
         let own = dirfd(dir)
         closedir(dir)

@@ -194,8 +194,9 @@ public final class FUSEMount {
         mounted = false
     }
 
-    /// fuse option values are comma-separated with backslash escapes.
-    static func escapeOption(_ s: String) -> String {
+    /// fuse option values are comma-separated with backslash escapes (the one escaping of
+    /// `-o` items: fsname here, the CLI's fuse options).
+    public static func escapeOption(_ s: String) -> String {
         var out = ""
         for c in s {
             if c == "," || c == "\\" { out.append("\\") }
@@ -216,14 +217,16 @@ public enum MountTable {
     /// The type (`fuse.jigdofs`, `autofs`, ...) of the topmost mount at `path`, if any.
     public static func filesystemType(at path: String) -> String? {
         let target = canonicalPath(path)
-        let lines = String(decoding: readProcFile("/proc/self/mountinfo"), as: UTF8.self).split(separator: "\n")
-        for line in lines.reversed() {
+        return mounts().last { $0.mountPoint == target }?.type
+    }
+
+    /// Every mount in /proc/self/mountinfo order: its mount point and file system type.
+    public static func mounts() -> [(mountPoint: String, type: String)] {
+        String(decoding: readProcFile("/proc/self/mountinfo"), as: UTF8.self).split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
-            guard fields.count > 4, unescape(String(fields[4])) == target,
-                  let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
-            return String(fields[dash + 1])
+            guard fields.count > 4, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { return nil }
+            return (unescape(String(fields[4])), String(fields[dash + 1]))
         }
-        return nil
     }
 
     public static func mountPoints() -> Set<String> {
@@ -304,7 +307,7 @@ enum FUSELog {
             state.last = (state.last ?? "") + text
             return true
         }
-        let line = text.trimmingCharacters(in: "\n")
+        let line = text.trimming(trailing: { $0 == "\n" })
         if verbose.withLock({ $0 }) {
             // -d: libfuse's request trace, to stderr as libfuse itself would print it.
             _ = text.withCString { write(2, $0, strlen($0)) }
@@ -339,12 +342,4 @@ final class LoopThread: Sendable {
 struct SessionPointer: @unchecked Sendable {
     let pointer: OpaquePointer
     init(_ pointer: OpaquePointer) { self.pointer = pointer }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in c: Character) -> String {
-        var s = Substring(self)
-        while s.last == c { s = s.dropLast() }
-        return String(s)
-    }
 }

@@ -102,7 +102,8 @@ public final class ISO9660Volume: Sendable {
         guard [512, 1024, 2048].contains(blockSize) else {
             throw damaged("logical block size \(blockSize) in the primary volume descriptor")
         }
-        let volumeID = String(decoding: pvd.bytes(40, 32)!, as: UTF8.self).trimmingSpaces()
+        let volumeID = String(String(decoding: pvd.bytes(40, 32)!, as: UTF8.self)
+            .trimming(leading: { $0 == " " }, trailing: { $0 == " " || $0 == "\0" }))
         let vdTime = longTime(pvd, 830) ?? 0 // modification date of the volume
 
         // The root of the primary tree, to look for Rock Ridge (SP + RRIP entries in ".").
@@ -536,14 +537,5 @@ public final class ISO9660Volume: Sendable {
             throw ISO9660Error(.damaged, image: name, "the image ends at \(offset + Int64(n)), \(count - n) bytes short of what its structures say")
         }
         return out
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let l = s.last, l == " " || l == "\0" { s.removeLast() }
-        while let f = s.first, f == " " { s.removeFirst() }
-        return String(s)
     }
 }

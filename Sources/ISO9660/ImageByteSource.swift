@@ -62,25 +62,18 @@ public final class ImageFile: ImageByteSource {
         guard offset >= 0 else { throw JigdoError(.invalidArgument, path: path, "negative offset \(offset)") }
         guard offset < size, buffer.count > 0 else { return 0 }
         let total = Int(min(Int64(buffer.count), size - offset))
-        var done = 0
-        while done < total {
-            let n = Syscalls.pread(fd, buffer.baseAddress! + done, total - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done))", errno: SystemErrno(errno))
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return done
+        return try preadFully(fd, path: path, at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<total]))
     }
 }
 
 /// Whether the file at `path` looks like an ISO 9660 image ("CD001" at the first volume
 /// descriptor), as opposed to a .jigdo. Reads 6 bytes.
 public func looksLikeISO9660File(_ path: String) -> Bool {
-    guard let f = try? ImageFile(path: path), f.size >= 32768 + 2048 else { return false }
-    var sig = [UInt8](repeating: 0, count: 6)
-    let n = (try? sig.withUnsafeMutableBytes { try f.read(at: 32768, into: $0) }) ?? 0
-    return n == 6 && Array(sig[1...5]) == Array("CD001".utf8)
+    guard let f = try? ImageFile(path: path) else { return false }
+    let yes = try? ISO9660Signature.probe(size: f.size) { offset, count in
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = try bytes.withUnsafeMutableBytes { try f.read(at: offset, into: $0) }
+        return Array(bytes.prefix(n))
+    }
+    return yes ?? false
 }

@@ -51,16 +51,4 @@ public final class ImageReader: Sendable {
         out.removeSubrange(n...)
         return out
     }
-
-    /// The layout entries covering `offset..<offset+count` (e.g. to know which parts a read needs).
-    public func partsCovering(offset: Int64, count: Int64) -> [Int] {
-        guard count > 0, var index = info.layoutIndex(containing: offset) else { return [] }
-        var out: [Int] = []
-        let end = min(offset + count, size)
-        while index < info.layout.count, info.layout[index].imageOffset < end {
-            if case .part(let p) = info.layout[index].source { out.append(p) }
-            index += 1
-        }
-        return out
-    }
 }

@@ -14,6 +14,15 @@ public protocol PartSource: Sendable {
     func isLocallyAvailable(_ index: Int) -> Bool
 }
 
+extension PartSource {
+    /// Indices of the `parts` (this source's template's) that cannot be read without the
+    /// network. A zero-length part is never missing: it has no bytes to fetch. The one rule
+    /// behind every `missingParts()`.
+    public func missingParts(of parts: [TemplatePart]) -> [Int] {
+        parts.indices.filter { parts[$0].length > 0 && !isLocallyAvailable($0) }
+    }
+}
+
 /// A source with no parts at all: every part read fails (used for template-only reads).
 public struct NoParts: PartSource {
     public init() {}

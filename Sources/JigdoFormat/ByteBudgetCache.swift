@@ -14,8 +14,6 @@ public final class ByteBudgetCache<Key: Hashable & Sendable, Value: Sendable>: S
         var entries: [Key: Entry] = [:]
         var total = 0
         var clock: UInt64 = 0
-        var hits: UInt64 = 0
-        var misses: UInt64 = 0
     }
 
     public let budget: Int
@@ -27,14 +25,10 @@ public final class ByteBudgetCache<Key: Hashable & Sendable, Value: Sendable>: S
 
     public func value(for key: Key) -> Value? {
         state.withLock { s in
-            guard var e = s.entries[key] else {
-                s.misses += 1
-                return nil
-            }
+            guard var e = s.entries[key] else { return nil }
             s.clock += 1
             e.stamp = s.clock
             s.entries[key] = e
-            s.hits += 1
             return e.value
         }
     }

@@ -193,7 +193,7 @@ struct JigdoParser {
 
     /// What a file is when it is clearly not a .jigdo (an ISO, a template), by its magic.
     static func recognizedNonJigdo(_ raw: [UInt8]) -> String? {
-        if raw.count >= 32774, raw[32769..<32774].elementsEqual("CD001".utf8) {
+        if ISO9660Signature.matches(head: raw) {
             return "an ISO 9660 image, not a .jigdo (give the .jigdo of the image, or use the ISO directly)"
         }
         if raw.starts(with: "JigsawDownload template".utf8) {
@@ -451,15 +451,6 @@ struct JigdoParser {
             throw JigdoError(.syntax, path: mainPath, problem)
         }
         return descriptor
-    }
-}
-
-extension Substring {
-    func trimmingBlanks() -> Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
     }
 }
 

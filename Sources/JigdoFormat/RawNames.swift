@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// File names as raw bytes.
 ///
 /// jigdo-file writes file names exactly as the file system holds them, so a `.jigdo` for old
@@ -68,6 +74,14 @@ public enum RawNames {
     /// A file system path (bytes, as `readdir` gives them) as text that round-trips through
     /// `fileSystemBytes`.
     public static func text(fileSystemBytes bytes: [UInt8]) -> String { decode(bytes).text }
+
+    /// The name of a `readdir` entry as `text(fileSystemBytes:)` gives it: the one decoding of
+    /// `d_name` (its bytes up to the NUL, never assumed to be UTF-8).
+    public static func name(of entry: UnsafePointer<dirent>) -> String {
+        withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            text(fileSystemBytes: Array(raw.prefix(while: { $0 != 0 })))
+        }
+    }
 
     /// `\xE9` for each raw byte, for messages and listings.
     public static func display(_ text: String) -> String {

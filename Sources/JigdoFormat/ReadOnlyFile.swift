@@ -86,17 +86,9 @@ public final class ReadOnlyFile: Sendable {
 
     /// Reads exactly `buffer.count` bytes at `offset`; a short file is an error.
     public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        var done = 0
-        while done < buffer.count {
-            let n = Syscalls.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done))", errno: SystemErrno(errno))
-            }
-            if n == 0 {
-                throw JigdoError(.io, path: path, "file ends at \(offset + Int64(done)), expected \(buffer.count - done) more bytes (was it truncated?)")
-            }
-            done += n
+        let done = try preadFully(fd, path: path, at: offset, into: buffer)
+        if done < buffer.count {
+            throw JigdoError(.io, path: path, "file ends at \(offset + Int64(done)), expected \(buffer.count - done) more bytes (was it truncated?)")
         }
     }
 
@@ -114,16 +106,39 @@ public final class ReadOnlyFile: Sendable {
     /// Hashes the whole file with the given algorithm.
     public func checksum(_ kind: ChecksumKind, bufferSize: Int = 1 << 20) throws -> Checksum {
         var hasher = ChecksumHasher(kind)
+        try hash(count: size, into: &hasher, bufferSize: bufferSize)
+        return hasher.finalize()
+    }
+
+    /// Feeds the first `count` bytes of the file to `hasher` (the whole file, or a resumed
+    /// download's prefix); a file shorter than that is an error.
+    public func hash(count: Int64, into hasher: inout ChecksumHasher, bufferSize: Int = 1 << 20) throws {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
         defer { buffer.deallocate() }
         var offset: Int64 = 0
-        while offset < size {
-            let n = Int(min(Int64(bufferSize), size - offset))
+        while offset < count {
+            let n = Int(min(Int64(bufferSize), count - offset))
             let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
             try read(at: offset, into: slice)
             hasher.update(UnsafeRawBufferPointer(slice))
             offset += Int64(n)
         }
-        return hasher.finalize()
     }
+}
+
+/// Reads from `fd` at `offset` until `buffer` is full or the file ends (a short count, retried;
+/// EINTR, retried) and returns the bytes read. The one pread loop (`ReadOnlyFile`, ISO9660's
+/// `ImageFile`); a failed read throws, naming `path` and the offset that failed.
+public func preadFully(_ fd: Int32, path: String, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    var done = 0
+    while done < buffer.count {
+        let n = Syscalls.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw JigdoError(.io, path: path, "read failed at offset \(offset + Int64(done))", errno: SystemErrno(errno))
+        }
+        if n == 0 { break }
+        done += n
+    }
+    return done
 }

@@ -16,6 +16,12 @@ public struct TemplatePart: Sendable, Equatable {
     public var checksum: Checksum
     /// jigdo's RsyncSum64 of the first `blockLength` bytes (unused by readers).
     public var rsyncSum: UInt64?
+
+    public init(length: Int64, checksum: Checksum, rsyncSum: UInt64? = nil) {
+        self.length = length
+        self.checksum = checksum
+        self.rsyncSum = rsyncSum
+    }
 }
 
 /// One area of the image, in image order.

@@ -15,13 +15,6 @@ public final class ChecksumCache: Sendable {
     private let db: Mutex<OpaquePointer?>
     private let logger: Logger
 
-    /// The default location: `$XDG_CACHE_HOME/jigdofs`, else `~/.cache/jigdofs`.
-    public static func defaultDirectory() -> String {
-        let env = { (name: String) -> String? in getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
-        if let xdg = env("XDG_CACHE_HOME") { return xdg + "/jigdofs" }
-        return (env("HOME") ?? "/root") + "/.cache/jigdofs"
-    }
-
     public init(directory: String, logger: Logger = Logger(label: "jigdofs.scan-cache")) throws {
         self.logger = logger
         try makeDirectories(directory)

@@ -37,9 +37,7 @@ public enum DirectoryWalker {
             defer { closedir(handle) }
             while let entry = readdir(handle) {
                 // Names that are not UTF-8 (Latin-1 media) keep their bytes (RawNames).
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    RawNames.text(fileSystemBytes: Array(raw.prefix(while: { $0 != 0 })))
-                }
+                let name = RawNames.name(of: entry)
                 if name == "." || name == ".." { continue }
                 let path = dir + "/" + name
                 var s = stat()

@@ -162,9 +162,7 @@ public final class LocalParts: PartSource {
     }
 
     /// Indices of parts with no local copy.
-    public func missingParts() -> [Int] {
-        template.parts.indices.filter { !isLocallyAvailable($0) }
-    }
+    public func missingParts() -> [Int] { missingParts(of: template.parts) }
 
     /// A file that changed since its check (size, mtime, ctime or inode) is checked again;
     /// if it no longer matches, this source has no copy and the next source serves the part.

@@ -29,7 +29,7 @@ func withISOErrors(_ body: () throws -> Void) throws {
     }
 }
 
-struct List: ParsableCommand {
+struct ListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ls",
         abstract: "List the files inside the image (ISO 9660 with Rock Ridge or Joliet).",

@@ -45,26 +45,16 @@ struct Cache: ParsableCommand {
 
         func run() throws {
             let cache = try options.open()
-            let limit = keep ?? 0
-            var list = cache.entries().sorted { $0.lastUse < $1.lastUse }
-            var total = list.reduce(Int64(0)) { $0 + $1.size }
-            var removed = 0
-            var freed: Int64 = 0
-            while total > limit, !list.isEmpty {
-                let e = list.removeFirst()
-                if Syscalls.unlink(e.path) == 0 {
-                    removed += 1
-                    freed += e.size
-                }
-                total -= e.size
-            }
+            let parts = cache.evictLeastRecentlyUsed(downTo: keep ?? 0)
+            var removed = parts.removed
+            var freed = parts.freed
             if partial {
                 for e in cache.partialEntries() where Syscalls.unlink(e.path) == 0 {
                     removed += 1
                     freed += e.size
                 }
             }
-            print("\(cache.directory): removed \(removed) files (\(formatBytes(freed))); \(formatBytes(max(total, 0))) of parts kept")
+            print("\(cache.directory): removed \(removed) files (\(formatBytes(freed))); \(formatBytes(parts.kept)) of parts kept")
         }
     }
 }

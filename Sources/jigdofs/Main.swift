@@ -14,7 +14,7 @@ struct JigdoFS: ParsableCommand {
             copies of the parts, without building the whole image first.
             """,
         version: "0.1.0",
-        subcommands: [Info.self, MakeImage.self, Verify.self, Mount.self, Status.self, Prefetch.self, Umount.self, Cache.self, List.self, Cat.self, Copy.self, ConfigCommand.self]
+        subcommands: [Info.self, MakeImage.self, Verify.self, Mount.self, Status.self, Prefetch.self, Umount.self, Cache.self, ListCommand.self, Cat.self, Copy.self, ConfigCommand.self]
     )
 
     /// Runs a command; every failure becomes one line on stderr and a non-zero exit.

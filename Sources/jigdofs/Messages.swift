@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import FUSEBridge
 import ImageAssembly
 import JigdoFormat
 
@@ -27,11 +28,11 @@ enum FileKind { case iso9660, template, squashfs }
 /// What a local file is, by its first bytes (nil: possibly a .jigdo).
 func fileKind(_ path: String) -> FileKind? {
     guard let f = try? ReadOnlyFile(path: path) else { return nil }
-    guard let head = try? f.read(at: 0, count: Int(min(f.size, 32774))) else { return nil }
+    guard let head = try? f.read(at: 0, count: Int(min(f.size, ISO9660Signature.offset + Int64(ISO9660Signature.length)))) else { return nil }
     let n = head.count
     if n >= 22, Array(head[0..<22]) == Array("JigsawDownload templat".utf8) { return .template }
     if n >= 4, Array(head[0..<4]) == Array("hsqs".utf8) { return .squashfs }
-    if n >= 32774, Array(head[32769..<32774]) == Array("CD001".utf8) { return .iso9660 }
+    if ISO9660Signature.matches(head: head) { return .iso9660 }
     return nil
 }
 
@@ -60,31 +61,9 @@ func namingURL<T>(_ url: String, cacheDirectory: String, _ body: () throws -> T)
     }
 }
 
-/// Mount points and file system types from /proc/self/mountinfo.
+/// Mount points and file system types from /proc/self/mountinfo (FUSEBridge's parsing).
 func mountTable() -> [(mountpoint: String, fstype: String)] {
-    guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
-    return text.split(separator: "\n").compactMap { line in
-        let f = line.split(separator: " ")
-        guard f.count > 5, let dash = f.firstIndex(of: "-"), dash + 1 < f.count else { return nil }
-        return (decodeMountEscapes(String(f[4])), String(f[dash + 1]))
-    }
-}
-
-func decodeMountEscapes(_ s: String) -> String {
-    guard s.contains("\\") else { return s }
-    var out: [UInt8] = []
-    let b = Array(s.utf8)
-    var i = 0
-    while i < b.count {
-        if b[i] == 92, i + 3 < b.count, let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
-            out.append(v)
-            i += 4
-        } else {
-            out.append(b[i])
-            i += 1
-        }
-    }
-    return String(decoding: out, as: UTF8.self)
+    MountTable.mounts().map { ($0.mountPoint, $0.type) }
 }
 
 /// The absolute path without symlinks, as far as it exists.

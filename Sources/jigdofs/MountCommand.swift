@@ -99,7 +99,7 @@ struct Mount: ParsableCommand {
         let target = absolutePath(mountpoint)
         let mount = try FUSEMount(
             filesystem: filesystem, mountpoint: target, fsname: fsname,
-            options: options.map(MountInvocation.escapeOptionItem), debug: debug,
+            options: options.map(FUSEMount.escapeOption), debug: debug,
             attributeTimeout: max(0, attrTimeout))
         try mount.mount()
         let logPath = logFile.map(absolutePath)
@@ -142,7 +142,7 @@ struct Mount: ParsableCommand {
     }
 
     /// The images to show, and the part store of each (for --prefetch).
-    func openImages() throws -> ([MountedImage], [PartStore]) {
+    func openImages() throws -> ([MountedImage], [PartPipeline]) {
         // One part cache, downloader and checksum cache for all images: a scan of the same
         // tree hashes each file once, and --jobs bounds the transfers of the whole mount.
         let shared = try partOptions.makeShared()
@@ -191,9 +191,9 @@ struct Mount: ParsableCommand {
             }
             byName[image.imageName] = origin
         }
-        var stores: [PartStore] = []
+        var stores: [PartPipeline] = []
         let images = try opened.map { origin, image, remote in
-            let source = try partOptions.openSource(for: image, remote: remote, shared: shared)
+            let source = try partOptions.partSources(for: image, remote: remote, shared: shared)
             stores.append(source.store)
             // A remote .jigdo is shown with the time of its cached copy.
             let mtime = modificationTime(remote ? image.descriptor.path : origin)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FUSEBridge
 import JigdoFormat
 
 /// The ways a mount reaches us, turned into one `jigdofs mount` command line:
@@ -177,7 +178,7 @@ struct MountInvocation {
             // Anything else is libfuse's to judge (it names what it does not know).
             fuse.append(item)
         }
-        if !fuse.isEmpty { out += ["-o", fuse.map(escapeOptionItem).joined(separator: ",")] }
+        if !fuse.isEmpty { out += ["-o", fuse.map(FUSEMount.escapeOption).joined(separator: ",")] }
         return out
     }
 
@@ -202,15 +203,6 @@ struct MountInvocation {
         if escaped { current.append("\\") }
         items.append(current)
         return items
-    }
-
-    static func escapeOptionItem(_ s: String) -> String {
-        var out = ""
-        for c in s {
-            if c == "," || c == "\\" { out.append("\\") }
-            out.append(c)
-        }
-        return out
     }
 
     static func usage(_ message: String) -> CommandFailure {

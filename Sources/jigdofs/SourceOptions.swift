@@ -200,7 +200,7 @@ struct PartOptions: ParsableArguments {
     /// The image's part sources, in the order they are tried: local parts (scan, map, the
     /// jigdo's own local locations), files inside older images, the part cache, downloads.
     /// Scan progress is shown on a terminal.
-    func openSource(for image: JigdoImage, remote: Bool, shared: Shared) throws -> OpenedSource {
+    func partSources(for image: JigdoImage, remote: Bool, shared: Shared) throws -> OpenedSource {
         let resolver = try resolver(for: image, remote: remote)
         let bar = ProgressBar(title: "Scanning")
         var progress: LocalParts.ScanProgress?
@@ -214,11 +214,11 @@ struct PartOptions: ParsableArguments {
         var onDisk: [any PartSource] = [local]
         if !scanImage.isEmpty {
             let imageBar = ProgressBar(title: "Scanning images")
-            var imageProgress: ImageParts.ScanProgress?
+            var imageProgress: ISOImageParts.ScanProgress?
             if imageBar.isActive {
                 imageProgress = { done, total in imageBar.update(done: done, total: total) }
             }
-            let old = try ImageParts(
+            let old = try ISOImageParts(
                 template: image.template, images: scanImage.map { absolutePath($0) },
                 checksumCache: shared.checksumCache, progress: imageProgress)
             imageBar.finish()
@@ -235,12 +235,12 @@ struct PartOptions: ParsableArguments {
                                                            cache: shared.cache, downloader: offline ? nil : shared.downloader)
             let oldParts = try LocalParts(template: oldImage.template, resolver: try self.resolver(for: oldImage, remote: false),
                                           scanDirectories: [])
-            onDisk.append(OtherImageParts(template: image.template, otherTemplate: oldImage.template, otherParts: oldParts))
+            onDisk.append(OldJigdoParts(template: image.template, otherTemplate: oldImage.template, otherParts: oldParts))
         }
-        var storeOptions = PartStore.Options()
+        var storeOptions = PartPipeline.Options()
         storeOptions.offline = offline
-        let onDiskSource: any PartSource = onDisk.count == 1 ? onDisk[0] : PartSourceChain(onDisk, partCount: image.template.parts.count)
-        let store = PartStore(template: image.template, resolver: resolver, local: onDiskSource, cache: shared.cache,
+        let onDiskSource: any PartSource = onDisk.count == 1 ? onDisk[0] : PartSourceChain(onDisk, template: image.template)
+        let store = PartPipeline(template: image.template, resolver: resolver, local: onDiskSource, cache: shared.cache,
                               downloader: shared.downloader, options: storeOptions)
         let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: store)
         return OpenedSource(image: image, resolver: resolver, store: store, reader: reader, offline: offline)
@@ -332,7 +332,7 @@ struct SourceOptions: ParsableArguments {
         ProgressSettings.verbose = verbose
         let shared = try parts.makeShared()
         let image = try openImage(shared: shared)
-        return try parts.openSource(for: image, remote: isRemoteSource, shared: shared)
+        return try parts.partSources(for: image, remote: isRemoteSource, shared: shared)
     }
 }
 
@@ -340,7 +340,7 @@ struct SourceOptions: ParsableArguments {
 struct OpenedSource {
     var image: JigdoImage
     var resolver: LocationResolver
-    var store: PartStore
+    var store: PartPipeline
     var reader: ImageReader
     var offline: Bool
 

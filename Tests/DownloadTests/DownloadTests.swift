@@ -52,7 +52,7 @@ struct Opened {
     let image: JigdoImage
     let cache: PartCache
     let downloader: HTTPDownloader
-    let store: PartStore
+    let store: PartPipeline
     let reader: ImageReader
 
     init(variant: String = "jf-sha256-gz", servers: [String], mirrors: [String] = [], cacheDir: String,
@@ -68,9 +68,9 @@ struct Opened {
         cache = try PartCache(directory: cacheDir, sizeLimit: cacheSize, logger: logger)
         downloader = try HTTPDownloader(config: config)
         let local = try LocalParts(template: image.template, resolver: resolver, scanDirectories: [])
-        var options = PartStore.Options()
+        var options = PartPipeline.Options()
         options.offline = offline
-        store = PartStore(template: image.template, resolver: resolver, local: local, cache: cache,
+        store = PartPipeline(template: image.template, resolver: resolver, local: local, cache: cache,
                           downloader: downloader, options: options, logger: logger)
         reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: store)
     }

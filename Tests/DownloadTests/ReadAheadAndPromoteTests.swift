@@ -7,7 +7,7 @@ import TestSupport
 import Testing
 
 /// Waits (bounded) until the store has no download in flight.
-private func waitUntilIdle(_ store: PartStore) -> Bool {
+private func waitUntilIdle(_ store: PartPipeline) -> Bool {
     for _ in 0..<6000 {
         if store.statistics().downloading == 0 { return true }
         usleep(10_000)
@@ -16,7 +16,7 @@ private func waitUntilIdle(_ store: PartStore) -> Bool {
 }
 
 /// Reads one byte of part `index` through the store (as a read of the image would).
-private func readFirstByte(_ store: PartStore, _ index: Int) throws {
+private func readFirstByte(_ store: PartPipeline, _ index: Int) throws {
     var byte: UInt8 = 0
     try withUnsafeMutableBytes(of: &byte) { try store.readPart(index, at: 0, into: $0) }
 }

@@ -96,7 +96,7 @@ private func diff(_ ours: [String: LsdlEntry], _ theirs: [String: LsdlEntry]) ->
                 let got = try volume.contents(of: c)
                 #expect(got == (try readBytes(release + "/tree" + isoPath)), "\(isoPath)")
                 var expected = Set<Int>()
-                for e in volume.imageRanges(of: c) { expected.formUnion(reader.partsCovering(offset: e.offset, count: e.length)) }
+                for e in volume.imageRanges(of: c) { expected.formUnion(reader.info.partsCovering(offset: e.offset, count: e.length)) }
                 #expect(counting.partsRead == expected, "\(isoPath)")
                 files += 1
                 if !expected.isEmpty { withParts += 1 }

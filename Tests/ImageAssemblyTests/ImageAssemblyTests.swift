@@ -122,6 +122,7 @@ struct ImageAssemblyTests {
         #expect(r.matches && monotonic && last == opened.reader.size)
     }
 
+    /// `TemplateInfo.partsCovering` is TestSupport's (ISO9660Tests relies on it): checked here.
     @Test("partsCovering lists the parts a range touches, in image order")
     func partsCovering() throws {
         let v = try Fixtures.release().variant("jte-md5-gz")
@@ -135,10 +136,10 @@ struct ImageAssemblyTests {
                 guard case .part(let p) = e.source, e.imageOffset < offset + count, e.imageOffset + e.length > offset else { return nil }
                 return p
             }
-            #expect(opened.reader.partsCovering(offset: offset, count: count) == want)
+            #expect(info.partsCovering(offset: offset, count: count) == want)
         }
-        #expect(opened.reader.partsCovering(offset: info.imageLength, count: 10).isEmpty)
-        #expect(opened.reader.partsCovering(offset: 0, count: 0).isEmpty)
+        #expect(info.partsCovering(offset: info.imageLength, count: 10).isEmpty)
+        #expect(info.partsCovering(offset: 0, count: 0).isEmpty)
     }
 
     @Test("8 threads reading random ranges concurrently all get the right bytes")

@@ -22,7 +22,7 @@ private let jigdofsBinary = CLI.binary
         let release = try releaseFixture.get()
         let dir = try upgradeFixture.get()
         let image = try JigdoImage.open(jigdoPath: dir + "/new.jigdo")
-        let fromISO = try ImageParts(template: image.template, images: [release + "/release.iso"])
+        let fromISO = try ISOImageParts(template: image.template, images: [release + "/release.iso"])
         let fromTree = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: image.descriptor),
                                       scanDirectories: [release + "/tree"])
         let changed = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: image.descriptor),
@@ -34,7 +34,7 @@ private let jigdofsBinary = CLI.binary
         #expect(fromISO.missingParts().allSatisfy { changed.isLocallyAvailable($0) })
 
         // The whole new image, read from the changed files plus the old ISO, is new.iso.
-        let counting = CountingParts(PartSourceChain([changed, fromISO], partCount: image.template.parts.count))
+        let counting = CountingParts(PartSourceChain([changed, fromISO], template: image.template))
         let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: counting)
         let expected = try ReadOnlyFile(path: dir + "/new.iso")
         #expect(reader.size == expected.size)
@@ -56,9 +56,9 @@ private let jigdofsBinary = CLI.binary
         let old = fixtureRoot + "/cached-old-\(UUID().uuidString).iso"
         try Subprocess.shell("cp \(shellQuote(release))/release.iso \(shellQuote(old))")
         let cache = try ChecksumCache(directory: fixtureRoot + "/cache-\(UUID().uuidString)")
-        func scan() throws -> (ImageParts, Int64) {
+        func scan() throws -> (ISOImageParts, Int64) {
             let hashed = Mutex<Int64>(0)
-            let parts = try ImageParts(template: image.template, images: [old], checksumCache: cache,
+            let parts = try ISOImageParts(template: image.template, images: [old], checksumCache: cache,
                                        progress: { done, _ in hashed.withLock { $0 = max($0, done) } })
             return (parts, hashed.withLock { $0 })
         }
@@ -90,7 +90,7 @@ private let jigdofsBinary = CLI.binary
               -o \(shellQuote(out)) 2>&1 >/dev/null || echo "exit $?"
             """)
         let image = try JigdoImage.open(jigdoPath: dir + "/new.jigdo")
-        let fromISO = try ImageParts(template: image.template, images: [release + "/release.iso"])
+        let fromISO = try ISOImageParts(template: image.template, images: [release + "/release.iso"])
         let changedCount = Set(fromISO.missingParts().map { image.template.parts[$0].checksum }).count
         #expect(changedCount >= 3)
         #expect(missing.hasSuffix("exit 2\n"))

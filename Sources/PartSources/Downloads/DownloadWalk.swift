@@ -1,6 +1,6 @@
 /// The decisions of one part's download, as a value type with no I/O: which location to ask,
 /// when to retry it, when to restart from byte 0, when to fall back to memory, when to move to
-/// the next location and when to give up. `PartStore` feeds it the outcome of each transfer
+/// the next location and when to give up. `PartPipeline` feeds it the outcome of each transfer
 /// (an event) and carries out the step it returns (an action) after its lock is released;
 /// unit tests feed it fake outcomes.
 ///

@@ -250,7 +250,6 @@ public final class HTTPDownloader: @unchecked Sendable {
         var prefetch: [Transfer] = []
         var nextID: UInt64 = 1
         var stopping = false
-        var running = 0
         var started = false
     }
 
@@ -354,11 +353,6 @@ public final class HTTPDownloader: @unchecked Sendable {
         }
     }
 
-    /// Transfers queued and running.
-    public var pending: (queued: Int, running: Int) {
-        queues.withLock { ($0.demand.count + $0.prefetch.count, $0.running) }
-    }
-
     /// Downloads a file (a .jigdo, a template) of at most `maxLength` bytes and waits for it;
     /// a longer body (or a Content-Length over the bound) fails, and nothing is left at `path`
     /// on failure. Not for FUSE threads.
@@ -398,7 +392,6 @@ public final class HTTPDownloader: @unchecked Sendable {
                         break
                     }
                 }
-                q.running = active.count + out.count
                 return (out, q.stopping)
             }
             if stop { break }
@@ -423,7 +416,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         }
         active.removeAll()
         let rest = queues.withLock { q -> [Transfer] in
-            defer { q.demand.removeAll(); q.prefetch.removeAll(); q.running = 0 }
+            defer { q.demand.removeAll(); q.prefetch.removeAll() }
             return q.demand + q.prefetch
         }
         for t in rest { complete(t, .failure(TransferError(reason: .cancelled))) }

@@ -70,11 +70,24 @@ public final class PartCache: Sendable {
         if first { logger.warning("\(why): the part cache cannot be written; parts are kept in memory instead (caching is lost, reads are not)") }
     }
 
-    /// The default cache directory: `$XDG_CACHE_HOME/jigdofs`, else `~/.cache/jigdofs`.
+    /// The default cache directory (of parts, fetched sources and scan checksums):
+    /// `$XDG_CACHE_HOME/jigdofs` when that is an absolute path (the XDG Base Directory spec says
+    /// a relative one is to be ignored; an empty one is unset), else `$HOME/.cache/jigdofs`. With
+    /// no absolute `$HOME` (a bare systemd unit, `env -i`), the home directory of the user
+    /// database; with none there either, `/tmp/jigdofs-<uid>` (private: the cache makes its
+    /// directories 0700 and never follows a symlink).
     public static func defaultDirectory(environment: [String: String]) -> String {
-        if let x = environment["XDG_CACHE_HOME"], x.hasPrefix("/") { return x + "/jigdofs" }
-        let home = environment["HOME"] ?? "/tmp"
-        return home + "/.cache/jigdofs"
+        func absolute(_ value: String?) -> String? {
+            guard var v = value, v.hasPrefix("/") else { return nil }
+            while v.count > 1 && v.hasSuffix("/") { v.removeLast() }
+            return v == "/" ? "" : v
+        }
+        if let xdg = absolute(environment["XDG_CACHE_HOME"]) { return xdg + "/jigdofs" }
+        if let home = absolute(environment["HOME"]) { return home + "/.cache/jigdofs" }
+        if let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir, let home = absolute(String(cString: dir)) {
+            return home + "/.cache/jigdofs"
+        }
+        return "/tmp/jigdofs-\(geteuid())"
     }
 
     private func kindDirectory(_ sum: Checksum) -> String {
@@ -185,40 +198,74 @@ public final class PartCache: Sendable {
         _ = utimensat(AT_FDCWD, path(for: sum), nil, AT_SYMLINK_NOFOLLOW)
     }
 
-    /// Every verified part in the cache: path, size, last use (ns since the epoch).
-    public func entries() -> [(path: String, size: Int64, lastUse: Int64)] {
-        var out: [(String, Int64, Int64)] = []
+    /// A file in the cache, as `entries()` and `partialEntries()` list it.
+    public struct Entry: Sendable {
+        public var path: String
+        public var size: Int64
+        /// When it was last used (a part: last served, `touch`; a partial file: last written),
+        /// as its mtime in nanoseconds since the epoch.
+        public var lastUseNs: Int64
+    }
+
+    /// Every verified part in the cache.
+    public func entries() -> [Entry] {
+        var out: [Entry] = []
         for kind in ChecksumKind.allCases {
             let base = directory + "/parts/" + kind.rawValue.lowercased()
             for prefix in listDirectory(base) {
                 for name in listDirectory(base + "/" + prefix) {
-                    let p = base + "/" + prefix + "/" + name
-                    var st = stat()
-                    guard Syscalls.lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-                    out.append((p, Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
+                    if let e = Self.entry(base + "/" + prefix + "/" + name) { out.append(e) }
                 }
             }
         }
         return out
     }
 
-    /// Partial downloads: path, size, last write.
-    public func partialEntries() -> [(path: String, size: Int64, lastUse: Int64)] {
-        var out: [(String, Int64, Int64)] = []
+    /// Partial (resumable) downloads.
+    public func partialEntries() -> [Entry] {
+        var out: [Entry] = []
         for kind in ChecksumKind.allCases {
             let base = directory + "/partial/" + kind.rawValue.lowercased()
             for name in listDirectory(base) {
-                let p = base + "/" + name
-                var st = stat()
-                guard Syscalls.lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-                out.append((p, Int64(st.st_size), Int64(st.st_mtim.tv_sec)))
+                if let e = Self.entry(base + "/" + name) { out.append(e) }
             }
         }
         return out
     }
 
+    /// A regular file (not followed through a symlink) as an entry.
+    private static func entry(_ path: String) -> Entry? {
+        var st = stat()
+        guard Syscalls.lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Entry(path: path, size: Int64(st.st_size), lastUseNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+
+    /// Removes verified parts, least recently used first, until at most `target` bytes of them
+    /// are left. A part that cannot be removed still counts as kept. A part being read stays
+    /// readable: readers hold it open.
+    @discardableResult
+    public func evictLeastRecentlyUsed(downTo target: Int64) -> (removed: Int, freed: Int64, kept: Int64) {
+        Self.evict(entries(), downTo: target)
+    }
+
+    private static func evict(_ parts: [Entry], downTo target: Int64) -> (removed: Int, freed: Int64, kept: Int64) {
+        var kept = parts.reduce(Int64(0)) { $0 + $1.size }
+        guard kept > target else { return (0, 0, kept) }
+        let list = parts.sorted { $0.lastUseNs < $1.lastUseNs }
+        var removed = 0
+        var freed: Int64 = 0
+        for e in list where kept > target {
+            if Syscalls.unlink(e.path) == 0 {
+                removed += 1
+                freed += e.size
+                kept -= e.size
+            }
+        }
+        return (removed, freed, kept)
+    }
+
     /// Accounts a part just added; when the cache is over its limit, removes the least recently
-    /// used parts down to 90% of it. A part being read stays readable: readers hold it open.
+    /// used parts down to 90% of it.
     public func noteAdded(bytes: Int64) {
         guard let limit = sizeLimit else { return }
         let over = knownSize.withLock { known -> Bool in
@@ -227,16 +274,10 @@ public final class PartCache: Sendable {
             return k + bytes > limit
         }
         guard over else { return }
-        var list = entries()
-        var total = list.reduce(Int64(0)) { $0 + $1.size }
-        if total > limit {
-            list.sort { $0.lastUse < $1.lastUse }
-            let target = limit / 10 * 9
-            for e in list where total > target {
-                if Syscalls.unlink(e.path) == 0 { total -= e.size }
-            }
-        }
-        knownSize.withLock { $0 = total }
+        let parts = entries()
+        let total = parts.reduce(Int64(0)) { $0 + $1.size }
+        let kept = total > limit ? Self.evict(parts, downTo: limit / 10 * 9).kept : total
+        knownSize.withLock { $0 = kept }
     }
 
     /// A directory for fetched .jigdo/.template files of one source URL.
@@ -273,9 +314,7 @@ func listDirectory(_ path: String) -> [String] {
     defer { closedir(d) }
     var out: [String] = []
     while let e = readdir(d) {
-        let name = withUnsafePointer(to: e.pointee.d_name) {
-            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-        }
+        let name = RawNames.name(of: e)
         if name != "." && name != ".." { out.append(name) }
     }
     return out

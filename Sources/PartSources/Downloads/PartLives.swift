@@ -8,7 +8,7 @@
 ///     done --evicted--> (missing)
 ///
 /// Events return what the caller must do (start an attempt, promote a transfer, call waiters);
-/// `PartStore` applies them under its lock and acts after releasing it. Results of an older
+/// `PartPipeline` applies them under its lock and acts after releasing it. Results of an older
 /// attempt (a transfer still finishing after a newer attempt began) change nothing.
 public struct PartLives<Key: Hashable & Sendable, Failure, Waiter> {
     public enum Life {

@@ -15,7 +15,7 @@ import Synchronization
 ///
 /// Compose with `LocalParts` through `PartSourceChain([localParts, imageParts])`: scanned
 /// directories and mapped mirrors are tried first, the old images next.
-public final class ImageParts: PartSource {
+public final class ISOImageParts: PartSource {
     /// A file inside an old image that holds a part.
     public struct Match: Sendable {
         public var volume: ISO9660Volume
@@ -105,9 +105,7 @@ public final class ImageParts: PartSource {
         matches[template.parts[index].checksum] != nil
     }
 
-    public func missingParts() -> [Int] {
-        template.parts.indices.filter { !isLocallyAvailable($0) }
-    }
+    public func missingParts() -> [Int] { missingParts(of: template.parts) }
 
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         let part = template.parts[index]
@@ -129,22 +127,21 @@ public final class ImageParts: PartSource {
 /// reported when all fail.
 public final class PartSourceChain: PartSource {
     public let sources: [any PartSource]
-    public let partCount: Int
+    /// The parts of the image all `sources` serve.
+    public let parts: [TemplatePart]
     /// Part index -> the source that delivered it last, tried first next time.
     private let lastGood = Mutex<[Int: Int]>([:])
 
-    public init(_ sources: [any PartSource], partCount: Int) {
+    public init(_ sources: [any PartSource], template: TemplateInfo) {
         self.sources = sources
-        self.partCount = partCount
+        self.parts = template.parts
     }
 
     public func isLocallyAvailable(_ index: Int) -> Bool {
         sources.contains { $0.isLocallyAvailable(index) }
     }
 
-    public func missingParts() -> [Int] {
-        (0..<partCount).filter { !isLocallyAvailable($0) }
-    }
+    public func missingParts() -> [Int] { missingParts(of: parts) }
 
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         var firstError: Error?

@@ -21,7 +21,7 @@ import Synchronization
 ///
 /// Sequential reading is detected and the next parts are fetched ahead, within a window bounded
 /// in parts and bytes. Downloads go to files in the cache, never to memory.
-public final class PartStore: PartSource, @unchecked Sendable {
+public final class PartPipeline: PartSource, @unchecked Sendable {
     public struct Options: Sendable {
         /// Never download (`--offline`): parts must be local or cached.
         public var offline = false
@@ -195,9 +195,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
     }
 
     /// Parts neither local nor cached.
-    public func missingParts() -> [Int] {
-        template.parts.indices.filter { template.parts[$0].length > 0 && !isLocallyAvailable($0) }
-    }
+    public func missingParts() -> [Int] { missingParts(of: template.parts) }
 
     /// Starts read-ahead downloads of these parts (not waiting); parts already local, cached or
     /// being downloaded are skipped.
@@ -530,7 +528,7 @@ public final class PartStore: PartSource, @unchecked Sendable {
         if resume > 0 {
             do {
                 let prefix = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW)
-                try hashPrefix(prefix, count: resume, into: &hasher)
+                try prefix.hash(count: resume, into: &hasher)
             } catch {
                 Syscalls.unlink(partial)
                 resume = 0
@@ -850,7 +848,7 @@ func hostOf(_ url: String) -> String {
     return String(url[..<end])
 }
 
-extension PartStore: PartStatisticsProvider {
+extension PartPipeline: PartStatisticsProvider {
     /// For `jigdofs status`: where the parts are now, and what the downloads did.
     public func statistics(template: TemplateInfo) -> PartStatistics {
         let a = availability()
@@ -865,20 +863,5 @@ extension PartStore: PartStatisticsProvider {
         out.failuresByMirror = s.failuresByHost
         out.failuresByLocation = s.failuresByLocation
         return out
-    }
-}
-
-/// Feeds the first `count` bytes of a file to a hasher (a resumed download's prefix).
-func hashPrefix(_ file: ReadOnlyFile, count: Int64, into hasher: inout ChecksumHasher) throws {
-    let size = 1 << 20
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
-    defer { buffer.deallocate() }
-    var offset: Int64 = 0
-    while offset < count {
-        let n = Int(min(Int64(size), count - offset))
-        let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
-        try file.read(at: offset, into: slice)
-        hasher.update(UnsafeRawBufferPointer(slice))
-        offset += Int64(n)
     }
 }

@@ -5,7 +5,7 @@ import JigdoFormat
 /// part of this image with the same checksum as one of the other image is read through the
 /// other image's own part sources (its local locations, its `--map`, the shared cache).
 /// Nothing is hashed: the checksums in the two templates say which parts are the same.
-public final class OtherImageParts: PartSource {
+public final class OldJigdoParts: PartSource {
     private let other: any PartSource
     /// This image's part index -> the other image's part index with the same checksum.
     private let counterpart: [Int?]
@@ -18,9 +18,6 @@ public final class OtherImageParts: PartSource {
         counterpart = template.parts.map { byChecksum[$0.checksum] }
         other = otherParts
     }
-
-    /// How many of this image's parts the other image has (whether or not it can read them).
-    public var sharedParts: Int { counterpart.count { $0 != nil } }
 
     public func isLocallyAvailable(_ index: Int) -> Bool {
         guard let o = counterpart[index] else { return false }

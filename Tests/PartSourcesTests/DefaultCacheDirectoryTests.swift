@@ -1,0 +1,26 @@
+import Foundation
+import PartSources
+import Testing
+
+/// `PartCache.defaultDirectory`: the one rule for where the cache lives by default.
+@Suite struct DefaultCacheDirectoryTests {
+    @Test func absoluteXDGCacheHomeWins() {
+        #expect(PartCache.defaultDirectory(environment: ["XDG_CACHE_HOME": "/var/c", "HOME": "/home/u"]) == "/var/c/jigdofs")
+        #expect(PartCache.defaultDirectory(environment: ["XDG_CACHE_HOME": "/var/c/", "HOME": "/home/u"]) == "/var/c/jigdofs")
+    }
+
+    @Test func emptyOrRelativeXDGCacheHomeIsIgnored() {
+        #expect(PartCache.defaultDirectory(environment: ["XDG_CACHE_HOME": "", "HOME": "/home/u"]) == "/home/u/.cache/jigdofs")
+        #expect(PartCache.defaultDirectory(environment: ["XDG_CACHE_HOME": "cache", "HOME": "/home/u"]) == "/home/u/.cache/jigdofs")
+        #expect(PartCache.defaultDirectory(environment: ["HOME": "/home/u/"]) == "/home/u/.cache/jigdofs")
+    }
+
+    @Test func withoutAbsoluteHomeTheResultIsStillAbsolute() {
+        for env in [[:], ["HOME": ""], ["HOME": "relative"]] as [[String: String]] {
+            let dir = PartCache.defaultDirectory(environment: env)
+            #expect(dir.hasPrefix("/"), "\(env) -> \(dir)")
+            #expect(dir.hasSuffix("/.cache/jigdofs") || dir.hasPrefix("/tmp/jigdofs-"), "\(env) -> \(dir)")
+            #expect(!dir.hasPrefix("relative") && !dir.contains("//"))
+        }
+    }
+}
