@@ -1,5 +1,10 @@
 import CBzip2
 import CZlib
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Decompression of template chunks and gzip-compressed .jigdo files.
 public enum Decompression {
@@ -76,59 +81,162 @@ public enum Decompression {
     /// plain text (jigdo-file(1)), detected by content, not by file name.
     /// More than `limit` bytes of content is an error (a small gzip file can expand enormously).
     public static func gunzipConcatenated(_ data: [UInt8], limit: Int = .max) throws(DecompressionFailure) -> [UInt8] {
+        let stream = ConcatenatedGzipStream(bytes: data, limit: limit)
         var out = [UInt8]()
-        var pos = 0
-        while pos < data.count {
-            if pos + 1 < data.count && data[pos] == 0x1f && data[pos + 1] == 0x8b {
-                pos += try inflateGzipMember(data, from: pos, appendingTo: &out, limit: limit)
-            } else {
-                // Plain text up to the next gzip magic.
-                var end = pos
-                while end < data.count && !(data[end] == 0x1f && end + 1 < data.count && data[end + 1] == 0x8b) { end += 1 }
-                out.append(contentsOf: data[pos..<end])
-                if out.count > limit { throw DecompressionFailure("content is larger than \(limit >> 20) MiB") }
-                pos = end
+        var piece = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n: Int
+            do {
+                n = try piece.withUnsafeMutableBytes { try stream.read(into: $0) }
+            } catch let e as DecompressionFailure {
+                throw e
+            } catch {
+                // Bytes in memory cannot fail to be read; kept as a failure all the same.
+                throw DecompressionFailure("\(error)")
             }
+            if n == 0 { return out }
+            out.append(contentsOf: piece[0..<n])
         }
-        return out
+    }
+}
+
+/// The content of a .jigdo file as a stream (`Decompression.gunzipConcatenated` without holding
+/// it whole): plain text passes through, gzip members are inflated, in any order and number.
+/// Memory is two fixed buffers whatever the size, so a file is parsed while it is read.
+public final class ConcatenatedGzipStream {
+    /// Fills the buffer with the next raw bytes; returns how many (0: no more).
+    public typealias Input = (UnsafeMutableRawBufferPointer) throws -> Int
+
+    private let input: Input
+    private let limit: Int
+    private let inBuffer: UnsafeMutableRawBufferPointer
+    private var inStart = 0
+    private var inEnd = 0
+    private var inputEnded = false
+    private let stream: UnsafeMutablePointer<z_stream>
+    private var streamReady = false
+    private var inGzip = false
+    /// Content bytes delivered so far.
+    public private(set) var produced = 0
+
+    /// `input` errors other than `DecompressionFailure` are passed through unchanged by `read`.
+    public init(limit: Int = .max, inputBufferSize: Int = 1 << 16, input: @escaping Input) {
+        self.input = input
+        self.limit = limit
+        inBuffer = .allocate(byteCount: max(inputBufferSize, 2), alignment: 16)
+        stream = .allocate(capacity: 1)
+        stream.initialize(to: z_stream())
     }
 
-    /// Inflates the gzip member at `start`; returns the number of input bytes it used.
-    private static func inflateGzipMember(_ data: [UInt8], from start: Int, appendingTo out: inout [UInt8], limit: Int) throws(DecompressionFailure) -> Int {
-        var stream = z_stream()
-        guard jfs_inflateInit2(&stream, 15 + 16) == Z_OK else { throw DecompressionFailure("zlib initialisation failed") }
-        defer { inflateEnd(&stream) }
-        let chunk = 1 << 16
-        var buffer = [UInt8](repeating: 0, count: chunk)
-        var result: Result<Int, DecompressionFailure> = .failure(DecompressionFailure("gzip data is truncated"))
-        data.withUnsafeBytes { input in
-            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress!.assumingMemoryBound(to: Bytef.self) + start)
-            stream.avail_in = uInt(data.count - start)
-            buffer.withUnsafeMutableBytes { outBuf in
-                while true {
-                    stream.next_out = outBuf.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                    stream.avail_out = uInt(chunk)
-                    let rc = inflate(&stream, Z_NO_FLUSH)
-                    let produced = chunk - Int(stream.avail_out)
-                    out.append(contentsOf: outBuf[0..<produced])
-                    if out.count > limit {
-                        result = .failure(DecompressionFailure("gzip data expands to more than \(limit >> 20) MiB"))
-                        return
-                    }
-                    if rc == Z_STREAM_END {
-                        result = .success(data.count - start - Int(stream.avail_in))
-                        return
-                    }
-                    if rc == Z_BUF_ERROR && stream.avail_in == 0 { return }
-                    if rc != Z_OK {
-                        let msg = stream.msg.map { String(cString: $0) } ?? "error \(rc)"
-                        result = .failure(DecompressionFailure("bad gzip data (\(msg))"))
-                        return
-                    }
+    /// A stream over bytes already in memory.
+    public convenience init(bytes: [UInt8], limit: Int = .max) {
+        var offset = 0
+        self.init(limit: limit) { buffer in
+            let n = min(buffer.count, bytes.count - offset)
+            guard n > 0 else { return 0 }
+            bytes.withUnsafeBytes { src in
+                buffer.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
+            }
+            offset += n
+            return n
+        }
+    }
+
+    deinit {
+        if streamReady { inflateEnd(stream) }
+        stream.deinitialize(count: 1)
+        stream.deallocate()
+        inBuffer.deallocate()
+    }
+
+    /// Fills `output` with the next content bytes; returns how many, 0 at the end. Throws
+    /// `DecompressionFailure` for bad or too much data, and the input's own errors as they are.
+    public func read(into output: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard output.count > 0 else { return 0 }
+        while true {
+            if inEnd - inStart < 2 && !inputEnded {
+                try refill()
+                continue
+            }
+            var n = 0
+            if inGzip {
+                n = try inflateSome(into: output)
+                if n == 0 && inGzip && inStart == inEnd && inputEnded {
+                    throw DecompressionFailure("gzip data is truncated")
                 }
+            } else {
+                if inStart == inEnd { return 0 }
+                n = plainSome(into: output)
+            }
+            if n > 0 {
+                produced += n
+                if produced > limit {
+                    throw DecompressionFailure("content is larger than \(limit >> 20) MiB")
+                }
+                return n
             }
         }
-        return try result.get()
+    }
+
+    /// Moves what is left to the buffer's front and reads more behind it.
+    private func refill() throws {
+        if inStart > 0 {
+            let left = inEnd - inStart
+            if left > 0 { inBuffer.baseAddress!.copyMemory(from: inBuffer.baseAddress! + inStart, byteCount: left) }
+            inStart = 0
+            inEnd = left
+        }
+        let n = try input(UnsafeMutableRawBufferPointer(rebasing: inBuffer[inEnd...]))
+        if n == 0 { inputEnded = true }
+        inEnd += n
+    }
+
+    /// Plain text up to the next gzip magic (0x1f 0x8b); starts a gzip member when it is next.
+    private func plainSome(into output: UnsafeMutableRawBufferPointer) -> Int {
+        let base = inBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        if base[inStart] == 0x1f && inEnd - inStart >= 2 && base[inStart + 1] == 0x8b {
+            inGzip = true
+            return 0
+        }
+        // Up to (not including) the next 0x1f after the first byte; a 0x1f that is not
+        // followed by 0x8b is text and comes out on the next call.
+        var end = inEnd
+        if inEnd - inStart > 1, let p = memchr(base + inStart + 1, 0x1f, inEnd - inStart - 1) {
+            end = base.distance(to: p.assumingMemoryBound(to: UInt8.self))
+        }
+        let n = min(end - inStart, output.count)
+        output.baseAddress!.copyMemory(from: base + inStart, byteCount: n)
+        inStart += n
+        return n
+    }
+
+    /// Inflates from the current gzip member (also with no input left: zlib may hold output);
+    /// at the member's end the stream goes back to plain text.
+    private func inflateSome(into output: UnsafeMutableRawBufferPointer) throws -> Int {
+        if !streamReady {
+            guard jfs_inflateInit2(stream, 15 + 16) == Z_OK else { throw DecompressionFailure("zlib initialisation failed") }
+            streamReady = true
+        }
+        let available = inEnd - inStart
+        stream.pointee.next_in = (inBuffer.baseAddress! + inStart).assumingMemoryBound(to: Bytef.self)
+        stream.pointee.avail_in = uInt(available)
+        stream.pointee.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
+        stream.pointee.avail_out = uInt(output.count)
+        let rc = inflate(stream, Z_NO_FLUSH)
+        inStart += available - Int(stream.pointee.avail_in)
+        switch rc {
+        case Z_STREAM_END:
+            inGzip = false
+            inflateReset(stream)
+        case Z_OK:
+            break
+        case Z_BUF_ERROR where stream.pointee.avail_in == 0:
+            break // needs more input
+        default:
+            let msg = stream.pointee.msg.map { String(cString: $0) } ?? "error \(rc)"
+            throw DecompressionFailure("bad gzip data (\(msg))")
+        }
+        return output.count - Int(stream.pointee.avail_out)
     }
 }
 

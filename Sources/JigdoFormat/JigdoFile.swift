@@ -69,6 +69,13 @@ public struct JigdoDescriptor: Sendable {
     /// Location values longer than this are ignored (real ones are paths and URLs); it bounds
     /// what label expansion can build.
     public static let maxValueLength = 16 << 10
+    /// At most this much text (after gzip) is read for one .jigdo with all its includes: some
+    /// ten times the largest real file (Debian's Blu-ray sets), and a bound on the work of
+    /// parsing any input (a gzip bomb stops here too).
+    public static let maxContentSize = 64 << 20
+    /// Lines longer than this are not read whole (a `[Parts]`/`[Servers]` value of that
+    /// length is ignored as over-long; elsewhere such a line is an error).
+    public static let maxLineLength = 1 << 20
     /// At most this many `[Include]`s are read for one .jigdo.
     public static let maxIncludes = 64
     /// At most this many values are kept for one `[Servers]` label or one `[Parts]` checksum
@@ -145,11 +152,18 @@ struct JigdoParser {
     var unknownOptionOrder: [String] = []
     var longValues = 0
     /// Keys whose values passed `maxValuesPerKey` (warned once each).
-    var overfullKeys = Set<String>()
+    var overfullParts = Set<String>()
+    var overfullServers = Set<String>()
+    /// The key (as bytes) whose values were last found full.
+    var lastFullKey: (bytes: [UInt8], inParts: Bool) = ([], false)
     var includesRead = 0
     /// Set for a .jigdo fetched from a server: the URL directory it came from.
     var remoteBase: String?
     var fetch: JigdoDescriptor.IncludeFetcher?
+
+    /// Text read so far, main file and includes (bounded by `maxContentSize`).
+    private let contentRead = Counter()
+    private final class Counter { var value = 0 }
 
     mutating func parseFile(path: String, stack: [String]) throws {
         let canonical = canonicalPath(path)
@@ -159,36 +173,59 @@ struct JigdoParser {
         }
         let file = try ReadOnlyFile(path: path)
         // The largest real .jigdo files (Debian Blu-ray sets) are a few MB; refusing anything huge
-        // keeps a mistaken SOURCE (an ISO, a disk) from being read whole into memory.
+        // keeps a mistaken SOURCE (an ISO, a disk) from being read whole.
         guard file.size <= JigdoDescriptor.maxFileSize else {
             if let kind = Self.recognizedNonJigdo(try file.read(at: 0, count: 34 << 10)) {
                 throw JigdoError(.syntax, path: path, "not a .jigdo file: this is \(kind)")
             }
             throw JigdoError(.syntax, path: path, "not a .jigdo file (\(file.size) bytes; .jigdo files are at most \(JigdoDescriptor.maxFileSize >> 20) MiB)")
         }
-        let raw = try file.readAll()
-        try parseBytes(raw, path: path, base: remoteBase ?? directoryOf(absolutePath(path)), stack: stack + [canonical])
+        let head = try file.read(at: 0, count: Int(min(file.size, 34 << 10)))
+        if let kind = Self.recognizedNonJigdo(head) {
+            throw JigdoError(.syntax, path: path, "not a .jigdo file: this is \(kind)")
+        }
+        // Read in pieces while parsing: the file is never held whole.
+        var offset: Int64 = 0
+        let stream = ConcatenatedGzipStream { buffer in
+            let n = Int(min(Int64(buffer.count), file.size - offset))
+            guard n > 0 else { return 0 }
+            try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
+            offset += Int64(n)
+            return n
+        }
+        try parseContent(stream, path: path, base: remoteBase ?? directoryOf(absolutePath(path)), stack: stack + [canonical])
     }
 
     mutating func parseBytes(_ raw: [UInt8], path: String, base: String, stack: [String]) throws {
         if let kind = Self.recognizedNonJigdo(raw) {
             throw JigdoError(.syntax, path: path, "not a .jigdo file: this is \(kind)")
         }
-        let bytes: [UInt8]
-        do {
-            // Plain text (no gzip magic byte anywhere) needs no pass through the decompressor.
-            let maybeGzip = raw.withUnsafeBufferPointer { b in b.baseAddress.map { memchr($0, 0x1f, b.count) != nil } ?? false }
-            bytes = maybeGzip ? try Decompression.gunzipConcatenated(raw, limit: Int(JigdoDescriptor.maxFileSize) * 4) : raw
-        } catch {
-            throw JigdoError(.syntax, path: path, "not a readable .jigdo file: \(error)", underlying: error)
+        let stream = ConcatenatedGzipStream(bytes: raw)
+        try parseContent(stream, path: path, base: base, stack: stack)
+    }
+
+    /// Parses the (plain or gzip) content of one file as it is decompressed.
+    private mutating func parseContent(_ stream: ConcatenatedGzipStream, path: String, base: String, stack: [String]) throws {
+        let lines = LineReader(maxLineLength: JigdoDescriptor.maxLineLength) { [contentRead] buffer in
+            let n: Int
+            do {
+                n = try stream.read(into: buffer)
+            } catch let e as DecompressionFailure {
+                throw JigdoError(.syntax, path: path, "not a readable .jigdo file: \(e)", underlying: e)
+            }
+            contentRead.value += n
+            if contentRead.value > JigdoDescriptor.maxContentSize {
+                throw JigdoError(.syntax, path: path, "not a .jigdo file: more than \(JigdoDescriptor.maxContentSize >> 20) MiB of text (a .jigdo with its includes is at most that)")
+            }
+            return n
         }
-        // A NUL never occurs in a text file; binary data is not read as (raw-byte) text.
-        if bytes.prefix(1 << 16).contains(0) {
+        // A NUL never occurs in a text file; binary data is not read as (raw-byte) text. The
+        // rest is still decompressed (not kept), so a gzip bomb is named as one.
+        if try lines.peek(1 << 16).contains(0) {
+            try lines.discardRest()
             throw JigdoError(.syntax, path: path, "not a .jigdo file (binary data, not text)")
         }
-        // Not valid UTF-8 (jigdo-file writes file names as raw bytes): read byte for byte.
-        let text = RawNames.decode(bytes).text
-        try parseText(text, path: path, base: base, stack: stack)
+        try parseLines(lines, path: path, base: base, stack: stack)
     }
 
     /// What a file is when it is clearly not a .jigdo (an ISO, a template), by its magic.
@@ -203,110 +240,214 @@ struct JigdoParser {
     }
 
     mutating func parseText(_ text: String, path: String, base: String, stack: [String]) throws {
-        files.append(path)
-        var section = Section.none
-        var collectingImage = false
-        var pendingImage: [String: (value: Substring, line: Int)] = [:]
-
-        func flushImage() throws {
-            guard collectingImage else { return }
-            collectingImage = false
-            images.append(try makeImageSection(pendingImage, path: path, base: base))
+        let bytes = Array(text.utf8)
+        var offset = 0
+        let lines = LineReader(maxLineLength: JigdoDescriptor.maxLineLength) { [contentRead] buffer in
+            let n = min(buffer.count, bytes.count - offset)
+            guard n > 0 else { return 0 }
+            bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
+            offset += n
+            contentRead.value += n
+            if contentRead.value > JigdoDescriptor.maxContentSize {
+                throw JigdoError(.syntax, path: path, "not a .jigdo file: more than \(JigdoDescriptor.maxContentSize >> 20) MiB of text (a .jigdo with its includes is at most that)")
+            }
+            return n
         }
-
-        var lineNumber = 0
-        // Lines are split on the bytes (grapheme breaking of a whole file is slow); a CR
-        // before the LF is dropped.
-        for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            var line = Substring(rawLine)
-            if line.utf8.last == UInt8(ascii: "\r") { line = Substring(line.utf8.dropLast()) }
-            let trimmed = line.trimmingBlanks()
-            if section == .comment && !trimmed.hasPrefix("[") { continue }
-            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-            if trimmed.hasPrefix("[") {
-                guard let close = trimmed.lastIndex(of: "]") else {
-                    throw JigdoError(.syntax, path: path, "line \(lineNumber): section line without ']'")
-                }
-                let name = trimmed[trimmed.index(after: trimmed.startIndex)..<close].trimmingBlanks()
-                try flushImage()
-                if name.hasPrefix("Include") && (name.count == 7 || name.dropFirst(7).first == " " || name.dropFirst(7).first == "\t") {
-                    let target = name.dropFirst(7).trimmingBlanks()
-                    if target.isEmpty {
-                        throw JigdoError(.syntax, path: path, "line \(lineNumber): [Include] without a file name")
-                    }
-                    try include(String(target), from: path, base: base, stack: stack, line: lineNumber)
-                    section = .none
-                    continue
-                }
-                switch name {
-                case "Jigdo": section = .jigdo
-                case "Image":
-                    section = .image
-                    collectingImage = true
-                    pendingImage = [:]
-                case "Parts": section = .parts
-                case "Servers": section = .servers
-                case "Comment", "comment": section = .comment
-                default: section = .other
-                }
-                continue
-            }
-            guard let eq = trimmed.firstIndex(of: "=") else {
-                if section == .none || section == .other { continue }
-                throw JigdoError(.syntax, path: path, "line \(lineNumber): expected 'Label=Value', got '\(RawNames.display(String(trimmed.prefix(80))))'")
-            }
-            let label = trimmed[..<eq].trimmingBlanks()
-            let value = trimmed[trimmed.index(after: eq)...].trimmingBlanks()
-            switch section {
-            case .jigdo:
-                let words = try split(value, path: path, line: lineNumber)
-                if label == "Version", version == nil {
-                    version = words.joined
-                    try checkVersion(words.joined, path: path, line: lineNumber)
-                } else if label == "Generator", generator == nil {
-                    generator = words.joined
-                }
-            case .image:
-                if pendingImage[String(label)] == nil {
-                    pendingImage[String(label)] = (value, lineNumber)
-                }
-            case .parts:
-                let words = try split(value, path: path, line: lineNumber)
-                guard JigdoBase64.decodeChecksum(label) != nil else {
-                    throw JigdoError(.syntax, path: path, "line \(lineNumber): '\(RawNames.display(String(label.prefix(80))))' is not an MD5 or SHA256 checksum in jigdo's Base64")
-                }
-                guard !words.words.isEmpty else {
-                    throw JigdoError(.syntax, path: path, "line \(lineNumber): part \(label) has no location")
-                }
-                if let loc = location(words, base: base, path: path, line: lineNumber) {
-                    keep(loc, for: String(label), inParts: true, path: path, line: lineNumber)
-                }
-            case .servers:
-                let words = try split(value, path: path, line: lineNumber)
-                guard !label.isEmpty, !words.words.isEmpty else {
-                    throw JigdoError(.syntax, path: path, "line \(lineNumber): server entry needs 'Label=location'")
-                }
-                if let loc = location(words, base: base, path: path, line: lineNumber) {
-                    keep(loc, for: String(label), inParts: false, path: path, line: lineNumber)
-                }
-            case .none, .other, .comment:
-                continue
-            }
-        }
-        try flushImage()
+        try parseLines(lines, path: path, base: base, stack: stack)
     }
 
-    /// Adds a value of `key`, unless it already has `maxValuesPerKey` (then one warning per key).
-    private mutating func keep(_ loc: JigdoLocation, for key: String, inParts: Bool, path: String, line: Int) {
-        let section = inParts ? "[Parts] checksum" : "[Servers] label"
-        guard ((inParts ? parts[key] : servers[key])?.count ?? 0) < JigdoDescriptor.maxValuesPerKey else {
-            if overfullKeys.insert(section + key).inserted {
-                warnings.append("\(path): line \(line): \(section) \(RawNames.display(String(key.prefix(80)))) has more than \(JigdoDescriptor.maxValuesPerKey) values; the rest are ignored")
+    /// What parsing one file keeps between its lines.
+    private struct FileState {
+        let path: String
+        let base: String
+        let stack: [String]
+        var section = Section.none
+        var collectingImage = false
+        var pendingImage: [String: (value: String, line: Int)] = [:]
+        var lineNumber = 0
+    }
+
+    /// Parses the lines of one file. Lines are bytes (split, trimmed and searched for `[`, `=`
+    /// and `]` as bytes, as jigdo-file does); text is made only of what is kept.
+    private mutating func parseLines(_ lines: LineReader, path: String, base: String, stack: [String]) throws {
+        files.append(path)
+        var state = FileState(path: path, base: base, stack: stack)
+        while let line = try lines.next() {
+            state.lineNumber += 1
+            try parseLine(line, &state)
+        }
+        try flushImage(&state)
+    }
+
+    private mutating func flushImage(_ state: inout FileState) throws {
+        guard state.collectingImage else { return }
+        state.collectingImage = false
+        images.append(try makeImageSection(state.pendingImage, path: state.path, base: state.base))
+    }
+
+    private static func isBlank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
+
+    /// `bytes[range]` without the blanks at both ends.
+    private static func trimmed(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Range<Int> {
+        var lo = range.lowerBound, hi = range.upperBound
+        while lo < hi && isBlank(bytes[lo]) { lo += 1 }
+        while hi > lo && isBlank(bytes[hi - 1]) { hi -= 1 }
+        return lo..<hi
+    }
+
+    private static func equals(_ bytes: Slice<UnsafeBufferPointer<UInt8>>, _ text: StaticString) -> Bool {
+        bytes.count == text.utf8CodeUnitCount && memcmp(bytes.base.baseAddress! + bytes.startIndex, text.utf8Start, bytes.count) == 0
+    }
+
+    /// Whether the bytes are a checksum in jigdo's Base64 (`JigdoBase64.decodeChecksum`
+    /// accepts them), without decoding it.
+    private static func isChecksumText(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> Bool {
+        guard bytes.count == 22 || bytes.count == 43 else { return false }
+        return bytes.allSatisfy { b in
+            (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x5F
+        }
+    }
+
+    /// The first 80 characters of a line, for a message.
+    private static func shown(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String {
+        RawNames.display(String(RawNames.text(bytes.prefix(4 << 10)).prefix(80)))
+    }
+
+    private mutating func parseLine(_ line: LineReader.Line, _ state: inout FileState) throws {
+        let bytes = line.bytes
+        let lineNumber = state.lineNumber
+        let path = state.path
+        var end = bytes.count
+        if !line.isOverlong && end > 0 && bytes[end - 1] == 0x0D { end -= 1 }
+        let t = Self.trimmed(bytes, 0..<end)
+        let first = t.isEmpty ? nil : bytes[t.lowerBound]
+        if state.section == .comment && first != UInt8(ascii: "[") { return }
+        guard let first, first != UInt8(ascii: "#") else { return }
+        if first == UInt8(ascii: "[") {
+            if line.isOverlong {
+                throw JigdoError(.syntax, path: path, "line \(lineNumber): longer than \(JigdoDescriptor.maxLineLength >> 20) MiB")
+            }
+            guard let close = bytes[t].lastIndex(of: UInt8(ascii: "]")) else {
+                throw JigdoError(.syntax, path: path, "line \(lineNumber): section line without ']'")
+            }
+            let name = bytes[Self.trimmed(bytes, (t.lowerBound + 1)..<close)]
+            try flushImage(&state)
+            if name.starts(with: "Include".utf8) && (name.count == 7 || Self.isBlank(name[name.startIndex + 7])) {
+                let target = bytes[Self.trimmed(bytes, (name.startIndex + 7)..<name.endIndex)]
+                if target.isEmpty {
+                    throw JigdoError(.syntax, path: path, "line \(lineNumber): [Include] without a file name")
+                }
+                try include(RawNames.text(target), from: path, base: state.base, stack: state.stack, line: lineNumber)
+                state.section = .none
+                return
+            }
+            if Self.equals(name, "Jigdo") {
+                state.section = .jigdo
+            } else if Self.equals(name, "Image") {
+                state.section = .image
+                state.collectingImage = true
+                state.pendingImage = [:]
+            } else if Self.equals(name, "Parts") {
+                state.section = .parts
+            } else if Self.equals(name, "Servers") {
+                state.section = .servers
+            } else if Self.equals(name, "Comment") || Self.equals(name, "comment") {
+                state.section = .comment
+            } else {
+                state.section = .other
             }
             return
         }
-        if inParts { parts[key, default: []].append(loc) } else { servers[key, default: []].append(loc) }
+        if state.section == .none || state.section == .other { return }
+        guard let eq = bytes[t].firstIndex(of: UInt8(ascii: "=")) else {
+            throw JigdoError(.syntax, path: path, "line \(lineNumber): expected 'Label=Value', got '\(Self.shown(bytes[t]))'")
+        }
+        let label = bytes[Self.trimmed(bytes, t.lowerBound..<eq)]
+        let value = bytes[Self.trimmed(bytes, (eq + 1)..<t.upperBound)]
+        switch state.section {
+        case .jigdo, .image:
+            if line.isOverlong {
+                throw JigdoError(.syntax, path: path, "line \(lineNumber): longer than \(JigdoDescriptor.maxLineLength >> 20) MiB")
+            }
+            if state.section == .image {
+                let key = RawNames.text(label)
+                if state.pendingImage[key] == nil {
+                    state.pendingImage[key] = (RawNames.text(value), lineNumber)
+                }
+                return
+            }
+            let words = try split(value, path: path, line: lineNumber)
+            if Self.equals(label, "Version"), version == nil {
+                version = words.joined
+                try checkVersion(words.joined, path: path, line: lineNumber)
+            } else if Self.equals(label, "Generator"), generator == nil {
+                generator = words.joined
+            }
+        case .parts:
+            guard Self.isChecksumText(label) else {
+                throw JigdoError(.syntax, path: path, "line \(lineNumber): '\(Self.shown(label))' is not an MD5 or SHA256 checksum in jigdo's Base64")
+            }
+            if try isOfLastFullKey(label, value, inParts: true, state: state) { return }
+            try keepValue(value, for: String(decoding: label, as: UTF8.self), inParts: true, line: line, state: state)
+        case .servers:
+            if try isOfLastFullKey(label, value, inParts: false, state: state) { return }
+            try keepValue(value, for: RawNames.text(label), inParts: false, line: line, state: state)
+        case .none, .other, .comment:
+            return
+        }
+    }
+
+    /// Whether the line is one more value of the key that was last found full (checked, not
+    /// kept): a run of a million lines of one key makes no text and no lookups.
+    private mutating func isOfLastFullKey(_ label: Slice<UnsafeBufferPointer<UInt8>>, _ value: Slice<UnsafeBufferPointer<UInt8>>, inParts: Bool, state: FileState) throws -> Bool {
+        guard lastFullKey.inParts == inParts, !label.isEmpty, label.elementsEqual(lastFullKey.bytes) else { return false }
+        let words: Int
+        do {
+            words = try ValueWords.countWords(bytes: value)
+        } catch {
+            throw splitError(error, path: state.path, line: state.lineNumber)
+        }
+        return words > 0
+    }
+
+    /// A `[Parts]` or `[Servers]` value: checked, and kept unless its key is full (then only
+    /// counted: a key's values beyond `maxValuesPerKey` cost no memory).
+    private mutating func keepValue(_ value: Slice<UnsafeBufferPointer<UInt8>>, for key: String, inParts: Bool, line: LineReader.Line, state: FileState) throws {
+        let lineNumber = state.lineNumber
+        let path = state.path
+        func noLocation() -> JigdoError {
+            JigdoError(.syntax, path: path, inParts
+                ? "line \(lineNumber): part \(key) has no location"
+                : "line \(lineNumber): server entry needs 'Label=location'")
+        }
+        if line.isOverlong {
+            // The value holds at least maxLineLength minus the label's bytes.
+            guard !key.isEmpty else { throw noLocation() }
+            noteLongValue(bytes: line.length - (value.startIndex - line.bytes.startIndex), path: path, line: lineNumber)
+            return
+        }
+        let count = (inParts ? parts[key] : servers[key])?.count ?? 0
+        if count >= JigdoDescriptor.maxValuesPerKey {
+            // Checked as any value is, not kept.
+            let words: Int
+            do {
+                words = try ValueWords.countWords(bytes: value)
+            } catch {
+                throw splitError(error, path: path, line: lineNumber)
+            }
+            guard !key.isEmpty, words > 0 else { throw noLocation() }
+            lastFullKey = (Array(key.utf8), inParts)
+            let section = inParts ? "[Parts] checksum" : "[Servers] label"
+            if (inParts ? overfullParts.insert(key) : overfullServers.insert(key)).inserted {
+                warnings.append("\(path): line \(lineNumber): \(section) \(RawNames.display(String(key.prefix(80)))) has more than \(JigdoDescriptor.maxValuesPerKey) values; the rest are ignored")
+            }
+            return
+        }
+        let words = try split(value, path: path, line: lineNumber)
+        guard !key.isEmpty, !words.words.isEmpty else { throw noLocation() }
+        if let loc = location(words, base: state.base, path: path, line: lineNumber) {
+            if inParts { parts[key, default: []].append(loc) } else { servers[key, default: []].append(loc) }
+        }
     }
 
     /// The location of a `[Parts]`/`[Servers]` value, with its options; nil (and counted) for
@@ -318,13 +459,17 @@ struct JigdoParser {
             unknownOptionOrder.append(option)
         }
         guard l.value.utf8.count <= JigdoDescriptor.maxValueLength else {
-            if longValues == 0 {
-                warnings.append("\(path): line \(line): ignoring a location of \(l.value.utf8.count) bytes (at most \(JigdoDescriptor.maxValueLength) are read)")
-            }
-            longValues += 1
+            noteLongValue(bytes: l.value.utf8.count, path: path, line: line)
             return nil
         }
         return JigdoLocation(value: l.value, base: base, weight: l.weight)
+    }
+
+    private mutating func noteLongValue(bytes: Int, path: String, line: Int) {
+        if longValues == 0 {
+            warnings.append("\(path): line \(line): ignoring a location of \(bytes) bytes (at most \(JigdoDescriptor.maxValueLength) are read)")
+        }
+        longValues += 1
     }
 
     private func checkVersion(_ version: String, path: String, line: Int) throws {
@@ -337,20 +482,26 @@ struct JigdoParser {
         }
     }
 
-    private func split(_ value: Substring, path: String, line: Int) throws -> ValueWords {
+    private func split<Bytes: RandomAccessCollection>(_ value: Bytes, path: String, line: Int) throws -> ValueWords
+    where Bytes.Element == UInt8, Bytes.Index == Int {
         do {
-            return try ValueWords.split(value)
-        } catch .unterminatedQuote(let q) {
-            throw JigdoError(.syntax, path: path, "line \(line): unterminated \(q) quote")
+            return try ValueWords.split(bytes: value)
         } catch {
-            throw JigdoError(.syntax, path: path, "line \(line): backslash at end of line")
+            throw splitError(error, path: path, line: line)
         }
     }
 
-    private func makeImageSection(_ entries: [String: (value: Substring, line: Int)], path: String, base: String) throws -> JigdoImageSection {
+    private func splitError(_ failure: ValueWords.Failure, path: String, line: Int) -> JigdoError {
+        switch failure {
+        case .unterminatedQuote(let q): JigdoError(.syntax, path: path, "line \(line): unterminated \(q) quote")
+        case .danglingBackslash: JigdoError(.syntax, path: path, "line \(line): backslash at end of line")
+        }
+    }
+
+    private func makeImageSection(_ entries: [String: (value: String, line: Int)], path: String, base: String) throws -> JigdoImageSection {
         func words(_ key: String) throws -> String? {
             guard let e = entries[key] else { return nil }
-            return try split(e.value, path: path, line: e.line).joined
+            return try split(Array(e.value.utf8), path: path, line: e.line).joined
         }
         let which = images.isEmpty ? "[Image]" : "[Image] section \(images.count + 1)"
         guard let filename = try words("Filename"), !filename.isEmpty else {
@@ -374,8 +525,8 @@ struct JigdoParser {
             filename: filename,
             template: JigdoLocation(value: template, base: base),
             templateChecksums: sums,
-            shortInfo: entries["ShortInfo"].map { String($0.value) },
-            info: entries["Info"].map { String($0.value) }
+            shortInfo: entries["ShortInfo"]?.value,
+            info: entries["Info"]?.value
         )
     }
 

@@ -41,6 +41,21 @@ public enum RawNames {
         return (String(scalars), true)
     }
 
+    /// `decode(bytes).text` for any collection of bytes (a slice of a line), without a copy
+    /// when the bytes are UTF-8.
+    static func text<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        if let text = String(validating: bytes, as: UTF8.self) { return text }
+        return decode(Array(bytes)).text
+    }
+
+    /// `text` of a slice of a buffer (a .jigdo line): ASCII without a validating pass.
+    static func text(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String {
+        let buffer = UnsafeBufferPointer(rebasing: bytes)
+        if !buffer.contains(where: { $0 >= 0x80 }) { return String(decoding: buffer, as: UTF8.self) }
+        if let text = String(validating: buffer, as: UTF8.self) { return text }
+        return decode(Array(buffer)).text
+    }
+
     /// The raw byte a scalar stands for, if it is one of the raw-byte scalars.
     @inline(__always)
     static func rawByte(_ s: Unicode.Scalar) -> UInt8? {

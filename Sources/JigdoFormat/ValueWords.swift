@@ -30,53 +30,90 @@ public struct ValueWords: Sendable, Equatable {
     }
 
     public static func split(_ text: Substring) throws(Failure) -> ValueWords {
-        // Most values are one plain word (a path or URL): no need to look at characters.
-        if !text.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 || $0 == 0x23 || $0 == 0x5C || $0 == 0x27 || $0 == 0x22 }) {
-            return ValueWords(words: text.isEmpty ? [] : [String(text)], separators: [])
+        try split(bytes: Array(text.utf8))
+    }
+
+    /// Splits the bytes of a value (raw bytes of a .jigdo line: each word is decoded with
+    /// `RawNames`). Works on bytes, as jigdo-file does: the special characters are all ASCII,
+    /// and an ASCII byte never occurs inside a UTF-8 sequence.
+    static func split<Bytes: RandomAccessCollection>(bytes: Bytes) throws(Failure) -> ValueWords
+    where Bytes.Element == UInt8, Bytes.Index == Int {
+        // Most values are one plain word (a path or URL): no need to look at each byte twice.
+        if !bytes.contains(where: isSpecial) {
+            return ValueWords(words: bytes.isEmpty ? [] : [RawNames.text(bytes)], separators: [])
         }
         var words: [String] = []
         var separators: [String] = []
-        var current = ""
+        try scan(bytes) { word, separator in
+            if !words.isEmpty { separators.append(RawNames.text(separator)) }
+            words.append(RawNames.text(word))
+        }
+        return ValueWords(words: words, separators: separators)
+    }
+
+    /// The number of words of a value, with the same errors as `split`, without keeping them.
+    static func countWords<Bytes: RandomAccessCollection>(bytes: Bytes) throws(Failure) -> Int
+    where Bytes.Element == UInt8, Bytes.Index == Int {
+        if !bytes.contains(where: isSpecial) { return bytes.isEmpty ? 0 : 1 }
+        var n = 0
+        try scan(bytes) { _, _ in n += 1 }
+        return n
+    }
+
+    @inline(__always)
+    private static func isSpecial(_ b: UInt8) -> Bool {
+        b == 0x20 || b == 0x09 || b == 0x23 || b == 0x5C || b == 0x27 || b == 0x22
+    }
+
+    /// Calls `word` with each word's bytes (quoting removed) and the blanks before it.
+    private static func scan<Bytes: RandomAccessCollection>(_ bytes: Bytes, word: ([UInt8], [UInt8]) -> Void) throws(Failure)
+    where Bytes.Element == UInt8, Bytes.Index == Int {
+        var current: [UInt8] = []
         var inWord = false
-        var pendingSeparator = ""
-        var chars = text.makeIterator()
+        var any = false
+        var pendingSeparator: [UInt8] = []
         func endWord() {
             if inWord {
-                if !words.isEmpty { separators.append(pendingSeparator) }
-                words.append(current)
-                current = ""
+                word(current, pendingSeparator)
+                current.removeAll(keepingCapacity: true)
                 inWord = false
-                pendingSeparator = ""
+                any = true
+                pendingSeparator.removeAll(keepingCapacity: true)
             }
         }
-        while let c = chars.next() {
+        var i = bytes.startIndex
+        let end = bytes.endIndex
+        while i < end {
+            let c = bytes[i]
+            i += 1
             switch c {
-            case " ", "\t":
+            case 0x20, 0x09: // blank
                 endWord()
-                if !words.isEmpty { pendingSeparator.append(c) }
-            case "#":
+                if any { pendingSeparator.append(c) }
+            case 0x23: // '#'
                 endWord()
-                return ValueWords(words: words, separators: separators)
-            case "\\":
-                guard let next = chars.next() else { throw .danglingBackslash }
-                current.append(next)
+                return
+            case 0x5C: // '\'
+                guard i < end else { throw .danglingBackslash }
+                current.append(bytes[i])
+                i += 1
                 inWord = true
-            case "'":
+            case 0x27: // "'"
+                inWord = true
+                guard let close = bytes[i...].firstIndex(of: 0x27) else { throw .unterminatedQuote("'") }
+                current.append(contentsOf: bytes[i..<close])
+                i = close + 1
+            case 0x22: // '"'
                 inWord = true
                 var closed = false
-                while let q = chars.next() {
-                    if q == "'" { closed = true; break }
-                    current.append(q)
-                }
-                if !closed { throw .unterminatedQuote("'") }
-            case "\"":
-                inWord = true
-                var closed = false
-                while let q = chars.next() {
-                    if q == "\"" { closed = true; break }
-                    if q == "\\" {
-                        guard let escaped = chars.next() else { throw .danglingBackslash }
-                        current.append(escaped)
+                while i < end {
+                    let q = bytes[i]
+                    i += 1
+                    if q == 0x22 { closed = true; break }
+                    if q == 0x5C {
+                        guard i < end else { throw .danglingBackslash }
+                        current.append(bytes[i])
+                        i += 1
                     } else {
                         current.append(q)
                     }
@@ -88,7 +125,6 @@ public struct ValueWords: Sendable, Equatable {
             }
         }
         endWord()
-        return ValueWords(words: words, separators: separators)
     }
 }
 
