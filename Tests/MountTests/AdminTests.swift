@@ -269,8 +269,11 @@ struct AdminTests {
         defer { removeTree(dir) }
         let log = dir + "/jigdofs.log"
         try Harness.withMount([release.variant("jf-md5-gz").jigdo], options: ["--log-file", log, "-v"]) { mnt in
-            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            #expect(text.contains("\(mnt): mounted"), "\(text)")
+            // The daemon writes the line once the kernel has the mount: it may follow the mount
+            // by a moment.
+            try Harness.waitUntil("the 'mounted' line in the log file") {
+                ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("\(mnt): mounted")
+            }
             let daemons = Harness.pids(withArgument: mnt)
             try #require(daemons.count == 1)
             // logrotate: move the file away, then SIGHUP.
