@@ -142,3 +142,20 @@ public func preadFully(_ fd: Int32, path: String, at offset: Int64, into buffer:
     }
     return done
 }
+
+/// Writes all of `bytes` to `fd` (through `Syscalls`), again after EINTR or a short write.
+/// Returns nil when every byte was written, else the errno of the call that failed (EIO for
+/// a write that wrote nothing: never a loop without progress).
+public func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> SystemErrno? {
+    var done = 0
+    while done < bytes.count {
+        let n = Syscalls.write(fd, bytes.baseAddress! + done, bytes.count - done)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return SystemErrno(errno)
+        }
+        if n == 0 { return SystemErrno(EIO) }
+        done += n
+    }
+    return nil
+}

@@ -119,14 +119,6 @@ struct Cat: ParsableCommand {
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = write(1, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CommandFailure(message: "standard output: \(errnoText(errno))", code: 1)
-            }
-            done += n
-        }
+        if let e = writeFully(1, bytes) { throw CommandFailure(message: "standard output: \(e.text)", code: 1) }
     }
 }

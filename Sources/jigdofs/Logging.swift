@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import JigdoFormat
 import Logging
 import Synchronization
 
@@ -305,12 +306,7 @@ enum HangupSignal {
     }
 }
 
+/// A log line that cannot be written is lost: there is nowhere to say so.
 private func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
-        offset += n
-    }
+    _ = bytes.withUnsafeBytes { writeFully(fd, $0) }
 }

@@ -99,14 +99,8 @@ struct MakeImage: ParsableCommand {
         let parts = PartsBeforeOffset(image.template)
         let result = try ImageStreamer(reader: reader).stream(
             sink: { bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = write(1, bytes.baseAddress! + done, bytes.count - done)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw CommandFailure(message: "standard output: \(errnoText(errno)); the image is incomplete", code: 1)
-                    }
-                    done += n
+                if let e = writeFully(1, bytes) {
+                    throw CommandFailure(message: "standard output: \(e.text); the image is incomplete", code: 1)
                 }
             },
             progress: { bar.update(done: $0, total: reader.size, parts: parts.progress($0)) })

@@ -33,15 +33,7 @@ final class PartialOutputFile {
     }
 
     func write(_ data: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < data.count {
-            let n = Syscalls.write(fd, data.baseAddress! + done, data.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw JigdoError(.io, path: finalPath, "write failed", errno: SystemErrno(errno))
-            }
-            done += n
-        }
+        if let e = writeFully(fd, data) { throw JigdoError(.io, path: finalPath, "write failed", errno: e) }
     }
 
     func commit() throws {

@@ -215,14 +215,8 @@ func monotonicSeconds() -> Double {
 }
 
 func writeStderr(_ text: String) {
-    var bytes = Array(text.utf8)
-    var done = 0
-    while done < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + done, $0.count - done) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
-        done += n
-    }
+    // Nothing to do when stderr is gone.
+    _ = Array(text.utf8).withUnsafeBytes { writeFully(2, $0) }
 }
 
 /// Amounts in text: IEC units with one decimal ("39.7 MiB"), plain bytes below 1 KiB.
