@@ -79,9 +79,18 @@ public func isDirectory(_ path: String) -> Bool {
 /// Whether `path`, appended to a directory, names something inside it: relative, no `..`
 /// climbing above where it starts, no NUL.
 public func staysInsideDirectory(_ path: String) -> Bool {
+    // Local lookups decode %XX once (Fedora's %2b), so %2e%2e must count as "..": the decoded
+    // path is checked too, once (what it decodes to is a name, not decoded again).
+    if path.contains("%") {
+        let decoded = path.replacingPercentEscapes()
+        if decoded != path, !staysInsideLexically(decoded) { return false }
+    }
+    return staysInsideLexically(path)
+}
+
+/// `staysInsideDirectory` of the path as it is, %XX not decoded.
+private func staysInsideLexically(_ path: String) -> Bool {
     if path.hasPrefix("/") || path.utf8.contains(0) { return false }
-    // Local lookups decode %XX (Fedora's %2b), so %2e%2e must count as "..".
-    if path.contains("%"), !staysInsideDirectory(path.replacingPercentEscapes()) { return false }
     var depth = 0
     for c in path.split(separator: "/", omittingEmptySubsequences: true) {
         if c == "." { continue }
