@@ -37,8 +37,8 @@ struct PartOptions: ParsableArguments {
     @Flag(name: .long, help: "Do not use or update the checksum cache of --scan.")
     var noScanCache = false
 
-    @Option(name: .long, help: ArgumentHelp("Parallel downloads (1 to 256).", valueName: "N"), transform: OptionValues.integer("--jobs", in: 1...256))
-    var jobs: Int = 8
+    @Option(name: .long, help: ArgumentHelp("Parallel downloads at most, over all mirrors (1 to 256). Each mirror starts with 4 and is given more while its throughput grows.", valueName: "N"), transform: OptionValues.integer("--jobs", in: 1...256))
+    var jobs: Int = 32
 
     @Flag(name: .long, help: "Never download: use only local parts and the cache.")
     var offline = false
@@ -50,7 +50,7 @@ struct PartOptions: ParsableArguments {
             transform: OptionValues.size("--limit-rate", in: 1...OptionValues.maxSize))
     var limitRate: Int64?
 
-    @Option(name: .long, help: ArgumentHelp("At most N connections to one server at a time (1 to 256).", valueName: "N"),
+    @Option(name: .long, help: ArgumentHelp("At most N transfers to one server at a time, however much more would help (1 to 256, default 32).", valueName: "N"),
             transform: OptionValues.integer("--max-per-host", in: 1...256))
     var maxPerHost: Int?
 
@@ -157,7 +157,7 @@ struct PartOptions: ParsableArguments {
         c.jobs = jobs
         c.caFile = cacert.map(absolutePath)
         c.limitRate = limitRate ?? 0
-        c.maxPerHost = maxPerHost ?? 0
+        c.maxPerHost = maxPerHost ?? DownloadConfig().maxPerHost
         if let timeout {
             c.connectTimeout = timeout
             c.lowSpeedTime = max(1, Int(timeout.rounded(.up)))

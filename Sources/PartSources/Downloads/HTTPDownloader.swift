@@ -5,12 +5,16 @@ import CCurl
 import Dispatch
 import Foundation
 import JigdoFormat
+import Logging
 import Synchronization
 
 /// Settings of the transfer engine (`--jobs`, `--cacert`, timeouts).
 public struct DownloadConfig: Sendable {
-    /// Transfers running at once (`--jobs`); transfers a reader waits for may use two more.
-    public var jobs = 8
+    /// Transfers running at once at most (`--jobs`), the ceiling over all mirrors; transfers a
+    /// reader waits for may use two more. Each mirror location starts with
+    /// `initialPerLocation` and is given more while its throughput grows (`ConcurrencyGovernor`).
+    public var jobs = 32
+    public var initialPerLocation = 4
     /// Seconds to wait for a connection to be set up.
     public var connectTimeout: Double = 15
     /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` seconds is aborted
@@ -27,8 +31,8 @@ public struct DownloadConfig: Sendable {
     public var retryDelay: Double = 0.5
     /// All transfers together at most this many bytes/s (`--limit-rate`); 0: no limit.
     public var limitRate: Int64 = 0
-    /// Connections to one host at once (`--max-per-host`); 0: no limit.
-    public var maxPerHost = 0
+    /// Transfers to one host at once (`--max-per-host`), the polite cap the growth stops at.
+    public var maxPerHost = 32
     /// Credentials from ~/.netrc, or from `netrcFile` (`--netrc`, `--netrc-file`).
     public var netrc = false
     public var netrcFile: String?
@@ -147,6 +151,9 @@ public struct TransferRequest: Sendable {
     public var freshConnect = false
     /// Hashes the body as it arrives; primed with the resumed prefix by the caller.
     public var hasher: ChecksumHasher?
+    /// The mirror location this transfer counts against for concurrency (the URL prefix a
+    /// label expands to); nil: the URL's host.
+    public var location: String?
 
     public init(url: String, path: String?) {
         self.url = url
@@ -159,6 +166,9 @@ final class Transfer: @unchecked Sendable {
     let id: UInt64
     let request: TransferRequest
     var url: String { request.url }
+    /// Keys of `ConcurrencyGovernor`: the mirror location and the host (scheme, host, port).
+    let location: String
+    let host: String
     /// The file to write; nil: keep the body in memory (`body`).
     var path: String? { request.path }
     var resumeFrom: Int64 { request.resumeFrom }
@@ -184,6 +194,8 @@ final class Transfer: @unchecked Sendable {
         self.offset = request.resumeFrom
         self.hasher = request.hasher
         self.completion = completion
+        self.host = hostOf(request.url)
+        self.location = request.location ?? self.host
         errorBuffer.initialize(to: 0)
     }
 
@@ -251,12 +263,16 @@ public final class HTTPDownloader: @unchecked Sendable {
         var nextID: UInt64 = 1
         var stopping = false
         var started = false
+        var governor: ConcurrencyGovernor
     }
 
     public let config: DownloadConfig
     // Lock order: `queues` is a leaf lock; never held while calling libcurl (except the
     // thread-safe curl_multi_wakeup) or a completion.
-    private let queues = Mutex(Queues())
+    private let queues: Mutex<Queues>
+    private let logger: Logger
+    /// Nanoseconds on a monotonic clock (a test may pass its own).
+    private let clock: @Sendable () -> UInt64
     private let multi: UnsafeMutableRawPointer
     private let stopped = DispatchSemaphore(value: 0)
     // Worker-thread state.
@@ -264,14 +280,23 @@ public final class HTTPDownloader: @unchecked Sendable {
 
     private static let globalInit: Bool = { jfs_curl_global_init() == CURLE_OK }()
 
-    public init(config: DownloadConfig = DownloadConfig()) throws {
+    public init(config: DownloadConfig = DownloadConfig(), logger: Logger = Logger(label: "jigdofs.download"),
+                clock: @escaping @Sendable () -> UInt64 = { DispatchTime.now().uptimeNanoseconds }) throws {
         guard Self.globalInit, let multi = curl_multi_init() else {
             throw JigdoError(.io, "libcurl could not be initialised")
         }
         self.config = config
         self.multi = multi
+        self.logger = logger
+        self.clock = clock
+        var settings = ConcurrencyGovernor.Settings()
+        settings.ceiling = max(1, config.jobs)
+        settings.perHost = config.maxPerHost > 0 ? config.maxPerHost : Int.max / 2
+        settings.initial = max(1, config.initialPerLocation)
+        self.queues = Mutex(Queues(governor: ConcurrencyGovernor(settings: settings)))
         _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(4, config.jobs * 2))
-        if config.maxPerHost > 0 { _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, config.maxPerHost) }
+        // A backstop under the governor's own per-host count (which allows demand reads 2 more).
+        if config.maxPerHost > 0 { _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, config.maxPerHost + 2) }
         DownloadRateLimit.shared.setRate(config.limitRate)
     }
 
@@ -375,24 +400,35 @@ public final class HTTPDownloader: @unchecked Sendable {
 
     // MARK: worker thread
 
+    /// The transfers to start now, taken out of the queues: demand first, each within its
+    /// location's and host's limit (`ConcurrencyGovernor`); read-ahead fills `jobs` slots, a
+    /// reader that waits may use two more, so it never queues behind a full window of
+    /// read-ahead. Called under `queues`.
+    private func takeStartable(_ q: inout Queues, busy: Int) -> [Transfer] {
+        var out: [Transfer] = []
+        let now = clock()
+        for demand in [true, false] {
+            let ceiling = config.jobs + (demand ? 2 : 0)
+            var i = 0
+            while busy + out.count < ceiling {
+                let count = demand ? q.demand.count : q.prefetch.count
+                guard i < count else { break }
+                let t = demand ? q.demand[i] : q.prefetch[i]
+                guard q.governor.mayStart(t.location, host: t.host, demand: demand) else { i += 1; continue }
+                if demand { q.demand.remove(at: i) } else { q.prefetch.remove(at: i) }
+                q.governor.started(t.location, host: t.host, now: now)
+                out.append(t)
+            }
+        }
+        return out
+    }
+
     private func run() {
         var running: Int32 = 0
         while true {
             let (start, stop) = queues.withLock { q -> ([Transfer], Bool) in
-                var out: [Transfer] = []
-                // Read-ahead fills `jobs` slots; a reader that waits may use two more, so it
-                // never queues behind a full window of read-ahead.
-                while !q.stopping {
-                    let busy = active.count + out.count
-                    if !q.demand.isEmpty && busy < config.jobs + 2 {
-                        out.append(q.demand.removeFirst())
-                    } else if !q.prefetch.isEmpty && busy < config.jobs {
-                        out.append(q.prefetch.removeFirst())
-                    } else {
-                        break
-                    }
-                }
-                return (out, q.stopping)
+                guard !q.stopping else { return ([], true) }
+                return (takeStartable(&q, busy: active.count), false)
             }
             if stop { break }
             for t in start { begin(t) }
@@ -428,24 +464,51 @@ public final class HTTPDownloader: @unchecked Sendable {
         DispatchQueue.global().async { completion(result) }
     }
 
+    /// A started transfer's slot is free again. `measured`: it ran (its bytes and outcome
+    /// feed the location's rate); otherwise it never reached the network.
+    private func release(_ t: Transfer, measured: Bool, result: Result<TransferSummary, TransferError>? = nil) {
+        var congestion = false
+        if case .failure(let e)? = result {
+            switch e.reason {
+            case .status(429), .status(503): congestion = true
+            default: congestion = e.isStall
+            }
+        }
+        let now = clock()
+        let changed = queues.withLock { q in
+            q.governor.ended(t.location, host: t.host, bytes: measured ? t.received : 0, congestion: congestion,
+                             measured: measured, now: now).map { ($0, q.governor.locations[t.location]?.lastRate) }
+        }
+        if let (limit, rate) = changed {
+            let speed = rate.map { String(format: ", %.1f MB/s", $0 / 1e6) } ?? ""
+            logger.info("\(t.location): \(limit) transfers at once\(congestion ? " (it stalled or is overloaded)" : speed)")
+        }
+    }
+
+    /// A transfer that could not be started: its slot is free again, it fails.
+    private func failEarly(_ t: Transfer, _ error: TransferError) {
+        release(t, measured: false)
+        complete(t, .failure(error))
+    }
+
     private func begin(_ t: Transfer) {
         if let path = t.path {
             // O_NOFOLLOW: a symlink planted in the cache is never written through.
             let fd = Syscalls.open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else {
-                complete(t, .failure(Self.writeFailure(path, "cannot open", errno)))
+                failEarly(t, Self.writeFailure(path, "cannot open", errno))
                 return
             }
             guard PartCache.isOwnRegularFile(fd) else {
                 Syscalls.close(fd)
-                complete(t, .failure(TransferError(reason: .diskFull("\(path): not a regular file of this user"))))
+                failEarly(t, TransferError(reason: .diskFull("\(path): not a regular file of this user")))
                 return
             }
             // Drop anything beyond the resume point (a previous, longer attempt).
             if Syscalls.ftruncate(fd, off_t(t.resumeFrom)) != 0 {
                 let e = errno
                 Syscalls.close(fd)
-                complete(t, .failure(Self.writeFailure(path, "cannot truncate", e)))
+                failEarly(t, Self.writeFailure(path, "cannot truncate", e))
                 return
             }
             t.fd = fd
@@ -454,7 +517,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         }
         guard let easy = curl_easy_init() else {
             if t.fd >= 0 { Syscalls.close(t.fd) }
-            complete(t, .failure(TransferError(reason: .local("libcurl: cannot create a transfer"))))
+            failEarly(t, TransferError(reason: .local("libcurl: cannot create a transfer")))
             return
         }
         t.easy = easy
@@ -464,7 +527,7 @@ public final class HTTPDownloader: @unchecked Sendable {
             curl_easy_cleanup(easy)
             if t.fd >= 0 { Syscalls.close(t.fd) }
             t.fd = -1
-            complete(t, .failure(TransferError(reason: .local("\(error)"))))
+            failEarly(t, TransferError(reason: .local("\(error)")))
             return
         }
         active[easy] = t
@@ -474,7 +537,7 @@ public final class HTTPDownloader: @unchecked Sendable {
             curl_easy_cleanup(easy)
             if t.fd >= 0 { Syscalls.close(t.fd) }
             t.fd = -1
-            complete(t, .failure(TransferError(reason: .local("libcurl: cannot start a transfer: \(String(cString: curl_multi_strerror(added)))"))))
+            failEarly(t, TransferError(reason: .local("libcurl: cannot start a transfer: \(String(cString: curl_multi_strerror(added)))")))
         }
     }
 
@@ -509,6 +572,8 @@ public final class HTTPDownloader: @unchecked Sendable {
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, c.lowSpeedLimit), "LOW_SPEED_LIMIT")
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, c.lowSpeedTime)), "LOW_SPEED_TIME")
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1), "TCP_KEEPALIVE")
+        // Fewer, larger receives and write callbacks than the 16 KiB default.
+        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 256 << 10), "BUFFERSIZE")
         try check(jfs_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, c.userAgent), "USERAGENT")
         // HTTP/2 where a TLS server offers it (ALPN), so one connection carries many parts.
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS)), "HTTP_VERSION")
@@ -565,6 +630,7 @@ public final class HTTPDownloader: @unchecked Sendable {
             text = ProxyEnvironment.annotate(text, code: code, url: t.url)
             result = .failure(TransferError(reason: .curl(code: Int(code.rawValue), text: text)))
         }
+        release(t, measured: true, result: result)
         complete(t, result)
     }
 }

@@ -26,7 +26,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         /// Never download (`--offline`): parts must be local or cached.
         public var offline = false
         /// Read-ahead window once sequential reading is seen: at most this many parts ...
-        public var readAheadParts = 32
+        public var readAheadParts = 64
         /// ... and this many bytes ahead of the read position.
         public var readAheadBytes: Int64 = 128 << 20
         /// Verified parts held in memory when the cache disk is full (ENOSPC): the read is
@@ -546,6 +546,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         request.exactLength = true
         request.freshConnect = job.walk.freshConnect
         request.hasher = hasher
+        request.location = locationPrefix(requestURL, part: template.parts[job.index])
         noteTransferStarted(url, part: template.parts[job.index], bytes: job.length - resumeFrom)
         let id = downloader.submit(request, priority: job.prefetch ? .prefetch : .demand) { result in
             store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
@@ -623,6 +624,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         request.exactLength = true
         request.freshConnect = job.walk.freshConnect
         request.hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+        request.location = locationPrefix(requestURL, part: template.parts[job.index])
         noteTransferStarted(job.url, part: template.parts[job.index], bytes: job.length)
         downloader.submit(request, priority: .demand) { result in
             store.memoryDone(submitted, result: result)

@@ -1,0 +1,172 @@
+/// How many transfers each mirror location may run at once, adapted to what the location
+/// delivers: a value type with no I/O and no clock of its own (times are passed in), so unit
+/// tests drive it with a fake clock. `HTTPDownloader` asks it before starting a transfer and
+/// tells it when one starts and ends, under its queue lock.
+///
+/// Per location (the URL prefix a label expands to; a host for other fetches):
+///
+///     growing --period, held back, rate >= growth x last rate--> growing, limit x 2 (up to the cap)
+///     growing --period, held back, rate below that--> holding, back to the limit before
+///     holding --reprobe time passed, period, held back--> growing, limit + 1/4 (up to the cap)
+///     any --stall, or 429/503 (too many requests)--> holding, limit / 2 (at least 1)
+///
+/// A period ends once it was busy (some transfer running) for `minimumPeriod` and saw at least
+/// `limit` transfers end. Its rate (bytes of the transfers that ended in it, per second of busy
+/// time: a reader's pause is not a slow mirror) is compared only when the limit
+/// was the reason a transfer waited ("held back"): a location that is asked for less than its
+/// limit allows has shown nothing about more connections. The cap is the smaller of the polite
+/// per-host cap (`--max-per-host`, also bounding a host's locations together) and the global
+/// ceiling (`--jobs`, which `HTTPDownloader` enforces over all locations). Transfers a reader
+/// waits for may exceed a location's and a host's limit by `demandExtra`, as they may the
+/// global one, so a read never queues behind a full window of read-ahead.
+public struct ConcurrencyGovernor: Sendable, Equatable {
+    public struct Settings: Sendable, Equatable {
+        /// Transfers a location starts with.
+        public var initial = 4
+        /// Transfers at once to one host (all its locations together), the polite cap.
+        public var perHost = 32
+        /// Transfers at once overall (`--jobs`).
+        public var ceiling = 32
+        /// Extra transfers allowed for reads that wait.
+        public var demandExtra = 2
+        /// A period lasts at least this long (nanoseconds) ...
+        public var minimumPeriod: UInt64 = 200_000_000
+        /// ... and a growth counts when the rate rose by at least this factor.
+        public var growth = 1.10
+        /// A holding location tries more transfers again after this long (nanoseconds).
+        public var reprobeAfter: UInt64 = 10_000_000_000
+
+        public init() {}
+
+        /// The most transfers one location may be given.
+        public var cap: Int { max(1, min(perHost, ceiling)) }
+    }
+
+    public enum Phase: Sendable, Equatable {
+        case growing
+        case holding(since: UInt64)
+    }
+
+    public struct Location: Sendable, Equatable {
+        public internal(set) var limit: Int
+        public internal(set) var phase: Phase = .growing
+        public internal(set) var running = 0
+        /// The limit before the last growth (to step back to when more made it slower).
+        var previousLimit: Int
+        /// The rate of the last period that counted, bytes per second.
+        public internal(set) var lastRate: Double?
+        /// Busy time of the period (some transfer running) before `busySince`, nanoseconds.
+        var periodBusy: UInt64 = 0
+        /// Since when transfers run without a pause (nil: none runs).
+        var busySince: UInt64?
+        var periodBytes: Int64 = 0
+        var periodEnded = 0
+        var heldBack = false
+    }
+
+    public let settings: Settings
+    public private(set) var locations: [String: Location] = [:]
+    public private(set) var runningByHost: [String: Int] = [:]
+
+    public init(settings: Settings = Settings()) {
+        self.settings = settings
+    }
+
+    /// The transfers `location` may run at once now.
+    public func limit(_ location: String) -> Int {
+        locations[location]?.limit ?? min(settings.initial, settings.cap)
+    }
+
+    /// Whether a transfer of `location` on `host` may start now (the global ceiling aside).
+    /// A `false` for a read-ahead or a demand transfer counts as the limit holding work back.
+    public mutating func mayStart(_ location: String, host: String, demand: Bool) -> Bool {
+        let extra = demand ? settings.demandExtra : 0
+        let loc = locations[location] ?? newLocation()
+        if (runningByHost[host] ?? 0) >= settings.perHost + extra { return false }
+        if loc.running >= loc.limit + extra {
+            locations[location, default: loc].heldBack = true
+            return false
+        }
+        return true
+    }
+
+    public mutating func started(_ location: String, host: String, now: UInt64) {
+        var loc = locations[location] ?? newLocation()
+        if loc.running == 0 { loc.busySince = now }
+        loc.running += 1
+        locations[location] = loc
+        runningByHost[host, default: 0] += 1
+    }
+
+    /// A transfer ended having received `bytes`. `congestion`: it stalled, or the server said
+    /// it has too many requests (429, 503): the location's limit is halved. `measured` false:
+    /// it never reached the network (its slot is only given back). Returns the new limit when
+    /// it changed (for the log).
+    @discardableResult
+    public mutating func ended(_ location: String, host: String, bytes: Int64, congestion: Bool = false,
+                               measured: Bool = true, now: UInt64) -> Int? {
+        if let n = runningByHost[host] { runningByHost[host] = n > 1 ? n - 1 : nil }
+        guard var loc = locations[location] else { return nil }
+        defer { locations[location] = loc }
+        loc.running = max(0, loc.running - 1)
+        // Only busy time counts: a pause of the reader is not a slow mirror.
+        var busy = loc.periodBusy
+        if let since = loc.busySince, now >= since { busy += now - since }
+        if loc.running == 0 {
+            loc.periodBusy = busy
+            loc.busySince = nil
+        }
+        guard measured else { return nil }
+        let before = loc.limit
+        if congestion {
+            loc.limit = max(1, loc.limit / 2)
+            loc.previousLimit = loc.limit
+            loc.phase = .holding(since: now)
+            loc.lastRate = nil
+            Self.newPeriod(&loc, now: now)
+            return loc.limit != before ? loc.limit : nil
+        }
+        loc.periodBytes += max(0, bytes)
+        loc.periodEnded += 1
+        guard busy >= settings.minimumPeriod, loc.periodEnded >= loc.limit else { return nil }
+        let rate = Double(loc.periodBytes) / (Double(busy) / 1e9)
+        if loc.heldBack {
+            switch loc.phase {
+            case .growing:
+                if let last = loc.lastRate, rate < last * settings.growth {
+                    // More transfers did not bring (enough) more: back to the limit before,
+                    // and hold there. The mirror is not asked for connections that do not help.
+                    loc.limit = loc.previousLimit
+                    loc.lastRate = max(last, rate)
+                    loc.phase = .holding(since: now)
+                } else {
+                    loc.lastRate = rate
+                    loc.previousLimit = loc.limit
+                    loc.limit = min(settings.cap, loc.limit * 2)
+                }
+            case .holding(let since):
+                if now >= since, now - since >= settings.reprobeAfter, loc.limit < settings.cap {
+                    loc.lastRate = rate
+                    loc.previousLimit = loc.limit
+                    loc.limit = min(settings.cap, loc.limit + max(1, loc.limit / 4))
+                    loc.phase = .growing
+                }
+            }
+        }
+        Self.newPeriod(&loc, now: now)
+        return loc.limit != before ? loc.limit : nil
+    }
+
+    private func newLocation() -> Location {
+        let first = min(settings.initial, settings.cap)
+        return Location(limit: first, previousLimit: first)
+    }
+
+    private static func newPeriod(_ loc: inout Location, now: UInt64) {
+        loc.periodBusy = 0
+        if loc.busySince != nil { loc.busySince = now }
+        loc.periodBytes = 0
+        loc.periodEnded = 0
+        loc.heldBack = false
+    }
+}

@@ -1,0 +1,177 @@
+import PartSources
+import Testing
+
+// The per-mirror concurrency decisions, driven without any network: a simulated link whose
+// throughput depends on the transfers running on it (shared equally among them), a fake clock.
+
+/// A link: each transfer gets at most `perTransfer` bytes/s (its round trips), all of them
+/// together at most `capacity` (the line).
+private struct FakeLink {
+    var perTransfer: Double
+    var capacity: Double
+    func rate(_ n: Int) -> Double { min(Double(n) * perTransfer, capacity) }
+}
+
+private let second: UInt64 = 1_000_000_000
+
+/// Runs transfers of `partBytes` on `location` for `seconds` of fake time, starting new ones
+/// whenever the governor allows and transfers are queued; returns the limit after every
+/// transfer ended. Queued: `waiting(now)` less those running (`.max`: always more), or, with
+/// `bursts`, what `bursts(tick)` added at each tenth of a second. `link(now)` may change.
+@discardableResult
+private func simulate(
+    _ g: inout ConcurrencyGovernor, location: String = "http://m/debian/", host: String = "http://m",
+    from start: UInt64 = 0, seconds: Double, partBytes: Double = 150_000,
+    waiting: (UInt64) -> Int = { _ in .max }, bursts: ((UInt64) -> Int)? = nil, link: (UInt64) -> FakeLink
+) -> (limits: [Int], end: UInt64, maxRunning: Int) {
+    var now = start
+    let end = start + UInt64(seconds * Double(second))
+    var remaining: [Double] = []
+    var limits: [Int] = []
+    var maxRunning = 0
+    var queued = bursts == nil ? waiting(now) : 0
+    var tick = start
+    while now < end {
+        if let bursts {
+            while tick <= now { queued += bursts(tick); tick += second / 10 }
+        }
+        while queued > 0 && g.mayStart(location, host: host, demand: false) {
+            g.started(location, host: host, now: now)
+            remaining.append(partBytes)
+            queued -= 1
+        }
+        maxRunning = max(maxRunning, remaining.count)
+        guard !remaining.isEmpty else {
+            now += second / 10
+            if bursts == nil { queued = waiting(now) }
+            continue
+        }
+        let each = link(now).rate(remaining.count) / Double(remaining.count)
+        let first = remaining.min()!
+        let dt = first / each
+        now += max(1, UInt64(dt * Double(second)))
+        remaining = remaining.map { $0 - first }
+        let done = remaining.filter { $0 <= 0.5 }.count
+        remaining.removeAll { $0 <= 0.5 }
+        for _ in 0..<done {
+            g.ended(location, host: host, bytes: Int64(partBytes), now: now)
+            limits.append(g.limit(location))
+        }
+        if bursts == nil { queued = waiting(now) == .max ? .max : max(0, waiting(now) - remaining.count) }
+    }
+    return (limits, now, maxRunning)
+}
+
+private func governor(initial: Int = 4, perHost: Int = 32, ceiling: Int = 64) -> ConcurrencyGovernor {
+    var s = ConcurrencyGovernor.Settings()
+    s.initial = initial
+    s.perHost = perHost
+    s.ceiling = ceiling
+    return ConcurrencyGovernor(settings: s)
+}
+
+@Suite("ConcurrencyGovernor: transfers per mirror grow while its throughput grows")
+struct ConcurrencyGovernorTests {
+    @Test("a latency-bound mirror is given more transfers until its line is full, then held there")
+    func growsToTheLine() {
+        // 10 MB/s per transfer, 160 MB/s line: 16 transfers fill it.
+        var g = governor(perHost: 64)
+        let r = simulate(&g, seconds: 8) { _ in FakeLink(perTransfer: 10e6, capacity: 160e6) }
+        #expect(g.limit("http://m/debian/") == 16, "limits: \(Set(r.limits).sorted())")
+        #expect(r.limits.contains(32), "32 was tried (and brought nothing)")
+        #expect(g.locations["http://m/debian/"]?.phase != .growing)
+    }
+
+    @Test("a mirror one transfer already saturates keeps its initial limit")
+    func saturatedStaysLow() {
+        var g = governor()
+        let r = simulate(&g, seconds: 5) { _ in FakeLink(perTransfer: 100e6, capacity: 100e6) }
+        #expect(g.limit("http://m/debian/") == 4)
+        #expect(r.limits.max() == 8, "one doubling was tried")
+    }
+
+    @Test("growth stops at the polite per-host cap and at the --jobs ceiling")
+    func capped() {
+        let unbounded = FakeLink(perTransfer: 10e6, capacity: .infinity)
+        var polite = governor(perHost: 12, ceiling: 64)
+        let a = simulate(&polite, seconds: 5) { _ in unbounded }
+        #expect(polite.limit("http://m/debian/") == 12)
+        #expect(a.maxRunning == 12)
+        var jobs = governor(perHost: 64, ceiling: 20)
+        let b = simulate(&jobs, seconds: 5) { _ in unbounded }
+        #expect(jobs.limit("http://m/debian/") == 20)
+        #expect(b.maxRunning == 20)
+    }
+
+    @Test("two locations on one host share its cap")
+    func hostCapShared() {
+        var g = governor(initial: 8, perHost: 10)
+        for i in 0..<8 {
+            let may = g.mayStart("http://m/a/", host: "http://m", demand: false)
+            #expect(may)
+            g.started("http://m/a/", host: "http://m", now: UInt64(i))
+        }
+        var second = 0
+        while g.mayStart("http://m/b/", host: "http://m", demand: false) {
+            g.started("http://m/b/", host: "http://m", now: 10)
+            second += 1
+        }
+        #expect(second == 2)
+        #expect(g.runningByHost["http://m"] == 10)
+        // Another host is not affected; a reader that waits may use two more.
+        let otherHost = g.mayStart("http://other/", host: "http://other", demand: false)
+        let reader = g.mayStart("http://m/b/", host: "http://m", demand: true)
+        let readAhead = g.mayStart("http://m/b/", host: "http://m", demand: false)
+        #expect(otherHost)
+        #expect(reader)
+        #expect(!readAhead)
+        g.ended("http://m/a/", host: "http://m", bytes: 0, measured: false, now: 11)
+        #expect(g.runningByHost["http://m"] == 9)
+        #expect(g.locations["http://m/a/"]?.running == 7)
+    }
+
+    @Test("a mirror asked for fewer transfers than its limit is not given more")
+    func notHeldBackNoGrowth() {
+        var g = governor()
+        // The reader keeps at most 3 transfers queued: the limit of 4 never holds work back.
+        let r = simulate(&g, seconds: 5, waiting: { _ in 3 }) { _ in FakeLink(perTransfer: 10e6, capacity: 1e9) }
+        #expect(Set(r.limits) == [4])
+    }
+
+    @Test("a stall or a 429/503 halves the limit, down to one")
+    func congestionHalves() {
+        var g = governor(perHost: 64)
+        simulate(&g, seconds: 8) { _ in FakeLink(perTransfer: 10e6, capacity: 160e6) }
+        #expect(g.limit("http://m/debian/") == 16)
+        for expected in [8, 4, 2, 1, 1] {
+            g.started("http://m/debian/", host: "http://m", now: 9 * second)
+            g.ended("http://m/debian/", host: "http://m", bytes: 0, congestion: true, now: 9 * second)
+            #expect(g.limit("http://m/debian/") == expected)
+        }
+    }
+
+    @Test("a holding mirror tries more again later, and keeps them when the line got faster")
+    func reprobes() {
+        var g = governor(perHost: 64)
+        // 40 MB/s until second 15, then 320 MB/s.
+        let r = simulate(&g, seconds: 40) { now in
+            FakeLink(perTransfer: 10e6, capacity: now < 15 * second ? 40e6 : 320e6)
+        }
+        #expect(r.limits.prefix(50).max()! <= 8)
+        #expect(g.limit("http://m/debian/") >= 24, "limits: \(Set(r.limits).sorted())")
+    }
+
+    @Test("idle time between reads does not count as a slow mirror")
+    func idleNotSlow() {
+        var g = governor(perHost: 64)
+        // Bursts of 60 transfers every 3 s (a reader that pauses) on a line more transfers fill
+        // better: each burst takes well under a second; the pauses must not count.
+        let r = simulate(&g, seconds: 30, bursts: { tick in (tick / (second / 10)) % 30 == 0 ? 60 : 0 }) { _ in
+            FakeLink(perTransfer: 10e6, capacity: 1e9)
+        }
+        #expect(r.limits.allSatisfy { $0 >= 4 })
+        // As on a line without pauses: 32 transfers bring more than 16 (counting the pauses
+        // as slowness stops the growth at about 10).
+        #expect(g.limit("http://m/debian/") == 32, "limits: \(Set(r.limits).sorted())")
+    }
+}
