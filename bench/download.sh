@@ -14,7 +14,10 @@
 #   curl, one file            the finished ISO downloaded as one file over the same link: the
 #                             reference (a plain download of the same bytes); the goals are
 #                             ratios to it.
-# Also per RTT: the daemon's CPU seconds per GB downloaded and its peak RSS. SHAPED="30:100"
+#   curl | md5sum             the same, its bytes checked on the way (MD5 as the parts are): the
+#                             physical reference for bytes fetched and verified.
+# Also per RTT: the daemon's CPU seconds per GB downloaded and its peak RSS, next to the CPU
+# seconds md5sum needs per GB of the image on this machine (the floor of checking every byte). SHAPED="30:100"
 # (RTT ms : MB/s, default) adds a run over a shaped link: the latency proxy with one bandwidth
 # cap shared by all connections ("none" skips it).
 # Goals (issue 10), with default options: cold full read of the mount <= 1.1x the one-file
@@ -25,6 +28,7 @@
 # env:   JIGDOFS=path/to/jigdofs (default: this repo's release build); it needs `mount` with
 #        `--server`, else its rows say n/a.   RTTS="0 20" (milliseconds).   JIGDO_LITE=0 skips it.
 #        REMOTE_SOURCE=1: jigdofs mounts http://MIRROR/.../release.jigdo rather than the local file.
+#        JIGDOFS_OPTS="--jobs 64": more options for `jigdofs mount` (default: none, the defaults).
 . "$(dirname "$0")/lib.sh"
 rtts=${RTTS:-0 20}
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ftp_proxy all_proxy ALL_PROXY
@@ -136,7 +140,8 @@ EOF
 jigdofs_mount_dl() { # NAME URL RTT: mounts at $mp with an empty cache (the caller made $mp)
   local source=$rel/release.jigdo
   [ "${REMOTE_SOURCE:-0}" = 0 ] || source=$2/rtt$3/release.jigdo
-  "$bin" mount --server Base="$2/tree/" --cache-dir "$bench_tmp/cache-$1" "$source" "$mp"
+  # shellcheck disable=SC2086 # JIGDOFS_OPTS is a list of options
+  "$bin" mount ${JIGDOFS_OPTS:-} --server Base="$2/tree/" --cache-dir "$bench_tmp/cache-$1" "$source" "$mp"
 }
 find_daemon() { # sets $pid (outside any timing: it walks /proc)
   pid=$(daemon_pid "$mp") && bench_daemons+=("$pid") || pid=
@@ -188,6 +193,15 @@ curl_one_file() {
   local t0 t1
   t0=$(now)
   if curl -sf -o /dev/null "$1/release.iso"; then t1=$(now); cf_secs=$(secs "$t0" "$t1"); else cf_secs=; fi
+  t0=$(now)
+  if curl -sf "$1/release.iso" | md5sum > "$bench_tmp/one-file.md5"; then t1=$(now); cm_secs=$(secs "$t0" "$t1"); else cm_secs=; fi
+}
+
+# md5sum's CPU seconds per GB of the image (user + system), read from the page cache
+md5_cpu_per_gb() {
+  local TIMEFORMAT=%U+%S t
+  t=$( { time md5sum "$iso" >/dev/null; } 2>&1 ) || { echo ""; return; }
+  echo "($t) / $gb" | bc -l
 }
 
 if "$bin" mount --help 2>/dev/null | grep -q -- '--server'; then has_downloads=1; else has_downloads=0; fi
@@ -195,6 +209,7 @@ ln -s "$iso" "$www/release.iso"
 gb=$(echo "$size / 1000000000" | bc -l)
 
 warm_page_cache
+md5_floor=$(md5_cpu_per_gb)
 header
 printf '%-52s mirror: nginx on 127.0.0.1:%s, RTT added by bench/latency-proxy.py\n' "" "$nginx_port"
 summary=()
@@ -240,11 +255,13 @@ for link in $links; do
   curl_one_file "$url"
   if [ -n "$cf_secs" ]; then
     row "curl, the ISO as one file (reference), $label" "$cf_secs" "same link"
+    [ -z "$cm_secs" ] || row "curl | md5sum, the ISO checked as it arrives, $label" "$cm_secs" "same link, bytes verified"
     goal=$([ -n "$cap" ] && echo "<= 1.1x" || { [ "$rtt" = 0 ] && echo "<= 1.5x"; } || echo "<= 2x")
     summary+=("$(printf '%s: jigdofs (mount + dd) / curl one file = %.2fx (goal %s)' "$label" "$(ratio "$js_total" "$cf_secs")" "$goal")")
+    [ -z "$cm_secs" ] || summary+=("$(printf '%s: jigdofs (mount + dd) / (curl | md5sum) one file = %.2fx' "$label" "$(ratio "$js_total" "$cm_secs")")")
   fi
   if [ -n "$js_cpu" ]; then
-    summary+=("$(printf '%s: daemon CPU %.2f s per GB (goal <= 2), peak RSS %s MiB (goal < 64)' "$label" "$(ratio "$js_cpu" "$gb")" "${js_rss:-?}")")
+    summary+=("$(printf '%s: daemon CPU %.2f s per GB (goal <= 2; md5sum alone needs %.2f here), peak RSS %s MiB (goal < 64)' "$label" "$(ratio "$js_cpu" "$gb")" "${md5_floor:-0}" "${js_rss:-?}")")
   fi
 done
 [ ${#summary[@]} = 0 ] || printf '%s\n' "${summary[@]}"

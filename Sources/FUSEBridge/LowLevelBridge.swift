@@ -212,7 +212,7 @@ final class LowLevelBridge: @unchecked Sendable {
             fuse_reply_err(req.raw, e)
         case .buffer(let buf, let count):
             fuse_reply_buf(req.raw, buf.baseAddress?.assumingMemoryBound(to: CChar.self), count)
-            buf.deallocate()
+            ReadBuffers.shared.giveBack(buf)
         case .attributes(var st):
             fuse_reply_attr(req.raw, &st, attributeTimeout)
         case .entry(var e):
@@ -278,16 +278,16 @@ final class LowLevelBridge: @unchecked Sendable {
     }
 
     func read(_ handle: UInt64, size: Int, offset: Int64) throws(WouldWait) -> Reply {
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
+        let buf = ReadBuffers.shared.take(size)
         do {
             let n = try filesystem.read(handle: handle, into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<size]), at: offset)
             if n < 0 {
-                buf.deallocate()
+                ReadBuffers.shared.giveBack(buf)
                 return .error(-n)
             }
             return .buffer(buf, count: Int(n))
         } catch {
-            buf.deallocate()
+            ReadBuffers.shared.giveBack(buf)
             throw error
         }
     }
@@ -488,4 +488,37 @@ func makeLowLevelOperations() -> fuse_lowlevel_ops {
         b.serve(Request(req), "access") { () throws(WouldWait) -> Reply in try b.access(i, mask: mask) }
     }
     return ops
+}
+
+/// Buffers for read replies, kept for reuse: a fresh buffer of a read's size (128 KiB to
+/// 1 MiB) is a fresh mapping each time, whose page faults and zeroing cost more than the copy
+/// into it. At most `kept` are kept (bounded memory); sizes are multiples of 128 KiB, so other
+/// replies' buffers (readdir) are freed, never kept.
+final class ReadBuffers: Sendable {
+    static let shared = ReadBuffers()
+    private static let unit = 128 << 10
+    private let kept = 8
+    /// A kept buffer; owned by the list while in it, by one request once taken.
+    private struct Kept: @unchecked Sendable { let buffer: UnsafeMutableRawBufferPointer }
+    private let free = Mutex<[Kept]>([])
+
+    func take(_ size: Int) -> UnsafeMutableRawBufferPointer {
+        let found = free.withLock { list -> Kept? in
+            guard let i = list.lastIndex(where: { $0.buffer.count >= size }) else { return nil }
+            return list.remove(at: i)
+        }
+        if let found { return found.buffer }
+        let rounded = (max(size, 1) + Self.unit - 1) / Self.unit * Self.unit
+        return .allocate(byteCount: rounded, alignment: 4096)
+    }
+
+    func giveBack(_ buf: UnsafeMutableRawBufferPointer) {
+        let kept = Kept(buffer: buf)
+        let keep = buf.count % Self.unit == 0 && free.withLock { list -> Bool in
+            guard list.count < self.kept else { return false }
+            list.append(kept)
+            return true
+        }
+        if !keep { buf.deallocate() }
+    }
 }

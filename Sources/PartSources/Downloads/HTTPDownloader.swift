@@ -481,7 +481,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         }
         if let (limit, rate) = changed {
             let speed = rate.map { String(format: ", %.1f MB/s", $0 / 1e6) } ?? ""
-            logger.info("\(t.location): \(limit) transfers at once\(congestion ? " (it stalled or is overloaded)" : speed)")
+            logger.debug("\(t.location): \(limit) transfers at once\(congestion ? " (it stalled or is overloaded)" : speed)")
         }
     }
 
@@ -572,8 +572,6 @@ public final class HTTPDownloader: @unchecked Sendable {
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, c.lowSpeedLimit), "LOW_SPEED_LIMIT")
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, c.lowSpeedTime)), "LOW_SPEED_TIME")
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1), "TCP_KEEPALIVE")
-        // Fewer, larger receives and write callbacks than the 16 KiB default.
-        try check(jfs_curl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 256 << 10), "BUFFERSIZE")
         try check(jfs_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, c.userAgent), "USERAGENT")
         // HTTP/2 where a TLS server offers it (ALPN), so one connection carries many parts.
         try check(jfs_curl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS)), "HTTP_VERSION")
