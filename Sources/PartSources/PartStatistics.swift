@@ -18,6 +18,10 @@ public struct PartStatistics: Codable, Sendable, Equatable {
     /// Mirror location (the URL prefix a label expands to, e.g. http://host/debian/) -> failed
     /// attempts: two mirrors on one host are told apart, and each is demoted on its own.
     public var failuresByLocation: [String: Int] = [:]
+    /// Mirror location -> transfers it may run at once now (grown while its throughput grew).
+    public var transfersAllowedByLocation: [String: Int] = [:]
+    /// Mirror location -> its throughput in the last period that counted, bytes per second.
+    public var speedByLocation: [String: Int64] = [:]
 
     public init() {}
 }

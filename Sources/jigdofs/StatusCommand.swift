@@ -28,6 +28,10 @@ struct Status: ParsableCommand {
             print("\(image.name) (\(formatBytes(image.size)), from \(image.jigdo))")
             print("  parts:       \(p.partsTotal) total, \(p.partsLocal) local, \(p.partsCached) cached, \(p.partsMissing) missing")
             print("  downloaded:  \(formatBytes(p.bytesDownloaded)), \(p.transfersInFlight) transfers in flight")
+            for (location, limit) in p.transfersAllowedByLocation.sorted(by: { $0.key < $1.key }) {
+                let speed = p.speedByLocation[location].map { ", \(formatBytes($0))/s" } ?? ""
+                print("  mirror:      \(location): \(limit) transfers at once\(speed)")
+            }
             if !p.failuresByMirror.isEmpty {
                 print("  failures:    " + p.failuresByMirror.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
             }

@@ -62,6 +62,21 @@ private func simulate(
     return (limits, now, maxRunning)
 }
 
+/// One period of `location` run by hand: its limit kept full (more always waiting), twice the
+/// limit transfers ending evenly over 0.6 s at `rate` bytes/s.
+private func period(_ g: inout ConcurrencyGovernor, rate: Double, now: inout UInt64,
+                    location: String = "http://m/debian/", host: String = "http://m") {
+    let n = 2 * g.limit(location)
+    let step = UInt64(0.6 / Double(n) * Double(second))
+    let bytes = Int64(rate * 0.6 / Double(n))
+    while g.mayStart(location, host: host, demand: false) { g.started(location, host: host, now: now) }
+    for _ in 0..<n {
+        now += step
+        g.ended(location, host: host, bytes: bytes, now: now)
+        while g.mayStart(location, host: host, demand: false) { g.started(location, host: host, now: now) }
+    }
+}
+
 private func governor(initial: Int = 4, perHost: Int = 32, ceiling: Int = 64) -> ConcurrencyGovernor {
     var s = ConcurrencyGovernor.Settings()
     s.initial = initial
@@ -138,6 +153,20 @@ struct ConcurrencyGovernorTests {
         #expect(Set(r.limits) == [4])
     }
 
+    @Test("the first period after a change is a warm-up: transfers of the old limit end in it")
+    func warmUp() {
+        var g = governor(perHost: 64)
+        var now: UInt64 = 0
+        period(&g, rate: 10e6, now: &now)  // the location's first: connections being set up
+        #expect(g.limit("http://m/debian/") == 4)
+        period(&g, rate: 10e6, now: &now)  // compared: grows
+        #expect(g.limit("http://m/debian/") == 8)
+        period(&g, rate: 10e6, now: &now)  // the change settling in: not a verdict on 8
+        #expect(g.limit("http://m/debian/") == 8)
+        period(&g, rate: 20e6, now: &now)  // 8 does bring more
+        #expect(g.limit("http://m/debian/") == 16)
+    }
+
     @Test("a stall or a 429/503 halves the limit, down to one")
     func congestionHalves() {
         var g = governor(perHost: 64)
@@ -164,14 +193,14 @@ struct ConcurrencyGovernorTests {
     @Test("idle time between reads does not count as a slow mirror")
     func idleNotSlow() {
         var g = governor(perHost: 64)
-        // Bursts of 60 transfers every 3 s (a reader that pauses) on a line more transfers fill
+        // Bursts of 150 transfers every 3 s (a reader that pauses) on a line more transfers fill
         // better: each burst takes well under a second; the pauses must not count.
-        let r = simulate(&g, seconds: 30, bursts: { tick in (tick / (second / 10)) % 30 == 0 ? 60 : 0 }) { _ in
+        let r = simulate(&g, seconds: 120, bursts: { tick in (tick / (second / 10)) % 30 == 0 ? 150 : 0 }) { _ in
             FakeLink(perTransfer: 10e6, capacity: 1e9)
         }
         #expect(r.limits.allSatisfy { $0 >= 4 })
-        // As on a line without pauses: 32 transfers bring more than 16 (counting the pauses
-        // as slowness stops the growth at about 10).
-        #expect(g.limit("http://m/debian/") == 32, "limits: \(Set(r.limits).sorted())")
+        // As on a line without pauses: every doubling brings more, up to the cap of 64
+        // (counting the pauses as slowness stops the growth early).
+        #expect(g.limit("http://m/debian/") == 64, "limits: \(Set(r.limits).sorted())")
     }
 }

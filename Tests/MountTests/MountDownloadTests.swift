@@ -64,6 +64,7 @@ struct StatusReport: Decodable {
             var bytesDownloaded: Int64
             var transfersInFlight: Int
             var failuresByMirror: [String: Int]
+            var transfersAllowedByLocation: [String: Int]
         }
         var name: String
         var size: Int64
@@ -189,6 +190,11 @@ struct MountDownloadTests {
             #expect(p.partsMissing == 0)
             #expect(p.bytesDownloaded == bytes)
             #expect(p.transfersInFlight == 0)
+            // The one mirror location, with the transfers it is allowed now (from 4, within
+            // the default cap of 32).
+            let allowed = p.transfersAllowedByLocation
+            #expect(allowed.count == 1 && allowed.keys.allSatisfy { $0.hasPrefix("http://127.0.0.1:\(cold.nginx.port)/") }, "\(allowed)")
+            #expect(allowed.values.allSatisfy { (1...32).contains($0) }, "\(allowed)")
         }
     }
 

@@ -7,11 +7,14 @@
 ///
 ///     growing --period, held back, rate >= growth x last rate--> growing, limit x 2 (up to the cap)
 ///     growing --period, held back, rate below that--> holding, back to the limit before
-///     holding --reprobe time passed, period, held back--> growing, limit + 1/4 (up to the cap)
+///     holding --reprobe time passed, period, held back--> growing, limit x 2 (up to the cap)
 ///     any --stall, or 429/503 (too many requests)--> holding, limit / 2 (at least 1)
 ///
 /// A period ends once it was busy (some transfer running) for `minimumPeriod` and saw at least
-/// `limit` transfers end. Its rate (bytes of the transfers that ended in it, per second of busy
+/// twice `limit` transfers end. The first period after a change of the limit (and a location's
+/// first, with its connections being set up) is a warm-up and not compared: transfers started
+/// under the old limit end in it, which made single periods too noisy to judge (a doubling
+/// judged "no better" and stepped back on a link it would have filled). Its rate (bytes of the transfers that ended in it, per second of busy
 /// time: a reader's pause is not a slow mirror) is compared only when the limit
 /// was the reason a transfer waited ("held back"): a location that is asked for less than its
 /// limit allows has shown nothing about more connections. The cap is the smaller of the polite
@@ -30,7 +33,7 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
         /// Extra transfers allowed for reads that wait.
         public var demandExtra = 2
         /// A period lasts at least this long (nanoseconds) ...
-        public var minimumPeriod: UInt64 = 200_000_000
+        public var minimumPeriod: UInt64 = 300_000_000
         /// ... and a growth counts when the rate rose by at least this factor.
         public var growth = 1.10
         /// A holding location tries more transfers again after this long (nanoseconds).
@@ -62,6 +65,8 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
         var periodBytes: Int64 = 0
         var periodEnded = 0
         var heldBack = false
+        /// The current period only settles the new limit in (not compared).
+        var warmUp = true
     }
 
     public let settings: Settings
@@ -123,14 +128,17 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
             loc.previousLimit = loc.limit
             loc.phase = .holding(since: now)
             loc.lastRate = nil
+            loc.warmUp = true
             Self.newPeriod(&loc, now: now)
             return loc.limit != before ? loc.limit : nil
         }
         loc.periodBytes += max(0, bytes)
         loc.periodEnded += 1
-        guard busy >= settings.minimumPeriod, loc.periodEnded >= loc.limit else { return nil }
+        guard busy >= settings.minimumPeriod, loc.periodEnded >= 2 * loc.limit else { return nil }
         let rate = Double(loc.periodBytes) / (Double(busy) / 1e9)
-        if loc.heldBack {
+        if loc.warmUp {
+            loc.warmUp = false
+        } else if loc.heldBack {
             switch loc.phase {
             case .growing:
                 if let last = loc.lastRate, rate < last * settings.growth {
@@ -148,11 +156,12 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
                 if now >= since, now - since >= settings.reprobeAfter, loc.limit < settings.cap {
                     loc.lastRate = rate
                     loc.previousLimit = loc.limit
-                    loc.limit = min(settings.cap, loc.limit + max(1, loc.limit / 4))
+                    loc.limit = min(settings.cap, loc.limit * 2)
                     loc.phase = .growing
                 }
             }
         }
+        if loc.limit != before { loc.warmUp = true }
         Self.newPeriod(&loc, now: now)
         return loc.limit != before ? loc.limit : nil
     }

@@ -368,6 +368,12 @@ public final class HTTPDownloader: @unchecked Sendable {
         return id
     }
 
+    /// Per mirror location: the transfers it may run at once and its last measured rate
+    /// (bytes/s), for `jigdofs status`.
+    public func concurrency() -> [String: (limit: Int, rate: Double?)] {
+        queues.withLock { q in q.governor.locations.mapValues { ($0.limit, $0.lastRate) } }
+    }
+
     /// Moves a queued read-ahead transfer to the demand queue (a reader waits for it): it goes
     /// before every read-ahead transfer and may use the two slots kept for demand.
     public func promote(_ id: UInt64) {
@@ -504,8 +510,13 @@ public final class HTTPDownloader: @unchecked Sendable {
                 failEarly(t, TransferError(reason: .diskFull("\(path): not a regular file of this user")))
                 return
             }
-            // Drop anything beyond the resume point (a previous, longer attempt).
-            if Syscalls.ftruncate(fd, off_t(t.resumeFrom)) != 0 {
+            // Drop anything beyond the resume point (a previous, longer attempt). Only when
+            // there is something to drop: ext4 starts writing back, on close, a file truncated
+            // to 0 (its "replace by truncate" safety), which put a disk flush on this thread
+            // for every part.
+            var st = stat()
+            let size = Syscalls.fstat(fd, &st) == 0 ? Int64(st.st_size) : Int64.max
+            if size != t.resumeFrom, Syscalls.ftruncate(fd, off_t(t.resumeFrom)) != 0 {
                 let e = errno
                 Syscalls.close(fd)
                 failEarly(t, Self.writeFailure(path, "cannot truncate", e))

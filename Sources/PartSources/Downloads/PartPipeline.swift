@@ -864,6 +864,10 @@ extension PartPipeline: PartStatisticsProvider {
         out.transfersInFlight = s.downloading
         out.failuresByMirror = s.failuresByHost
         out.failuresByLocation = s.failuresByLocation
+        for (location, figures) in downloader?.concurrency() ?? [:] {
+            out.transfersAllowedByLocation[location] = figures.limit
+            if let rate = figures.rate { out.speedByLocation[location] = Int64(rate) }
+        }
         return out
     }
 }
