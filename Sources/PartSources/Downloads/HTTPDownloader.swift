@@ -95,6 +95,13 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
         return false
     }
 
+    /// The mirror is overloaded: it stalled, or said it has too many requests (429, 503).
+    /// Its concurrency is halved (`ConcurrencyGovernor`).
+    public var signalsOverload: Bool {
+        if case .status(let s) = reason, s == 429 || s == 503 { return true }
+        return isStall
+    }
+
     /// Whether the connection this ran on may be unusable: the retry opens a fresh one.
     public var spoilsConnection: Bool {
         switch reason {
@@ -474,12 +481,7 @@ public final class HTTPDownloader: @unchecked Sendable {
     /// feed the location's rate); otherwise it never reached the network.
     private func release(_ t: Transfer, measured: Bool, result: Result<TransferSummary, TransferError>? = nil) {
         var congestion = false
-        if case .failure(let e)? = result {
-            switch e.reason {
-            case .status(429), .status(503): congestion = true
-            default: congestion = e.isStall
-            }
-        }
+        if case .failure(let e)? = result { congestion = e.signalsOverload }
         let now = clock()
         let changed = queues.withLock { q in
             q.governor.ended(t.location, host: t.host, bytes: measured ? t.received : 0, congestion: congestion,
@@ -505,7 +507,8 @@ public final class HTTPDownloader: @unchecked Sendable {
                 failEarly(t, Self.writeFailure(path, "cannot open", errno))
                 return
             }
-            guard PartCache.isOwnRegularFile(fd) else {
+            var st = stat()
+            guard Syscalls.fstat(fd, &st) == 0, PartCache.isOwnRegularFile(st) else {
                 Syscalls.close(fd)
                 failEarly(t, TransferError(reason: .diskFull("\(path): not a regular file of this user")))
                 return
@@ -514,9 +517,7 @@ public final class HTTPDownloader: @unchecked Sendable {
             // there is something to drop: ext4 starts writing back, on close, a file truncated
             // to 0 (its "replace by truncate" safety), which put a disk flush on this thread
             // for every part.
-            var st = stat()
-            let size = Syscalls.fstat(fd, &st) == 0 ? Int64(st.st_size) : Int64.max
-            if size != t.resumeFrom, Syscalls.ftruncate(fd, off_t(t.resumeFrom)) != 0 {
+            if Int64(st.st_size) != t.resumeFrom, Syscalls.ftruncate(fd, off_t(t.resumeFrom)) != 0 {
                 let e = errno
                 Syscalls.close(fd)
                 failEarly(t, Self.writeFailure(path, "cannot truncate", e))

@@ -143,7 +143,12 @@ public final class PartCache: Sendable {
     /// Whether an open descriptor is a regular file owned by this process's user.
     static func isOwnRegularFile(_ fd: Int32) -> Bool {
         var st = stat()
-        return Syscalls.fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && st.st_uid == geteuid()
+        return Syscalls.fstat(fd, &st) == 0 && isOwnRegularFile(st)
+    }
+
+    /// Whether a file's status is that of a regular file owned by this process's user.
+    static func isOwnRegularFile(_ st: stat) -> Bool {
+        (st.st_mode & S_IFMT) == S_IFREG && st.st_uid == geteuid()
     }
 
     /// Opens a cached part (O_NOFOLLOW: a symlink is never followed); nil when it is absent,
