@@ -25,7 +25,7 @@
 public struct ConcurrencyGovernor: Sendable, Equatable {
     public struct Settings: Sendable, Equatable {
         /// Transfers a location starts with.
-        public var initial = 4
+        public var initial = 8
         /// Transfers at once to one host (all its locations together), the polite cap.
         public var perHost = 32
         /// Transfers at once overall (`--jobs`).

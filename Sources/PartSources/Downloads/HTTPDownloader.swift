@@ -14,7 +14,7 @@ public struct DownloadConfig: Sendable {
     /// reader waits for may use two more. Each mirror location starts with
     /// `initialPerLocation` and is given more while its throughput grows (`ConcurrencyGovernor`).
     public var jobs = 32
-    public var initialPerLocation = 4
+    public var initialPerLocation = 8
     /// Seconds to wait for a connection to be set up.
     public var connectTimeout: Double = 15
     /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` seconds is aborted
@@ -189,7 +189,10 @@ final class Transfer: @unchecked Sendable {
     var tooLong = false
     var headersChecked = false
     var violation: String?
-    var writeErrno: Int32 = 0
+    /// A lane's write of the file failed (an errno; 0: none): the transfer is stopped.
+    let writeError = Atomic<Int32>(0)
+    /// Hashes and writes the body of a file transfer (nil for one into memory).
+    var writeBehind: WriteBehind?
     var body: [UInt8] = []
     var hasher: ChecksumHasher?
     let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
@@ -209,9 +212,10 @@ final class Transfer: @unchecked Sendable {
     deinit { errorBuffer.deallocate() }
 }
 
-/// Writes the body straight into the partial file (no part is ever held in memory), hashing
-/// it on the way. Returning less than `n` makes libcurl abort the transfer and close its
-/// connection, which is what a response that breaks HTTP needs.
+/// Hands the body to `WriteBehind`, which hashes it and writes it into the partial file (no
+/// part is ever held in memory whole), or keeps a body meant for memory, hashing it here.
+/// Returning less than `n` makes libcurl abort the transfer and close its connection, which is
+/// what a response that breaks HTTP needs.
 private let writeToFile: jfs_curl_write_callback = { data, size, count, context in
     let t = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
     let n = size * count
@@ -232,25 +236,18 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
         t.tooLong = true
         return 0
     }
-    if n > 0 { t.hasher?.update(UnsafeRawBufferPointer(start: data, count: n)) }
     if t.path == nil {
+        if n > 0 { t.hasher?.update(UnsafeRawBufferPointer(start: data, count: n)) }
         t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n))
         t.offset += Int64(n)
         t.received += Int64(n)
         DownloadRateLimit.shared.consume(n)
         return n
     }
-    var done = 0
-    while done < n {
-        let w = Syscalls.pwrite(t.fd, data! + done, n - done, off_t(t.offset))
-        if w < 0 {
-            if errno == EINTR { continue }
-            t.writeErrno = errno
-            return 0
-        }
-        done += w
-        t.offset += Int64(w)
-    }
+    // A piece that could not be written stops the transfer: the rest has nowhere to go.
+    guard t.writeError.load(ordering: .relaxed) == 0, let writeBehind = t.writeBehind else { return 0 }
+    if n > 0 { writeBehind.write(t, fd: t.fd, data!, count: n, at: t.offset) }
+    t.offset += Int64(n)
     t.received += Int64(n)
     DownloadRateLimit.shared.consume(n)
     return n
@@ -282,6 +279,7 @@ public final class HTTPDownloader: @unchecked Sendable {
     private let clock: @Sendable () -> UInt64
     private let multi: UnsafeMutableRawPointer
     private let stopped = DispatchSemaphore(value: 0)
+    private let writeBehind = WriteBehind()
     // Worker-thread state.
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
 
@@ -460,8 +458,9 @@ public final class HTTPDownloader: @unchecked Sendable {
         for (easy, t) in active {
             curl_multi_remove_handle(multi, easy)
             curl_easy_cleanup(easy)
-            if t.fd >= 0 { Syscalls.close(t.fd) }
-            complete(t, .failure(TransferError(reason: .cancelled)))
+            let fd = t.fd
+            t.fd = -1
+            deliver(t, .failure(TransferError(reason: .cancelled)), fd: fd)
         }
         active.removeAll()
         let rest = queues.withLock { q -> [Transfer] in
@@ -475,6 +474,24 @@ public final class HTTPDownloader: @unchecked Sendable {
     private func complete(_ t: Transfer, _ result: Result<TransferSummary, TransferError>) {
         let completion = t.completion
         DispatchQueue.global().async { completion(result) }
+    }
+
+    /// Completes a transfer whose file `fd` (-1: none) a lane may still be writing: once its
+    /// last piece is written, with the lane's checksum, and a failed write as the result.
+    private func deliver(_ t: Transfer, _ result: Result<TransferSummary, TransferError>, fd: Int32) {
+        guard fd >= 0 else { return complete(t, result) }
+        let completion = t.completion
+        let path = t.path ?? ""
+        writeBehind.finish(t, fd: fd) { error, checksum in
+            if error != 0 {
+                completion(.failure(Self.writeFailure(path, "write failed", error)))
+            } else if case .success(var summary) = result {
+                summary.checksum = checksum
+                completion(.success(summary))
+            } else {
+                completion(result)
+            }
+        }
     }
 
     /// A started transfer's slot is free again. `measured`: it ran (its bytes and outcome
@@ -524,6 +541,7 @@ public final class HTTPDownloader: @unchecked Sendable {
                 return
             }
             t.fd = fd
+            t.writeBehind = writeBehind
         } else if let max = t.maxLength, max <= 256 << 20 {
             t.body.reserveCapacity(Int(max))
         }
@@ -602,6 +620,8 @@ public final class HTTPDownloader: @unchecked Sendable {
             // A Content-Length over the bound fails before any byte is written.
             try check(jfs_curl_easy_setopt_off(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(max - t.resumeFrom)), "MAXFILESIZE_LARGE")
         }
+        // A piece of the body per WriteBehind buffer: fewer, larger receives and writes.
+        if t.path != nil { try check(jfs_curl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, WriteBehind.pieceSize), "BUFFERSIZE") }
         if t.request.freshConnect { try check(jfs_curl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1), "FRESH_CONNECT") }
     }
 
@@ -614,22 +634,24 @@ public final class HTTPDownloader: @unchecked Sendable {
         let effectiveURL = effective.map { String(cString: $0) } ?? t.url
         curl_multi_remove_handle(multi, easy)
         curl_easy_cleanup(easy)
-        if t.fd >= 0 { Syscalls.close(t.fd) }
+        // From here the file belongs to the lane that writes it (`deliver`).
+        let fd = t.fd
         t.fd = -1
         let result: Result<TransferSummary, TransferError>
         if code == CURLE_OK, t.request.exactLength, let max = t.maxLength, t.offset != max {
             result = .failure(TransferError(reason: .protocolViolation("body ended at byte \(t.offset) of \(max)")))
         } else if code == CURLE_OK {
             result = .success(TransferSummary(received: t.received, fileSize: t.offset, effectiveURL: effectiveURL,
-                                              body: t.path == nil ? t.body : nil, checksum: t.hasher?.finalize()))
+                                              body: t.path == nil ? t.body : nil,
+                                              checksum: fd >= 0 ? nil : t.hasher?.finalize()))
         } else if let violation = t.violation {
             result = .failure(TransferError(reason: .protocolViolation(violation)))
         } else if code == CURLE_FILESIZE_EXCEEDED {
             result = .failure(TransferError(reason: .tooLong(t.maxLength ?? 0)))
         } else if t.tooLong {
             result = .failure(TransferError(reason: .tooLong(t.maxLength ?? 0)))
-        } else if t.writeErrno != 0 {
-            result = .failure(Self.writeFailure(t.path ?? "", "write failed", t.writeErrno))
+        } else if case let e = t.writeError.load(ordering: .relaxed), e != 0 {
+            result = .failure(Self.writeFailure(t.path ?? "", "write failed", e))
         } else if code == CURLE_RANGE_ERROR || (code == CURLE_HTTP_RETURNED_ERROR && status == 416) {
             result = .failure(TransferError(reason: .rangeRefused))
         } else if code == CURLE_HTTP_RETURNED_ERROR {
@@ -641,7 +663,7 @@ public final class HTTPDownloader: @unchecked Sendable {
             result = .failure(TransferError(reason: .curl(code: Int(code.rawValue), text: text)))
         }
         release(t, measured: true, result: result)
-        complete(t, result)
+        deliver(t, result, fd: fd)
     }
 }
 
