@@ -11,7 +11,7 @@ packages=(
   # inspecting images, squashfs for loop-mount tests, servers for download tests
   genisoimage libarchive-tools squashfs-tools bzip2 nginx-light openssl curl python3
   # the benchmark script
-  bc time
+  bc time aria2
   # the .deb (scripts/build-deb.sh: dpkg-shlibdeps, lintian) and the admin tests (man -w,
   # systemd-fstab-generator, which only writes unit files when the tests run it)
   dpkg-dev lintian man-db systemd
