@@ -18,10 +18,15 @@ import Synchronization
 /// runs after its last write. A lane owns the transfer's file descriptor, its hasher and its
 /// write error from the first piece on: the transfer thread no longer touches them.
 ///
-/// Memory: at most `capacity` buffers of `pieceSize` bytes are queued or being written; a
-/// transfer thread that needs one more waits for a lane to give one back (the disk or the hash
-/// is then the slower side, and the network waits, as it did when both ran inline). Every
-/// buffer taken is queued at once, so a wait always ends.
+/// Memory: at most `capacity` buffers of `pieceSize` bytes are queued or being written (128
+/// x 128 KiB = 16 MiB); a transfer thread that needs one more waits for a lane to give one back
+/// (the disk or the hash is then the slower side, and the network waits, as it did when both
+/// ran inline). Every buffer taken is queued at once, so a wait always ends. Why this many: a
+/// full window's responses (32 of about 150 KB) arrive within a few milliseconds; with 32
+/// buffers the transfer thread waited up to 34 ms in one `curl_multi_perform` for the lanes,
+/// and transfers that had their last byte were finished (their connection given the next
+/// request) only after that. On the 20 ms bench link 32 buffers and one lane took 8.1-8.4 s,
+/// 64 and two lanes 6.9-7.2 s, 128 and two lanes 6.65 s (daemon peak RSS 52 MiB).
 final class WriteBehind: @unchecked Sendable {
     /// The largest piece one buffer takes (libcurl's receive buffer is set to this).
     static let pieceSize = 128 << 10
@@ -29,14 +34,15 @@ final class WriteBehind: @unchecked Sendable {
     private let lanes: [DispatchQueue]
     let pool: PiecePool
 
-    init(lanes count: Int = WriteBehind.defaultLanes, capacity: Int = 32) {
+    init(lanes count: Int = WriteBehind.defaultLanes, capacity: Int = 128) {
         lanes = (0..<max(1, count)).map { DispatchQueue(label: "jigdofs.write-behind.\($0)") }
         pool = PiecePool(size: Self.pieceSize, capacity: max(2, capacity))
     }
 
-    /// One lane per core but one (the transfer thread and the FUSE threads need the rest),
-    /// at least one, at most four: one lane hashes MD5 at several hundred MB/s.
-    static var defaultLanes: Int { max(1, min(4, ProcessInfo.processInfo.activeProcessorCount - 1)) }
+    /// One lane per core, at least two, at most four: a burst is hashed on every core while
+    /// the transfer thread mostly waits for the network (one lane hashes MD5 at several
+    /// hundred MB/s).
+    static var defaultLanes: Int { max(2, min(4, ProcessInfo.processInfo.activeProcessorCount)) }
 
     func lane(_ t: Transfer) -> DispatchQueue { lanes[Int(t.id % UInt64(lanes.count))] }
 
