@@ -252,7 +252,10 @@ md5_cpu_per_gb() {
   echo "($t) / $gb" | bc -l
 }
 
-if "$bin" mount --help 2>/dev/null | grep -q -- '--server'; then has_downloads=1; else has_downloads=0; fi
+# (the help captured first: grep -q stops reading at the match, and with pipefail the help's
+# SIGPIPE would count as "no downloads")
+mount_help=$("$bin" mount --help 2>/dev/null || true)
+if grep -q -- '--server' <<< "$mount_help"; then has_downloads=1; else has_downloads=0; fi
 ln -s "$iso" "$www/release.iso"
 gb=$(echo "$size / 1000000000" | bc -l)
 
