@@ -327,3 +327,4 @@ if [ "${JIGDO_LITE:-1}" != 0 ]; then
   done
 fi
 [ ${#summary[@]} = 0 ] || printf '%s\n' "${summary[@]}"
+echo "CPU time taken by the hypervisor (steal) during the run: $(steal_since "$bench_start_ticks")%"

@@ -139,6 +139,18 @@ row() { # label seconds [extra]
 row_na() { # label reason
   printf '%-52s %10s %13s  %s\n' "$1" "n/a" "" "$2"
 }
+# cpu_ticks: (all, steal) CPU ticks so far, from /proc/stat's first line
+cpu_ticks() { awk '/^cpu /{ t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
+# steal_since "ALL STEAL": the share of CPU time the hypervisor took from this VM since then,
+# in percent (a shared VM's neighbours make every figure slower: compare rows of one run)
+steal_since() {
+  local now was
+  read -r -a now <<< "$(cpu_ticks)"
+  read -r -a was <<< "$1"
+  echo $(( (now[1] - was[1]) * 100 / (now[0] - was[0] > 0 ? now[0] - was[0] : 1) ))
+}
+bench_start_ticks=$(cpu_ticks)
+
 header() {
   printf 'image %s: %d bytes, %d parts, MD5, %s cores, load %s\n' "$(basename "$iso")" "$size" "$parts" \
     "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
