@@ -4,16 +4,49 @@ import Synchronization
 /// many threads. Lookups and inserts hold the lock only for bookkeeping: values are computed by
 /// the caller outside the lock.
 public final class ByteBudgetCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
-    private struct Entry {
-        var value: Value
+    /// Entries live in `slots`, linked from most to least recently used by slot index; a
+    /// lookup, an insert and each eviction are O(1) (a linear scan for the oldest entry cost
+    /// 3-4% of the daemon's CPU with 64 open files, once per downloaded part).
+    private struct Slot {
+        var key: Key
+        var value: Value?
         var cost: Int
-        var stamp: UInt64
+        var newer: Int
+        var older: Int
     }
 
     private struct State {
-        var entries: [Key: Entry] = [:]
+        var index: [Key: Int] = [:]
+        var slots: [Slot] = []
+        var free: [Int] = []
         var total = 0
-        var clock: UInt64 = 0
+        /// Most and least recently used slot (-1: none).
+        var newest = -1
+        var oldest = -1
+
+        mutating func unlink(_ i: Int) {
+            let (newer, older) = (slots[i].newer, slots[i].older)
+            if newer >= 0 { slots[newer].older = older } else { newest = older }
+            if older >= 0 { slots[older].newer = newer } else { oldest = newer }
+            slots[i].newer = -1
+            slots[i].older = -1
+        }
+
+        mutating func pushNewest(_ i: Int) {
+            slots[i].newer = -1
+            slots[i].older = newest
+            if newest >= 0 { slots[newest].newer = i } else { oldest = i }
+            newest = i
+        }
+
+        /// Takes the slot out: its value is dropped now (not when the slot is reused).
+        mutating func drop(_ i: Int) {
+            unlink(i)
+            total -= slots[i].cost
+            index.removeValue(forKey: slots[i].key)
+            slots[i].value = nil
+            free.append(i)
+        }
     }
 
     public let budget: Int
@@ -25,11 +58,12 @@ public final class ByteBudgetCache<Key: Hashable & Sendable, Value: Sendable>: S
 
     public func value(for key: Key) -> Value? {
         state.withLock { s in
-            guard var e = s.entries[key] else { return nil }
-            s.clock += 1
-            e.stamp = s.clock
-            s.entries[key] = e
-            return e.value
+            guard let i = s.index[key] else { return nil }
+            if s.newest != i {
+                s.unlink(i)
+                s.pushNewest(i)
+            }
+            return s.slots[i].value
         }
     }
 
@@ -38,17 +72,21 @@ public final class ByteBudgetCache<Key: Hashable & Sendable, Value: Sendable>: S
     public func insert(_ value: Value, for key: Key, cost: Int) {
         guard cost <= budget else { return }
         state.withLock { s in
-            s.clock += 1
-            if let old = s.entries.updateValue(Entry(value: value, cost: cost, stamp: s.clock), forKey: key) {
-                s.total -= old.cost
+            if let i = s.index[key] { s.drop(i) }
+            let slot = Slot(key: key, value: value, cost: cost, newer: -1, older: -1)
+            let i: Int
+            if let reused = s.free.popLast() {
+                i = reused
+                s.slots[i] = slot
+            } else {
+                i = s.slots.count
+                s.slots.append(slot)
             }
+            s.index[key] = i
             s.total += cost
-            while s.total > budget, s.entries.count > 1 {
-                // Linear scan: a few hundred entries at most for template windows and open
-                // files; more only for parts kept in memory when the cache disk is full.
-                guard let victim = s.entries.min(by: { $0.value.stamp < $1.value.stamp }) else { break }
-                s.total -= victim.value.cost
-                s.entries.removeValue(forKey: victim.key)
+            s.pushNewest(i)
+            while s.total > budget, s.oldest >= 0, s.oldest != i {
+                s.drop(s.oldest)
             }
         }
     }
@@ -56,10 +94,10 @@ public final class ByteBudgetCache<Key: Hashable & Sendable, Value: Sendable>: S
     /// Drops one entry (e.g. a file that changed since it was checked).
     public func remove(_ key: Key) {
         state.withLock { s in
-            if let old = s.entries.removeValue(forKey: key) { s.total -= old.cost }
+            if let i = s.index[key] { s.drop(i) }
         }
     }
 
     public var totalCost: Int { state.withLock { $0.total } }
-    public var count: Int { state.withLock { $0.entries.count } }
+    public var count: Int { state.withLock { $0.index.count } }
 }

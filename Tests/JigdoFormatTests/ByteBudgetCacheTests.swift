@@ -75,4 +75,52 @@ struct ByteBudgetCacheTests {
         #expect(cache.value(for: 2) == "b")
         #expect(cache.totalCost == 10)
     }
+
+    @Test("random inserts, lookups and removals keep exactly what a plain least-recently-used list keeps")
+    func matchesAReferenceModel() {
+        // The reference: entries ordered from least to most recently used, evicted from the front.
+        var model: [(key: Int, value: Int, cost: Int)] = []
+        let budget = 40
+        let cache = ByteBudgetCache<Int, Int>(budget: budget)
+        var rng = SplitMix(seed: 0x5EED)
+        for step in 0..<20_000 {
+            let key = Int(rng.next() % 24)
+            switch rng.next() % 8 {
+            case 0...3:
+                let cost = Int(rng.next() % 12) + 1
+                cache.insert(step, for: key, cost: cost)
+                model.removeAll { $0.key == key }
+                model.append((key, step, cost))
+                while model.reduce(0, { $0 + $1.cost }) > budget, model.count > 1 { model.removeFirst() }
+            case 4...6:
+                let got = cache.value(for: key)
+                if let at = model.firstIndex(where: { $0.key == key }) {
+                    let e = model.remove(at: at)
+                    model.append(e)
+                    #expect(got == e.value, "step \(step): key \(key)")
+                } else {
+                    #expect(got == nil, "step \(step): key \(key) should have been evicted")
+                }
+            default:
+                cache.remove(key)
+                model.removeAll { $0.key == key }
+            }
+            #expect(cache.count == model.count, "step \(step)")
+            #expect(cache.totalCost == model.reduce(0, { $0 + $1.cost }), "step \(step)")
+            if cache.count != model.count { return }
+        }
+    }
+}
+
+/// A small seeded generator, so a failure repeats.
+private struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }

@@ -670,15 +670,28 @@ public final class HTTPDownloader: @unchecked Sendable {
 /// Percent-encodes the bytes libcurl refuses in a URL (blanks, non-ASCII, quotes), keeping the
 /// URL's structure and any escapes already present.
 public func encodeURLForCurl(_ url: String) -> String {
+    // Most URLs need nothing (once per transfer and several times per part: no copy then).
+    if url.utf8.allSatisfy(isSafeInCurlURL) { return url }
     let hex = Array("0123456789ABCDEF".utf8)
     var out = [UInt8]()
+    out.reserveCapacity(url.utf8.count + 16)
     for b in url.utf8 {
-        let safe = b > 0x20 && b < 0x7F && !"\"<>\\^`{|}".utf8.contains(b)
-        if safe {
+        if isSafeInCurlURL(b) {
             out.append(b)
         } else {
             out += [UInt8(ascii: "%"), hex[Int(b >> 4)], hex[Int(b & 15)]]
         }
     }
     return String(decoding: out, as: UTF8.self)
+}
+
+/// Printable ASCII other than space and the characters RFC 3986 never allows unencoded.
+@inline(__always) private func isSafeInCurlURL(_ b: UInt8) -> Bool {
+    switch b {
+    case UInt8(ascii: "\""), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "\\"), UInt8(ascii: "^"),
+         UInt8(ascii: "`"), UInt8(ascii: "{"), UInt8(ascii: "|"), UInt8(ascii: "}"):
+        return false
+    default:
+        return b > 0x20 && b < 0x7F
+    }
 }

@@ -767,9 +767,16 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
             }
         }
         tails.append(key)
+        // Byte-wise (a URL's path is bytes; Character-wise counting and comparing cost more
+        // than the rest of a part's bookkeeping).
+        let u = url.utf8
         for tail in tails where !tail.isEmpty {
-            for candidate in [tail, encodeURLForCurl(tail)] where url.hasSuffix(candidate) && url.count > candidate.count {
-                return String(url.dropLast(candidate.count))
+            let encoded = encodeURLForCurl(tail)
+            for candidate in encoded == tail ? [tail] : [tail, encoded] {
+                let c = candidate.utf8
+                if u.count > c.count, u.suffix(c.count).elementsEqual(c) {
+                    return String(decoding: u.dropLast(c.count), as: UTF8.self)
+                }
             }
         }
         return directoryOf(url)
