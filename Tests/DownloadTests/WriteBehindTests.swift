@@ -26,6 +26,7 @@ private struct Delivered: Sendable {
 
 @Suite("WriteBehind: bodies hashed and written off the transfer thread")
 struct WriteBehindTests {
+    // Five transfers through two buffers: buffers being filled must be queued before a wait.
     @Test("interleaved pieces reach each file in order, are hashed in order, and the end waits for the last write")
     func piecesInOrder() throws {
         let tmp = try TempDir()
@@ -76,6 +77,40 @@ struct WriteBehindTests {
             #expect(try Array(Data(contentsOf: URL(fileURLWithPath: tmp.path + "/part\(i)"))) == body)
         }
         #expect(w.pool.allocated <= 2, "more buffers than the pool's capacity")
+    }
+
+    @Test("libcurl's 16 KiB pieces fill whole buffers: one hash-and-write per buffer, the rest at the end")
+    func piecesCoalesce() throws {
+        let tmp = try TempDir()
+        let path = tmp.path + "/part"
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        #expect(fd >= 0)
+        let w = WriteBehind(lanes: 1, capacity: 4)
+        let t = transfer(1, path: path)
+        let piece = 16 << 10
+        let body = (0..<(40 * piece + 1000)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+        var done = 0
+        while done < body.count {
+            let n = min(piece, body.count - done)
+            body.withUnsafeBytes { w.write(t, fd: fd, $0.baseAddress! + done, count: n, at: Int64(done)) }
+            done += n
+        }
+        let full = body.count / WriteBehind.pieceSize
+        #expect(w.queuedWrites == full, "\(w.queuedWrites) writes queued for \(full) full buffers")
+        let result = Mutex<Delivered?>(nil)
+        let ended = DispatchSemaphore(value: 0)
+        w.finish(t, fd: fd) { error, sum in
+            result.withLock { $0 = Delivered(error: error, checksum: sum, sizeAtDelivery: 0) }
+            ended.signal()
+        }
+        ended.wait()
+        #expect(w.queuedWrites == full + 1, "the rest of the body is queued by the end")
+        var h = ChecksumHasher(.md5)
+        h.update(body)
+        let r = try #require(result.withLock { $0 })
+        #expect(r.error == 0)
+        #expect(r.checksum == h.finalize())
+        #expect(try Array(Data(contentsOf: URL(fileURLWithPath: path))) == body)
     }
 
     @Test("a transfer's end is delivered after its pieces, even when they are still queued")

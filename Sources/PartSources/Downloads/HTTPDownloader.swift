@@ -193,6 +193,14 @@ final class Transfer: @unchecked Sendable {
     let writeError = Atomic<Int32>(0)
     /// Hashes and writes the body of a file transfer (nil for one into memory).
     var writeBehind: WriteBehind?
+    /// The buffer `writeBehind` is filling with this transfer's body, not yet queued.
+    struct Filling {
+        var piece: Piece
+        var count: Int
+        var at: Int64
+        var fd: Int32
+    }
+    var filling: Filling?
     var body: [UInt8] = []
     var hasher: ChecksumHasher?
     let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)

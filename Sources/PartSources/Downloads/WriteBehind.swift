@@ -7,8 +7,8 @@ import JigdoFormat
 import Synchronization
 
 /// Hashes and writes the bodies of file transfers off the transfer thread. The transfer thread
-/// only copies each piece of a body into a pooled buffer and queues it; a lane hashes it and
-/// writes it to the partial file. Why: one thread serves every connection, and the responses
+/// only copies the pieces of a body into a pooled buffer and queues it when full (or at the
+/// end); a lane hashes it and writes it to the partial file. Why: one thread serves every connection, and the responses
 /// of a full window arrive together. With the hash (MD5 is most of the cost) and the write on
 /// that thread, the last response of such a burst waited for all the others; on a 20 ms link
 /// that added about a third to every transfer, and at 0 ms that thread was the bottleneck.
@@ -18,10 +18,10 @@ import Synchronization
 /// runs after its last write. A lane owns the transfer's file descriptor, its hasher and its
 /// write error from the first piece on: the transfer thread no longer touches them.
 ///
-/// Memory: at most `capacity` buffers of `pieceSize` bytes are queued or being written (128
-/// x 128 KiB = 16 MiB); a transfer thread that needs one more waits for a lane to give one back
-/// (the disk or the hash is then the slower side, and the network waits, as it did when both
-/// ran inline). Every buffer taken is queued at once, so a wait always ends. Why this many: a
+/// Memory: at most `capacity` buffers of `pieceSize` bytes are being filled, queued or written
+/// (128 x 128 KiB = 16 MiB); a transfer thread that needs one more waits for a lane to give one
+/// back (the disk or the hash is then the slower side, and the network waits, as it did when
+/// both ran inline). Before it waits, the buffers being filled are queued, so a wait always ends. Why this many: a
 /// full window's responses (32 of about 150 KB) arrive within a few milliseconds; with 32
 /// buffers the transfer thread waited up to 34 ms in one `curl_multi_perform` for the lanes,
 /// and transfers that had their last byte were finished (their connection given the next
@@ -46,39 +46,71 @@ final class WriteBehind: @unchecked Sendable {
 
     func lane(_ t: Transfer) -> DispatchQueue { lanes[Int(t.id % UInt64(lanes.count))] }
 
-    /// Queues `count` bytes of `t`'s body for its file at `offset` (copied: the caller's bytes
-    /// may be reused once this returns). May wait for a free buffer.
+    /// Transfers with a buffer being filled (`Transfer.filling`), by id. Touched only by the
+    /// thread that calls `write` and `finish` (the transfer thread).
+    private var filling: [UInt64: Transfer] = [:]
+    /// Buffers handed to lanes so far (for tests: pieces coalesce).
+    private(set) var queuedWrites = 0
+
+    /// Adds `count` bytes of `t`'s body for its file at `offset` (copied: the caller's bytes
+    /// may be reused once this returns). Consecutive pieces fill one buffer, which goes to the
+    /// lane once full (libcurl hands a body over in pieces of 16 KiB at most: one write and
+    /// one hash call per piece were most of the lanes' cost besides MD5 itself). May wait for a
+    /// free buffer; the buffers being filled are queued first, so the wait always ends.
     func write(_ t: Transfer, fd: Int32, _ data: UnsafeRawPointer, count: Int, at offset: Int64) {
         var done = 0
         while done < count {
-            let n = min(count - done, Self.pieceSize)
-            let piece = pool.take()
-            piece.bytes.baseAddress!.copyMemory(from: data + done, byteCount: n)
             let at = offset + Int64(done)
-            let pool = self.pool
-            lane(t).async {
-                defer { pool.giveBack(piece) }
-                guard t.writeError.load(ordering: .relaxed) == 0 else { return }
-                let bytes = UnsafeRawBufferPointer(start: piece.bytes.baseAddress, count: n)
-                t.hasher?.update(bytes)
-                var written = 0
-                while written < n {
-                    let w = Syscalls.pwrite(fd, bytes.baseAddress! + written, n - written, off_t(at + Int64(written)))
-                    if w < 0 {
-                        if errno == EINTR { continue }
-                        t.writeError.store(errno, ordering: .relaxed)
-                        return
-                    }
-                    written += w
-                }
+            if let f = t.filling, f.fd != fd || f.at + Int64(f.count) != at { queue(t) }
+            if t.filling == nil {
+                t.filling = Transfer.Filling(piece: takePiece(), count: 0, at: at, fd: fd)
+                filling[t.id] = t
             }
+            let n = min(count - done, Self.pieceSize - t.filling!.count)
+            (t.filling!.piece.bytes.baseAddress! + t.filling!.count).copyMemory(from: data + done, byteCount: n)
+            t.filling!.count += n
             done += n
+            if t.filling!.count == Self.pieceSize { queue(t) }
         }
     }
 
-    /// After `t`'s last piece: closes its file, and hands `deliver` the write error (0: none)
-    /// and the checksum of everything hashed (nil without a hasher) once every piece is written.
+    private func takePiece() -> Piece {
+        if let p = pool.take(waiting: false) { return p }
+        // Every buffer is out: those being filled go to their lanes, which give buffers back.
+        for t in filling.values { queue(t) }
+        return pool.take(waiting: true)!
+    }
+
+    /// Hands `t`'s buffer being filled (if any) to its lane, to be hashed and written.
+    private func queue(_ t: Transfer) {
+        guard let f = t.filling else { return }
+        t.filling = nil
+        filling[t.id] = nil
+        queuedWrites += 1
+        let pool = self.pool
+        lane(t).async {
+            defer { pool.giveBack(f.piece) }
+            guard t.writeError.load(ordering: .relaxed) == 0 else { return }
+            let bytes = UnsafeRawBufferPointer(start: f.piece.bytes.baseAddress, count: f.count)
+            t.hasher?.update(bytes)
+            var written = 0
+            while written < f.count {
+                let w = Syscalls.pwrite(f.fd, bytes.baseAddress! + written, f.count - written, off_t(f.at + Int64(written)))
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    t.writeError.store(errno, ordering: .relaxed)
+                    return
+                }
+                written += w
+            }
+        }
+    }
+
+    /// After `t`'s last piece: queues what is left of its body, closes its file, and hands
+    /// `deliver` the write error (0: none) and the checksum of everything hashed (nil without
+    /// a hasher) once every piece is written.
     func finish(_ t: Transfer, fd: Int32, deliver: @escaping @Sendable (_ writeError: Int32, _ checksum: Checksum?) -> Void) {
+        queue(t)
         lane(t).async {
             Syscalls.close(fd)
             let error = t.writeError.load(ordering: .relaxed)
@@ -109,8 +141,13 @@ final class PiecePool: @unchecked Sendable {
         available = DispatchSemaphore(value: capacity)
     }
 
-    func take() -> Piece {
-        available.wait()
+    /// A buffer; without `waiting`, nil when all are out.
+    func take(waiting: Bool = true) -> Piece? {
+        if waiting {
+            available.wait()
+        } else if available.wait(timeout: .now()) == .timedOut {
+            return nil
+        }
         let kept = free.withLock { f -> Piece? in
             if let b = f.list.popLast() { return b }
             f.allocated += 1
