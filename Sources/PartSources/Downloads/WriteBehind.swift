@@ -28,7 +28,7 @@ import Synchronization
 /// request) only after that. On the 20 ms bench link 32 buffers and one lane took 8.1-8.4 s,
 /// 64 and two lanes 6.9-7.2 s, 128 and two lanes 6.65 s (daemon peak RSS 52 MiB).
 final class WriteBehind: @unchecked Sendable {
-    /// The largest piece one buffer takes (libcurl's receive buffer is set to this).
+    /// The bytes one buffer takes (libcurl's receive buffer is set to this too: fewer recv calls).
     static let pieceSize = 128 << 10
 
     private let lanes: [DispatchQueue]
