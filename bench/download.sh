@@ -38,12 +38,16 @@
 # allocation step over the recently deleted ones (ext4's recently_deleted()); a run right after
 # a deletion (a cache removed, or jigdo-lite removing its parts as it merges them) spent 3-4
 # more CPU-s per GB creating its files. Users do not delete 6,000 files before each mount.
+# A test suite run right before the bench does (thousands of files): BENCH_TMPDIR=/dev/shm
+# puts every run's files on a tmpfs instead (about 8 GB of RAM for the default release), so
+# the figures are the tools' own, for every row alike.
 #
 # usage: bench/download.sh [--quick] [WORKDIR] [NFILES]   (default /tmp/jigdofs-bench, 7000 files ≈ 1 GB)
 # env:   JIGDOFS=path/to/jigdofs (default: this repo's release build); it needs `mount` with
 #        `--server`, else its rows say n/a.   RTTS="0 20" (milliseconds).   JIGDO_LITE=0 skips it.
 #        REMOTE_SOURCE=1: jigdofs mounts http://MIRROR/.../release.jigdo rather than the local file.
 #        JIGDOFS_OPTS="--jobs 64": more options for `jigdofs mount` (default: none, the defaults).
+#        BENCH_TMPDIR=/dev/shm: where the runs write (default /tmp; see above).
 . "$(dirname "$0")/lib.sh"
 rtts=${RTTS:-0 20}
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ftp_proxy all_proxy ALL_PROXY

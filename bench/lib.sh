@@ -34,7 +34,9 @@ bench_mounts=()
 bench_pids=()    # our own children (nginx, proxies): killed and waited for
 bench_daemons=() # FUSE daemons that detached from us: they exit on unmount; killed only if not
 bench_groups=()  # process groups we made with setsid (a tool and the children it runs)
-bench_tmp=$(mktemp -d /tmp/jigdofs-bench-run.XXXXXX)
+# BENCH_TMPDIR: where runs write what they fetch (caches, peers' files, mount points); default
+# /tmp. A tmpfs (/dev/shm) keeps the figures free of the disk's own costs; see bench/download.sh.
+bench_tmp=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/jigdofs-bench-run.XXXXXX")
 bench_cleanup() {
   local m p
   for m in "${bench_mounts[@]}"; do
@@ -155,6 +157,7 @@ header() {
   printf 'image %s: %d bytes, %d parts, MD5, %s cores, load %s\n' "$(basename "$iso")" "$size" "$parts" \
     "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf 'jigdofs: %s\n' "$bin"
+  printf 'written to: %s (%s)\n' "$bench_tmp" "$(stat -f -c %T "$bench_tmp" 2>/dev/null || echo '?')"
   printf '%-52s %10s %13s  %s\n' "what" "time" "throughput" "notes"
 }
 

@@ -19,14 +19,14 @@ import Synchronization
 /// write error from the first piece on: the transfer thread no longer touches them.
 ///
 /// Memory: at most `capacity` buffers of `pieceSize` bytes are being filled, queued or written
-/// (128 x 128 KiB = 16 MiB); a transfer thread that needs one more waits for a lane to give one
+/// (64 x 128 KiB = 8 MiB); a transfer thread that needs one more waits for a lane to give one
 /// back (the disk or the hash is then the slower side, and the network waits, as it did when
-/// both ran inline). Before it waits, the buffers being filled are queued, so a wait always ends. Why this many: a
-/// full window's responses (32 of about 150 KB) arrive within a few milliseconds; with 32
-/// buffers the transfer thread waited up to 34 ms in one `curl_multi_perform` for the lanes,
-/// and transfers that had their last byte were finished (their connection given the next
-/// request) only after that. On the 20 ms bench link 32 buffers and one lane took 8.1-8.4 s,
-/// 64 and two lanes 6.9-7.2 s, 128 and two lanes 6.65 s (daemon peak RSS 52 MiB).
+/// both ran inline). Before it waits, the buffers being filled are queued, so a wait always
+/// ends. Why this many: a full window's responses (32 of about 150 KB) arrive within a few
+/// milliseconds, about 5 MB. When each 16 KiB piece took a buffer of its own, 32 buffers made
+/// the transfer thread wait up to 34 ms in one `curl_multi_perform` (20 ms bench link: 8.1-8.4 s;
+/// 128 buffers: 6.65 s). Full buffers touch all their pages: 128 of them took the daemon's peak
+/// RSS to 60 MiB, 64 keep it at 55-59 MiB with the same times, 32 were slower at 20 ms.
 final class WriteBehind: @unchecked Sendable {
     /// The bytes one buffer takes (libcurl's receive buffer is set to this too: fewer recv calls).
     static let pieceSize = 128 << 10
@@ -34,7 +34,7 @@ final class WriteBehind: @unchecked Sendable {
     private let lanes: [DispatchQueue]
     let pool: PiecePool
 
-    init(lanes count: Int = WriteBehind.defaultLanes, capacity: Int = 128) {
+    init(lanes count: Int = WriteBehind.defaultLanes, capacity: Int = 64) {
         lanes = (0..<max(1, count)).map { DispatchQueue(label: "jigdofs.write-behind.\($0)") }
         pool = PiecePool(size: Self.pieceSize, capacity: max(2, capacity))
     }
