@@ -77,6 +77,42 @@ private func period(_ g: inout ConcurrencyGovernor, rate: Double, now: inout UIn
     }
 }
 
+/// Like `simulate`, with parts of the given sizes (in turn) and their bytes told to the
+/// governor as they arrive (`received`), as HTTPDownloader does: the limits after each end.
+private func simulateArrivals(_ g: inout ConcurrencyGovernor, seconds: Double, sizes: [Double],
+                              link: FakeLink) -> [Int] {
+    let location = "http://m/debian/", host = "http://m"
+    var now: UInt64 = 0
+    let end = UInt64(seconds * Double(second))
+    var remaining: [Double] = []
+    var next = 0
+    var owed = 0.0
+    var limits: [Int] = []
+    while now < end {
+        while g.mayStart(location, host: host, demand: false) {
+            g.started(location, host: host, now: now)
+            remaining.append(sizes[next % sizes.count])
+            next += 1
+        }
+        let each = link.rate(remaining.count) / Double(remaining.count)
+        // Steps of at most 10 ms, as libcurl's loop reports progress between ends.
+        let dt = min(remaining.min()! / each, 0.01)
+        now += max(1, UInt64(dt * Double(second)))
+        owed += each * dt * Double(remaining.count)
+        let whole = owed.rounded(.down)
+        g.received(location, bytes: Int64(whole))
+        owed -= whole
+        remaining = remaining.map { $0 - each * dt }
+        let done = remaining.filter { $0 <= 0.5 }.count
+        remaining.removeAll { $0 <= 0.5 }
+        for _ in 0..<done {
+            g.ended(location, host: host, bytes: 0, now: now)
+            limits.append(g.limit(location))
+        }
+    }
+    return limits
+}
+
 private func governor(initial: Int = 4, perHost: Int = 32, ceiling: Int = 64) -> ConcurrencyGovernor {
     var s = ConcurrencyGovernor.Settings()
     s.initial = initial
@@ -95,6 +131,32 @@ struct ConcurrencyGovernorTests {
         #expect(g.limit("http://m/debian/") == 16, "limits: \(Set(r.limits).sorted())")
         #expect(r.limits.contains(32), "32 was tried (and brought nothing)")
         #expect(g.locations["http://m/debian/"]?.phase != .growing)
+    }
+
+    @Test("parts of very different sizes: the rate is the bytes arriving, so each doubling that helps is kept")
+    func mixedSizesGrow() {
+        // 3 MB/s per transfer (its round trips), a 100 MB/s line: 32 transfers fill it. Most
+        // parts are small, one in twenty is 8 MB (a kernel, an office suite): a period's ends are
+        // then mostly small parts while the large ones run, or a large one ending at once.
+        var sizes: [Double] = []
+        for i in 0..<40 {
+            let small = 20_000 + (i * 7_919) % 280_000
+            sizes.append(i % 20 == 7 ? 8e6 : Double(small))
+        }
+        for trial in 0..<20 {
+            var g = governor(initial: 8, perHost: 32, ceiling: 32)
+            let cut = (trial * 3) % sizes.count
+            let rotated = Array(sizes[cut...]) + Array(sizes[..<cut])
+            let limits = simulateArrivals(&g, seconds: 6, sizes: rotated, link: FakeLink(perTransfer: 3e6, capacity: 100e6))
+            var steps: [Int] = []
+            for l in limits where steps.last != l { steps.append(l) }
+            #expect(limits.last == 32, "trial \(trial): limits \(steps)")
+            #expect(!zip(limits, limits.dropFirst()).contains { $1 < $0 }, "trial \(trial): a doubling that helped was taken back")
+            // The rate of its last judgement (16 transfers of 3 MB/s: 48 MB/s) is what the
+            // link carried, within a tenth.
+            let rate = g.locations["http://m/debian/"]?.lastRate ?? 0
+            #expect(abs(rate - 48e6) < 4.8e6, "trial \(trial): measured \(rate / 1e6) MB/s")
+        }
     }
 
     @Test("a mirror one transfer already saturates keeps its initial limit")
@@ -188,6 +250,31 @@ struct ConcurrencyGovernorTests {
         }
         #expect(r.limits.prefix(50).max()! <= 8)
         #expect(g.limit("http://m/debian/") >= 24, "limits: \(Set(r.limits).sorted())")
+    }
+
+    @Test("a mirror more transfers do not help is tried again soon after the first hold, then ever more rarely")
+    func reprobeBacksOff() {
+        // 4 transfers fill the line: every try of 8 brings nothing.
+        var g = governor(initial: 4, perHost: 64)
+        var now: UInt64 = 0
+        var last = g.limit("http://m/debian/")
+        var triesPerWindow: [Int] = []
+        for _ in 0..<6 {
+            let r = simulate(&g, from: now, seconds: 10) { _ in FakeLink(perTransfer: 10e6, capacity: 40e6) }
+            now = r.end
+            var tries = 0
+            for l in r.limits {
+                if l > last { tries += 1 }
+                last = l
+            }
+            triesPerWindow.append(tries)
+        }
+        #expect(g.limit("http://m/debian/") == 4)
+        // Holds of 2, 4, 8, 16, 32 s: two tries in the first 10 s (a misjudged doubling is
+        // tried again after 2 s), at most one in the last 30 s.
+        #expect(triesPerWindow[0] >= 2, "tries per 10 s: \(triesPerWindow)")
+        #expect(triesPerWindow[3...].reduce(0, +) <= 1, "tries per 10 s: \(triesPerWindow)")
+        #expect(triesPerWindow.reduce(0, +) <= 5, "tries per 10 s: \(triesPerWindow)")
     }
 
     @Test("idle time between reads does not count as a slow mirror")

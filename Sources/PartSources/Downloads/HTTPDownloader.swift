@@ -186,6 +186,9 @@ final class Transfer: @unchecked Sendable {
     var fd: Int32 = -1
     var offset: Int64
     var received: Int64 = 0
+    /// Bytes received and not yet told to the governor (it measures a location's rate by the
+    /// bytes arriving, not by the sizes of the transfers that happen to end).
+    var unreported: Int64 = 0
     var tooLong = false
     var headersChecked = false
     var violation: String?
@@ -249,6 +252,7 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
         t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n))
         t.offset += Int64(n)
         t.received += Int64(n)
+        t.unreported += Int64(n)
         DownloadRateLimit.shared.consume(n)
         return n
     }
@@ -257,6 +261,7 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
     if n > 0 { writeBehind.write(t, fd: t.fd, data!, count: n, at: t.offset) }
     t.offset += Int64(n)
     t.received += Int64(n)
+    t.unreported += Int64(n)
     DownloadRateLimit.shared.consume(n)
     return n
 }
@@ -447,6 +452,10 @@ public final class HTTPDownloader: @unchecked Sendable {
         while true {
             let (start, stop) = queues.withLock { q -> ([Transfer], Bool) in
                 guard !q.stopping else { return ([], true) }
+                for t in active.values where t.unreported > 0 {
+                    q.governor.received(t.location, bytes: t.unreported)
+                    t.unreported = 0
+                }
                 return (takeStartable(&q, busy: active.count), false)
             }
             if stop { break }
@@ -508,8 +517,10 @@ public final class HTTPDownloader: @unchecked Sendable {
         var congestion = false
         if case .failure(let e)? = result { congestion = e.signalsOverload }
         let now = clock()
+        let bytes = measured ? t.unreported : 0
+        t.unreported = 0
         let changed = queues.withLock { q in
-            q.governor.ended(t.location, host: t.host, bytes: measured ? t.received : 0, congestion: congestion,
+            q.governor.ended(t.location, host: t.host, bytes: bytes, congestion: congestion,
                              measured: measured, now: now).map { ($0, q.governor.locations[t.location]?.lastRate) }
         }
         if let (limit, rate) = changed {
