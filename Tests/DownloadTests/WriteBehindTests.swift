@@ -113,6 +113,29 @@ struct WriteBehindTests {
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: path))) == body)
     }
 
+    @Test("a buffer left filling (a slow or stalled transfer) is written once it is old enough, not only when full")
+    func staleBufferFlushed() throws {
+        let tmp = try TempDir()
+        let path = tmp.path + "/part"
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        #expect(fd >= 0)
+        let w = WriteBehind(lanes: 1, capacity: 4)
+        let t = transfer(1, path: path)
+        let body = [UInt8](repeating: 5, count: 20_000)
+        body.withUnsafeBytes { w.write(t, fd: fd, $0.baseAddress!, count: body.count, at: 0) }
+        w.flush(olderThan: 60_000_000_000)
+        #expect(w.queuedWrites == 0, "a buffer younger than the age was queued")
+        #expect(w.isFilling)
+        w.flush(olderThan: 0)
+        #expect(w.queuedWrites == 1)
+        #expect(!w.isFilling)
+        let ended = DispatchSemaphore(value: 0)
+        w.finish(t, fd: fd) { _, _ in ended.signal() }
+        ended.wait()
+        #expect(w.queuedWrites == 1, "nothing was left for the end")
+        #expect(try Array(Data(contentsOf: URL(fileURLWithPath: path))) == body)
+    }
+
     @Test("a transfer's end is delivered after its pieces, even when they are still queued")
     func endAfterQueuedPieces() throws {
         let tmp = try TempDir()

@@ -202,6 +202,8 @@ final class Transfer: @unchecked Sendable {
         var count: Int
         var at: Int64
         var fd: Int32
+        /// When its first piece came (monotonic nanoseconds).
+        var since: UInt64
     }
     var filling: Filling?
     var body: [UInt8] = []
@@ -468,8 +470,10 @@ public final class HTTPDownloader: @unchecked Sendable {
                 finish(easy, jfs_curl_msg_result(msg))
                 finishedAny = true
             }
+            // Bytes of a slow or stalled transfer go to its partial file within about 0.2 s.
+            writeBehind.flush(olderThan: 200_000_000)
             if finishedAny { continue }
-            curl_multi_poll(multi, nil, 0, 1000, nil)
+            curl_multi_poll(multi, nil, 0, writeBehind.isFilling ? 100 : 1000, nil)
         }
         // Shut down: fail everything.
         for (easy, t) in active {

@@ -63,7 +63,8 @@ final class WriteBehind: @unchecked Sendable {
             let at = offset + Int64(done)
             if let f = t.filling, f.fd != fd || f.at + Int64(f.count) != at { queue(t) }
             if t.filling == nil {
-                t.filling = Transfer.Filling(piece: takePiece(), count: 0, at: at, fd: fd)
+                t.filling = Transfer.Filling(piece: takePiece(), count: 0, at: at, fd: fd,
+                                             since: DispatchTime.now().uptimeNanoseconds)
                 filling[t.id] = t
             }
             let n = min(count - done, Self.pieceSize - t.filling!.count)
@@ -72,6 +73,19 @@ final class WriteBehind: @unchecked Sendable {
             done += n
             if t.filling!.count == Self.pieceSize { queue(t) }
         }
+    }
+
+    /// Whether some buffer is being filled (the transfer thread then polls often enough for
+    /// `flush(olderThan:)`).
+    var isFilling: Bool { !filling.isEmpty }
+
+    /// Queues the buffers that have been filling for `age` nanoseconds or more: a slow or
+    /// stalled transfer's bytes reach its partial file (and survive a crash, for a resume)
+    /// within about that time, as they did when every piece was written at once.
+    func flush(olderThan age: UInt64) {
+        guard !filling.isEmpty else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        for t in filling.values where now - min(now, t.filling!.since) >= age { queue(t) }
     }
 
     private func takePiece() -> Piece {
