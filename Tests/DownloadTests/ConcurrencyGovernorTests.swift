@@ -277,6 +277,24 @@ struct ConcurrencyGovernorTests {
         #expect(triesPerWindow.reduce(0, +) <= 5, "tries per 10 s: \(triesPerWindow)")
     }
 
+    @Test("under --limit-rate, a mirror that gets the whole rate is neither grown nor tried with more")
+    func rateCeilingHolds() {
+        // 10 MB/s per transfer, everything held to 20 MB/s: 2 transfers get the whole rate.
+        var s = ConcurrencyGovernor.Settings()
+        s.initial = 4
+        s.perHost = 64
+        s.ceiling = 64
+        s.rateCeiling = 20e6
+        var g = ConcurrencyGovernor(settings: s)
+        let r = simulate(&g, seconds: 30) { _ in FakeLink(perTransfer: 10e6, capacity: 20e6) }
+        #expect(r.limits.max() == 4, "limits: \(Set(r.limits).sorted())")
+        #expect(r.maxRunning <= 4)
+        // Without a ceiling, the same link is tried with 8 again and again.
+        var free = governor(initial: 4, perHost: 64)
+        let f = simulate(&free, seconds: 30) { _ in FakeLink(perTransfer: 10e6, capacity: 20e6) }
+        #expect(f.limits.max()! > 4)
+    }
+
     @Test("idle time between reads does not count as a slow mirror")
     func idleNotSlow() {
         var g = governor(perHost: 64)

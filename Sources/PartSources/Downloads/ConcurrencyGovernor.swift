@@ -12,6 +12,7 @@
 /// A hold lasts `reprobeAfter` (2 s), twice as long after each hold that a try did not end,
 /// up to `reprobeAfterMax` (32 s); a growth that helped starts over at 2 s.
 ///     any --stall, or 429/503 (too many requests)--> holding, limit / 2 (at least 1)
+///     any --period at 80% of --limit-rate--> holding, the limit kept, no more tries
 ///
 /// A period ends once it was busy (some transfer running) for `minimumPeriod` and saw at least
 /// twice `limit` transfers end. The first period after a change of the limit (and a location's
@@ -50,6 +51,10 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
         /// for them ever more rarely (2, 6, 14, 30, 62 s after the first hold, then every 32 s).
         public var reprobeAfter: UInt64 = 2_000_000_000
         public var reprobeAfterMax: UInt64 = 32_000_000_000
+        /// All downloads together are held to this rate (`--limit-rate`, bytes/s; 0: none). A
+        /// location that already gets 80% of it is neither grown nor tried with more: more
+        /// connections would only fill their receive buffers ahead of the limit.
+        public var rateCeiling: Double = 0
 
         public init() {}
 
@@ -162,8 +167,13 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
         loc.periodEnded += 1
         guard busy >= settings.minimumPeriod, loc.periodEnded >= 2 * loc.limit else { return nil }
         let rate = Double(loc.periodBytes) / (Double(busy) / 1e9)
+        let atCeiling = settings.rateCeiling > 0 && rate >= 0.8 * settings.rateCeiling
         if loc.warmUp {
             loc.warmUp = false
+        } else if atCeiling {
+            // The rate limit binds: stay, and do not try more later either.
+            loc.lastRate = rate
+            if case .growing = loc.phase { startHold(&loc, now: now) } else { loc.phase = .holding(since: now) }
         } else if loc.heldBack {
             switch loc.phase {
             case .growing:

@@ -313,6 +313,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         settings.ceiling = max(1, config.jobs)
         settings.perHost = config.maxPerHost > 0 ? config.maxPerHost : Int.max / 2
         settings.initial = max(1, config.initialPerLocation)
+        settings.rateCeiling = Double(max(0, config.limitRate))
         self.queues = Mutex(Queues(governor: ConcurrencyGovernor(settings: settings)))
         _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(4, config.jobs * 2))
         // A backstop under the governor's own per-host count (which allows demand reads 2 more).
