@@ -215,14 +215,10 @@ curl_one_file() {
   if curl -sf "$1/release.iso" | md5sum > "$bench_tmp/one-file.md5"; then t1=$(now); cm_secs=$(secs "$t0" "$t1"); else cm_secs=; fi
 }
 
-# aria2c_parts URL RTT -> sets ar_secs (empty on failure): each part of the .jigdo as its own
-# file from the mirror's tree/, 32 downloads at once, each checked against its MD5
-aria2c_parts() {
-  local d=$bench_tmp/aria2c-$2 t0 t1
-  ar_secs=
-  command -v aria2c >/dev/null || { echo "aria2c not installed (scripts/install-deps.sh)" >&2; return 0; }
-  mkdir -p "$d"
-  python3 - "$rel/release.jigdo" "$1/tree/" > "$d/input" <<'PY'
+# part_urls TREE_URL: "MD5-in-hex URL" per distinct part of the .jigdo under label Base (the
+# URL percent-encoded, so it has no blank), for the peers that fetch the parts one by one
+part_urls() {
+  python3 - "$rel/release.jigdo" "$1" <<'PY'
 import base64, gzip, shlex, sys, urllib.parse
 raw = open(sys.argv[1], "rb").read()
 text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", "surrogateescape")
@@ -240,10 +236,18 @@ for line in text.splitlines():
         continue
     seen.add(key)
     digest = base64.b64decode(key.replace("-", "+").replace("_", "/") + "==").hex()
-    print(sys.argv[2] + urllib.parse.quote(words[0][len("Base:"):]))
-    print("  out=" + digest)
-    print("  checksum=md5=" + digest)
+    print(digest, sys.argv[2] + urllib.parse.quote(words[0][len("Base:"):]))
 PY
+}
+
+# aria2c_parts URL RTT -> sets ar_secs (empty on failure): each part of the .jigdo as its own
+# file from the mirror's tree/, 32 downloads at once, each checked against its MD5
+aria2c_parts() {
+  local d=$bench_tmp/aria2c-$2 t0 t1
+  ar_secs=
+  command -v aria2c >/dev/null || { echo "aria2c not installed (scripts/install-deps.sh)" >&2; return 0; }
+  mkdir -p "$d"
+  part_urls "$1/tree/" | awk '{ print $2; print "  out=" $1; print "  checksum=md5=" $1 }' > "$d/input"
   t0=$(now)
   if aria2c -q -i "$d/input" -d "$d/files" -j 32 --file-allocation=none --max-tries=3 \
        --auto-file-renaming=false --allow-overwrite=true </dev/null >"$d/log" 2>&1; then
@@ -261,26 +265,7 @@ curl_parts() {
   local d=$bench_tmp/curl-parts-$2 t0 t1
   cp_secs=
   mkdir -p "$d"
-  python3 - "$rel/release.jigdo" "$1/tree/" > "$d/config" <<'PY'
-import gzip, shlex, sys, urllib.parse
-raw = open(sys.argv[1], "rb").read()
-text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", "surrogateescape")
-section, seen = None, set()
-for line in text.splitlines():
-    line = line.strip()
-    if line.startswith("["):
-        section = line
-        continue
-    if section != "[Parts]" or "=" not in line:
-        continue
-    key, value = line.split("=", 1)
-    words = shlex.split(value)
-    if not words or not words[0].startswith("Base:") or key in seen:
-        continue
-    seen.add(key)
-    print('url = "%s"' % (sys.argv[2] + urllib.parse.quote(words[0][len("Base:"):])))
-    print('output = "/dev/null"')
-PY
+  part_urls "$1/tree/" | awk '{ printf "url = \"%s\"\noutput = \"/dev/null\"\n", $2 }' > "$d/config"
   t0=$(now)
   if curl -sf -Z --parallel-max 32 --parallel-immediate -K "$d/config" </dev/null >"$d/log" 2>&1; then
     t1=$(now)
