@@ -24,6 +24,28 @@ private struct Delivered: Sendable {
     var sizeAtDelivery: Int
 }
 
+/// A new file for a transfer's body, open for writing.
+private func openForWriting(_ path: String) -> Int32 {
+    let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+    #expect(fd >= 0)
+    return fd
+}
+
+/// Ends `t` and waits for the delivery: its write error, checksum, and its file's size then.
+private func finishAndWait(_ w: WriteBehind, _ t: Transfer, fd: Int32) -> Delivered {
+    let result = Mutex<Delivered?>(nil)
+    let ended = DispatchSemaphore(value: 0)
+    let path = t.path!
+    w.finish(t, fd: fd) { error, sum in
+        var st = stat()
+        let size = stat(path, &st) == 0 ? Int(st.st_size) : -1
+        result.withLock { $0 = Delivered(error: error, checksum: sum, sizeAtDelivery: size) }
+        ended.signal()
+    }
+    ended.wait()
+    return result.withLock { $0 }!
+}
+
 @Suite("WriteBehind: bodies hashed and written off the transfer thread")
 struct WriteBehindTests {
     // Five transfers through two buffers: buffers being filled must be queued before a wait.
@@ -36,8 +58,7 @@ struct WriteBehindTests {
         var transfers: [(Transfer, Int32, Int)] = []
         for i in bodies.indices {
             let path = tmp.path + "/part\(i)"
-            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-            #expect(fd >= 0)
+            let fd = openForWriting(path)
             transfers.append((transfer(UInt64(i + 1), path: path), fd, 0))
         }
         // Pieces of 1 byte to 300 KB (over one buffer: split), round robin over the transfers.
@@ -83,8 +104,7 @@ struct WriteBehindTests {
     func piecesCoalesce() throws {
         let tmp = try TempDir()
         let path = tmp.path + "/part"
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        #expect(fd >= 0)
+        let fd = openForWriting(path)
         let w = WriteBehind(lanes: 1, capacity: 4)
         let t = transfer(1, path: path)
         let piece = 16 << 10
@@ -97,17 +117,10 @@ struct WriteBehindTests {
         }
         let full = body.count / WriteBehind.pieceSize
         #expect(w.queuedWrites == full, "\(w.queuedWrites) writes queued for \(full) full buffers")
-        let result = Mutex<Delivered?>(nil)
-        let ended = DispatchSemaphore(value: 0)
-        w.finish(t, fd: fd) { error, sum in
-            result.withLock { $0 = Delivered(error: error, checksum: sum, sizeAtDelivery: 0) }
-            ended.signal()
-        }
-        ended.wait()
+        let r = finishAndWait(w, t, fd: fd)
         #expect(w.queuedWrites == full + 1, "the rest of the body is queued by the end")
         var h = ChecksumHasher(.md5)
         h.update(body)
-        let r = try #require(result.withLock { $0 })
         #expect(r.error == 0)
         #expect(r.checksum == h.finalize())
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: path))) == body)
@@ -117,8 +130,7 @@ struct WriteBehindTests {
     func staleBufferFlushed() throws {
         let tmp = try TempDir()
         let path = tmp.path + "/part"
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        #expect(fd >= 0)
+        let fd = openForWriting(path)
         let w = WriteBehind(lanes: 1, capacity: 4)
         let t = transfer(1, path: path)
         let body = [UInt8](repeating: 5, count: 20_000)
@@ -129,9 +141,7 @@ struct WriteBehindTests {
         w.flush(olderThan: 0)
         #expect(w.queuedWrites == 1)
         #expect(!w.isFilling)
-        let ended = DispatchSemaphore(value: 0)
-        w.finish(t, fd: fd) { _, _ in ended.signal() }
-        ended.wait()
+        _ = finishAndWait(w, t, fd: fd)
         #expect(w.queuedWrites == 1, "nothing was left for the end")
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: path))) == body)
     }
@@ -140,8 +150,7 @@ struct WriteBehindTests {
     func endAfterQueuedPieces() throws {
         let tmp = try TempDir()
         let path = tmp.path + "/part"
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        #expect(fd >= 0)
+        let fd = openForWriting(path)
         let w = WriteBehind(lanes: 1, capacity: 4)
         let t = transfer(1, path: path)
         // The lane is held until the end has been queued: its pieces are still waiting then.
@@ -175,14 +184,7 @@ struct WriteBehindTests {
         let t = transfer(1, path: path)
         let body = [UInt8](repeating: 7, count: 200_000)
         body.withUnsafeBytes { w.write(t, fd: fd, $0.baseAddress!, count: body.count, at: 0) }
-        let result = Mutex<Delivered?>(nil)
-        let ended = DispatchSemaphore(value: 0)
-        w.finish(t, fd: fd) { error, sum in
-            result.withLock { $0 = Delivered(error: error, checksum: sum, sizeAtDelivery: 0) }
-            ended.signal()
-        }
-        ended.wait()
-        let r = try #require(result.withLock { $0 })
+        let r = finishAndWait(w, t, fd: fd)
         #expect(r.error == EBADF)
         #expect(r.checksum == nil, "a checksum of bytes that were not written")
         #expect(t.writeError.load(ordering: .relaxed) == EBADF, "the transfer thread is not told to stop")
