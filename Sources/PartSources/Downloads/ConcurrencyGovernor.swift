@@ -8,11 +8,11 @@
 ///     growing --period, held back, rate >= growth x last rate--> growing, limit x 2 (up to the cap)
 ///     growing --period, held back, rate below that--> holding, back to the limit before
 ///     holding --its hold passed, period, held back--> growing, limit x 2 (up to the cap)
+///     any --stall, or 429/503 (too many requests)--> holding, limit / 2 (at least 1)
+///     any --period at 80% of --limit-rate--> holding, the limit kept, no more tries
 ///
 /// A hold lasts `reprobeAfter` (2 s), twice as long after each hold that a try did not end,
 /// up to `reprobeAfterMax` (32 s); a growth that helped starts over at 2 s.
-///     any --stall, or 429/503 (too many requests)--> holding, limit / 2 (at least 1)
-///     any --period at 80% of --limit-rate--> holding, the limit kept, no more tries
 ///
 /// A period ends once it was busy (some transfer running) for `minimumPeriod` and saw at least
 /// twice `limit` transfers end. The first period after a change of the limit (and a location's
@@ -134,10 +134,10 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
         locations[location]!.periodBytes += bytes
     }
 
-    /// A transfer ended having received `bytes` (those not told by `received` yet). `congestion`: it stalled, or the server said
-    /// it has too many requests (429, 503): the location's limit is halved. `measured` false:
-    /// it never reached the network (its slot is only given back). Returns the new limit when
-    /// it changed (for the log).
+    /// A transfer ended having received `bytes` (those not told by `received` yet).
+    /// `congestion`: it stalled, or the server said it has too many requests (429, 503): the
+    /// location's limit is halved. `measured` false: it never reached the network (its slot
+    /// is only given back). Returns the new limit when it changed (for the log).
     @discardableResult
     public mutating func ended(_ location: String, host: String, bytes: Int64, congestion: Bool = false,
                                measured: Bool = true, now: UInt64) -> Int? {
