@@ -10,6 +10,8 @@ packages=(
   jigdo-file xorriso jigit
   # inspecting images, squashfs for loop-mount tests, servers for download tests
   genisoimage libarchive-tools squashfs-tools bzip2 nginx-light openssl curl python3
+  # the boot test: QEMU (its Depends bring SeaBIOS and iPXE's ROMs) and an isolinux ISO
+  qemu-system-x86 isolinux syslinux-common
   # the benchmark script
   bc time aria2
   # the .deb (scripts/build-deb.sh: dpkg-shlibdeps, lintian) and the admin tests (man -w,

@@ -14,7 +14,7 @@ public struct MountedImage: Sendable {
     public var reader: ImageReader
     /// The .jigdo the image comes from (named in log lines).
     public var jigdoPath: String
-    /// Shown as the file's mtime: the .jigdo's.
+    /// Shown as the file's mtime: its template's (`jigdofs mount`; README "Stable identity").
     public var modificationTime: timespec
 
     public init(name: String, reader: ImageReader, jigdoPath: String, modificationTime: timespec) {

@@ -33,8 +33,9 @@ enum Reply {
 /// libfuse's low-level API in front of `JigdoFilesystem` (see README.md: why low-level, the
 /// inode scheme, the thread model).
 ///
-/// Inodes are static: 1 the root, 2 the status file, 16+i image i, `(v+1) << 48` the browse
-/// view v (`X.iso.d`), and `(v+1) << 48 | entry.id` an entry inside it (ISO 9660 entry ids are
+/// Inodes are static: 1 the root, 2 the status file, an image's from its name and checksum
+/// (`imageInode`: the same over remounts, whatever the order of the SOURCEs), `(v+1) << 48` the
+/// browse view v (`X.iso.d`), and `(v+1) << 48 | entry.id` an entry inside it (ISO 9660 entry ids are
 /// image offsets, far below 2^48). The only table is inode -> path for browse entries the
 /// kernel has looked up, counted as libfuse's `forget` asks, so a path never needs resolving.
 ///
@@ -62,6 +63,9 @@ final class LowLevelBridge: @unchecked Sendable {
     private let lookups = Mutex<[UInt64: (path: String, count: UInt64)]>([:])
     /// Listings of open directories inside views (readdir is answered in slices).
     private let listings = Mutex<[UInt64: [JigdoFilesystem.ListedName]]>([:])
+    /// Image i's inode, and back.
+    let imageInodes: [UInt64]
+    private let imageByInode: [UInt64: Int]
 
     static let rootInode: UInt64 = 1
     static let statusInode: UInt64 = 2
@@ -76,9 +80,29 @@ final class LowLevelBridge: @unchecked Sendable {
         self.filesystem = filesystem
         self.attributeTimeout = attributeTimeout
         self.logger = Logger(label: "jigdofs.fuse")
+        var byInode: [UInt64: Int] = [:]
+        self.imageInodes = filesystem.images.enumerated().map { i, image in
+            var ino = Self.imageInode(name: image.name, checksum: image.reader.info.imageChecksum.bytes)
+            // Two images of one mount on one inode: the later takes the next free one.
+            while byInode[ino] != nil { ino = ino + 1 < Self.viewInode(0) ? ino + 1 : Self.firstImageInode }
+            byInode[ino] = i
+            return ino
+        }
+        self.imageByInode = byInode
     }
 
     // MARK: inodes
+
+    /// An image's inode: FNV-1a of its file name and its checksum (the template's), in
+    /// [firstImageInode, 2^48). So `stat` shows the same inode at every mount of the same
+    /// image, and another one when the content changes.
+    static func imageInode(name: String, checksum: [UInt8]) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in Array(name.utf8) + [0] + checksum {
+            h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3
+        }
+        return firstImageInode + h % (viewInode(0) - firstImageInode)
+    }
 
     static func viewInode(_ v: Int) -> UInt64 { UInt64(v + 1) << viewShift }
 
@@ -86,10 +110,7 @@ final class LowLevelBridge: @unchecked Sendable {
     func path(of ino: UInt64) -> String? {
         if ino == Self.rootInode { return "/" }
         if ino == Self.statusInode { return "/" + StatusFile.name }
-        let images = filesystem.images
-        if ino >= Self.firstImageInode, ino < Self.firstImageInode + UInt64(images.count) {
-            return "/" + images[Int(ino - Self.firstImageInode)].name
-        }
+        if let i = imageByInode[ino] { return "/" + filesystem.images[i].name }
         let v = Int(ino >> Self.viewShift) - 1
         guard v >= 0, v < filesystem.viewNames.count else { return nil }
         if ino & Self.entryMask == 0 { return "/" + filesystem.viewNames[v] }
@@ -103,7 +124,7 @@ final class LowLevelBridge: @unchecked Sendable {
         if path == "/" { return Self.rootInode }
         if top == StatusFile.name { return Self.statusInode }
         if let i = filesystem.images.firstIndex(where: { $0.name == top }), !rest.contains("/") {
-            return Self.firstImageInode + UInt64(i)
+            return imageInodes[i]
         }
         guard let v = filesystem.viewNames.firstIndex(of: top) else { return 0 }
         if !rest.contains("/") { return Self.viewInode(v) }

@@ -88,6 +88,8 @@ struct Mount: ParsableCommand {
         WarningFolds.enabled = false
         try refuseDeadMount(mountpoint)
         try refuseNestedMount(mountpoint)
+        // Before the daemon changes to `/`, where a relative SOURCE names another path.
+        let fsname = self.fsname
         let daemon = foreground || debug ? nil : try Daemon.forkWaitingForReady()
 
         LogSetup.level = level
@@ -195,8 +197,11 @@ struct Mount: ParsableCommand {
         let images = try opened.map { origin, image, remote in
             let source = try partOptions.partSources(for: image, remote: remote, shared: shared)
             stores.append(source.store)
-            // A remote .jigdo is shown with the time of its cached copy.
-            let mtime = modificationTime(remote ? image.descriptor.path : origin)
+            // The template's time: it changes when the image does (it holds the image's
+            // checksum), not when the .jigdo's servers are edited or the .jigdo is fetched
+            // again; a fetched template has the server's Last-Modified (README: "Stable
+            // identity").
+            let mtime = modificationTime(image.templatePath)
             return MountedImage(name: image.imageName, reader: source.reader, jigdoPath: origin, modificationTime: mtime)
         }
         return (images, stores)

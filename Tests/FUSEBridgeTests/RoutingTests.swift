@@ -236,7 +236,10 @@ struct InodeRoutingTests {
         let root = LowLevelBridge.rootInode
 
         let image = try #require(entry(try bridge.lookup(root, Mounted.name)))
-        #expect(image.ino == LowLevelBridge.firstImageInode)
+        #expect(image.ino == bridge.imageInodes[0])
+        #expect(image.ino == LowLevelBridge.imageInode(name: Mounted.name, checksum: m.reader.info.imageChecksum.bytes))
+        #expect(image.ino >= LowLevelBridge.firstImageInode && image.ino < LowLevelBridge.viewInode(0))
+        #expect(bridge.path(of: image.ino) == "/" + Mounted.name)
         #expect(Int64(image.st.st_size) == m.reader.size)
         let status = try #require(entry(try bridge.lookup(root, StatusFile.name)))
         #expect(status.ino == LowLevelBridge.statusInode)

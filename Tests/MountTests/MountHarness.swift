@@ -71,12 +71,13 @@ enum Harness {
     /// Mounts `sources` with `jigdofs mount` on a fresh temp directory, runs `body` with the mount
     /// point, and always unmounts and removes the directory, whatever `body` does.
     /// `command` builds another mount command line for the mount point (e.g. mount.jigdofs).
-    /// `cwd` and `environment` are the mount command's.
+    /// `cwd` and `environment` are the mount command's. `at`: this existing directory instead
+    /// (a remount at the same place; it is unmounted but kept).
     static func withMount<T>(_ sources: [String], options: [String] = [], command: ((String) -> [String])? = nil,
-                             cwd: String? = nil, environment: [String: String] = [:],
+                             cwd: String? = nil, environment: [String: String] = [:], at given: String? = nil,
                              _ body: (String) throws -> T) throws -> T {
-        let mountpoint = try makeTempDir("mnt")
-        defer { cleanUpMount(mountpoint) }
+        let mountpoint = try given ?? makeTempDir("mnt")
+        defer { cleanUpMount(mountpoint, keep: given != nil) }
         let r = try run(command?(mountpoint) ?? [jigdofs, "mount"] + options + sources + [mountpoint], cwd: cwd,
                         environment: helperEnvironment.merging(environment) { $1 })
         guard r.status == 0 else {
@@ -89,7 +90,7 @@ enum Harness {
     }
 
     /// Unmounts (FUSE: fusermount3 -u; anything else: umount), lazily if busy, then removes the dir.
-    static func cleanUpMount(_ mountpoint: String) {
+    static func cleanUpMount(_ mountpoint: String, keep: Bool = false) {
         var rounds = 0
         while isMounted(mountpoint), rounds < 3 {
             _ = try? run(["fusermount3", "-u", "-q", mountpoint])
@@ -97,7 +98,7 @@ enum Harness {
             if isMounted(mountpoint) { _ = try? run(["umount", "-l", mountpoint]) }
             rounds += 1
         }
-        try? FileManager.default.removeItem(atPath: mountpoint)
+        if !keep { try? FileManager.default.removeItem(atPath: mountpoint) }
     }
 
     /// Process ids whose command line contains `text` (to find a mount's daemon).

@@ -33,8 +33,9 @@ struct MountTests {
             #expect(attrs[.size] as? Int64 == original[.size] as? Int64)
             #expect((attrs[.posixPermissions] as? Int) == 0o444)
             #expect(attrs[.type] as? FileAttributeType == .typeRegular)
-            let jigdoAttrs = try FileManager.default.attributesOfItem(atPath: release.variant(variant).jigdo)
-            #expect(attrs[.modificationDate] as? Date == jigdoAttrs[.modificationDate] as? Date)
+            // The template's time (README: "Stable identity").
+            let templateAttrs = try FileManager.default.attributesOfItem(atPath: release.variant(variant).template)
+            #expect(attrs[.modificationDate] as? Date == templateAttrs[.modificationDate] as? Date)
             let cmp = try Harness.run(["cmp", file, release.variant(variant).iso])
             #expect(cmp.status == 0, "\(cmp.stdout)\(cmp.stderr)")
         }

@@ -140,6 +140,9 @@ public struct TransferSummary: Sendable {
     /// The checksum of the whole file (the resumed prefix included), when a hasher was given:
     /// the bytes were hashed as they arrived, never read back.
     public var checksum: Checksum?
+    /// The server's Last-Modified (seconds since the epoch), when `TransferRequest.remoteTime`
+    /// asked for it and the server sent one.
+    public var remoteTime: Int64? = nil
 }
 
 /// What one transfer asks for (`HTTPDownloader.submit`).
@@ -161,6 +164,8 @@ public struct TransferRequest: Sendable {
     /// The mirror location this transfer counts against for concurrency (the URL prefix a
     /// label expands to); nil: the URL's host.
     public var location: String?
+    /// Ask for the server's Last-Modified (`TransferSummary.remoteTime`).
+    public var remoteTime = false
 
     public init(url: String, path: String?) {
         self.url = url
@@ -407,21 +412,31 @@ public final class HTTPDownloader: @unchecked Sendable {
 
     /// Downloads a file (a .jigdo, a template) of at most `maxLength` bytes and waits for it;
     /// a longer body (or a Content-Length over the bound) fails, and nothing is left at `path`
-    /// on failure. Not for FUSE threads.
+    /// on failure. The file gets the server's Last-Modified as its mtime, as `wget -N` and
+    /// `curl -R` do (a mounted image's time is its template's: the same on every machine that
+    /// fetches it, and across fetches). Not for FUSE threads.
     public func fetch(url: String, to path: String, maxLength: Int64) throws {
         Syscalls.unlink(path)
         let done = DispatchSemaphore(value: 0)
         let result = Mutex<Result<TransferSummary, TransferError>?>(nil)
         var request = TransferRequest(url: url, path: path)
         request.maxLength = maxLength
+        request.remoteTime = true
         submit(request) { r in
             result.withLock { $0 = r }
             done.signal()
         }
         done.wait()
-        if case .failure(let e) = result.withLock({ $0 })! {
+        switch result.withLock({ $0 })! {
+        case .failure(let e):
             Syscalls.unlink(path)
             throw JigdoError(.io, path: url, "download failed: \(e)", underlying: e)
+        case .success(let summary):
+            // Best effort: without it the file keeps the time of the download.
+            if let seconds = summary.remoteTime {
+                let times = [timespec(tv_sec: Int(seconds), tv_nsec: 0), timespec(tv_sec: Int(seconds), tv_nsec: 0)]
+                _ = utimensat(AT_FDCWD, path, times, 0)
+            }
         }
     }
 
@@ -647,6 +662,7 @@ public final class HTTPDownloader: @unchecked Sendable {
         // A piece of the body per WriteBehind buffer: fewer, larger receives and writes.
         if t.path != nil { try check(jfs_curl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, WriteBehind.pieceSize), "BUFFERSIZE") }
         if t.request.freshConnect { try check(jfs_curl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1), "FRESH_CONNECT") }
+        if t.request.remoteTime { try check(jfs_curl_easy_setopt_long(easy, CURLOPT_FILETIME, 1), "FILETIME") }
     }
 
     private func finish(_ easy: UnsafeMutableRawPointer, _ code: CURLcode) {
@@ -656,6 +672,8 @@ public final class HTTPDownloader: @unchecked Sendable {
         var effective: UnsafeMutablePointer<CChar>?
         _ = jfs_curl_easy_getinfo_string(easy, CURLINFO_EFFECTIVE_URL, &effective)
         let effectiveURL = effective.map { String(cString: $0) } ?? t.url
+        var fileTime: curl_off_t = -1
+        if t.request.remoteTime { _ = jfs_curl_easy_getinfo_off(easy, CURLINFO_FILETIME_T, &fileTime) }
         curl_multi_remove_handle(multi, easy)
         curl_easy_cleanup(easy)
         // From here the file belongs to the lane that writes it (`deliver`).
@@ -667,7 +685,8 @@ public final class HTTPDownloader: @unchecked Sendable {
         } else if code == CURLE_OK {
             result = .success(TransferSummary(received: t.received, fileSize: t.offset, effectiveURL: effectiveURL,
                                               body: t.path == nil ? t.body : nil,
-                                              checksum: fd >= 0 ? nil : t.hasher?.finalize()))
+                                              checksum: fd >= 0 ? nil : t.hasher?.finalize(),
+                                              remoteTime: fileTime >= 0 ? Int64(fileTime) : nil))
         } else if let violation = t.violation {
             result = .failure(TransferError(reason: .protocolViolation(violation)))
         } else if code == CURLE_FILESIZE_EXCEEDED {
