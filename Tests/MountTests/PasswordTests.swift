@@ -111,6 +111,16 @@ struct PasswordTests {
         expectNoPassword(refused.stdout + refused.stderr, "make-image")
         #expect(refused.stderr.contains("401") && refused.stderr.contains("http://alice:***@\(host)/tree/"), "\(refused)")
 
+        // The configuration's [Servers] and [Mirrors]: `config` shows them masked, `info` too.
+        try "[Servers]\nBase=http://alice:\(Self.alice)@\(host)/tree/\n[Mirrors]\nBase=http://bob:\(Self.bob)@\(host)/tree/\n"
+            .write(toFile: tmp + "/config", atomically: true, encoding: .utf8)
+        let config = try CLI.run(["config"], environment: ["JIGDOFS_CONFIG": tmp + "/config"])
+        expectNoPassword(config.stdout + config.stderr, "config")
+        #expect(config.stdout.contains("Base=" + shownServer) && config.stdout.contains("Base=http://bob:***@\(host)/tree/"), "\(config)")
+        let configured = try CLI.run(["info", source, "--cache-dir", cache], environment: ["JIGDOFS_CONFIG": tmp + "/config"])
+        expectNoPassword(configured.stdout + configured.stderr, "info with the configuration's servers")
+        #expect(configured.stdout.contains(shownServer), "\(configured)")
+
         // A proxy with a login that cannot be reached is named, masked.
         let dead = try freePort()
         let proxy = try CLI.run(["prefetch", source, "--cache-dir", tmp + "/cache3", "--retries", "0"],
