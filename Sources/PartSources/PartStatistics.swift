@@ -25,10 +25,11 @@ public struct PartStatistics: Codable, Sendable, Equatable {
 
     public init() {}
 
-    /// The same, each mirror named with its password masked (what a status report shows).
+    /// The same, each mirror named with its password masked (what a status report shows); two
+    /// logins to one location are added up.
     public func maskingPasswords() -> PartStatistics {
-        func masked<V>(_ d: [String: V]) -> [String: V] {
-            Dictionary(d.map { (Passwords.masked(url: $0.key), $0.value) }, uniquingKeysWith: { a, _ in a })
+        func masked<V: AdditiveArithmetic>(_ d: [String: V]) -> [String: V] {
+            Dictionary(d.map { (Passwords.masked(url: $0.key), $0.value) }, uniquingKeysWith: +)
         }
         var s = self
         s.failuresByMirror = masked(failuresByMirror)
