@@ -75,7 +75,7 @@ public final class Daemon {
     public func ready(logFile: String?) throws {
         var logFD: Int32 = -1
         if let logFile {
-            logFD = open(logFile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            logFD = LogFile.open(logFile)
             if logFD < 0 { throw JigdoError(.io, path: logFile, "cannot open log file", errno: SystemErrno(errno)) }
         }
         _ = setsid()
@@ -92,5 +92,13 @@ public final class Daemon {
         _ = write(readyFD, &byte, 1)
         close(readyFD)
         readyFD = -1
+    }
+}
+
+/// The `--log-file`: appended to, and created 0600 (its lines name mirrors and paths, which are
+/// the user's business); an existing file keeps its mode (logrotate's `create` sets one).
+public enum LogFile {
+    public static func open(_ path: String) -> Int32 {
+        Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
     }
 }

@@ -18,12 +18,20 @@ public enum StatusFile {
             public var parts: PartStatistics
         }
         public var images: [Image]
+
+        /// The report with every URL's password masked: the status file is readable by every
+        /// user of an `allow_other` mount.
+        public func maskingPasswords() -> Report {
+            Report(images: images.map {
+                Image(name: $0.name, jigdo: Passwords.masked(url: $0.jigdo), size: $0.size, parts: $0.parts.maskingPasswords())
+            })
+        }
     }
 
     static func snapshot(_ images: [MountedImage]) -> [UInt8] {
         let report = Report(images: images.map {
             Report.Image(name: $0.name, jigdo: $0.jigdoPath, size: $0.reader.size, parts: $0.reader.partStatistics())
-        })
+        }).maskingPasswords()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array((try? encoder.encode(report)) ?? Data("{}".utf8)) + [10]

@@ -24,6 +24,20 @@ public struct PartStatistics: Codable, Sendable, Equatable {
     public var speedByLocation: [String: Int64] = [:]
 
     public init() {}
+
+    /// The same, each mirror named with its password masked (what a status report shows); two
+    /// logins to one location are added up.
+    public func maskingPasswords() -> PartStatistics {
+        func masked<V: AdditiveArithmetic>(_ d: [String: V]) -> [String: V] {
+            Dictionary(d.map { (Passwords.masked(url: $0.key), $0.value) }, uniquingKeysWith: +)
+        }
+        var s = self
+        s.failuresByMirror = masked(failuresByMirror)
+        s.failuresByLocation = masked(failuresByLocation)
+        s.transfersAllowedByLocation = masked(transfersAllowedByLocation)
+        s.speedByLocation = masked(speedByLocation)
+        return s
+    }
 }
 
 /// A part source that knows more than `isLocallyAvailable` tells (e.g. a download store).

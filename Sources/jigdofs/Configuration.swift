@@ -194,12 +194,13 @@ struct ConfigCommand: ParsableCommand {
             guard !settings.isEmpty else { continue }
             print("[\(section)]")
             for s in settings {
-                let line: String
+                var line: String
                 if option != nil {
                     line = s.value ?? ""
                 } else {
                     line = "\(s.option) = \(s.value ?? "true")"
                 }
+                line = Passwords.masked(text: line)
                 print("\(line)\(String(repeating: " ", count: max(1, 48 - line.count)))# \(s.origin)")
             }
         }

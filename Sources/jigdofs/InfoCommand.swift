@@ -89,7 +89,7 @@ struct Info: ParsableCommand {
         for d in descriptors {
             let section = d.image
             var r = Report.Image(
-                image: RawNames.display(section.name), filename: RawNames.display(section.filename), template: RawNames.display(section.template.value),
+                image: RawNames.display(section.name), filename: RawNames.display(section.filename), template: RawNames.display(Passwords.masked(text: section.template.value)),
                 templateChecksum: section.templateChecksums.isEmpty ? "not given in the .jigdo"
                     : section.templateChecksums.keys.sorted { $0.rawValue < $1.rawValue }.map { "\($0.rawValue) given" }.joined(separator: ", "),
                 shortInfo: section.shortInfo.map(RawNames.display), info: section.info.map(RawNames.display))
@@ -104,7 +104,7 @@ struct Info: ParsableCommand {
                 r.checksumKind = t.checksumKind.rawValue
                 r.imageChecksum = t.imageChecksum.base64
                 r.imageChecksumHex = t.imageChecksum.hex
-                r.template = RawNames.display(image.templatePath)
+                r.template = RawNames.display(Passwords.masked(text: image.templatePath))
                 switch image.templateCheck {
                 case .matched(let kind): r.templateChecksum = "\(kind.rawValue) matched"
                 case .notGiven: r.templateChecksum = "not given in the .jigdo"
@@ -115,7 +115,7 @@ struct Info: ParsableCommand {
                 r.templateBytes = image.templateBytes
             } catch where options.template == nil {
                 // Only the .jigdo is needed; a template the user named must be right, though.
-                r.templateMissing = "\(error)"
+                r.templateMissing = Passwords.masked(text: "\(error)")
             }
             images.append(r)
         }
@@ -133,8 +133,8 @@ struct Info: ParsableCommand {
             let entries = resolver.serverEntries(for: label)
             let resolved = resolver.weightedResolve(JigdoLocation(value: label + ":", base: entries.first?.base ?? "/"))
             return Report.Server(
-                label: RawNames.display(label), values: entries.map { RawNames.display($0.value) }, weights: entries.map(\.weight),
-                resolved: resolved.map(\.location.description), resolvedWeights: resolved.map(\.weight))
+                label: RawNames.display(label), values: entries.map { RawNames.display(Passwords.masked(text: $0.value)) }, weights: entries.map(\.weight),
+                resolved: resolved.map { Passwords.masked(url: $0.location.description) }, resolvedWeights: resolved.map(\.weight))
         }
         let first = images[0]
         let report = Report(
@@ -142,9 +142,9 @@ struct Info: ParsableCommand {
             imageChecksumHex: first.imageChecksumHex, template: first.template, templateChecksum: first.templateChecksum,
             templateMissing: first.templateMissing, parts: first.parts, uniqueParts: first.uniqueParts,
             partBytes: first.partBytes, templateBytes: first.templateBytes, shortInfo: first.shortInfo,
-            jigdo: RawNames.display(options.isRemoteSource ? options.source : whole.path), jigdoVersion: whole.version,
+            jigdo: RawNames.display(options.isRemoteSource ? Passwords.masked(url: options.source) : whole.path), jigdoVersion: whole.version,
             generator: whole.generator, partsListed: whole.parts.count, images: images, servers: servers,
-            warnings: whole.warnings)
+            warnings: whole.warnings.map { Passwords.masked(text: $0) })
         if json {
             try printJSON(report, pretty: pretty)
             return

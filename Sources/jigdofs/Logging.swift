@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import FUSEBridge
 import JigdoFormat
 import Logging
 import Synchronization
@@ -63,7 +64,7 @@ enum LogSetup {
         case .terminal:
             return
         case .file(let path):
-            let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            let fd = LogFile.open(path)
             if fd < 0 {
                 write(.error, "\(path): cannot reopen log file: \(String(cString: strerror(errno))); still writing to the old one")
                 return
@@ -89,6 +90,8 @@ enum LogSetup {
     }
 
     static func write(_ level: Logger.Level, _ message: String, fold: Bool = true) {
+        // Logs are read by others (syslog, a shared log file): no URL's password reaches them.
+        let message = Passwords.masked(text: message)
         let (destination, prefix, first) = state.withLock { s -> (Destination, String, Bool) in
             var first = true
             if fold && level < .error {

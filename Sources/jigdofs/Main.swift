@@ -27,6 +27,8 @@ struct JigdoFS: ParsableCommand {
         LogSetup.bootstrap(level: environment["JIGDOFS_DEBUG"] != nil ? .debug : .warning)
         let invokedAs = baseName(CommandLine.arguments.first ?? "jigdofs")
         var arguments = Array(CommandLine.arguments.dropFirst())
+        // Before any thread or fork: `ps` must not show a password given in a URL.
+        ArgumentArea.maskPasswords(CommandLine.arguments)
         do {
             let subcommands = OptionCatalog.subcommands(of: JigdoFS.self)
             var fake = false
@@ -40,19 +42,28 @@ struct JigdoFS: ParsableCommand {
             if fake { return }
             try command.run()
         } catch let error as JigdoError {
-            FileHandle.standardError.write(Data("jigdofs: \(error)\n".utf8))
+            writeError("\(error)")
             Foundation.exit(error.exitCode)
         } catch let error as CommandFailure {
-            FileHandle.standardError.write(Data("jigdofs: \(error.message)\n".utf8))
+            writeError(error.message)
             Foundation.exit(error.code)
         } catch where exitCode(for: error) == .validationFailure {
             // Usage errors (a bad option or option value, see OptionValues): one line, exit 64,
             // like every other failure; the usage text would bury it (--help shows it).
-            FileHandle.standardError.write(Data("jigdofs: \(message(for: error))\n".utf8))
+            writeError(message(for: error))
             Foundation.exit(ExitCode.validationFailure.rawValue)
+        } catch where exitCode(for: error) != .success {
+            // ArgumentParser's own message may quote an argument (a URL with its password).
+            FileHandle.standardError.write(Data((Passwords.masked(text: fullMessage(for: error)) + "\n").utf8))
+            Foundation.exit(exitCode(for: error).rawValue)
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// The one error line of a failed command; a URL's password in it is masked.
+    static func writeError(_ message: String) {
+        FileHandle.standardError.write(Data("jigdofs: \(Passwords.masked(text: message))\n".utf8))
     }
 
     /// The configuration's arguments for the (innermost) subcommand the command line names,

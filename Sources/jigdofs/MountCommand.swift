@@ -76,10 +76,11 @@ struct Mount: ParsableCommand {
     }
 
     /// How the mount table shows the mount: a URL as given, a path made absolute (so `mount -a`
-    /// finds an fstab line's mount), several sources as "jigdofs".
+    /// finds an fstab line's mount), several sources as "jigdofs". Every user can read the
+    /// table: a URL's password is masked (so `mount -a` does not recognise that line's mount).
     var fsname: String {
         guard sources.count == 1 else { return "jigdofs" }
-        return isRemoteURL(sources[0]) ? sources[0] : absolutePath(sources[0])
+        return isRemoteURL(sources[0]) ? Passwords.masked(url: sources[0]) : absolutePath(sources[0])
     }
 
     func run() throws {

@@ -375,7 +375,7 @@ func requireParts(_ missing: [Int], _ image: JigdoImage, _ resolver: LocationRes
         let part = image.template.parts[i]
         guard seen.insert(part.checksum).inserted else { continue }
         bytes += part.length
-        let urls = resolver.locations(forPart: part.checksum).map(\.description)
+        let urls = resolver.locations(forPart: part.checksum).map { Passwords.masked(url: $0.description) }
         var whereText = urls.joined(separator: " ")
         if urls.isEmpty {
             whereText = !resolver.allowLocalFromJigdo && namesLocalFile(image.descriptor.parts[part.checksum.base64] ?? [], image.descriptor)

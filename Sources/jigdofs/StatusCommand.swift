@@ -46,7 +46,7 @@ func readMountStatus(_ path: String) throws -> StatusFile.Report {
     guard let (_, report) = try StatusClient.read(mountpoint: path) else {
         throw JigdoError(.usage, path: path, "not a jigdofs mount (no \(StatusFile.name) there)")
     }
-    return report
+    return report.maskingPasswords()
 }
 
 /// Unmounts a jigdofs mount (`fusermount3 -u`, else umount(8)); a dead mount too.

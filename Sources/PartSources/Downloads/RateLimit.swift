@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CCurl
 import Foundation
+import JigdoFormat
 import Synchronization
 
 /// `--limit-rate`: one token bucket for every transfer of the process. The downloader's single
@@ -81,7 +82,9 @@ enum ProxyEnvironment {
 
     /// `text` of a libcurl failure, naming the proxy and its variable when one was used.
     static func annotate(_ text: String, code: CURLcode, url: String) -> String {
-        guard let p = proxy(for: url) else { return text }
+        guard var p = proxy(for: url) else { return text }
+        // The variable may hold a login (user:password@proxy:3128, with or without a scheme).
+        p.value = Passwords.masked(url: p.value)
         let raw = Int(code.rawValue)
         // 5 COULDNT_RESOLVE_PROXY, 7 COULDNT_CONNECT (with a proxy: the proxy), 28 timeout,
         // 56 RECV_ERROR, 97 PROXY.
