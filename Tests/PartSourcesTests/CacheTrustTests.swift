@@ -1,4 +1,5 @@
 import Foundation
+import ImageAssembly
 import JigdoFormat
 @testable import PartSources
 import Testing
@@ -165,6 +166,42 @@ struct CacheTrustTests {
         #expect(!r.stderr.contains(decoySum.base64) && !r.stderr.contains(decoySum.hex))
         // The row is gone.
         #expect(try ChecksumCache(directory: cacheDir).lookup([row], kind: .md5).isEmpty)
+    }
+
+    @Test("--scan-image: a forged checksum row for a file inside an old image is checked before serving, and dropped")
+    func forgedImageEntryRow() throws {
+        let s = try Setup()
+        defer { s.nginx.stop() }
+        // A copy of the release's ISO with one byte of the chosen package changed: its entry
+        // has the part's size, not its bytes.
+        let old = s.tmp.file("old.iso")
+        var iso = try readBytes(s.variant.iso)
+        let package = try readBytes(s.partFile)
+        let at = try #require(Data(iso).range(of: Data(package))?.lowerBound)
+        iso[at + package.count / 2] ^= 0xff
+        try writeBytes(iso, to: old)
+        var st = stat()
+        #expect(stat(old, &st) == 0)
+        let row = ScannedFile(path: "iso9660:" + old + "//" + s.isoPath, size: Int64(package.count),
+                              modificationTimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                              inode: UInt64(st.st_ino))
+        let cache = try ChecksumCache(directory: s.tmp.file("cache"))
+        cache.store([(row, s.partSum)], kind: .md5)
+
+        let image = try JigdoImage.open(jigdoPath: s.variant.jigdo)
+        let index = try #require(image.template.parts.firstIndex { $0.checksum == s.partSum })
+        let fromImage = try ISOImageParts(template: image.template, images: [old], checksumCache: cache)
+        var descriptor = image.descriptor
+        descriptor.servers = [:]
+        let tree = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: descriptor),
+                                  scanDirectories: [s.release.tree])
+        let chain = PartSourceChain([fromImage, tree], template: image.template)
+        var bytes = [UInt8](repeating: 0, count: package.count)
+        try bytes.withUnsafeMutableBytes { try chain.readPart(index, at: 0, into: $0) }
+        let right = bytes == package
+        #expect(right, "the changed entry's bytes were served")
+        #expect(!fromImage.isLocallyAvailable(index))
+        #expect(cache.lookup([row], kind: .md5).isEmpty, "the wrong row was kept")
     }
 
     @Test("a planted sources/ entry is refused offline (one line naming it) and replaced online")
