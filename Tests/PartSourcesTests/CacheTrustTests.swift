@@ -153,8 +153,24 @@ struct CacheTrustTests {
         try DirectoryWalker.walk(scan) { if $0.path.hasSuffix("/decoy.bin") { key = $0 } }
         let row = try #require(key)
         #expect(row.path == decoy)
-        try ChecksumCache(directory: cacheDir).store([(row, s.partSum)], kind: .md5)
+        let forged = try ChecksumCache(directory: cacheDir)
+        forged.store([(row, s.partSum)], kind: .md5)
 
+        // In process: the decoy is a candidate until it is read, then it is no local copy.
+        let image = try JigdoImage.open(jigdoPath: s.jigdo)
+        let index = try #require(image.template.parts.firstIndex { $0.checksum == s.partSum })
+        var descriptor = image.descriptor
+        descriptor.servers = [:]
+        let local = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: descriptor),
+                                   scanDirectories: [scan], checksumCache: forged)
+        #expect(local.scanReport.fromCache == 1)
+        var buffer = [UInt8](repeating: 0, count: decoyBytes.count)
+        #expect(throws: JigdoError.self) { try buffer.withUnsafeMutableBytes { try local.readPart(index, at: 0, into: $0) } }
+        #expect(!local.isLocallyAvailable(index))
+        #expect(forged.lookup([row], kind: .md5).isEmpty, "the wrong row was kept")
+
+        // Through the CLI, with the row forged again: the part comes from the server.
+        forged.store([(row, s.partSum)], kind: .md5)
         let r = try CLI.run(["cat", s.jigdo, s.isoPath, "--scan", scan, "--cache-dir", cacheDir] + s.server)
         #expect(r.status == 0, "\(r)")
         let served = Array(r.stdoutData) == (try readBytes(s.partFile))
