@@ -5,9 +5,13 @@ import Synchronization
 /// The checksums of scan candidates (files whose size fits some part), shared by `--scan` and
 /// `--scan-image`: taken from the persistent cache where a candidate's key (path, size, mtime,
 /// inode) still matches, else hashed on all cores with progress, and the new ones recorded.
+/// A checksum from the cache is a hint (`fromCacheIndices`): the caller hashes that file before
+/// serving it, since anyone who could write the cache could have written it.
 struct CandidateChecksums {
     /// Candidate index -> checksum (candidates that could not be read are absent).
     var sums: [Int: Checksum] = [:]
+    /// The candidates whose checksum came from the cache, unchecked.
+    var fromCacheIndices = Set<Int>()
     var hashedFiles = 0
     var hashedBytes: Int64 = 0
     var fromCache = 0
@@ -24,6 +28,7 @@ struct CandidateChecksums {
         for i in sizes.indices {
             if let key = keys[i], let sum = known[key.path] {
                 sums[i] = sum
+                fromCacheIndices.insert(i)
                 fromCache += 1
             } else {
                 pending.append(i)

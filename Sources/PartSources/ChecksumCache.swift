@@ -10,6 +10,12 @@ import Synchronization
 /// does not read the packages again. An entry is used only when path, size, mtime (ns) and inode
 /// all still match. SQLite (WAL journal) keeps the file consistent across crashes; a cache that
 /// cannot be opened or written only costs speed, never correctness.
+///
+/// An entry is a hint, never proof: a file found through it is hashed before its bytes are
+/// served (`LocalParts`, `ISOImageParts`), and a wrong entry is dropped (`forget`). The
+/// directory, the database and its `-wal`/`-shm`/`-journal` files must be this user's own,
+/// writable by no one else and no links (`CacheTrust`); the database is opened with
+/// SQLITE_OPEN_NOFOLLOW. Otherwise the cache is refused (the caller scans without it).
 public final class ChecksumCache: Sendable {
     public let path: String
     private let db: Mutex<OpaquePointer?>
@@ -17,10 +23,11 @@ public final class ChecksumCache: Sendable {
 
     public init(directory: String, logger: Logger = Logger(label: "jigdofs.scan-cache")) throws {
         self.logger = logger
-        try makeDirectories(directory)
+        try CacheTrust.makeTrustedDirectories(directory)
         path = directory + "/checksums.sqlite"
+        for suffix in ["", "-wal", "-shm", "-journal"] { try CacheTrust.checkFileIfPresent(path + suffix) }
         var handle: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nil)
+        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, nil)
         guard rc == SQLITE_OK, let handle else {
             let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "error \(rc)"
             sqlite3_close(handle)
@@ -76,6 +83,18 @@ public final class ChecksumCache: Sendable {
                 out[f.path] = Checksum(Array(UnsafeRawBufferPointer(start: blob, count: n)))
             }
             return out
+        }
+    }
+
+    /// Drops the entry of a file whose cached checksum turned out wrong when it was checked.
+    public func forget(path file: String, kind: ChecksumKind) {
+        db.withLock { handle in
+            var stmt: OpaquePointer?
+            guard sqlite3_prepare_v2(handle, "DELETE FROM files WHERE path = ? AND kind = ?", -1, &stmt, nil) == SQLITE_OK else { return }
+            defer { sqlite3_finalize(stmt) }
+            jfs_sqlite3_bind_text_transient(stmt, 1, file)
+            jfs_sqlite3_bind_text_transient(stmt, 2, kind.rawValue)
+            _ = sqlite3_step(stmt)
         }
     }
 

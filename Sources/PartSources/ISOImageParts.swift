@@ -28,6 +28,12 @@ public final class ISOImageParts: PartSource {
     public let template: TemplateInfo
     /// Checksum -> the first matching file (in image order of the arguments, then path order).
     public let matches: [Checksum: Match]
+    /// Matches found by their checksum cache entry alone (a hint, never proof): checksum -> the
+    /// entry's key and whether the file's bytes turned out wrong. Hashed at the first read; a
+    /// match that checks out leaves this table.
+    private let hints: Mutex<[Checksum: (key: String, wrong: Bool)]>
+    private let checksumCache: ChecksumCache?
+    private let logger: Logger
 
     public typealias ScanProgress = @Sendable (_ hashed: Int64, _ total: Int64) -> Void
 
@@ -37,6 +43,8 @@ public final class ISOImageParts: PartSource {
     public init(template: TemplateInfo, images: [String], checksumCache: ChecksumCache? = nil,
                 logger: Logger = Logger(label: "jigdofs.image-parts"), progress: ScanProgress? = nil) throws {
         self.template = template
+        self.checksumCache = checksumCache
+        self.logger = logger
         let wanted = WantedParts(template)
         var candidates: [Match] = []
         var cacheKeys: [ScannedFile?] = []
@@ -84,6 +92,29 @@ public final class ISOImageParts: PartSource {
             found[sum] = i
         }
         self.matches = found.mapValues { list[$0] }
+        var hints: [Checksum: (key: String, wrong: Bool)] = [:]
+        for (sum, i) in found where result.fromCacheIndices.contains(i) {
+            if let key = cacheKeys[i]?.path { hints[sum] = (key, false) }
+        }
+        self.hints = Mutex(hints)
+    }
+
+    /// A match known only from the checksum cache is hashed before its bytes are served; a
+    /// wrong one is logged (never with the file's checksum), its entry dropped, and the part
+    /// left to the next source.
+    private func checkHint(_ part: TemplatePart, _ m: Match) throws {
+        guard let hint = hints.withLock({ $0[part.checksum] }) else { return }
+        if !hint.wrong {
+            let kind = part.checksum.kind ?? template.checksumKind
+            if try Self.hash(m, kind: kind) == part.checksum {
+                hints.withLock { _ = $0.removeValue(forKey: part.checksum) }
+                return
+            }
+            hints.withLock { $0[part.checksum]?.wrong = true }
+            logger.warning("\(RawNames.display(m.imagePath)): \(RawNames.display(m.path)): its checksum cache entry is wrong (the file is not part \(part.checksum.base64)); not used, and the entry is dropped")
+            checksumCache?.forget(path: hint.key, kind: template.checksumKind)
+        }
+        throw JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes): the --scan-image file found for it does not match")
     }
 
     static func hash(_ m: Match, kind: ChecksumKind) throws -> Checksum {
@@ -102,7 +133,8 @@ public final class ISOImageParts: PartSource {
     }
 
     public func isLocallyAvailable(_ index: Int) -> Bool {
-        matches[template.parts[index].checksum] != nil
+        let sum = template.parts[index].checksum
+        return matches[sum] != nil && hints.withLock({ $0[sum]?.wrong }) != true
     }
 
     public func missingParts() -> [Int] { missingParts(of: template.parts) }
@@ -112,6 +144,7 @@ public final class ISOImageParts: PartSource {
         guard let m = matches[part.checksum] else {
             throw JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) is in none of the --scan-image images")
         }
+        try checkHint(part, m)
         guard offset >= 0, offset + Int64(buffer.count) <= m.entry.size else {
             throw JigdoError(.invalidArgument, path: m.imagePath, "\(m.path): read of \(buffer.count) bytes at \(offset) is outside the file")
         }

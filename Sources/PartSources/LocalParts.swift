@@ -23,9 +23,13 @@ public final class LocalParts: PartSource {
     private let logger: Logger
     /// Checksum -> files already known to have that checksum (from the scan).
     private let scanned: [Checksum: [String]]
-    /// What the scan saw of each file it matched (size, mtime, inode): unchanged at first use,
-    /// the scan's checksum holds; changed, the file is hashed again.
+    /// What the scan saw of each file it hashed and matched (size, mtime, inode): unchanged at
+    /// first use, the scan's checksum holds; changed, the file is hashed again.
     private let scannedFiles: [String: ScannedFile]
+    /// Files matched by their checksum cache entry alone: a hint, hashed at first use (anyone
+    /// who could write the cache could have mapped any file of the right size to a part).
+    private let hinted: [String: ScannedFile]
+    private let checksumCache: ChecksumCache?
     /// Checksum -> local locations to check on first use, in order.
     private let unverified: [Checksum: [String]]
     /// The local directories locations are confined to: every `--map` directory and local
@@ -67,7 +71,8 @@ public final class LocalParts: PartSource {
         }
         self.unverified = unverified
         self.roots = Self.localRoots(resolver)
-        (self.scanned, self.scannedFiles, self.scanReport) = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress, logger: logger)
+        self.checksumCache = checksumCache
+        (self.scanned, self.scannedFiles, self.hinted, self.scanReport) = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress, logger: logger)
     }
 
     static func localRoots(_ resolver: LocationResolver) -> [String] {
@@ -106,10 +111,11 @@ public final class LocalParts: PartSource {
 
     /// Walks the directories, hashes only files whose size equals some part's size, and keeps
     /// those whose checksum is a part's.
-    /// Files whose checksum is in `cache` (same path, size, mtime and inode) are not read again.
+    /// Files whose checksum is in `cache` (same path, size, mtime and inode) are not read now;
+    /// they are returned as hints, hashed when first used.
     static func scan(_ dirs: [String], template: TemplateInfo, cache: ChecksumCache?, progress: ScanProgress?,
-                     logger: Logger = Logger(label: "jigdofs.local")) throws -> ([Checksum: [String]], [String: ScannedFile], ScanReport) {
-        guard !dirs.isEmpty else { return ([:], [:], ScanReport()) }
+                     logger: Logger = Logger(label: "jigdofs.local")) throws -> ([Checksum: [String]], [String: ScannedFile], [String: ScannedFile], ScanReport) {
+        guard !dirs.isEmpty else { return ([:], [:], [:], ScanReport()) }
         let wanted = WantedParts(template)
         var candidates: [ScannedFile] = []
         var seen = Set<String>()
@@ -135,14 +141,19 @@ public final class LocalParts: PartSource {
             })
         var found: [Checksum: [String]] = [:]
         var files: [String: ScannedFile] = [:]
+        var hinted: [String: ScannedFile] = [:]
         for (i, sum) in result.sums where wanted.isPart(sum, size: list[i].size) {
             found[sum, default: []].append(list[i].path)
-            files[list[i].path] = list[i]
+            if result.fromCacheIndices.contains(i) {
+                hinted[list[i].path] = list[i]
+            } else {
+                files[list[i].path] = list[i]
+            }
         }
         let report = ScanReport(candidates: list.count, hashedFiles: result.hashedFiles,
                                 hashedBytes: result.hashedBytes, fromCache: result.fromCache)
         // Deterministic order: the same path wins whatever the thread timing.
-        return (found.mapValues { $0.sorted() }, files, report)
+        return (found.mapValues { $0.sorted() }, files, hinted, report)
     }
 
     /// Whether a local copy exists (found by the scan, or a local location with the right size;
@@ -248,6 +259,13 @@ public final class LocalParts: PartSource {
                 }
                 // Never the file's checksum: it would tell what any local file holds.
                 rejected.append("\(path) does not match")
+                if let row = hinted[location], row.size == f.size, row.inode == f.identity.inode,
+                   row.modificationTimeNs == f.identity.modificationTimeNs {
+                    // Said at warning level: the checksum cache held a wrong entry (damaged, or
+                    // written by someone else). The entry goes; the part comes from elsewhere.
+                    logger.warning("\(RawNames.display(location)): its checksum cache entry is wrong (the file is not part \(part.checksum.base64)); not used, and the entry is dropped")
+                    checksumCache?.forget(path: location, kind: template.checksumKind)
+                }
             } catch {
                 rejected.append("\(error)")
             }

@@ -23,7 +23,8 @@ public enum PublishedFiles {
             } else if !fileExists(path) {
                 throw JigdoError(.partUnavailable, path: url, "not in the cache, and downloads are off (--offline)")
             }
-            let file = try ReadOnlyFile(path: path)
+            try CacheTrust.checkFileIfPresent(path)
+            let file = try ReadOnlyFile(path: path, extraFlags: O_NOFOLLOW)
             guard file.size <= JigdoDescriptor.maxFileSize else {
                 throw JigdoError(.syntax, path: url, "larger than \(JigdoDescriptor.maxFileSize >> 20) MiB: not a .jigdo file")
             }
@@ -97,9 +98,18 @@ public enum PublishedFiles {
             // .jigdo gives none.
             if fileExists(cached) {
                 do {
+                    try CacheTrust.checkFileIfPresent(cached)
                     let image = try JigdoImage.open(descriptor: descriptor, templatePath: cached)
                     if image.templateCheck != .notGiven || downloader == nil { return image }
                     logger.info("\(cached): cached template has no checksum in the .jigdo to check it against; downloading it again")
+                } catch where CacheTrust.isRefusal(error) {
+                    // Not ours: never read. Downloaded again (the rename replaces it), or,
+                    // offline, the one line says why there is no template.
+                    guard downloader != nil else {
+                        failures.append("\(error)")
+                        continue
+                    }
+                    logger.warning("\(error); downloading it again")
                 } catch {
                     // Truncated, corrupt or an older version: downloaded again (below), which
                     // replaces it. The reason is only logged: a fresh copy is the fix.

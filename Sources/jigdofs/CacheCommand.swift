@@ -12,8 +12,12 @@ struct Cache: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("The cache directory (default: $XDG_CACHE_HOME/jigdofs or ~/.cache/jigdofs).", valueName: "DIR"))
         var cacheDir: String?
 
+        /// The cache; a refused one (not this user's own, writable by others, a link) is an
+        /// error here: nothing in it is listed or removed.
         func open() throws -> PartCache {
-            try PartCache(directory: cacheDir ?? PartCache.defaultDirectory(environment: ProcessInfo.processInfo.environment))
+            let cache = try PartCache(directory: cacheDir ?? PartCache.defaultDirectory(environment: ProcessInfo.processInfo.environment))
+            if let refusal = cache.refusal { throw refusal }
+            return cache
         }
     }
 

@@ -5,6 +5,7 @@ import Foundation
 import FUSEBridge
 import ImageAssembly
 import JigdoFormat
+import PartSources
 
 // The words of the command line's common mistakes: a dead mount, a path that is no mount, a
 // SOURCE that is not a .jigdo, errors about a URL that would name a cache file.
@@ -41,6 +42,8 @@ func namingURL<T>(_ url: String, cacheDirectory: String, _ body: () throws -> T)
     do {
         return try body()
     } catch var e as JigdoError {
+        // A refused cache entry: the line names the path to fix, not the URL.
+        if CacheTrust.isRefusal(e) { throw e }
         let sources = (cacheDirectory.hasSuffix("/") ? cacheDirectory : cacheDirectory + "/") + "sources/"
         if let p = e.path, p.hasPrefix(sources) {
             e.path = url

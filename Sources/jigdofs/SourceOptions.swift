@@ -149,7 +149,11 @@ struct PartOptions: ParsableArguments {
     }
 
     func partCache() throws -> PartCache {
-        try PartCache(directory: cacheDirectory, sizeLimit: cacheSize)
+        let cache = try PartCache(directory: cacheDirectory, sizeLimit: cacheSize)
+        if let refusal = cache.refusal {
+            Logger(label: "jigdofs").warning("\(refusal); the cache is not used (parts are kept in memory)")
+        }
+        return cache
     }
 
     func downloadConfig() -> DownloadConfig {

@@ -127,7 +127,8 @@ struct PipelineSafetyTests {
         let tmp = try TempDir()
         let ro = tmp.path + "/ro"
         try FileManager.default.createDirectory(atPath: ro, withIntermediateDirectories: true)
-        let mounted = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro])
+        // mode=0755: tmpfs's default root (1777, writable by others) is refused as a cache dir.
+        let mounted = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "ro,size=1m,mode=0755", "tmpfs", ro])
         try #require(mounted.status == 0, "\(mounted.stderr)")
         defer { _ = try? runProcess("/bin/umount", [ro]) }
         let log = LogCapture()

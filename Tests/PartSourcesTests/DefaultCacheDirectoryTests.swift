@@ -24,3 +24,13 @@ import Testing
         }
     }
 }
+
+/// The last fallback (no home at all) is under an absolute `$TMPDIR`, else `/tmp`.
+@Suite struct TemporaryCacheFallbackTests {
+    @Test func fallbackIsUnderTMPDIR() {
+        #expect(PartCache.defaultDirectory(environment: ["TMPDIR": "/var/tmp/x/"], userDatabaseHome: nil) == "/var/tmp/x/jigdofs-\(geteuid())")
+        #expect(PartCache.defaultDirectory(environment: ["TMPDIR": "rel"], userDatabaseHome: nil) == "/tmp/jigdofs-\(geteuid())")
+        #expect(PartCache.defaultDirectory(environment: [:], userDatabaseHome: "") == "/tmp/jigdofs-\(geteuid())")
+        #expect(PartCache.defaultDirectory(environment: [:], userDatabaseHome: "/home/u") == "/home/u/.cache/jigdofs")
+    }
+}

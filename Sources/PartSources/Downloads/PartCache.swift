@@ -17,6 +17,9 @@ import Synchronization
 /// Hygiene: every file in the cache is opened with O_NOFOLLOW and must be a regular file owned
 /// by this user (a symlink planted in `partial/` or `parts/` is never followed, so a daemon
 /// running as root never writes or serves through one); directories the cache creates are 0700.
+/// The cache directory and its layout must be this user's own, writable by no one else and no
+/// link (`CacheTrust`); otherwise the whole cache is refused (`refusal`): nothing
+/// is read from it or written to it, parts are kept in memory and fetched sources cannot be had.
 /// A cache that cannot be written (read-only, no permission, disk full, quota) costs caching,
 /// never a read: `isWritable` turns false and parts are kept in memory (one warning).
 public final class PartCache: Sendable {
@@ -27,6 +30,8 @@ public final class PartCache: Sendable {
     private let knownSize = Mutex<Int64?>(nil)
     /// Set once writing into the cache failed for a reason that will not go away by itself.
     private let unwritable = Mutex<String?>(nil)
+    /// Why the cache directory is not trusted (`CacheTrust`); nil when it is.
+    public let refusal: JigdoError?
     private let logger: Logger
 
     /// Creates the directory layout if needed (0700). A layout that cannot be created because
@@ -38,14 +43,21 @@ public final class PartCache: Sendable {
         var dir = absolutePath(directory)
         if dir.hasSuffix("/") && dir.count > 1 { dir.removeLast() }
         self.directory = dir
+        var refusal: JigdoError?
+        var unwritable: JigdoError?
         do {
-            for kind in ChecksumKind.allCases {
-                try makeDirectories(dir + "/parts/" + kind.rawValue.lowercased())
-                try makeDirectories(dir + "/partial/" + kind.rawValue.lowercased())
-            }
+            try CacheTrust.makeTrustedDirectories(dir, ChecksumKind.allCases.flatMap {
+                ["parts/" + $0.rawValue.lowercased(), "partial/" + $0.rawValue.lowercased()]
+            })
+        } catch let e as JigdoError where CacheTrust.isRefusal(e) {
+            refusal = e
         } catch let e as JigdoError where Self.costsOnlyCaching(e.firstErrno) {
-            noteUnwritable("\(e)")
+            unwritable = e
         }
+        self.refusal = refusal
+        if let unwritable { noteUnwritable("\(unwritable)") }
+        // Said once by the caller (a warning for a mount, the error of `cache list`).
+        if let refusal { self.unwritable.withLock { $0 = refusal.description } }
     }
 
     /// errno values that mean "this cache cannot be written", not "this read is wrong".
@@ -74,9 +86,17 @@ public final class PartCache: Sendable {
     /// `$XDG_CACHE_HOME/jigdofs` when that is an absolute path (the XDG Base Directory spec says
     /// a relative one is to be ignored; an empty one is unset), else `$HOME/.cache/jigdofs`. With
     /// no absolute `$HOME` (a bare systemd unit, `env -i`), the home directory of the user
-    /// database; with none there either, `/tmp/jigdofs-<uid>` (private: the cache makes its
-    /// directories 0700 and never follows a symlink).
+    /// database; with none there either, `$TMPDIR/jigdofs-<uid>` (`/tmp` without an absolute
+    /// `$TMPDIR`). That one is made 0700 by the cache, and refused if someone made it first:
+    /// not ours, writable by others or a link (`CacheTrust`).
     public static func defaultDirectory(environment: [String: String]) -> String {
+        var home: String?
+        if let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir { home = String(cString: dir) }
+        return defaultDirectory(environment: environment, userDatabaseHome: home)
+    }
+
+    /// The same with the user database's home directory given (nil: the user has none).
+    public static func defaultDirectory(environment: [String: String], userDatabaseHome: String?) -> String {
         func absolute(_ value: String?) -> String? {
             guard var v = value, v.hasPrefix("/") else { return nil }
             while v.count > 1 && v.hasSuffix("/") { v.removeLast() }
@@ -84,10 +104,8 @@ public final class PartCache: Sendable {
         }
         if let xdg = absolute(environment["XDG_CACHE_HOME"]) { return xdg + "/jigdofs" }
         if let home = absolute(environment["HOME"]) { return home + "/.cache/jigdofs" }
-        if let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir, let home = absolute(String(cString: dir)) {
-            return home + "/.cache/jigdofs"
-        }
-        return "/tmp/jigdofs-\(geteuid())"
+        if let home = absolute(userDatabaseHome) { return home + "/.cache/jigdofs" }
+        return (absolute(environment["TMPDIR"]) ?? "/tmp") + "/jigdofs-\(geteuid())"
     }
 
     private func kindDirectory(_ sum: Checksum) -> String {
@@ -114,6 +132,8 @@ public final class PartCache: Sendable {
     /// Throws `JigdoError(.io)` with the errno (`PartCache.costsOnlyCaching(e.firstErrno)`
     /// tells a read-only or full cache) when the cache cannot be written at all.
     public func lockPartial(for sum: Checksum) throws -> Int32? {
+        // EPERM classifies it (costsOnlyCaching): parts are kept in memory.
+        if refusal != nil { throw JigdoError(.io, path: directory, "not trusted: the cache is not used", underlying: SystemErrno(EPERM)) }
         let path = partialPath(for: sum)
         for _ in 0..<2 {
             let fd = Syscalls.open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -157,7 +177,7 @@ public final class PartCache: Sendable {
     public func openPart(_ sum: Checksum, length: Int64) -> ReadOnlyFile? {
         // Why it cannot be opened (absent, a symlink, unreadable) is not kept: every case
         // means "not in the cache", and the part is fetched again.
-        guard let f = try? ReadOnlyFile(path: path(for: sum), extraFlags: O_NOFOLLOW),
+        guard refusal == nil, let f = try? ReadOnlyFile(path: path(for: sum), extraFlags: O_NOFOLLOW),
               f.isRegularFile, f.owner == geteuid(), f.size == length else { return nil }
         return f
     }
@@ -166,12 +186,13 @@ public final class PartCache: Sendable {
     /// through a symlink). Its bytes are checked when it is first served.
     public func contains(_ sum: Checksum, length: Int64) -> Bool {
         var st = stat()
-        guard Syscalls.lstat(path(for: sum), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else { return false }
+        guard refusal == nil, Syscalls.lstat(path(for: sum), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else { return false }
         return Int64(st.st_size) == length
     }
 
     /// Removes a cached part that failed its check, if it is still the file that was checked.
     public func remove(_ sum: Checksum, ifStill identity: FileIdentity) {
+        guard refusal == nil else { return }
         let p = path(for: sum)
         var st = stat()
         guard Syscalls.lstat(p, &st) == 0, FileIdentity(st).inode == identity.inode, FileIdentity(st).device == identity.device else { return }
@@ -180,6 +201,7 @@ public final class PartCache: Sendable {
 
     /// Moves a verified partial file into the cache.
     public func commit(partial: String, as sum: Checksum) throws {
+        if let refusal { throw refusal }
         let target = path(for: sum)
         // Only the prefix directory is made here: a cache directory removed meanwhile is not
         // brought back.
@@ -200,6 +222,7 @@ public final class PartCache: Sendable {
 
     /// Marks a cached part as just used (its mtime orders least-recently-used eviction).
     public func touch(_ sum: Checksum) {
+        guard refusal == nil else { return }
         _ = utimensat(AT_FDCWD, path(for: sum), nil, AT_SYMLINK_NOFOLLOW)
     }
 
@@ -212,9 +235,10 @@ public final class PartCache: Sendable {
         public var lastUseNs: Int64
     }
 
-    /// Every verified part in the cache.
+    /// Every verified part in the cache (none in a refused one).
     public func entries() -> [Entry] {
         var out: [Entry] = []
+        guard refusal == nil else { return out }
         for kind in ChecksumKind.allCases {
             let base = directory + "/parts/" + kind.rawValue.lowercased()
             for prefix in listDirectory(base) {
@@ -229,6 +253,7 @@ public final class PartCache: Sendable {
     /// Partial (resumable) downloads.
     public func partialEntries() -> [Entry] {
         var out: [Entry] = []
+        guard refusal == nil else { return out }
         for kind in ChecksumKind.allCases {
             let base = directory + "/partial/" + kind.rawValue.lowercased()
             for name in listDirectory(base) {
@@ -285,14 +310,16 @@ public final class PartCache: Sendable {
         knownSize.withLock { $0 = kept }
     }
 
-    /// A directory for fetched .jigdo/.template files of one source URL.
+    /// A directory for fetched .jigdo/.template files of one source URL: `sources/` and it are
+    /// made 0700 or must be trusted (`CacheTrust`); so must every file read from it
+    /// (`CacheTrust.checkFileIfPresent`). Throws the refusal otherwise, or that of the cache.
     public func sourceDirectory(forURL url: String) throws -> String {
+        if let refusal { throw refusal }
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in url.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         let name = String(h, radix: 16)
-        let dir = "\(directory)/sources/\(name)"
-        try makeDirectories(dir)
-        return dir
+        try CacheTrust.makeTrustedDirectories(directory, ["sources/" + name])
+        return "\(directory)/sources/\(name)"
     }
 }
 

@@ -44,6 +44,8 @@ public enum RemoteSource {
         } else if !fileExists(jigdoPath) {
             throw JigdoError(.partUnavailable, path: url, "not in the cache, and downloads are off (--offline)")
         }
+        // Offline, a copy someone else put there would be taken for the URL's release.
+        try CacheTrust.checkFileIfPresent(jigdoPath)
         return try JigdoDescriptor.load(path: jigdoPath, baseURL: directoryOf(url),
                                         fetch: PublishedFiles.includeFetcher(cache: cache, downloader: downloader))
     }
