@@ -122,10 +122,22 @@ struct CacheTrustTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: fallback).isEmpty)
         removeTree(fallback)
 
-        // A link there (to a directory of ours) and a directory of another user: refused.
+        // A link there, in a directory others can write as /tmp (so another user could have
+        // made or swapped it), and a directory of another user: refused.
         mkdir(tmp.file("elsewhere"), 0o700)
+        chmod(tmp.path, 0o1777)
         symlink(tmp.file("elsewhere"), fallback)
         #expect(try PartCache(directory: fallback).refusal?.description.contains("a symbolic link") == true)
+        chmod(tmp.path, 0o700)
+        // The same link where only we can write (a user who moved the cache to another disk):
+        // the cache is there, behind it.
+        let moved = try PartCache(directory: fallback)
+        #expect(moved.refusal == nil)
+        // Only the root may be a link: a link below it is still refused.
+        symlink(tmp.file("elsewhere"), tmp.file("elsewhere/parts-link"))
+        #expect(throws: JigdoError.self) {
+            try CacheTrust.makeTrustedDirectories(fallback, ["parts-link/md5"])
+        }
         unlink(fallback)
         mkdir(fallback, 0o700)
         chown(fallback, Self.nobody, Self.nobody)

@@ -48,6 +48,23 @@ public enum CacheTrust {
         (error as? JigdoError)?.causes.contains { $0 is Refused } ?? false
     }
 
+    /// Whether the cache root `path` is a link the user made to put the cache elsewhere
+    /// (`~/.cache/jigdofs -> /data/jigdofs`): the link is this user's own, in a directory no
+    /// one else can write (so no one else can swap it), and what it points to is a trusted
+    /// directory. Only the root may be such a link; everything below it is never followed.
+    static func isUsersOwnLinkToTrustedDirectory(_ path: String) -> Bool {
+        var link = stat(), parent = stat(), target = stat()
+        guard RawNames.withFileSystemPath(path, { Syscalls.lstat($0, &link) }) == 0,
+              link.st_mode & S_IFMT == S_IFLNK, link.st_uid == geteuid() else { return false }
+        let slash = path.lastIndex(of: "/")
+        let parentPath = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        guard RawNames.withFileSystemPath(parentPath, { Syscalls.lstat($0, &parent) }) == 0,
+              parent.st_mode & S_IFMT == S_IFDIR, parent.st_uid == geteuid() || parent.st_uid == 0,
+              parent.st_mode & (S_IWGRP | S_IWOTH) == 0,
+              RawNames.withFileSystemPath(path, { stat($0, &target) }) == 0 else { return false }
+        return problem(target, directory: true) == nil
+    }
+
     /// Throws the refusal of a file that exists and is not trusted; an absent file is fine.
     public static func checkFileIfPresent(_ path: String) throws {
         var st = stat()
@@ -60,7 +77,9 @@ public enum CacheTrust {
     /// that is not trusted, or the `JigdoError(.io)` with the errno of a mkdir that failed.
     public static func makeTrustedDirectories(_ root: String, _ subdirectories: [String] = []) throws {
         try makeDirectories(root)
-        if let why = problem(root, directory: true) { throw refusal(root, why) }
+        if let why = problem(root, directory: true), !isUsersOwnLinkToTrustedDirectory(root) {
+            throw refusal(root, why)
+        }
         for sub in subdirectories {
             var current = root
             for component in sub.split(separator: "/") {
