@@ -16,14 +16,29 @@ public enum StatusFile {
             public var jigdo: String
             public var size: Int64
             public var parts: PartStatistics
+            /// Where each byte is (`status --map`); bounded (`PartMap.maxRuns`).
+            public var map: PartMap?
         }
         public var images: [Image]
+        /// With more than one image (a release set): what they hold together.
+        public var total: PartSetTotal?
+
+        public init(images: [Image], total: PartSetTotal? = nil) {
+            self.images = images
+            self.total = total
+        }
     }
 
     static func snapshot(_ images: [MountedImage]) -> [UInt8] {
-        let report = Report(images: images.map {
-            Report.Image(name: $0.name, jigdo: $0.jigdoPath, size: $0.reader.size, parts: $0.reader.partStatistics())
+        var members: [PartSetTotal.Member] = []
+        var report = Report(images: images.map {
+            let states = $0.reader.partStates()
+            let map = $0.reader.partMap(states: states)
+            let parts = $0.reader.partStatistics()
+            members.append(PartSetTotal.Member(template: $0.reader.info, states: states, statistics: parts, map: map))
+            return Report.Image(name: $0.name, jigdo: $0.jigdoPath, size: $0.reader.size, parts: parts, map: map)
         })
+        if members.count > 1 { report.total = PartSetTotal(members) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array((try? encoder.encode(report)) ?? Data("{}".utf8)) + [10]
