@@ -31,7 +31,7 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "Redraw every --interval seconds until interrupted (in place on a terminal; successive reports otherwise, with --json one line each).")
     var watch = false
 
-    @Option(name: [.customShort("n"), .long], help: ArgumentHelp("With --watch: seconds between reports (default 1).", valueName: "SECONDS"))
+    @Option(name: [.customShort("n"), .long], help: ArgumentHelp("With --watch: seconds between reports.", valueName: "SECONDS"))
     var interval: Double = 1
 
     @Option(name: .long, help: ArgumentHelp("With --watch: stop after N reports.", valueName: "N"))
@@ -87,7 +87,8 @@ struct StatusFrame {
     init(terminal: Bool, inPlace: Bool) {
         self.inPlace = inPlace
         let env = ProcessInfo.processInfo.environment
-        color = terminal && env["NO_COLOR"] == nil && env["TERM"] != "dumb"
+        // no-color.org: a NO_COLOR that is set and not empty turns colour off.
+        color = terminal && (env["NO_COLOR"] ?? "").isEmpty && env["TERM"] != "dumb"
     }
 
     mutating func draw(_ text: [StatusText.Line], columns: Int) {

@@ -179,6 +179,19 @@ struct StatusMapTests {
             let bars = watched.split(separator: "\n").filter { $0.hasPrefix("  [") }
             #expect(bars.count == 3, "\(watched)")
             #expect(bars.allSatisfy { $0 == "  [" + expected.line(cells: 75) + "]" })
+            // On a terminal (60 columns): each report over the last (the cursor goes up over
+            // its lines), every line cut to fit, the cells coloured.
+            let tmp = try TemporaryDirectory()
+            try Subprocess.check(["/usr/bin/python3", Fixtures.testsDirectory + "/Fixtures/pty-run.py", "60", tmp.file("pty.out"),
+                                  Harness.jigdofs, "status", "--map", "--watch", "-n", "0.05", "--count", "3", mnt],
+                                 environment: ["TERM": "xterm", "NO_COLOR": ""])
+            let shown = String(decoding: FileManager.default.contents(atPath: tmp.file("pty.out")) ?? Data(), as: UTF8.self)
+            let frameLines = text.split(separator: "\n").count
+            #expect(shown.components(separatedBy: "\u{1B}[\(frameLines)A").count - 1 == 2, "\(shown.debugDescription)")
+            #expect(shown.contains("\u{1B}[32m#"), "local cells in green: \(shown.debugDescription)")
+            let plainShown = shown.replacingOccurrences(of: "\u{1B}\\[[0-9;]*[A-Za-z]", with: "", options: .regularExpression)
+            #expect(plainShown.components(separatedBy: "  [" + expected.line(cells: 55) + "]").count - 1 == 3, "\(plainShown)")
+            #expect(plainShown.split(separator: "\r\n").allSatisfy { $0.filter { $0 != "\r" }.count < 60 }, "\(plainShown)")
             let jsonFrames = try Harness.check([Harness.jigdofs, "status", "--map", "--json", "--watch", "-n", "0.05", "--count", "2", mnt]).stdout
             let frames = jsonFrames.split(separator: "\n")
             #expect(frames.count == 2, "\(jsonFrames)")
@@ -199,38 +212,32 @@ struct StatusMapTests {
         let fault = try FaultServer(root: cold.release.root)
         defer { fault.stop() }
         let template = try TemplateInfo.read(path: cold.dir + "/release.template")
-        let mnt = try Harness.makeTempDir("mnt")
-        defer { Harness.cleanUpMount(mnt) }
-        try Harness.check([Harness.jigdofs, "mount", "--server", "Base=\(fault.url)stall/tree/", "--cache-dir", cold.cacheDir,
-                           cold.jigdo, mnt])
-        try #require(Harness.isMounted(mnt))
-        let daemons = Harness.pids(withArgument: mnt)
-        try #require(daemons.count == 1)
+        try Harness.withMount([cold.jigdo], options: ["--server", "Base=\(fault.url)stall/tree/", "--cache-dir", cold.cacheDir]) { mnt in
+            let daemons = Harness.pids(withArgument: mnt)
+            try #require(daemons.count == 1)
+            // One 4 KiB read in the middle of the largest part: its download stalls.
+            let area = try #require(template.layout.filter {
+                if case .part = $0.source { return true } else { return false }
+            }.max { $0.length < $1.length })
+            let reads = OutstandingReads()
+            reads.start(mnt + "/release.iso", offsets: [area.imageOffset + area.length / 2 / 4096 * 4096], length: 4096)
+            try Harness.waitUntil("the part is in flight") {
+                (try? MapReport.of(mnt).state(at: area.imageOffset)) == "inFlight"
+            }
+            let map = try #require(try MapReport.of(mnt).images.first?.map)
+            // Only parts can be in flight, and only missing ones (nothing is local or cached).
+            for run in map.runs where run.state == "inFlight" {
+                #expect(!template.partsCovering(offset: run.offset, count: run.length).isEmpty)
+            }
+            #expect(Set(map.runs.map(\.state)).isSubset(of: ["template", "missing", "inFlight"]))
+            #expect(map.parts["inFlight"] ?? 0 >= 1)
+            let text = try Harness.check([Harness.jigdofs, "status", "--map", mnt], environment: ["COLUMNS": "80"]).stdout
+            #expect(text.contains(">"), "\(text)")
+            #expect(text.split(separator: "\n").contains { $0.hasPrefix("  > in flight ") && !$0.hasSuffix("  0 parts") }, "\(text)")
 
-        // One 4 KiB read in the middle of the largest part: its download stalls.
-        let area = try #require(template.layout.filter {
-            if case .part = $0.source { return true } else { return false }
-        }.max { $0.length < $1.length })
-        let reads = OutstandingReads()
-        reads.start(mnt + "/release.iso", offsets: [area.imageOffset + area.length / 2 / 4096 * 4096], length: 4096)
-        try Harness.waitUntil("the part is in flight") {
-            (try? MapReport.of(mnt).state(at: area.imageOffset)) == "inFlight"
+            kill(daemons[0], SIGTERM)
+            try Harness.waitUntil("the daemon exits", seconds: 10) { kill(daemons[0], 0) != 0 || Harness.isZombie(daemons[0]) }
+            #expect(reads.group.wait(timeout: .now() + 10) == .success, "the read is still blocked after the daemon exited")
         }
-        let report = try MapReport.of(mnt)
-        let map = try #require(report.images.first?.map)
-        // Only parts can be in flight, and only missing ones (nothing is local or cached).
-        for run in map.runs where run.state == "inFlight" {
-            let covered = template.partsCovering(offset: run.offset, count: run.length)
-            #expect(!covered.isEmpty)
-        }
-        #expect(Set(map.runs.map(\.state)).isSubset(of: ["template", "missing", "inFlight"]))
-        #expect(map.parts["inFlight"] ?? 0 >= 1)
-        let text = try Harness.check([Harness.jigdofs, "status", "--map", mnt], environment: ["COLUMNS": "80"]).stdout
-        #expect(text.contains(">"), "\(text)")
-        #expect(text.split(separator: "\n").contains { $0.hasPrefix("  > in flight ") && !$0.hasSuffix("  0 parts") }, "\(text)")
-
-        kill(daemons[0], SIGTERM)
-        try Harness.waitUntil("the daemon exits", seconds: 10) { kill(daemons[0], 0) != 0 || Harness.isZombie(daemons[0]) }
-        #expect(reads.group.wait(timeout: .now() + 10) == .success, "the read is still blocked after the daemon exited")
     }
 }
