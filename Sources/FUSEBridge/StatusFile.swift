@@ -5,8 +5,9 @@ import PartSources
 
 /// The hidden file `/.jigdofs-status`: a JSON snapshot of every image's part statistics and
 /// map (`PartMap`, bounded in size), and with several images their total, made when the file
-/// is opened (from the part tables and the cache's files; never waiting for the network). It is not listed in the root directory (tools that list the mount
-/// see only the images), but it can be opened by name. This is the server side; the client
+/// is opened (from the part tables and the cache's files; never waiting for the network). It
+/// is not listed in the root directory (tools that list the mount see only the images), but
+/// it can be opened by name. This is the server side; the client
 /// (`jigdofs status`, `jigdofs prefetch MOUNTPOINT`) is `StatusClient` in the jigdofs target.
 public enum StatusFile {
     public static let name = ".jigdofs-status"
