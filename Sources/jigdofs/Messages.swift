@@ -116,11 +116,11 @@ func refuseNestedMount(_ mountpoint: String) throws {
 }
 
 /// JSON for people and for programs: pretty on a terminal, compact otherwise (`--pretty`
-/// forces it); sorted keys either way.
-func printJSON<T: Encodable>(_ value: T, pretty: Bool) throws {
+/// forces it, `compact` one line always); sorted keys either way.
+func printJSON<T: Encodable>(_ value: T, pretty: Bool, compact: Bool = false) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    if pretty || isatty(1) != 0 { encoder.outputFormatting.insert(.prettyPrinted) }
+    if !compact && (pretty || isatty(1) != 0) { encoder.outputFormatting.insert(.prettyPrinted) }
     FileHandle.standardOutput.write(try encoder.encode(value))
     FileHandle.standardOutput.write(Data("\n".utf8))
 }

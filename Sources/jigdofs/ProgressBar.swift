@@ -200,10 +200,10 @@ final class ProgressBar: Sendable {
     }
 }
 
-/// Columns of the terminal on stderr ($COLUMNS, else 80, when it cannot be asked).
-func terminalColumns() -> Int {
+/// Columns of the terminal on `fd` (default stderr; $COLUMNS, else 80, when it cannot be asked).
+func terminalColumns(fd: Int32 = 2) -> Int {
     var size = winsize()
-    if ioctl(2, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+    if ioctl(fd, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
     if let c = ProcessInfo.processInfo.environment["COLUMNS"].flatMap(Int.init), c > 0 { return c }
     return 80
 }

@@ -71,6 +71,8 @@ struct StatusReport: Decodable {
         var parts: Parts
     }
     var images: [Image]
+    /// With several images (ReleaseSetTests).
+    var total: StatusTotal?
 
     static func of(_ mountpoint: String) throws -> StatusReport {
         let r = try Harness.check([Harness.jigdofs, "status", mountpoint, "--json"])

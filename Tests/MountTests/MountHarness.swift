@@ -138,11 +138,7 @@ enum Harness {
 
     /// Waits (bounded; failing, not timing) until `condition` holds.
     static func waitUntil(_ what: String, seconds: Double = 30, _ condition: () -> Bool) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !condition() {
-            if Date() > deadline { throw HarnessError("gave up waiting: \(what)") }
-            usleep(20_000)
-        }
+        try TestSupport.waitUntil(what, seconds: seconds, condition)
     }
 }
 

@@ -147,3 +147,12 @@ public enum CLI {
         return try Subprocess.run(binary, arguments, cwd: cwd, environment: environment)
     }
 }
+
+/// Waits (bounded; failing, not timing) until `condition` holds.
+public func waitUntil(_ what: String, seconds: Double = 30, _ condition: () -> Bool) throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        if Date() > deadline { throw FixtureError("gave up waiting: \(what)") }
+        usleep(20_000)
+    }
+}

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import JigdoFormat
 import Logging
 import Synchronization
@@ -32,7 +33,18 @@ public final class PartCache: Sendable {
     private let unwritable = Mutex<String?>(nil)
     /// Why the cache directory is not trusted (`CacheTrust`); nil when it is.
     public let refusal: JigdoError?
+    /// Parts whose partial file's lock this process holds (by `lockPartial`), with who waits
+    /// for its release: the images of one mount share this cache, each with its own pipeline,
+    /// so a part two images share is downloaded by one and the other joins it (a release set).
+    /// A leaf lock; the closures run after it is released.
+    private let heldHere = Mutex<[Checksum: Holder]>([:])
     private let logger: Logger
+
+    private struct Holder {
+        /// Tells the holder a reader waits for the part (its read-ahead becomes a demand).
+        var onDemand: (@Sendable () -> Void)?
+        var waiters: [@Sendable () -> Void] = []
+    }
 
     /// Creates the directory layout if needed (0700). A layout that cannot be created because
     /// the disk is read-only, full or not ours leaves the cache read-only (`isWritable` false);
@@ -131,7 +143,44 @@ public final class PartCache: Sendable {
     /// (unlink removes the link, never its target) and made again.
     /// Throws `JigdoError(.io)` with the errno (`PartCache.costsOnlyCaching(e.firstErrno)`
     /// tells a read-only or full cache) when the cache cannot be written at all.
-    public func lockPartial(for sum: Checksum) throws -> Int32? {
+    /// Release the lock with `unlockPartial` (it wakes the waiters of `whenReleasedHere`);
+    /// `onDemand` is called when a reader elsewhere in this process needs the part.
+    public func lockPartial(for sum: Checksum, onDemand: (@Sendable () -> Void)? = nil) throws -> Int32? {
+        guard let fd = try takePartialLock(sum) else { return nil }
+        heldHere.withLock { $0[sum] = Holder(onDemand: onDemand) }
+        return fd
+    }
+
+    /// Releases the lock `lockPartial` gave (closes `fd`), then calls whoever in this process
+    /// waits for it.
+    public func unlockPartial(_ fd: Int32, for sum: Checksum) {
+        let holder = heldHere.withLock { $0.removeValue(forKey: sum) }
+        Syscalls.close(fd)
+        for w in holder?.waiters ?? [] { DispatchQueue.global().async { w() } }
+    }
+
+    /// When this process holds the lock of the part's partial file (another image's pipeline
+    /// is downloading it): `released` is called once it is released, `demand` tells the holder
+    /// a reader waits, and the result is true. False: another process holds it, or nobody does
+    /// any more (look again later).
+    public func whenReleasedHere(_ sum: Checksum, demand: Bool, _ released: @escaping @Sendable () -> Void) -> Bool {
+        let onDemand = heldHere.withLock { held -> (@Sendable () -> Void)?? in
+            guard held[sum] != nil else { return .none }
+            held[sum]!.waiters.append(released)
+            return .some(held[sum]!.onDemand)
+        }
+        guard let onDemand else { return false }
+        if demand { onDemand?() }
+        return true
+    }
+
+    /// How many in this process wait for the release of the part's partial file (0 when it
+    /// is not locked here); for tests.
+    public func waitersForRelease(_ sum: Checksum) -> Int {
+        heldHere.withLock { $0[sum]?.waiters.count ?? 0 }
+    }
+
+    private func takePartialLock(_ sum: Checksum) throws -> Int32? {
         // EPERM classifies it (costsOnlyCaching): parts are kept in memory.
         if refusal != nil { throw JigdoError(.io, path: directory, "not trusted: the cache is not used", underlying: SystemErrno(EPERM)) }
         let path = partialPath(for: sum)

@@ -33,6 +33,19 @@ public struct PartLives<Key: Hashable & Sendable, Failure, Waiter> {
         lives.values.count { if case .downloading = $0 { return true } else { return false } }
     }
 
+    /// The parts being downloaded now (for `status --map`).
+    public var downloadingKeys: Set<Key> {
+        Set(lives.compactMap { if case .downloading = $0.value { return $0.key } else { return nil } })
+    }
+
+    /// A reader of another image needs the part this one is fetching ahead: the download
+    /// becomes a demand. Returns the queued transfer to promote (nil: none, or not a read-ahead).
+    public mutating func promoteIfPrefetch(_ key: Key) -> UInt64? {
+        guard case .downloading(let a, true, let transfer)? = lives[key] else { return nil }
+        lives[key] = .downloading(attempt: a, prefetch: false, transfer: transfer)
+        return transfer == 0 ? nil : transfer
+    }
+
     /// What a demand (a reader needs the part) asks for.
     public struct Demand: Equatable {
         /// The attempt the reader waits for.

@@ -485,9 +485,13 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
                 return
             }
             do {
-                guard let fd = try cache.lockPartial(for: job.checksum) else {
-                    // Another process sharing the cache is downloading it: look again shortly.
+                let sum = job.checksum
+                guard let fd = try cache.lockPartial(for: sum, onDemand: { [weak self] in self?.promoteIfPrefetch(sum) }) else {
                     let retry = job
+                    // Another image of this mount is downloading it (a part two images of a
+                    // release share): go on when it is done, then it is in the cache.
+                    if cache.whenReleasedHere(sum, demand: !currentlyPrefetch(job), { self.tryLocation(retry) }) { return }
+                    // Another process sharing the cache is downloading it: look again shortly.
                     DispatchQueue.global().asyncAfter(deadline: .now() + max(downloadConfig.retryDelay, 0.2)) { self.tryLocation(retry) }
                     return
                 }
@@ -556,6 +560,15 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         condition.unlock()
         // A reader started waiting while this was being submitted.
         if promoted { downloader.promote(id) }
+    }
+
+    /// A reader of another image waits for this part, which this image fetches ahead: its
+    /// transfer moves before the other read-ahead ones.
+    private func promoteIfPrefetch(_ sum: Checksum) {
+        condition.lock()
+        let promote = state.parts.promoteIfPrefetch(sum)
+        condition.unlock()
+        if let promote { downloader?.promote(promote) }
     }
 
     /// Whether nobody waits for the part yet (its download may queue behind demand reads).
@@ -718,7 +731,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         if job.lockFD >= 0 {
             // An empty partial file (made to hold the lock) is not worth keeping.
             if let cache, fileSize(cache.partialPath(for: job.checksum)) == 0 { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
-            Syscalls.close(job.lockFD)
+            if let cache { cache.unlockPartial(job.lockFD, for: job.checksum) } else { Syscalls.close(job.lockFD) }
         }
         condition.lock()
         let end = state.parts.finished(job.checksum, attempt: job.attempt, error: error)
@@ -876,5 +889,30 @@ extension PartPipeline: PartStatisticsProvider {
             if let rate = figures.rate { out.speedByLocation[location] = Int64(rate) }
         }
         return out
+    }
+}
+
+extension PartPipeline: PartStateProvider {
+    /// For `jigdofs status --map`: each part local, cached (or in memory), being downloaded, or
+    /// missing. Stats the cache files (as `availability()`); never waits for the network.
+    public func partStates() -> [PartMap.State] {
+        condition.lock()
+        let downloading = state.parts.downloadingKeys
+        condition.unlock()
+        var known: [Checksum: PartMap.State] = [:]
+        return template.parts.enumerated().map { i, part in
+            guard part.length > 0 else { return .local }
+            if let s = known[part.checksum] { return s }
+            let s: PartMap.State
+            if local?.isLocallyAvailable(i) == true {
+                s = .local
+            } else if cache?.contains(part.checksum, length: part.length) == true || memoryParts.value(for: part.checksum) != nil {
+                s = .cached
+            } else {
+                s = downloading.contains(part.checksum) ? .inFlight : .missing
+            }
+            known[part.checksum] = s
+            return s
+        }
     }
 }
