@@ -63,19 +63,19 @@ struct ListCommand: ParsableCommand {
             guard entry.isDirectory else {
                 var shown = entry
                 shown.name = path
-                print(ISOListing.lines([shown], long: long)[0])
+                printLine(ISOListing.lines([shown], long: long)[0])
                 return
             }
             guard recursive else {
-                for line in ISOListing.lines(ISOListing.sorted(try volume.list(entry)), long: long) { print(line) }
+                for line in ISOListing.lines(ISOListing.sorted(try volume.list(entry)), long: long) { printLine(line) }
                 return
             }
             var first = true
             try ISOListing.walk(volume, from: entry, path: display) { dirPath, _, children in
-                if !first { print("") }
+                if !first { printLine("") }
                 first = false
-                print("\(dirPath):")
-                for line in ISOListing.lines(children, long: long) { print(line) }
+                printLine("\(RawNames.printableName(dirPath)):")
+                for line in ISOListing.lines(children, long: long) { printLine(line) }
             }
         }
     }

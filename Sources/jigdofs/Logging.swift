@@ -12,9 +12,13 @@ import Synchronization
 /// a mount is in the background, syslog (datagrams to /dev/log, what journald and rsyslog read)
 /// or `--log-file`, each line naming the mount point.
 ///
-/// Repeats are folded: a line at notice, info or warning level whose exact text was logged
-/// before is counted instead of written again (a failing mirror fails for every part it is
-/// asked for); the count is written when the mount ends. Errors are never folded.
+/// Every message is made printable first (`RawNames.printable`: control characters and raw
+/// bytes as `\xHH`), whoever logs it, so a name from a .jigdo, a template or an image can
+/// neither forge a line of the log nor reach a terminal as an escape sequence.
+///
+/// Repeats are folded: a line whose exact text was logged before is counted instead of written
+/// again (a failing mirror fails for every part it is asked for, a read of a missing part fails
+/// each time it is tried); the count is written when the mount ends (`flushRepeats`).
 enum LogSetup {
     enum Destination {
         /// `jigdofs: warning: message` on stderr.
@@ -52,7 +56,7 @@ enum LogSetup {
         let destination: Destination = logFile.map { .file(path: $0) } ?? .syslog(SyslogSocket())
         state.withLock {
             $0.destination = destination
-            $0.prefix = prefix
+            $0.prefix = RawNames.printable(prefix)
         }
     }
 
@@ -88,10 +92,11 @@ enum LogSetup {
         }
     }
 
-    static func write(_ level: Logger.Level, _ message: String, fold: Bool = true) {
+    static func write(_ level: Logger.Level, _ text: String, fold: Bool = true) {
+        let message = RawNames.printable(text)
         let (destination, prefix, first) = state.withLock { s -> (Destination, String, Bool) in
             var first = true
-            if fold && level < .error {
+            if fold {
                 let n = s.seen[message, default: 0]
                 first = n == 0
                 if n > 0 || s.seen.count < maxRemembered { s.seen[message] = n + 1 }

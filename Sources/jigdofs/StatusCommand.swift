@@ -25,15 +25,15 @@ struct Status: ParsableCommand {
         }
         for image in report.images {
             let p = image.parts
-            print("\(image.name) (\(formatBytes(image.size)), from \(image.jigdo))")
-            print("  parts:       \(p.partsTotal) total, \(p.partsLocal) local, \(p.partsCached) cached, \(p.partsMissing) missing")
-            print("  downloaded:  \(formatBytes(p.bytesDownloaded)), \(p.transfersInFlight) transfers in flight")
+            printLine("\(image.name) (\(formatBytes(image.size)), from \(image.jigdo))")
+            printLine("  parts:       \(p.partsTotal) total, \(p.partsLocal) local, \(p.partsCached) cached, \(p.partsMissing) missing")
+            printLine("  downloaded:  \(formatBytes(p.bytesDownloaded)), \(p.transfersInFlight) transfers in flight")
             for (location, limit) in p.transfersAllowedByLocation.sorted(by: { $0.key < $1.key }) {
                 let speed = p.speedByLocation[location].map { ", \(formatBytes($0))/s" } ?? ""
-                print("  mirror:      \(location): \(limit) transfers at once\(speed)")
+                printLine("  mirror:      \(location): \(limit) transfers at once\(speed)")
             }
             if !p.failuresByMirror.isEmpty {
-                print("  failures:    " + p.failuresByMirror.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
+                printLine("  failures:    " + p.failuresByMirror.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
             }
         }
     }
