@@ -94,9 +94,13 @@ enum LogSetup {
 
     static func write(_ level: Logger.Level, _ text: String, fold: Bool = true) {
         let message = RawNames.printable(text)
+        // A command's errors on the terminal are left to WarningFolds (counted by kind, the
+        // count written when the command ends); a mount has no such end before the unmount.
+        let commandError = level >= .error && WarningFolds.enabled
         let (destination, prefix, first) = state.withLock { s -> (Destination, String, Bool) in
             var first = true
-            if fold {
+            let terminal = if case .terminal = s.destination { true } else { false }
+            if fold && !(commandError && terminal) {
                 let n = s.seen[message, default: 0]
                 first = n == 0
                 if n > 0 || s.seen.count < maxRemembered { s.seen[message] = n + 1 }
