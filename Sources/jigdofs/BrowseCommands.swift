@@ -35,7 +35,9 @@ struct ListCommand: ParsableCommand {
         abstract: "List the files inside the image (ISO 9660 with Rock Ridge or Joliet).",
         discussion: """
             Reads only the image's directory records, which normally lie in the template: no \
-            parts are needed. SOURCE may also be a plain ISO file. Times are local, sizes exact.
+            parts are needed. SOURCE may also be a plain ISO file. Times are local, sizes exact. \
+            Control characters and bytes that are not UTF-8 in names are shown as \\xHH, a \
+            backslash as \\\\ (as ls -b does).
             """)
 
     @OptionGroup var options: SourceOptions
