@@ -111,7 +111,8 @@ let package = Package(
 // only -sanitize=fuzzer links in).
 if Context.environment["JIGDOFS_FUZZ"] != nil {
     for (name, deps) in [("FuzzJigdo", ["JigdoFormat"]), ("FuzzLocations", ["JigdoFormat"]),
-                         ("FuzzTemplate", ["JigdoFormat", "ImageAssembly"]), ("FuzzISO9660", ["ISO9660"])] {
+                         ("FuzzTemplate", ["JigdoFormat", "ImageAssembly"]), ("FuzzISO9660", ["ISO9660"]),
+                         ("FuzzNames", ["JigdoFormat", "ISO9660"])] {
         package.targets.append(.executableTarget(name: name, dependencies: deps.map { .target(name: $0) }, path: "Fuzz/\(name)"))
     }
 }

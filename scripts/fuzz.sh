@@ -4,6 +4,8 @@
 #   FuzzLocations  location expansion (labels, overrides, confinement to mapped directories)
 #   FuzzTemplate   the template reader (header, DESC, DATA/zlib and BZIP/bzip2 chunks)
 #   FuzzISO9660    the ISO 9660 reader (directory records, Rock Ridge, CE chains, zisofs)
+#   FuzzNames      names of .jigdo values and ISO 9660 records as shown and logged: no control
+#                  character survives RawNames.printable/printableName
 # Each runs SECONDS (default 60) with AddressSanitizer/LeakSanitizer; any crash, trap, leak,
 # timeout (10 s for one input) or memory blow-up (2 GB) fails the run, and the input is kept
 # in .build-fuzz/artifacts/TARGET/ (make it a regression test under Tests/FuzzFindings/).
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(FuzzJigdo FuzzLocations FuzzTemplate FuzzISO9660)
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzJigdo FuzzLocations FuzzTemplate FuzzISO9660 FuzzNames)
 root=$PWD
 scratch=$root/.build-fuzz
 
@@ -33,8 +35,8 @@ done
 # Seeds: a small release (12 files) from make-release.sh, ISOs with Rock Ridge (long names in CE
 # areas, symlinks, deep trees), Joliet and zisofs from xorriso. Made once.
 seeds=$scratch/seeds
-if [ ! -f "$seeds/.complete" ]; then
-    rm -rf "$seeds" && mkdir -p "$seeds"/{FuzzJigdo,FuzzLocations,FuzzTemplate,FuzzISO9660}
+if [ ! -f "$seeds/.complete" ] || [ ! -d "$seeds/FuzzNames" ]; then
+    rm -rf "$seeds" && mkdir -p "$seeds"/{FuzzJigdo,FuzzLocations,FuzzTemplate,FuzzISO9660,FuzzNames}
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     bash Tests/Fixtures/make-release.sh "$work/rel" 12 7 >/dev/null
@@ -44,7 +46,14 @@ if [ ! -f "$seeds/.complete" ]; then
         gzip -9 -n -c "$d/release.jigdo" > "$seeds/FuzzJigdo/$n.jigdo.gz"
         cp "$d/release.jigdo" "$seeds/FuzzLocations/$n.jigdo"
         cp "$d/release.template" "$seeds/FuzzTemplate/$n.template"
+        # FuzzNames: a first byte 0 makes the rest a .jigdo.
+        { printf '\000'; cat "$d/release.jigdo"; } > "$seeds/FuzzNames/$n.jigdo"
     done
+    # Names with control characters and raw bytes, in a .jigdo and in Rock Ridge records.
+    { printf '\000'; printf '[Image]\nFilename=a\033[2Jb\302\233c\351.iso\nTemplate=t\001.template\n[Parts]\nqNoZ1xfuvdDLJ_puL4VY0g=L\177:x\\\\y\n[Servers]\nL\177=http://h/p\033/\n'; } \
+        > "$seeds/FuzzNames/control.jigdo"
+    mkdir -p "$work/names"
+    python3 -c 'import os, sys; [open(os.path.join(os.fsencode(sys.argv[1]), n), "w").close() for n in (b"new\nline", b"esc\x1b[31m", b"c1\xc2\x9b", b"raw\xe9", b"back\\slash")]' "$work/names"
     # Hand-written location cases: label chains, fallbacks, relative and file: values.
     printf '[Image]\nFilename=x.iso\nTemplate=x.template\n[Parts]\nqNoZ1xfuvdDLJ_puL4VY0g=A:sub/x\nrNoZ1xfuvdDLJ_puL4VY0g=B:../y\nsNoZ1xfuvdDLJ_puL4VY0g=file:/z\n[Servers]\nA=B:d/\nB=file:../tree/\nB=http://h/p/ --try-last\nMD5Sum=http://h/md5/\n' \
         > "$seeds/FuzzLocations/chains.jigdo"
@@ -57,6 +66,9 @@ if [ ! -f "$seeds/.complete" ]; then
     python3 -c 'import sys; open(sys.argv[1], "w").write("".join("line %d\n" % i for i in range(3000)))' "$work/z/text.txt"
     xorriso -as mkisofs -quiet -no-pad -R -J -o "$seeds/FuzzISO9660/rr.iso" "$work/src" 2>/dev/null
     xorriso -as mkisofs -quiet -no-pad -R -J -rr_reloc_dir RR_MOVED -o "$seeds/FuzzISO9660/reloc.iso" "$work/src" 2>/dev/null
+    xorriso -as mkisofs -quiet -no-pad -R -J -o "$work/names.iso" "$work/names" 2>/dev/null
+    { printf '\001'; cat "$work/names.iso"; } > "$seeds/FuzzNames/names.iso"
+    { printf '\001'; cat "$seeds/FuzzISO9660/rr.iso"; } > "$seeds/FuzzNames/rr.iso"
     xorriso -outdev "$seeds/FuzzISO9660/zisofs.iso" -padding 0 -map "$work/z" / -zisofs level=6 -set_filter_r --zisofs / -- 2>/dev/null
     touch "$seeds/.complete"
 fi
@@ -67,7 +79,7 @@ for t in "${targets[@]}"; do
     artifacts=$scratch/artifacts/$t
     mkdir -p "$corpus" "$artifacts"
     maxlen=65536
-    [ "$t" = FuzzISO9660 ] && maxlen=1048576
+    case $t in FuzzISO9660|FuzzNames) maxlen=1048576 ;; esac
     echo "fuzz: $t for ${seconds}s"
     log=$scratch/$t.log
     if "$scratch/debug/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=$maxlen \

@@ -67,17 +67,36 @@ public final class JigdoFilesystem: Sendable {
         case status([UInt8])
     }
 
+    /// Why an image cannot be shown under `name` in a mount whose images are called `names`
+    /// (nil: it can). The mount's own names are reserved: the status file, and `X.d` when an
+    /// image is called `X` (its browse view; reserved whether or not X is ISO 9660, so what a
+    /// mount shows does not depend on the bytes of another image). A name taken by another
+    /// image is the caller's to judge (which of the two to keep).
+    public static func refusal(ofImageName name: String, among names: Set<String>) -> String? {
+        if name.isEmpty || name.contains("/") || name == "." || name == ".." {
+            return "image name '\(name)' cannot be a file name"
+        }
+        if name == StatusFile.name {
+            return "image name \(name) is the name of the mount's status file"
+        }
+        if name.hasSuffix(".d"), names.contains(String(name.dropLast(2))) {
+            return "image name \(name) is the name of the browse directory of image \(name.dropLast(2))"
+        }
+        return nil
+    }
+
     /// `browse`: give each ISO 9660 image a `X.iso.d` directory (probes each image's first
     /// volume descriptor, which lies in the template).
     public init(images: [MountedImage], logger: Logger, browse: Bool = true) throws {
         var index: [String: Int] = [:]
+        let names = Set(images.map(\.name))
         for (i, image) in images.enumerated() {
             if let other = index[image.name] {
                 throw JigdoError(.usage, path: image.jigdoPath,
                     "image name \(image.name) is also the image of \(images[other].jigdoPath); one mount cannot show both")
             }
-            guard !image.name.isEmpty, !image.name.contains("/"), image.name != ".", image.name != ".." else {
-                throw JigdoError(.usage, path: image.jigdoPath, "image name '\(image.name)' cannot be a file name")
+            if let problem = Self.refusal(ofImageName: image.name, among: names) {
+                throw JigdoError(.usage, path: image.jigdoPath, problem)
             }
             index[image.name] = i
         }
@@ -129,8 +148,9 @@ public final class JigdoFilesystem: Sendable {
         let rest = path.dropFirst()
         let slash = rest.firstIndex(of: "/")
         let top = String(rest[..<(slash ?? rest.endIndex)])
-        if slash == nil, let i = index[top] { return .image(i) }
+        // The status file first: no image can stand in for it (init refuses the name too).
         if slash == nil, top == StatusFile.name { return .status }
+        if slash == nil, let i = index[top] { return .image(i) }
         guard let view = views[top] else { return nil }
         guard let slash else { return .browse(view, "/") }
         let inner = String(rest[slash...])

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import JigdoFormat
 
 /// `ls`-style presentation of entries (used by `jigdofs ls`; kept here so it is testable).
 public enum ISOListing {
@@ -47,8 +48,10 @@ public enum ISOListing {
     }
 
     /// One line per entry: the name, or with `long` the `ls -l` columns aligned like ls does.
+    /// Names and symlink targets are shown as `ls -b` shows them (`RawNames.printableName`:
+    /// control characters as `\xHH`, a backslash as `\\`).
     public static func lines(_ entries: [ISOEntry], long: Bool) -> [String] {
-        guard long else { return entries.map(\.name) }
+        guard long else { return entries.map { RawNames.printableName($0.name) } }
         let links = entries.map { String($0.links) }
         let uids = entries.map { String($0.uid) }
         let gids = entries.map { String($0.gid) }
@@ -66,8 +69,8 @@ public enum ISOListing {
         let (wl, wu, wg, ws) = (w(links), w(uids), w(gids), w(sizes))
         return entries.indices.map { i in
             let e = entries[i]
-            var line = "\(modeString(e)) \(pad(links[i], wl)) \(pad(uids[i], wu, right: false)) \(pad(gids[i], wg, right: false)) \(pad(sizes[i], ws)) \(timeString(e.mtime)) \(e.name)"
-            if let t = e.symlinkTarget { line += " -> \(t)" }
+            var line = "\(modeString(e)) \(pad(links[i], wl)) \(pad(uids[i], wu, right: false)) \(pad(gids[i], wg, right: false)) \(pad(sizes[i], ws)) \(timeString(e.mtime)) \(RawNames.printableName(e.name))"
+            if let t = e.symlinkTarget { line += " -> \(RawNames.printableName(t))" }
             return line
         }
     }

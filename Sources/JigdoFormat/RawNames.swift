@@ -112,6 +112,54 @@ public enum RawNames {
         return out
     }
 
+    /// `text` safe to show or log: every control character (C0 U+0000...U+001F, DEL, C1
+    /// U+0080...U+009F) and every raw byte becomes `\xHH`, one per byte of the name as the file
+    /// system holds it (newline `\x0A`, ESC `\x1B`, NUL `\x00`, U+009B `\xC2\x9B`, a Latin-1
+    /// byte `\xE9`). Nothing else changes, so text that went through it once goes through it
+    /// again unchanged; a name from a .jigdo, a template or an image can then neither end a
+    /// line (forge a log line) nor send a terminal escape sequence. The log writer and the
+    /// CLI's output apply it to every line they write.
+    public static func printable(_ text: String) -> String {
+        // Fast path: no byte that can start an escaped scalar (C0, DEL, 0xC2 of C1, 0xF4 of a
+        // raw-byte scalar).
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 || $0 == 0xF4 }),
+              text.unicodeScalars.contains(where: isEscaped) else { return text }
+        return escape(text, backslash: false)
+    }
+
+    /// A name shown on its own (a listing line, as `ls -b` shows names): `printable`, and a
+    /// backslash as `\\`, so every shown name stands for exactly one name.
+    public static func printableName(_ name: String) -> String {
+        guard name.contains("\\") || printable(name) != name else { return name }
+        return escape(name, backslash: true)
+    }
+
+    /// Whether `printable` writes `s` as `\xHH`.
+    @inline(__always)
+    static func isEscaped(_ s: Unicode.Scalar) -> Bool {
+        s.value < 0x20 || (s.value >= 0x7F && s.value <= 0x9F) || rawByte(s) != nil
+    }
+
+    private static func escape(_ text: String, backslash: Bool) -> String {
+        let digits = Array("0123456789ABCDEF".unicodeScalars)
+        var out = String.UnicodeScalarView()
+        for s in text.unicodeScalars {
+            if backslash && s == "\\" {
+                out.append(contentsOf: "\\\\".unicodeScalars)
+            } else if isEscaped(s) {
+                for b in rawByte(s).map({ [$0] }) ?? Array(String(s).utf8) {
+                    out.append("\\")
+                    out.append("x")
+                    out.append(digits[Int(b >> 4)])
+                    out.append(digits[Int(b & 15)])
+                }
+            } else {
+                out.append(s)
+            }
+        }
+        return String(out)
+    }
+
     /// A URL with each raw byte percent-encoded (`%E9`), the rest unchanged.
     public static func urlEncoded(_ url: String) -> String {
         guard hasRawBytes(url) else { return url }

@@ -35,7 +35,9 @@ struct ListCommand: ParsableCommand {
         abstract: "List the files inside the image (ISO 9660 with Rock Ridge or Joliet).",
         discussion: """
             Reads only the image's directory records, which normally lie in the template: no \
-            parts are needed. SOURCE may also be a plain ISO file. Times are local, sizes exact.
+            parts are needed. SOURCE may also be a plain ISO file. Times are local, sizes exact. \
+            Control characters and bytes that are not UTF-8 in names are shown as \\xHH, a \
+            backslash as \\\\ (as ls -b does).
             """)
 
     @OptionGroup var options: SourceOptions
@@ -63,19 +65,19 @@ struct ListCommand: ParsableCommand {
             guard entry.isDirectory else {
                 var shown = entry
                 shown.name = path
-                print(ISOListing.lines([shown], long: long)[0])
+                printLine(ISOListing.lines([shown], long: long)[0])
                 return
             }
             guard recursive else {
-                for line in ISOListing.lines(ISOListing.sorted(try volume.list(entry)), long: long) { print(line) }
+                for line in ISOListing.lines(ISOListing.sorted(try volume.list(entry)), long: long) { printLine(line) }
                 return
             }
             var first = true
             try ISOListing.walk(volume, from: entry, path: display) { dirPath, _, children in
-                if !first { print("") }
+                if !first { printLine("") }
                 first = false
-                print("\(dirPath):")
-                for line in ISOListing.lines(children, long: long) { print(line) }
+                printLine("\(RawNames.printableName(dirPath)):")
+                for line in ISOListing.lines(children, long: long) { printLine(line) }
             }
         }
     }

@@ -29,9 +29,9 @@ struct Cache: ParsableCommand {
             let cache = try options.open()
             let parts = cache.entries()
             let partial = cache.partialEntries()
-            print("\(cache.directory)")
-            print("  parts:    \(parts.count) (\(formatBytes(parts.reduce(0) { $0 + $1.size })))")
-            print("  partial:  \(partial.count) (\(formatBytes(partial.reduce(0) { $0 + $1.size }))) resumable downloads")
+            printLine("\(cache.directory)")
+            printLine("  parts:    \(parts.count) (\(formatBytes(parts.reduce(0) { $0 + $1.size })))")
+            printLine("  partial:  \(partial.count) (\(formatBytes(partial.reduce(0) { $0 + $1.size }))) resumable downloads")
         }
     }
 
@@ -58,7 +58,7 @@ struct Cache: ParsableCommand {
                     freed += e.size
                 }
             }
-            print("\(cache.directory): removed \(removed) files (\(formatBytes(freed))); \(formatBytes(parts.kept)) of parts kept")
+            printLine("\(cache.directory): removed \(removed) files (\(formatBytes(freed))); \(formatBytes(parts.kept)) of parts kept")
         }
     }
 }

@@ -149,33 +149,33 @@ struct Info: ParsableCommand {
             try printJSON(report, pretty: pretty)
             return
         }
-        print("Jigdo:        \(report.jigdo) (format \(report.jigdoVersion)\(report.generator.map { ", \($0)" } ?? ""))")
-        if images.count > 1 { print("Images:       \(images.count) (choose one with --image NAME)") }
+        printLine("Jigdo:        \(report.jigdo) (format \(report.jigdoVersion)\(report.generator.map { ", \($0)" } ?? ""))")
+        if images.count > 1 { printLine("Images:       \(images.count) (choose one with --image NAME)") }
         for (i, r) in images.enumerated() {
-            if images.count > 1 { print("[\(i + 1)] \(r.image)") }
-            print("Image:        \(r.image)")
-            if let size = r.size { print("Size:         \(formatBytes(size)) (\(size) bytes)") }
+            if images.count > 1 { printLine("[\(i + 1)] \(r.image)") }
+            printLine("Image:        \(r.image)")
+            if let size = r.size { printLine("Size:         \(formatBytes(size)) (\(size) bytes)") }
             if let kind = r.checksumKind, let sum = r.imageChecksum, let hex = r.imageChecksumHex {
-                print("Checksum:     \(kind) \(sum) (hex \(hex))")
+                printLine("Checksum:     \(kind) \(sum) (hex \(hex))")
             }
             if let missing = r.templateMissing {
-                print("Template:     \(r.template) (missing: \(missing))")
+                printLine("Template:     \(r.template) (missing: \(missing))")
             } else {
-                print("Template:     \(r.template) (checksum \(r.templateChecksum))")
+                printLine("Template:     \(r.template) (checksum \(r.templateChecksum))")
             }
             if let parts = r.parts, let unique = r.uniqueParts, let bytes = r.partBytes {
-                print("Parts:        \(unique) distinct (\(parts) entries in the template), \(formatBytes(bytes))")
+                printLine("Parts:        \(unique) distinct (\(parts) entries in the template), \(formatBytes(bytes))")
             }
-            if let bytes = r.templateBytes { print("In template:  \(formatBytes(bytes))") }
-            if let s = r.shortInfo { print("ShortInfo:    \(s)") }
+            if let bytes = r.templateBytes { printLine("In template:  \(formatBytes(bytes))") }
+            if let s = r.shortInfo { printLine("ShortInfo:    \(s)") }
         }
-        print("Listed parts: \(report.partsListed) in [Parts]")
-        print("Servers:\(servers.isEmpty ? "      (none)" : "")")
+        printLine("Listed parts: \(report.partsListed) in [Parts]")
+        printLine("Servers:\(servers.isEmpty ? "      (none)" : "")")
         for s in servers {
             let values = zip(s.values, s.weights).map { $1 == 0 ? $0 : "\($0) (weight \($1))" }
-            print("  \(s.label) = \(values.joined(separator: ", "))")
+            printLine("  \(s.label) = \(values.joined(separator: ", "))")
             for (r, w) in zip(s.resolved, s.resolvedWeights) where !s.values.contains(r) {
-                print("      -> \(r)\(w == 0 ? "" : " (weight \(w))")")
+                printLine("      -> \(r)\(w == 0 ? "" : " (weight \(w))")")
             }
         }
     }

@@ -1,4 +1,5 @@
 import Dispatch
+import JigdoFormat
 import Foundation
 import Synchronization
 
@@ -43,7 +44,7 @@ enum Interrupt {
         if let temp { unlink(temp) }
         ProgressBar.clearCurrent()
         let text = message?() ?? "nothing was changed"
-        writeStderr("jigdofs: interrupted; \(text)\n")
+        writeStderr("jigdofs: interrupted; \(RawNames.printable(text))\n")
         _exit(128 + sig)
     }
 

@@ -13,9 +13,13 @@ import Synchronization
 /// a mount is in the background, syslog (datagrams to /dev/log, what journald and rsyslog read)
 /// or `--log-file`, each line naming the mount point.
 ///
-/// Repeats are folded: a line at notice, info or warning level whose exact text was logged
-/// before is counted instead of written again (a failing mirror fails for every part it is
-/// asked for); the count is written when the mount ends. Errors are never folded.
+/// Every message is made printable first (`RawNames.printable`: control characters and raw
+/// bytes as `\xHH`), whoever logs it, so a name from a .jigdo, a template or an image can
+/// neither forge a line of the log nor reach a terminal as an escape sequence.
+///
+/// Repeats are folded: a line whose exact text was logged before is counted instead of written
+/// again (a failing mirror fails for every part it is asked for, a read of a missing part fails
+/// each time it is tried); the count is written when the mount ends (`flushRepeats`).
 enum LogSetup {
     enum Destination {
         /// `jigdofs: warning: message` on stderr.
@@ -53,7 +57,7 @@ enum LogSetup {
         let destination: Destination = logFile.map { .file(path: $0) } ?? .syslog(SyslogSocket())
         state.withLock {
             $0.destination = destination
-            $0.prefix = prefix
+            $0.prefix = RawNames.printable(prefix)
         }
     }
 
@@ -89,12 +93,17 @@ enum LogSetup {
         }
     }
 
-    static func write(_ level: Logger.Level, _ message: String, fold: Bool = true) {
-        // Logs are read by others (syslog, a shared log file): no URL's password reaches them.
-        let message = Passwords.masked(text: message)
+    static func write(_ level: Logger.Level, _ text: String, fold: Bool = true) {
+        // Logs are read by others (syslog, a shared log file): no name can add a line to them
+        // (control characters escaped) and no URL's password reaches them.
+        let message = Passwords.masked(text: RawNames.printable(text))
+        // A command's errors on the terminal are left to WarningFolds (counted by kind, the
+        // count written when the command ends); a mount has no such end before the unmount.
+        let commandError = level >= .error && WarningFolds.enabled
         let (destination, prefix, first) = state.withLock { s -> (Destination, String, Bool) in
             var first = true
-            if fold && level < .error {
+            let terminal = if case .terminal = s.destination { true } else { false }
+            if fold && !(commandError && terminal) {
                 let n = s.seen[message, default: 0]
                 first = n == 0
                 if n > 0 || s.seen.count < maxRemembered { s.seen[message] = n + 1 }

@@ -42,15 +42,15 @@ struct JigdoFS: ParsableCommand {
             if fake { return }
             try command.run()
         } catch let error as JigdoError {
-            writeError("\(error)")
+            writeError(RawNames.printable("\(error)"))
             Foundation.exit(error.exitCode)
         } catch let error as CommandFailure {
-            writeError(error.message)
+            writeError(error.printableMessage)
             Foundation.exit(error.code)
         } catch where exitCode(for: error) == .validationFailure {
             // Usage errors (a bad option or option value, see OptionValues): one line, exit 64,
             // like every other failure; the usage text would bury it (--help shows it).
-            writeError(message(for: error))
+            writeError(RawNames.printable(message(for: error)))
             Foundation.exit(ExitCode.validationFailure.rawValue)
         } catch where exitCode(for: error) != .success {
             // ArgumentParser's own message may quote an argument (a URL with its password).
@@ -97,6 +97,25 @@ struct JigdoFS: ParsableCommand {
 struct CommandFailure: Error {
     var message: String
     var code: Int32
+    /// Set by `init(lines:code:)`: `message` is lines already made printable.
+    private var multiline = false
+
+    init(message: String, code: Int32) {
+        self.message = message
+        self.code = code
+    }
+
+    /// Several lines at once (a header and a list): each is made printable on its own, so a
+    /// name inside one cannot add a line.
+    init(lines: [String], code: Int32) {
+        self.message = lines.map(RawNames.printable).joined(separator: "\n")
+        self.code = code
+        self.multiline = true
+    }
+
+    /// What is written to stderr: one line (control characters escaped, see
+    /// `RawNames.printable`), or the lines of `init(lines:code:)`.
+    var printableMessage: String { multiline ? message : RawNames.printable(message) }
 }
 
 extension JigdoError {

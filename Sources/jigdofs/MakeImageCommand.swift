@@ -80,7 +80,7 @@ struct MakeImage: ParsableCommand {
                 code: 3)
         }
         try out.commit()
-        print("\(path): \(formatBytes(reader.size)) written, \(image.template.checksumKind.rawValue) \(result.checksum.hex) matches the template")
+        printLine("\(path): \(formatBytes(reader.size)) written, \(image.template.checksumKind.rawValue) \(result.checksum.hex) matches the template")
     }
 
     /// `-o -`: the image to standard output as it is assembled; the checksum is checked at the
@@ -111,7 +111,7 @@ struct MakeImage: ParsableCommand {
                 message: "standard output: image checksum \(kind) \(result.checksum.hex) does not match the template's \(image.template.imageChecksum.hex); the bytes written are wrong, discard them",
                 code: 3)
         }
-        writeStderr("\(image.imageName): \(formatBytes(reader.size)) written to standard output, \(kind) \(result.checksum.hex) matches the template\n")
+        writeStderr(RawNames.printable("\(image.imageName): \(formatBytes(reader.size)) written to standard output, \(kind) \(result.checksum.hex) matches the template") + "\n")
     }
 }
 
@@ -144,6 +144,6 @@ struct Verify: ParsableCommand {
                 message: "\(image.imageName): BAD: \(kind) \(result.checksum.hex), template says \(image.template.imageChecksum.hex)",
                 code: 3)
         }
-        print("\(image.imageName): OK (\(kind) \(result.checksum.hex), \(formatBytes(reader.size)))")
+        printLine("\(image.imageName): OK (\(kind) \(result.checksum.hex), \(formatBytes(reader.size)))")
     }
 }

@@ -115,6 +115,12 @@ func refuseNestedMount(_ mountpoint: String) throws {
     }
 }
 
+/// A line of a command's text output (not `--json`, which is exact): names from a .jigdo, a
+/// template or an image in it have their control characters escaped (`RawNames.printable`).
+func printLine(_ text: String) {
+    print(RawNames.printable(text))
+}
+
 /// JSON for people and for programs: pretty on a terminal, compact otherwise (`--pretty`
 /// forces it, `compact` one line always); sorted keys either way.
 func printJSON<T: Encodable>(_ value: T, pretty: Bool, compact: Bool = false) throws {

@@ -118,7 +118,8 @@ struct Mount: ParsableCommand {
         }
         let names = images.map(\.name).joined(separator: ", ")
         logger.notice("mounted \(names) from \(fsname)\(daemon == nil ? " at \(target)" : "")")
-        ServiceNotification.send("READY=1\nSTATUS=serving \(names) at \(target)\nMAINPID=\(getpid())")
+        // One line per variable: a name cannot add one (MAINPID=, say).
+        ServiceNotification.send("READY=1\nSTATUS=\(RawNames.printable("serving \(names) at \(target)"))\nMAINPID=\(getpid())")
         if prefetch && !partOptions.offline {
             // Read-ahead priority: a read of the mount is a demand transfer and goes first.
             for store in stores { store.prefetch(store.missingParts()) }
@@ -153,6 +154,9 @@ struct Mount: ParsableCommand {
         let logger = Logger(label: "jigdofs")
         var byName: [String: String] = [:]
         var opened: [(origin: String, image: JigdoImage, remote: Bool)] = []
+        /// Indexes into `opened` of the images that came from a folder SOURCE (skipped, not
+        /// fatal, when their name cannot be shown).
+        var fromFolder = Set<Int>()
         /// Every image of one .jigdo (a merged .jigdo has several), each with its own template.
         func open(_ origin: String, remote: Bool) throws -> [(String, JigdoImage, Bool)] {
             let descriptor = remote
@@ -175,7 +179,9 @@ struct Mount: ParsableCommand {
                 var failures: [String] = []
                 for file in files {
                     do {
-                        opened += try open(file, remote: false)
+                        let images = try open(file, remote: false)
+                        fromFolder.formUnion(opened.count..<(opened.count + images.count))
+                        opened += images
                     } catch {
                         failures.append("\(error)")
                         logger.warning("skipping \(file): \(error)")
@@ -188,14 +194,30 @@ struct Mount: ParsableCommand {
                 for file in try jigdoFiles(source) { opened += try open(file, remote: false) }
             }
         }
-        for (origin, image, _) in opened {
-            if let other = byName[image.imageName] {
-                throw JigdoError(.usage, path: origin, "image \(image.imageName) is also the image of \(other); one mount cannot show both")
+        // Names the mount cannot show: its own (the status file, an image's `X.d` view) and one
+        // taken by an earlier image. A folder's image is skipped with one line (the folder's
+        // other images are mounted); one named on the command line fails the mount.
+        let allNames = Set(opened.map(\.image.imageName))
+        var shown: [(origin: String, image: JigdoImage, remote: Bool)] = []
+        var skipped: [String] = []
+        for (i, (origin, image, remote)) in opened.enumerated() {
+            let name = image.imageName
+            let problem = JigdoFilesystem.refusal(ofImageName: name, among: allNames)
+                ?? byName[name].map { "image \(name) is also the image of \($0); one mount cannot show both" }
+            guard let problem else {
+                byName[name] = origin
+                shown.append((origin, image, remote))
+                continue
             }
-            byName[image.imageName] = origin
+            guard fromFolder.contains(i) else { throw JigdoError(.usage, path: origin, problem) }
+            logger.warning("skipping \(origin): \(problem)")
+            skipped.append("\(origin): \(problem)")
+        }
+        if shown.isEmpty, let first = skipped.first {
+            throw JigdoError(.usage, "no image can be mounted (first: \(first))")
         }
         var stores: [PartPipeline] = []
-        let images = try opened.map { origin, image, remote in
+        let images = try shown.map { origin, image, remote in
             let source = try partOptions.partSources(for: image, remote: remote, shared: shared)
             stores.append(source.store)
             // The template's time: it changes when the image does (it holds the image's

@@ -71,10 +71,10 @@ struct Prefetch: ParsableCommand {
         bar.finish()
         guard failures.isEmpty else {
             throw CommandFailure(
-                message: (["\(failures.count) of \(countText(missing.count, "part")) could not be downloaded (run prefetch again to retry):"] + capped(failures)).joined(separator: "\n"),
+                lines: ["\(failures.count) of \(countText(missing.count, "part")) could not be downloaded (run prefetch again to retry):"] + capped(failures),
                 code: 2)
         }
-        print("\(source.image.imageName): \(distinct) of \(countText(distinct, "part")) available; \(countText(missing.count, "part")) (\(formatBytes(s.bytesDownloaded - before.bytesDownloaded))) downloaded into \(cacheDir)")
+        printLine("\(source.image.imageName): \(distinct) of \(countText(distinct, "part")) available; \(countText(missing.count, "part")) (\(formatBytes(s.bytesDownloaded - before.bytesDownloaded))) downloaded into \(cacheDir)")
     }
 
     /// Reads every image of a mount to its end (the daemon fetches what is missing, with its
@@ -124,11 +124,11 @@ struct Prefetch: ParsableCommand {
         bar.finish()
         guard failures.isEmpty else {
             throw CommandFailure(
-                message: (["\(mountpoint): \(failures.count) regions could not be read (run prefetch again to retry):"] + capped(failures)).joined(separator: "\n"),
+                lines: ["\(mountpoint): \(failures.count) regions could not be read (run prefetch again to retry):"] + capped(failures),
                 code: 2)
         }
         for image in finalReport {
-            print("\(image.name): \(image.parts.partsTotal - image.parts.partsMissing) of \(countText(image.parts.partsTotal, "part")) available, \(formatBytes(image.parts.bytesDownloaded)) downloaded by the mount")
+            printLine("\(image.name): \(image.parts.partsTotal - image.parts.partsMissing) of \(countText(image.parts.partsTotal, "part")) available, \(formatBytes(image.parts.bytesDownloaded)) downloaded by the mount")
         }
     }
 

@@ -63,7 +63,7 @@ final class ProgressBar: Sendable {
     private static let current = Mutex<ProgressBar?>(nil)
 
     init(title: String, mode: ProgressMode = ProgressSettings.mode, isTerminal: Bool = isatty(2) != 0) {
-        self.title = title
+        self.title = RawNames.printable(title)
         switch mode {
         case .auto: style = isTerminal ? .bar : (ProgressSettings.verbose ? .plain : .off)
         case .bar: style = .bar

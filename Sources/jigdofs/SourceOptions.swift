@@ -394,7 +394,7 @@ func requireParts(_ missing: [Int], _ image: JigdoImage, _ resolver: LocationRes
         let more = lines.count - MissingReport.maxLines
         lines = Array(lines.prefix(MissingReport.maxLines)) + ["  and \(more) more (jigdofs verify --list-missing)"]
     }
-    throw CommandFailure(message: ([header] + lines).joined(separator: "\n"), code: 2)
+    throw CommandFailure(lines: [header] + lines, code: 2)
 }
 
 /// Whether one of these locations is (through its labels) a local file: what a .jigdo from a

@@ -96,7 +96,8 @@ struct StatusFrame {
         if inPlace && drawn > 0 && lines > 0 { out += "\u{1B}[\(lines)A\r" }
         if !inPlace && drawn > 0 { out += "\n" }
         for line in text {
-            var plain = line.text
+            // Names come from .jigdo files: control characters escaped (RawNames.printable).
+            var plain = RawNames.printable(line.text)
             // Redrawn in place, a line must never wrap (the cursor goes back up by lines).
             if inPlace && plain.count >= columns { plain = String(plain.prefix(max(columns - 1, 1))) }
             out += (color && line.isMap ? StatusText.colored(plain) : plain) + (inPlace ? "\u{1B}[K" : "") + "\n"

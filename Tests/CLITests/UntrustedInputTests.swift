@@ -187,3 +187,71 @@ struct OptionValueTests {
         }
     }
 }
+
+/// Names from a .jigdo or an image are shown and logged with their control characters escaped
+/// (`\xHH`, as `RawNames.printable` writes them): they cannot add lines or reach the terminal as
+/// escape sequences. `--json` stays exact.
+@Suite("untrusted names: control characters escaped")
+struct ControlNameTests {
+    /// Bytes that must not reach a terminal: C0 controls other than the line ends, DEL, and
+    /// the C1 introducers of a UTF-8 text (U+0080...U+009F are 0xC2 0x80...0x9F).
+    static func controlBytes(_ data: Data) -> [UInt8] {
+        let bytes = Array(data)
+        var found: [UInt8] = []
+        for (i, b) in bytes.enumerated() {
+            if (b < 0x20 && b != 0x0A) || b == 0x7F { found.append(b) }
+            if b == 0xC2, i + 1 < bytes.count, (0x80...0x9F).contains(bytes[i + 1]) { found.append(bytes[i + 1]) }
+        }
+        return found
+    }
+
+    /// `jigdofs ls` (short, -l, -R) of an image holding a file named "x\n<a log line>ESC[2J":
+    /// one line per name, the name escaped, no escape sequence.
+    @Test func lsEscapesRockRidgeNames() throws {
+        let tmp = try TemporaryDirectory()
+        let release = try ControlNameRelease.make(in: tmp.path)
+        let short = try CLI.run(["ls", release.jigdo, "/"])
+        #expect(short.status == 0, "\(short.stderr)")
+        #expect(Self.controlBytes(short.stdoutData) == [])
+        #expect(short.stdout.split(separator: "\n").map(String.init) == ["README.txt", ControlNameRelease.shown])
+        let long = try CLI.run(["ls", "-l", release.jigdo, "/"])
+        #expect(long.status == 0, "\(long.stderr)")
+        #expect(Self.controlBytes(long.stdoutData) == [])
+        let longLines = long.stdout.split(separator: "\n")
+        #expect(longLines.count == 2)
+        #expect(longLines.last?.hasSuffix(" " + ControlNameRelease.shown) == true, "\(long.stdout)")
+        let recursive = try CLI.run(["ls", "-R", release.jigdo, "/"])
+        #expect(recursive.status == 0, "\(recursive.stderr)")
+        #expect(Self.controlBytes(recursive.stdoutData) == [])
+        #expect(!recursive.stdout.split(separator: "\n").contains { $0.hasPrefix(ControlNameRelease.forgedLine) })
+        // The name as it is: `cat` of the file finds it (with the part's directory scanned).
+        let cat = try CLI.run(["cat", "--scan", release.parts, release.jigdo, "/" + ControlNameRelease.name])
+        #expect(cat.status == 0, "\(cat.stderr)")
+        #expect(cat.stdoutData == FileManager.default.contents(atPath: release.parts + "/plain.bin"))
+    }
+
+    /// A .jigdo whose Filename= and Template= hold ESC, BEL, SOH and DEL: `info` shows them
+    /// escaped (`--json` exact), and the error about the missing template is one escaped line.
+    @Test func jigdoValuesAreEscapedInOutputAndMessages() throws {
+        let tmp = try TemporaryDirectory()
+        let filename = "a\u{1B}]0;title\u{07}b\u{7F}.iso"
+        let template = "t\u{01}\u{1B}[31m.template"
+        let jigdo = "[Jigdo]\nVersion=1.1\n[Image]\nFilename=\(filename)\nTemplate=\(template)\n[Parts]\nqNoZ1xfuvdDLJ_puL4VY0g=A:x\n[Servers]\nA=http://127.0.0.1:9/\n"
+        try jigdo.write(toFile: tmp.file("evil.jigdo"), atomically: true, encoding: .utf8)
+
+        let info = try CLI.run(["info", "--offline", tmp.file("evil.jigdo")])
+        #expect(info.status == 0, "\(info.stderr)")
+        #expect(Self.controlBytes(info.stdoutData) == [], "\(info.stdout)")
+        #expect(info.stdout.contains("Image:        a\\x1B]0;title\\x07b\\x7F.iso"), "\(info.stdout)")
+        let json = try CLI.run(["info", "--offline", "--json", tmp.file("evil.jigdo")])
+        #expect(json.status == 0, "\(json.stderr)")
+        struct Report: Decodable { var image: String }
+        #expect(try JSONDecoder().decode(Report.self, from: json.stdoutData).image == filename)
+
+        let verify = try CLI.run(["verify", "--offline", tmp.file("evil.jigdo")])
+        #expect(verify.status != 0)
+        #expect(Self.controlBytes(Data(verify.stderr.utf8)) == [], "\(verify.stderr)")
+        #expect(verify.stderr.split(separator: "\n").count == 1, "\(verify.stderr)")
+        #expect(verify.stderr.contains("t\\x01\\x1B[31m.template"), "\(verify.stderr)")
+    }
+}

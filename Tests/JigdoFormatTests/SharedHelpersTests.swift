@@ -29,3 +29,23 @@ import Testing
         #expect("\nline".trimming(trailing: { $0 == "\n" }) == "\nline", "only what is asked for, only where")
     }
 }
+
+/// `RawNames.printable`/`printableName`: the one escaping of names shown or logged.
+@Suite struct PrintableNameTests {
+    @Test func controlCharactersAndRawBytesBecomeHexEscapes() {
+        let raw = RawNames.decode([0x63, 0x61, 0x66, 0xE9]).text // "caf" + a Latin-1 byte
+        #expect(RawNames.printable("a\nb\u{1B}[2J\u{0}\u{7F}\u{9B}\tc") == "a\\x0Ab\\x1B[2J\\x00\\x7F\\xC2\\x9B\\x09c")
+        #expect(RawNames.printable(raw) == "caf\\xE9")
+        // Printable text, backslashes and other Unicode are left alone; a second pass changes nothing.
+        for text in ["plain name.iso", "dir\\x41", "é ü 日本 \u{A0}", ""] { #expect(RawNames.printable(text) == text) }
+        let once = RawNames.printable("x\n\u{85}y")
+        #expect(RawNames.printable(once) == once)
+    }
+
+    @Test func printableNameAlsoEscapesTheBackslash() {
+        #expect(RawNames.printableName("a\\x0Ab") == "a\\\\x0Ab")
+        #expect(RawNames.printableName("a\nb") == "a\\x0Ab")
+        #expect(RawNames.printableName("a\\x0Ab") != RawNames.printableName("a\nb"), "two names, two forms")
+        #expect(RawNames.printableName("plain") == "plain")
+    }
+}

@@ -131,6 +131,9 @@ struct MountTests {
         }
     }
 
+    /// Two .jigdo files named on the command line for one image name fail the mount with one
+    /// line naming both; in a folder, the second is skipped with one line naming both, and the
+    /// first is mounted.
     @Test func twoImagesWithTheSameNameIsAnErrorNamingBoth() throws {
         let dir = try Harness.makeTempDir("same-name")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -138,7 +141,14 @@ struct MountTests {
             try FileManager.default.copyItem(atPath: release.variant("jf-md5-gz").jigdo, toPath: "\(dir)/\(name)")
         }
         try FileManager.default.copyItem(atPath: release.root + "/jf-md5-gz/release.template", toPath: dir + "/release.template")
-        try expectMountFails([dir], mentioning: ["a.jigdo", "b.jigdo", "release.iso"])
+        try expectMountFails([dir + "/a.jigdo", dir + "/b.jigdo"], mentioning: ["a.jigdo", "b.jigdo", "release.iso"])
+
+        let mountpoint = try Harness.makeTempDir("mnt")
+        defer { Harness.cleanUpMount(mountpoint) }
+        let r = try Harness.run([Harness.jigdofs, "mount", dir, mountpoint])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderrLines.count == 1 && r.stderr.contains("skipping \(dir)/b.jigdo") && r.stderr.contains("\(dir)/a.jigdo"), "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: mountpoint).sorted() == ["release.iso", "release.iso.d"])
     }
 
     @Test func writesFailWithEROFS() throws {
