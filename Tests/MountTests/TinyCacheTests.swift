@@ -49,7 +49,7 @@ struct TinyCacheTests {
         let largest = info.parts.map(\.length).max() ?? 0
         // The case of the issue: parts larger than the whole cache.
         #expect(largest > limit)
-        let readers = 16, readsPerReader = 24
+        let readers = 16, readsPerReader = 8
         try Harness.withMount([cold.jigdo], options: cold.options + ["--cache-size", "2M"]) { mnt in
             let image = mnt + "/release.iso"
             let original = open(cold.iso, O_RDONLY)
