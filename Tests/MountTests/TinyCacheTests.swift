@@ -92,48 +92,39 @@ struct TinyCacheTests {
                 }
             }
 
-            let group = DispatchGroup()
-            for t in 0..<readers {
-                group.enter()
-                Thread {
-                    defer { group.leave() }
-                    let fd = open(image, O_RDONLY)
-                    guard fd >= 0 else { failures.withLock { $0.append("open: errno \(errno)") }; return }
-                    defer { close(fd) }
-                    // Exactly the pages asked for reach the daemon (no kernel read-ahead), so
-                    // the reads in flight bound what can be pinned.
-                    _ = posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM)
-                    var rng = SeededRandom(seed: UInt64(t + 101))
-                    var buf = [UInt8](repeating: 0, count: 1 << 20)
-                    for _ in 0..<readsPerReader {
-                        let offset = Int64.random(in: 0..<size, using: &rng)
-                        let count = Int(min(Int64.random(in: 1...(1 << 20), using: &rng), size - offset))
-                        inFlight.withLock { $0.active[t] = (offset, count) }
-                        // One pread: a regular file's read returns less than asked only at the
-                        // end of the file (or on an error, as -1), so any short count here is
-                        // a short reply from the daemon.
-                        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, count, off_t(offset)) }
-                        let code = errno
-                        inFlight.withLock { s in
-                            s.active[t] = nil
-                            s.clock += 1
-                            s.ended.append((s.clock, offset, count))
-                        }
-                        if n < 0 {
-                            failures.withLock { $0.append("read at \(offset)+\(count): errno \(code)") }
-                        } else if n != count {
-                            failures.withLock { $0.append("short read at \(offset): \(n) of \(count) bytes (the image has \(size))") }
-                        } else if case .success(let want) = preadFile(original, at: offset, count: count),
-                                  !bytesEqual(Array(buf[0..<count]), want[...]) {
-                            failures.withLock { $0.append("wrong bytes at \(offset)+\(count)") }
-                        }
-                        // Drop these pages, so that later reads of them reach the daemon again.
-                        _ = posix_fadvise(fd, off_t(offset), off_t(count), POSIX_FADV_DONTNEED)
-                        sample()
+            onReaderThreads(readers, of: image, failed: { m in failures.withLock { $0.append(m) } }) { t, fd in
+                // Exactly the pages asked for reach the daemon (no kernel read-ahead), so
+                // the reads in flight bound what can be pinned.
+                _ = posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM)
+                var rng = SeededRandom(seed: UInt64(t + 101))
+                var buf = [UInt8](repeating: 0, count: 1 << 20)
+                for _ in 0..<readsPerReader {
+                    let offset = Int64.random(in: 0..<size, using: &rng)
+                    let count = Int(min(Int64.random(in: 1...(1 << 20), using: &rng), size - offset))
+                    inFlight.withLock { $0.active[t] = (offset, count) }
+                    // One pread: a regular file's read returns less than asked only at the
+                    // end of the file (or on an error, as -1), so any short count here is
+                    // a short reply from the daemon.
+                    let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, count, off_t(offset)) }
+                    let code = errno
+                    inFlight.withLock { s in
+                        s.active[t] = nil
+                        s.clock += 1
+                        s.ended.append((s.clock, offset, count))
                     }
-                }.start()
+                    if n < 0 {
+                        failures.withLock { $0.append("read at \(offset)+\(count): errno \(code)") }
+                    } else if n != count {
+                        failures.withLock { $0.append("short read at \(offset): \(n) of \(count) bytes (the image has \(size))") }
+                    } else if case .success(let want) = preadFile(original, at: offset, count: count),
+                              !bytesEqual(Array(buf[0..<count]), want[...]) {
+                        failures.withLock { $0.append("wrong bytes at \(offset)+\(count)") }
+                    }
+                    // Drop these pages, so that later reads of them reach the daemon again.
+                    _ = posix_fadvise(fd, off_t(offset), off_t(count), POSIX_FADV_DONTNEED)
+                    sample()
+                }
             }
-            group.wait()
             let found = failures.withLock { $0 }
             #expect(found.isEmpty, "\(found.count) failures: \(found.prefix(20))")
             print("tiny cache: worst excess over the limit \(worst.withLock { $0 })")
