@@ -314,10 +314,10 @@ public final class PartCache: Sendable {
         do {
             try commit(partial: partial, as: sum)
         } catch {
-            room.withLock { $0.added(length, renamed: false) }
+            if sizeLimit != nil { room.withLock { $0.added(length, renamed: false) } }
             throw error
         }
-        room.withLock { $0.added(length, renamed: true) }
+        if sizeLimit != nil { room.withLock { $0.added(length, renamed: true) } }
         return true
     }
 
