@@ -160,13 +160,16 @@ final class LowLevelBridge: @unchecked Sendable {
     /// Runs `work` without waiting on the network and sends its reply; a request that needs a
     /// download is registered and answered from the download's completion (see the type).
     /// `what` names the request in an error line; it is built only then (not for every read).
+    /// `holds`: what the request holds across its rounds (the cache pins of the parts it read),
+    /// released once its reply is built, before it is sent.
     func serve(_ req: Request, _ what: @escaping @autoclosure @Sendable () -> String, round: Int = 0, claimed: Bool = false,
-               _ work: @escaping @Sendable () throws(WouldWait) -> Reply) {
+               holds: ReadHolds = ReadHolds(), _ work: @escaping @Sendable () throws(WouldWait) -> Reply) {
         let reply: Reply
         do {
-            reply = try ReadContext.withoutWaiting { () throws(WouldWait) -> Reply in try work() }
+            reply = try ReadContext.withoutWaiting(holding: holds) { () throws(WouldWait) -> Reply in try work() }
         } catch let wait {
             guard round < Self.maxRounds, register(req) else {
+                holds.releaseAll()
                 logger.error("\(what()) failed (EIO): \(round < Self.maxRounds ? "the filesystem is shutting down" : "parts keep being downloaded")")
                 send(req, .error(EIO))
                 if claimed { endClaim() }
@@ -177,19 +180,26 @@ final class LowLevelBridge: @unchecked Sendable {
                 // Never on the thread that registered the waiter while it holds a lock, and
                 // never on libcurl's thread: answer from a dispatch thread.
                 DispatchQueue.global().async {
-                    guard self.claim(req) else { return }
+                    guard self.claim(req) else {
+                        holds.releaseAll()
+                        return
+                    }
                     if let error {
+                        holds.releaseAll()
                         let code = ErrnoMapping.errno(for: error).code
                         self.logger.error("\(what()) failed (\(ErrnoMapping.name(code))): \(error)")
                         self.send(req, .error(code))
                         self.endClaim()
                         return
                     }
-                    self.serve(req, what(), round: round + 1, claimed: true, work)
+                    self.serve(req, what(), round: round + 1, claimed: true, holds: holds, work)
                 }
             }
             return
         }
+        // The reply holds its bytes: the request's pins go now, before the reply, so that a
+        // reader that has its bytes finds the cache back within its limit.
+        holds.releaseAll()
         send(req, reply)
         if claimed { endClaim() }
     }

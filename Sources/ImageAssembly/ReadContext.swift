@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import JigdoFormat
+import Synchronization
 
 /// Whether the calling thread may block until a download completes.
 ///
@@ -12,6 +13,9 @@ import JigdoFormat
 /// thread, by running the request again. Everywhere else (make-image, verify, prefetch) reads
 /// block as they always did.
 ///
+/// A request that runs more than once (each `WouldWait` sends it round again) holds what it
+/// read across its rounds in `holds` (see `ReadHolds`).
+///
 /// Per thread (a pthread key), so nothing has to be passed through ImageReader and ISO9660.
 public enum ReadContext {
     private static let key: pthread_key_t = {
@@ -19,15 +23,53 @@ public enum ReadContext {
         pthread_key_create(&k, nil)
         return k
     }()
+    /// The key's value inside `withoutWaiting` without holds.
+    private static var noHolds: UnsafeRawPointer { UnsafeRawPointer(bitPattern: 1)! }
 
     /// True inside `withoutWaiting` on this thread.
     public static var mustNotWait: Bool { pthread_getspecific(key) != nil }
 
-    public static func withoutWaiting<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    /// The holds of the request running on this thread (nil outside `withoutWaiting(holding:)`).
+    public static var holds: ReadHolds? {
+        guard let p = pthread_getspecific(key), p != noHolds else { return nil }
+        return Unmanaged<ReadHolds>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    public static func withoutWaiting<T, E: Error>(holding holds: ReadHolds? = nil, _ body: () throws(E) -> T) throws(E) -> T {
         let outer = pthread_getspecific(key)
-        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
-        defer { pthread_setspecific(key, outer) }
+        pthread_setspecific(key, holds.map { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) } ?? noHolds)
+        defer {
+            pthread_setspecific(key, outer)
+            withExtendedLifetime(holds) {}
+        }
         return try body()
+    }
+}
+
+/// What one request holds until it is answered, across its rounds: e.g. the cache pins of the
+/// parts it read (`PartPipeline`), so that a part read in one round, or downloaded while it
+/// waited, is still there when it runs again. Whoever answers the request calls `releaseAll`
+/// once the reply holds its bytes (or on the error it answers with).
+public final class ReadHolds: Sendable {
+    private let held = Mutex<[String: @Sendable () -> Void]>([:])
+
+    public init() {}
+
+    /// Takes a hold named `key` unless the request has it already: `take` takes it and returns
+    /// its release. A request's rounds run one at a time, so `take` runs without the lock.
+    public func hold(_ key: String, _ take: () -> @Sendable () -> Void) {
+        if held.withLock({ $0[key] != nil }) { return }
+        let release = take()
+        held.withLock { $0[key] = release }
+    }
+
+    /// Releases every hold (each once).
+    public func releaseAll() {
+        let all = held.withLock { h -> [@Sendable () -> Void] in
+            defer { h.removeAll() }
+            return Array(h.values)
+        }
+        for release in all { release() }
     }
 }
 

@@ -30,7 +30,7 @@ struct PartOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Where downloaded parts, fetched .jigdo/.template files and checksums of scanned files are kept (default: $XDG_CACHE_HOME/jigdofs or ~/.cache/jigdofs).", valueName: "DIR"))
     var cacheDir: String?
 
-    @Option(name: .long, help: ArgumentHelp("Keep the part cache under this size (e.g. 20G); least recently used parts are removed first.", valueName: "SIZE"),
+    @Option(name: .long, help: ArgumentHelp("Keep the part cache under this size (e.g. 20G), plus the parts reads in progress hold; least recently used parts are removed first.", valueName: "SIZE"),
             transform: OptionValues.size("--cache-size"))
     var cacheSize: Int64?
 

@@ -96,6 +96,24 @@ func preadFile(_ fd: Int32, at offset: Int64, count: Int) -> Result<[UInt8], POS
     return .success(Array(buf[0..<done]))
 }
 
+/// Runs `body` on `count` threads at once, each with its own descriptor of `path` (closed
+/// after), and waits for them all; a failed open is told to `failed`.
+func onReaderThreads(_ count: Int, of path: String, failed: @escaping @Sendable (String) -> Void,
+                     _ body: @escaping @Sendable (_ thread: Int, _ fd: Int32) -> Void) {
+    let group = DispatchGroup()
+    for t in 0..<count {
+        group.enter()
+        Thread {
+            defer { group.leave() }
+            let fd = open(path, O_RDONLY)
+            guard fd >= 0 else { failed("open: errno \(errno)"); return }
+            defer { close(fd) }
+            body(t, fd)
+        }.start()
+    }
+    group.wait()
+}
+
 /// Non-empty files under `dir` (recursively) and their sizes.
 func nonEmptyFiles(under dir: String) -> [String: Int64] {
     var out: [String: Int64] = [:]
@@ -146,30 +164,21 @@ struct MountDownloadTests {
 
             // 16 threads, each its own descriptor and random ranges, all on a cold cache.
             let failures = Mutex<[String]>([])
-            let group = DispatchGroup()
-            for t in 0..<16 {
-                group.enter()
-                Thread {
-                    defer { group.leave() }
-                    let fd = open(image, O_RDONLY)
-                    guard fd >= 0 else { failures.withLock { $0.append("open: errno \(errno)") }; return }
-                    defer { close(fd) }
-                    var rng = SeededRandom(seed: UInt64(t + 1))
-                    for _ in 0..<24 {
-                        let offset = Int64.random(in: 0..<size, using: &rng)
-                        let count = Int(min(Int64.random(in: 1...(1 << 20), using: &rng), size - offset))
-                        switch (preadFile(fd, at: offset, count: count), preadFile(original, at: offset, count: count)) {
-                        case (.success(let got), .success(let want)):
-                            if got.count != count || !bytesEqual(got, want[...]) {
-                                failures.withLock { $0.append("wrong bytes at \(offset)+\(count)") }
-                            }
-                        case (.failure(let e), _), (_, .failure(let e)):
-                            failures.withLock { $0.append("read at \(offset)+\(count): \(e)") }
+            onReaderThreads(16, of: image, failed: { m in failures.withLock { $0.append(m) } }) { t, fd in
+                var rng = SeededRandom(seed: UInt64(t + 1))
+                for _ in 0..<24 {
+                    let offset = Int64.random(in: 0..<size, using: &rng)
+                    let count = Int(min(Int64.random(in: 1...(1 << 20), using: &rng), size - offset))
+                    switch (preadFile(fd, at: offset, count: count), preadFile(original, at: offset, count: count)) {
+                    case (.success(let got), .success(let want)):
+                        if got.count != count || !bytesEqual(got, want[...]) {
+                            failures.withLock { $0.append("wrong bytes at \(offset)+\(count)") }
                         }
+                    case (.failure(let e), _), (_, .failure(let e)):
+                        failures.withLock { $0.append("read at \(offset)+\(count): \(e)") }
                     }
-                }.start()
+                }
             }
-            group.wait()
             #expect(failures.withLock { $0 } == [])
 
             try Harness.check(["cmp", image, cold.iso])

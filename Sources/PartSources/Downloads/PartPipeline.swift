@@ -128,10 +128,14 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
 
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         noteRead(index)
-        try readPart(index, at: offset, into: buffer, round: 0)
+        var pinned: Checksum?
+        defer { if let pinned { cache?.unpin(pinned) } }
+        try readPart(index, at: offset, into: buffer, round: 0, pinned: &pinned)
     }
 
-    private func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer, round: Int) throws {
+    /// `pinned`: the part this read pinned in the cache (to unpin when it returns).
+    private func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer, round: Int,
+                          pinned: inout Checksum?) throws {
         var localFailure: JigdoError?
         if let local, local.isLocallyAvailable(index) {
             do {
@@ -142,6 +146,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
                 localFailure = e
             }
         }
+        if pinned == nil { pinned = pinWhileRead(template.parts[index].checksum) }
         let loaded: Loaded
         do {
             loaded = try cachedFile(index)
@@ -153,21 +158,43 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         switch loaded {
         case .file(let file):
             try file.read(at: offset, into: buffer)
-            if file.currentIdentity() != file.identity {
+            let sum = template.parts[index].checksum
+            let now = file.currentIdentity()
+            // As it was opened, or as this process checked or touched it since (another
+            // reader's `touch` of the same file changes its mtime and ctime, not its bytes).
+            if now != file.identity, now == nil || verifiedFiles.withLock({ $0[sum] }) != now {
                 // Written to since it was checked: these bytes may not be the part's. Check
                 // the file again (or fetch the part again) and read once more.
-                openFiles.remove(template.parts[index].checksum)
-                verifiedFiles.withLock { _ = $0.removeValue(forKey: template.parts[index].checksum) }
+                openFiles.remove(sum)
+                verifiedFiles.withLock { _ = $0.removeValue(forKey: sum) }
                 guard round < 2 else {
                     throw JigdoError(.io, path: file.path, "cached part keeps changing while it is read")
                 }
-                try readPart(index, at: offset, into: buffer, round: round + 1)
+                try readPart(index, at: offset, into: buffer, round: round + 1, pinned: &pinned)
             }
         case .memory(let bytes):
             bytes.withUnsafeBytes { src in
                 buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[Int(offset)..<Int(offset) + buffer.count]))
             }
         }
+    }
+
+    /// Pins the part in the cache for this read (`--cache-size` never evicts a pinned part),
+    /// before it is looked for or waited for: the download's commit and the eviction after it
+    /// leave it there for this reader. A FUSE request (`ReadContext.holds`) keeps its pins
+    /// across its rounds until it is answered; any other read until `readPart` returns (the
+    /// checksum returned, to unpin).
+    private func pinWhileRead(_ sum: Checksum) -> Checksum? {
+        guard let cache, cache.sizeLimit != nil else { return nil }
+        if let holds = ReadContext.holds {
+            holds.hold(cache.path(for: sum)) {
+                cache.pin(sum)
+                return { cache.unpin(sum) }
+            }
+            return nil
+        }
+        cache.pin(sum)
+        return sum
     }
 
     /// Where the verified bytes of a downloaded part are.
@@ -207,6 +234,10 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     /// Waits until the part is local or cached, downloading it if needed.
     public func ensureAvailable(_ index: Int) throws {
         if local?.isLocallyAvailable(index) == true { return }
+        // Pinned while it is waited for (a part larger than --cache-size is then there when
+        // its download ends; it may go again once unpinned).
+        let pinned = pinWhileRead(template.parts[index].checksum)
+        defer { if let pinned { cache?.unpin(pinned) } }
         _ = try cachedFile(index)
     }
 
@@ -699,15 +730,17 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         }
         perform(job, step)
         do {
-            try cache?.commit(partial: partial, as: job.checksum)
-            // Bytes this process hashed as they arrived: served without another check while
-            // the file stays as it is.
-            if let f = cache?.openPart(job.checksum, length: job.length) {
+            // Made room for (--cache-size) before it is renamed in. A part no reader pins that
+            // does not fit beside the pinned ones is not kept: done all the same (caching is
+            // lost; a later read finds it missing and fetches it again).
+            if let cache, try cache.store(partial: partial, as: job.checksum, length: job.length),
+               let f = cache.openPart(job.checksum, length: job.length) {
+                // Bytes this process hashed as they arrived: served without another check while
+                // the file stays as it is.
                 verifiedFiles.withLock { $0[job.checksum] = f.identity }
                 openFiles.insert(f, for: job.checksum, cost: 1)
             }
             finish(job, error: nil)
-            cache?.noteAdded(bytes: job.length)
         } catch {
             // E.g. no room for a new cache directory: serve the verified bytes from memory.
             // If the partial file cannot be read back either, its error is dropped: the
