@@ -41,13 +41,14 @@ public enum PublishedFiles {
     /// - the value resolved as a URL (absolute, or relative to the .jigdo's URL): a cached copy
     ///   that matches the checksum is used; else it is downloaded into the cache (without a
     ///   downloader, a cached copy is used as it is).
-    /// A failure names every location tried.
+    /// A failure names every location tried. With `templates`, a template already opened by
+    /// another image is shared (see `SharedTemplates`).
     public static func openTemplate(
         descriptor: JigdoDescriptor, jigdoURL: String?, cache: PartCache?, downloader: HTTPDownloader?,
-        override: String? = nil, logger: Logger = Logger(label: "jigdofs.download")
+        override: String? = nil, templates: SharedTemplates? = nil, logger: Logger = Logger(label: "jigdofs.download")
     ) throws -> JigdoImage {
         if let override {
-            return try JigdoImage.open(descriptor: descriptor, templatePath: override)
+            return try JigdoImage.open(descriptor: descriptor, templatePath: override, templates: templates)
         }
         let value = descriptor.image.template.value
         var locals: [String] = []
@@ -70,7 +71,7 @@ public enum PublishedFiles {
         var tried: [String] = []
         for path in locals {
             if fileExists(path), !isDirectory(path) {
-                return try JigdoImage.open(descriptor: descriptor, templatePath: path)
+                return try JigdoImage.open(descriptor: descriptor, templatePath: path, templates: templates)
             }
             tried.append("\(RawNames.display(path)) (no such file)")
         }
@@ -97,9 +98,12 @@ public enum PublishedFiles {
             // .jigdo gives none.
             if fileExists(cached) {
                 do {
-                    let image = try JigdoImage.open(descriptor: descriptor, templatePath: cached)
+                    let image = try JigdoImage.open(descriptor: descriptor, templatePath: cached, templates: templates)
                     if image.templateCheck != .notGiven || downloader == nil { return image }
                     logger.info("\(cached): cached template has no checksum in the .jigdo to check it against; downloading it again")
+                } catch let e as JigdoError where e.kind == .overLimit {
+                    // Not the copy's fault: a fresh one would be refused the same way.
+                    throw e
                 } catch {
                     // Truncated, corrupt or an older version: downloaded again (below), which
                     // replaces it. The reason is only logged: a fresh copy is the fix.
@@ -116,7 +120,9 @@ public enum PublishedFiles {
                     throw JigdoError(.io, path: cached, "cannot store the downloaded template", errno: SystemErrno(errno))
                 }
                 // Verifies the checksum; a copy that does not match is not kept.
-                return try JigdoImage.open(descriptor: descriptor, templatePath: cached)
+                return try JigdoImage.open(descriptor: descriptor, templatePath: cached, templates: templates)
+            } catch let e as JigdoError where e.kind == .overLimit {
+                throw e
             } catch {
                 Syscalls.unlink(cached + ".download")
                 Syscalls.unlink(cached)

@@ -96,7 +96,7 @@ struct Info: ParsableCommand {
             do {
                 let image = try PublishedFiles.openTemplate(
                     descriptor: d, jigdoURL: options.isRemoteSource ? options.source : nil, cache: shared.cache,
-                    downloader: downloader, override: options.template.map(absolutePath))
+                    downloader: downloader, override: options.template.map(absolutePath), templates: shared.templates)
                 anyImage = anyImage ?? image
                 let t = image.template
                 r.image = RawNames.display(image.imageName)
@@ -110,10 +110,10 @@ struct Info: ParsableCommand {
                 case .notGiven: r.templateChecksum = "not given in the .jigdo"
                 }
                 r.parts = t.parts.count
-                r.uniqueParts = Set(t.parts.filter { $0.length > 0 }.map(\.checksum)).count
+                r.uniqueParts = t.parts.distinctCount
                 r.partBytes = image.partBytes
                 r.templateBytes = image.templateBytes
-            } catch where options.template == nil {
+            } catch where options.template == nil && (error as? JigdoError)?.kind != .overLimit {
                 // Only the .jigdo is needed; a template the user named must be right, though.
                 r.templateMissing = "\(error)"
             }
