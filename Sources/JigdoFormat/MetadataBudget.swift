@@ -1,30 +1,28 @@
 import Synchronization
 
 /// The memory that what .jigdo files and templates declare may cost one mount or one command:
-/// the `[Parts]` entries of every .jigdo, the DESC entries of every template (a template named
-/// by several images is parsed and charged once), and the per-image tables built from them.
-/// Each is charged before it is built, at a measured cost per entry (see the constants), so a
+/// the `[Parts]` and `[Servers]` locations of every .jigdo and the DESC entries of every
+/// template (a template named by several images is parsed and charged once: `SharedTemplates`).
+/// Each is charged before it is kept, at a measured cost per entry (see the constants), so a
 /// file that declares too much is refused with one line before it costs the memory, never by
 /// the kernel's OOM killer.
 public final class MetadataBudget: Sendable {
-    /// Admits Debian's Blu-ray releases (4 images of some 50,000 parts each: about 45 MiB with
-    /// their .jigdo files) some five times over.
+    /// Admits Debian's Blu-ray releases (4 images of some 50,000 parts each: about 70 MiB with
+    /// their .jigdo files) more than three times over.
     public static let defaultLimit: Int64 = 256 << 20
     /// The option that sets the limit, named in the refusal.
     public static let optionName = "--max-metadata-memory"
 
-    /// Bytes per `[Parts]` location kept in `JigdoDescriptor.parts`: its key, its location
-    /// and their share of the tables (measured with `/usr/bin/time -v` on a million distinct
-    /// lines, see README "Hostile .jigdo files").
-    public static let bytesPerPartsEntry: Int64 = 160
-    /// Bytes per template DESC entry: a part's checksum and length, a layout entry (offset and
-    /// source); the checksum length is added per part.
+    /// Bytes per `[Parts]` location kept in `JigdoDescriptor.parts`: its String key, its
+    /// location's array and value, and their share of the dictionary, at its peak while it
+    /// grows (`info` of a million distinct lines peaks 275 MiB above a tiny .jigdo's RSS,
+    /// `bench/hostile-jigdo.sh`).
+    public static let bytesPerPartsEntry: Int64 = 288
+    /// Bytes per template DESC entry: a part's length (its checksum's 16 or 32 bytes are
+    /// added), a layout entry's start and source. `info` of 2,150,000 MD5 entries peaks 94 MiB
+    /// above a tiny template's RSS: these 82 MiB and the sort that counts distinct parts.
     public static let bytesPerDescPart: Int64 = 8
     public static let bytesPerLayoutEntry: Int64 = 16
-    /// Bytes per part of what each image builds from its template and .jigdo (the local
-    /// lookup of its parts, the download book's entries), charged per image even when the
-    /// template is shared.
-    public static let bytesPerImagePart: Int64 = 16
 
     public let limit: Int64
     private let used = Mutex<Int64>(0)
@@ -49,7 +47,9 @@ public final class MetadataBudget: Sendable {
         }
         guard let left else { return }
         let available = max(0, left + chargedBefore)
-        let of = available >= limit ? "the \(Self.size(limit)) limit" : "the \(Self.size(available)) left of the \(Self.size(limit)) limit"
+        // Less than 1 MiB taken by other files (a .jigdo's few servers) is not worth a word.
+        let of = limit - available < min(limit, 1 << 20) ? "the \(Self.size(limit)) limit"
+            : "the \(Self.size(available, roundingUp: false)) left of the \(Self.size(limit)) limit"
         throw JigdoError(.overLimit, path: path, "\(what) need ~\(Self.size(bytes + chargedBefore)), more than \(of) (\(Self.optionName))")
     }
 
@@ -58,10 +58,11 @@ public final class MetadataBudget: Sendable {
         used.withLock { $0 = max(0, $0 - bytes) }
     }
 
-    /// "37 MiB", "512 KiB", "200 bytes" (rounded up: a need is never shown smaller than it is).
-    static func size(_ bytes: Int64) -> String {
-        if bytes >= 1 << 20 { return "\((bytes + (1 << 20) - 1) >> 20) MiB" }
-        if bytes >= 1 << 10 { return "\((bytes + 1023) >> 10) KiB" }
+    /// "37 MiB", "512 KiB", "200 bytes"; rounded up by default (a need is never shown smaller
+    /// than it is), down for what is left.
+    static func size(_ bytes: Int64, roundingUp: Bool = true) -> String {
+        if bytes >= 1 << 20 { return "\((bytes + (roundingUp ? (1 << 20) - 1 : 0)) >> 20) MiB" }
+        if bytes >= 1 << 10 { return "\((bytes + (roundingUp ? 1023 : 0)) >> 10) KiB" }
         return "\(bytes) bytes"
     }
 }

@@ -265,6 +265,9 @@ private struct TemplateParser {
         var image: (length: Int64, sum: Checksum, block: UInt32, kind: ChecksumKind)?
         var parts = 0
         var layoutEntries = 0
+        /// Parts and areas of unmatched data (as a message counts them).
+        var descEntries: Int { parts + dataAreas }
+        var dataAreas = 0
         var dataLength: Int64 = 0
         var md5Parts = 0
         var sha256Parts = 0
@@ -304,6 +307,7 @@ private struct TemplateParser {
                 if len > 0 {
                     try data(imageOffset, summary.dataLength, len)
                     summary.layoutEntries += 1
+                    summary.dataAreas += 1
                 }
                 imageOffset += len
                 summary.dataLength += len
@@ -434,7 +438,7 @@ private struct TemplateParser {
         }
 
         let cost = TemplateInfo.tableCost(parts: counted.parts, layoutEntries: counted.layoutEntries, chunks: chunks.count, kind: kind)
-        try budget?.charge(cost, for: "\(counted.parts + counted.layoutEntries) DESC entries", path: path)
+        try budget?.charge(cost, for: "\(counted.descEntries) DESC entries", path: path)
         var parts = TemplateParts(checksumKind: kind, capacity: counted.parts)
         var layout = TemplateLayout(capacity: counted.layoutEntries)
         var storing = DescCursor(file: file, start: descStart, end: size - 6)

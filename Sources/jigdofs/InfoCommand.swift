@@ -86,6 +86,7 @@ struct Info: ParsableCommand {
         let downloader = options.parts.offline ? nil : shared.downloader
         var images: [Report.Image] = []
         var anyImage: JigdoImage?
+        var distinctByTemplate: [String: Int] = [:]
         for d in descriptors {
             let section = d.image
             var r = Report.Image(
@@ -110,7 +111,9 @@ struct Info: ParsableCommand {
                 case .notGiven: r.templateChecksum = "not given in the .jigdo"
                 }
                 r.parts = t.parts.count
-                r.uniqueParts = t.parts.distinctCount
+                // Images of one template share its tables: counted once.
+                r.uniqueParts = distinctByTemplate[image.templatePath] ?? t.parts.distinctCount
+                distinctByTemplate[image.templatePath] = r.uniqueParts
                 r.partBytes = image.partBytes
                 r.templateBytes = image.templateBytes
             } catch where options.template == nil && (error as? JigdoError)?.kind != .overLimit {

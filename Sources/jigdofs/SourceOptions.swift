@@ -62,7 +62,7 @@ struct PartOptions: ParsableArguments {
             transform: OptionValues.integer("--retries", in: 0...100))
     var retries: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Refuse .jigdo files and templates whose part tables would take more memory than this, all images together (default 256M; a Debian Blu-ray set takes some 45M).", valueName: "SIZE"),
+    @Option(name: .long, help: ArgumentHelp("Refuse .jigdo files and templates whose part tables would take more memory than this, all images together (default 256M; a Debian Blu-ray set of 4 images takes some 70M).", valueName: "SIZE"),
             transform: OptionValues.size("--max-metadata-memory", in: 1...OptionValues.maxSize))
     var maxMetadataMemory: Int64?
 

@@ -74,7 +74,8 @@ struct MetadataBudgetTests {
         let line = "\(error)"
         #expect(!line.contains("\n"))
         #expect(line.contains(variant.template))
-        #expect(line.contains("\(info.parts.count + info.layout.count) DESC entries need ~"))
+        let dataAreas = info.layout.filter { if case .templateData = $0.source { true } else { false } }.count
+        #expect(line.contains("\(info.parts.count + dataAreas) DESC entries need ~"))
         #expect(line.contains("limit (--max-metadata-memory)"))
         #expect(short.charged == 0, "nothing is kept of a refused template")
     }
