@@ -20,6 +20,7 @@ public final class SharedTemplates: Sendable {
     private struct State {
         var parsed: [FileIdentity: Parsed] = [:]
         var sums: [SumKey: Checksum] = [:]
+        var readers: [FileIdentity: TemplateDataReader] = [:]
         var parses = 0
     }
     private let state = Mutex(State())
@@ -49,6 +50,19 @@ public final class SharedTemplates: Sendable {
                                                   chunks: info.chunks.count, kind: info.checksumKind))
         }
         return (kept.file, kept.info)
+    }
+
+    /// One reader of the template's raw data for every image of it: one decompression cache,
+    /// one set of streams and restart points (16 MiB and 8 MiB at most), not one per image.
+    public func dataReader(of image: JigdoImage) -> TemplateDataReader {
+        let identity = image.templateFile.identity
+        if let r = state.withLock({ $0.readers[identity] }) { return r }
+        let made = TemplateDataReader(file: image.templateFile, info: image.template)
+        return state.withLock { s in
+            if let r = s.readers[identity] { return r }
+            s.readers[identity] = made
+            return made
+        }
     }
 
     /// The `kind` checksum of the whole file, hashed once per identity.

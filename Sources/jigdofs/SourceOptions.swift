@@ -253,7 +253,7 @@ struct PartOptions: ParsableArguments {
         let onDiskSource: any PartSource = onDisk.count == 1 ? onDisk[0] : PartSourceChain(onDisk, template: image.template)
         let store = PartPipeline(template: image.template, resolver: resolver, local: onDiskSource, cache: shared.cache,
                               downloader: shared.downloader, options: storeOptions)
-        let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: store)
+        let reader = ImageReader(template: shared.templates.dataReader(of: image), parts: store)
         return OpenedSource(image: image, resolver: resolver, store: store, reader: reader, offline: offline)
     }
 }

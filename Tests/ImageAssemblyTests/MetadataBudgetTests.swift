@@ -38,6 +38,7 @@ struct MetadataBudgetTests {
             #expect(image.template.sharesTables(with: images[0].template), "\(image.imageName) holds its own copy of the tables")
             #expect(image.templateFile === images[0].templateFile, "one open template file")
             #expect(image.templateCheck == images[0].templateCheck)
+            #expect(templates.dataReader(of: image) === templates.dataReader(of: images[0]), "one decompression cache")
         }
         #expect(images[0].templateCheck != .notGiven, "the checksum was checked (once)")
 
@@ -49,7 +50,7 @@ struct MetadataBudgetTests {
         #expect(templates.budget.charged > 0)
 
         // The shared image reads as the original does.
-        let reader = ImageReader(template: TemplateDataReader(file: images[7].templateFile, info: images[7].template),
+        let reader = ImageReader(template: templates.dataReader(of: images[7]),
                                  parts: try LocalParts(template: images[7].template, resolver: LocationResolver(descriptor: images[7].descriptor),
                                                        scanDirectories: [try Fixtures.smallRelease().tree]))
         #expect(try streamAndCompare(reader, with: variant.iso) == (true, true))
