@@ -43,7 +43,7 @@ public enum ErrnoMapping {
                 // used as a part source) answers as its cause would.
                 if let cause = e.underlying { return (errno(for: cause).code, false) }
                 return (EIO, false)
-            case .partUnavailable, .checksumMismatch, .corruptTemplate, .syntax, .unsupportedVersion, .badFormat:
+            case .partUnavailable, .checksumMismatch, .corruptTemplate, .syntax, .unsupportedVersion, .badFormat, .overLimit:
                 return (EIO, false)
             }
         }

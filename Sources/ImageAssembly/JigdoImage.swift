@@ -26,22 +26,27 @@ public struct JigdoImage: Sendable {
     /// Opens a .jigdo and its template. The template is `templatePath` if given; else a file with
     /// the base name of `[Image] Template` next to the .jigdo; else the Template value resolved
     /// relative to the .jigdo.
-    public static func open(jigdoPath: String, templatePath: String? = nil, verifyTemplateChecksum: Bool = true) throws -> JigdoImage {
-        let descriptor = try JigdoDescriptor.load(path: jigdoPath)
-        return try open(descriptor: descriptor, templatePath: templatePath, verifyTemplateChecksum: verifyTemplateChecksum)
+    public static func open(jigdoPath: String, templatePath: String? = nil, verifyTemplateChecksum: Bool = true,
+                            templates: SharedTemplates? = nil) throws -> JigdoImage {
+        let descriptor = try JigdoDescriptor.load(path: jigdoPath, budget: templates?.budget)
+        return try open(descriptor: descriptor, templatePath: templatePath, verifyTemplateChecksum: verifyTemplateChecksum,
+                        templates: templates)
     }
 
     /// Opens an already parsed .jigdo (e.g. one fetched from a server) with its template.
-    public static func open(descriptor: JigdoDescriptor, templatePath: String? = nil, verifyTemplateChecksum: Bool = true) throws -> JigdoImage {
+    /// With `templates`, a template another image of the same mount or command opened is
+    /// shared, not parsed again, and a new one is charged to its budget.
+    public static func open(descriptor: JigdoDescriptor, templatePath: String? = nil, verifyTemplateChecksum: Bool = true,
+                            templates: SharedTemplates? = nil) throws -> JigdoImage {
         let jigdoPath = descriptor.path
         let path = try templatePath ?? locateTemplate(descriptor)
-        let file = try ReadOnlyFile(path: path)
+        var file = try ReadOnlyFile(path: path)
         var check = TemplateCheck.notGiven
         if verifyTemplateChecksum {
             // Prefer the stronger sum when both are given.
             for kind in [ChecksumKind.sha256, .md5] {
                 guard let expected = descriptor.image.templateChecksums[kind] else { continue }
-                let actual = try file.checksum(kind)
+                let actual = try templates?.checksum(of: file, kind) ?? file.checksum(kind)
                 guard actual == expected else {
                     throw JigdoError(.checksumMismatch, path: path,
                         "template does not match \(baseName(jigdoPath)): its \(kind.rawValue) is not the .jigdo's Template-\(kind.labelPrefix)=\(expected.base64)")
@@ -50,7 +55,12 @@ public struct JigdoImage: Sendable {
                 break
             }
         }
-        let info = try TemplateInfo.read(file)
+        let info: TemplateInfo
+        if let templates {
+            (file, info) = try templates.template(of: file)
+        } else {
+            info = try TemplateInfo.read(file)
+        }
         return JigdoImage(descriptor: descriptor, templateFile: file, template: info, templateCheck: check)
     }
 

@@ -21,6 +21,10 @@ extension PartSource {
     public func missingParts(of parts: [TemplatePart]) -> [Int] {
         parts.indices.filter { parts[$0].length > 0 && !isLocallyAvailable($0) }
     }
+
+    public func missingParts(of parts: TemplateParts) -> [Int] {
+        parts.indices.filter { parts.length($0) > 0 && !isLocallyAvailable($0) }
+    }
 }
 
 /// A source with no parts at all: every part read fails (used for template-only reads).

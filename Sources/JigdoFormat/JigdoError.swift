@@ -32,6 +32,9 @@ public struct JigdoError: Error, CustomStringConvertible, Sendable, Equatable {
         /// A file is not in the format it must have (an image that is not ISO 9660, status
         /// data that is not the JSON a mount writes); unlike `.syntax`, not a .jigdo file.
         case badFormat
+        /// What a .jigdo or template declares would cost more memory than the mount's or
+        /// command's limit allows (`MetadataBudget`).
+        case overLimit
     }
 
     public var kind: Kind

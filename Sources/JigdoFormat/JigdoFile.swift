@@ -87,32 +87,34 @@ public struct JigdoDescriptor: Sendable {
     public typealias IncludeFetcher = (String) throws -> [UInt8]
 
     /// Reads a .jigdo file (plain or gzip), following local `[Include]` directives, and remote
-    /// ones through `fetch` (without it, a remote include is skipped with a warning).
-    public static func load(path: String, fetch: IncludeFetcher? = nil) throws -> JigdoDescriptor {
+    /// ones through `fetch` (without it, a remote include is skipped with a warning). With a
+    /// `budget`, the `[Parts]` and `[Servers]` locations kept are charged to it as they are read.
+    public static func load(path: String, fetch: IncludeFetcher? = nil, budget: MetadataBudget? = nil) throws -> JigdoDescriptor {
         var parser = JigdoParser()
         parser.fetch = fetch
-        try parser.parseFile(path: path, stack: [])
-        return try parser.finish(mainPath: path)
+        parser.budget = budget
+        return try parser.run(mainPath: path) { try $0.parseFile(path: path, stack: []) }
     }
 
     /// Reads a local copy of a .jigdo that was fetched from `baseURL` (a URL ending in `/`):
     /// relative locations, includes and the template resolve against the URL, not the local
     /// directory, and local includes are refused.
-    public static func load(path: String, baseURL: String, fetch: IncludeFetcher? = nil) throws -> JigdoDescriptor {
+    public static func load(path: String, baseURL: String, fetch: IncludeFetcher? = nil, budget: MetadataBudget? = nil) throws -> JigdoDescriptor {
         var parser = JigdoParser()
         parser.remoteBase = baseURL
         parser.fetch = fetch
-        try parser.parseFile(path: path, stack: [])
-        return try parser.finish(mainPath: path)
+        parser.budget = budget
+        return try parser.run(mainPath: path) { try $0.parseFile(path: path, stack: []) }
     }
 
     /// Parses .jigdo text that lives in directory `base` (used by tests and by `load`).
-    public static func parse(text: String, path: String, base: String, fetch: IncludeFetcher? = nil) throws -> JigdoDescriptor {
+    public static func parse(text: String, path: String, base: String, fetch: IncludeFetcher? = nil,
+                             budget: MetadataBudget? = nil) throws -> JigdoDescriptor {
         var parser = JigdoParser()
         parser.fetch = fetch
+        parser.budget = budget
         if !base.hasPrefix("/") { parser.remoteBase = base }
-        try parser.parseText(text, path: path, base: base, stack: [path])
-        return try parser.finish(mainPath: path)
+        return try parser.run(mainPath: path) { try $0.parseText(text, path: path, base: base, stack: [path]) }
     }
 
     /// The names of the images (`JigdoImageSection.name`), in file order.
@@ -160,6 +162,12 @@ struct JigdoParser {
     /// Set for a .jigdo fetched from a server: the URL directory it came from.
     var remoteBase: String?
     var fetch: JigdoDescriptor.IncludeFetcher?
+    /// Charged for the locations kept, a batch at a time (`MetadataBudget.bytesPerPartsEntry`
+    /// each).
+    var budget: MetadataBudget?
+    var keptLocations = 0
+    var unchargedLocations = 0
+    static let chargeBatch = 4096
 
     /// Text read so far, main file and includes (bounded by `maxContentSize`).
     private let contentRead = Counter()
@@ -447,7 +455,30 @@ struct JigdoParser {
         guard !key.isEmpty, !words.words.isEmpty else { throw noLocation() }
         if let loc = location(words, base: state.base, path: path, line: lineNumber) {
             if inParts { parts[key, default: []].append(loc) } else { servers[key, default: []].append(loc) }
+            keptLocations += 1
+            unchargedLocations += 1
+            if unchargedLocations >= Self.chargeBatch { try chargeLocations(path: path) }
         }
+    }
+
+    /// Parses with `body`, then finishes; what was charged for a file that fails is given back.
+    mutating func run(mainPath: String, _ body: (inout JigdoParser) throws -> Void) throws -> JigdoDescriptor {
+        do {
+            try body(&self)
+            return try finish(mainPath: mainPath)
+        } catch {
+            budget?.release(Int64(keptLocations - unchargedLocations) * MetadataBudget.bytesPerPartsEntry)
+            throw error
+        }
+    }
+
+    /// Charges the locations kept since the last charge; a refusal names all kept so far.
+    private mutating func chargeLocations(path: String) throws {
+        guard let budget, unchargedLocations > 0 else { return }
+        let n = unchargedLocations
+        try budget.charge(Int64(n) * MetadataBudget.bytesPerPartsEntry, for: "\(keptLocations) [Parts] and [Servers] locations",
+                          path: path, chargedBefore: Int64(keptLocations - n) * MetadataBudget.bytesPerPartsEntry)
+        unchargedLocations = 0
     }
 
     /// The location of a `[Parts]`/`[Servers]` value, with its options; nil (and counted) for
@@ -580,7 +611,8 @@ struct JigdoParser {
         try parseFile(path: resolved, stack: stack)
     }
 
-    func finish(mainPath: String) throws -> JigdoDescriptor {
+    mutating func finish(mainPath: String) throws -> JigdoDescriptor {
+        try chargeLocations(path: mainPath)
         guard let first = images.first else {
             throw JigdoError(.syntax, path: mainPath, "no [Image] section: is this a .jigdo file?")
         }

@@ -161,7 +161,7 @@ public final class ISOImageParts: PartSource {
 public final class PartSourceChain: PartSource {
     public let sources: [any PartSource]
     /// The parts of the image all `sources` serve.
-    public let parts: [TemplatePart]
+    public let parts: TemplateParts
     /// Part index -> the source that delivered it last, tried first next time.
     private let lastGood = Mutex<[Int: Int]>([:])
 

@@ -61,13 +61,17 @@ public final class LocalParts: PartSource {
     ) throws {
         self.template = template
         self.logger = logger
+        // Only parts that have local locations get an entry: a .jigdo of download locations
+        // costs no table here (each image would hold one per part).
         var unverified: [Checksum: [String]] = [:]
-        for part in template.parts where unverified[part.checksum] == nil {
+        for i in template.parts.indices {
+            let sum = template.parts.checksum(i)
+            guard unverified[sum] == nil else { continue }
             var paths: [String] = []
-            for loc in resolver.locations(forPart: part.checksum) {
+            for loc in resolver.locations(forPart: sum) {
                 if case .local(let p) = loc { paths.append(p) }
             }
-            unverified[part.checksum] = paths
+            if !paths.isEmpty { unverified[sum] = paths }
         }
         self.unverified = unverified
         self.roots = Self.localRoots(resolver)

@@ -42,13 +42,14 @@ public enum PublishedFiles {
     /// - the value resolved as a URL (absolute, or relative to the .jigdo's URL): a cached copy
     ///   that matches the checksum is used; else it is downloaded into the cache (without a
     ///   downloader, a cached copy is used as it is).
-    /// A failure names every location tried.
+    /// A failure names every location tried. With `templates`, a template already opened by
+    /// another image is shared (see `SharedTemplates`).
     public static func openTemplate(
         descriptor: JigdoDescriptor, jigdoURL: String?, cache: PartCache?, downloader: HTTPDownloader?,
-        override: String? = nil, logger: Logger = Logger(label: "jigdofs.download")
+        override: String? = nil, templates: SharedTemplates? = nil, logger: Logger = Logger(label: "jigdofs.download")
     ) throws -> JigdoImage {
         if let override {
-            return try JigdoImage.open(descriptor: descriptor, templatePath: override)
+            return try JigdoImage.open(descriptor: descriptor, templatePath: override, templates: templates)
         }
         let value = descriptor.image.template.value
         var locals: [String] = []
@@ -71,7 +72,7 @@ public enum PublishedFiles {
         var tried: [String] = []
         for path in locals {
             if fileExists(path), !isDirectory(path) {
-                return try JigdoImage.open(descriptor: descriptor, templatePath: path)
+                return try JigdoImage.open(descriptor: descriptor, templatePath: path, templates: templates)
             }
             tried.append("\(RawNames.display(path)) (no such file)")
         }
@@ -99,9 +100,12 @@ public enum PublishedFiles {
             if fileExists(cached) {
                 do {
                     try CacheTrust.checkFileIfPresent(cached)
-                    let image = try JigdoImage.open(descriptor: descriptor, templatePath: cached)
+                    let image = try JigdoImage.open(descriptor: descriptor, templatePath: cached, templates: templates)
                     if image.templateCheck != .notGiven || downloader == nil { return image }
                     logger.info("\(cached): cached template has no checksum in the .jigdo to check it against; downloading it again")
+                } catch let e as JigdoError where e.kind == .overLimit {
+                    // Not the copy's fault: a fresh one would be refused the same way.
+                    throw e
                 } catch where CacheTrust.isRefusal(error) {
                     // Not ours: never read. Downloaded again (the rename replaces it), or,
                     // offline, the one line says why there is no template.
@@ -126,7 +130,9 @@ public enum PublishedFiles {
                     throw JigdoError(.io, path: cached, "cannot store the downloaded template", errno: SystemErrno(errno))
                 }
                 // Verifies the checksum; a copy that does not match is not kept.
-                return try JigdoImage.open(descriptor: descriptor, templatePath: cached)
+                return try JigdoImage.open(descriptor: descriptor, templatePath: cached, templates: templates)
+            } catch let e as JigdoError where e.kind == .overLimit {
+                throw e
             } catch {
                 Syscalls.unlink(cached + ".download")
                 Syscalls.unlink(cached)

@@ -86,6 +86,7 @@ struct Info: ParsableCommand {
         let downloader = options.parts.offline ? nil : shared.downloader
         var images: [Report.Image] = []
         var anyImage: JigdoImage?
+        var distinctByTemplate: [String: Int] = [:]
         for d in descriptors {
             let section = d.image
             var r = Report.Image(
@@ -96,7 +97,7 @@ struct Info: ParsableCommand {
             do {
                 let image = try PublishedFiles.openTemplate(
                     descriptor: d, jigdoURL: options.isRemoteSource ? options.source : nil, cache: shared.cache,
-                    downloader: downloader, override: options.template.map(absolutePath))
+                    downloader: downloader, override: options.template.map(absolutePath), templates: shared.templates)
                 anyImage = anyImage ?? image
                 let t = image.template
                 r.image = RawNames.display(image.imageName)
@@ -110,10 +111,12 @@ struct Info: ParsableCommand {
                 case .notGiven: r.templateChecksum = "not given in the .jigdo"
                 }
                 r.parts = t.parts.count
-                r.uniqueParts = Set(t.parts.filter { $0.length > 0 }.map(\.checksum)).count
+                // Images of one template share its tables: counted once.
+                r.uniqueParts = distinctByTemplate[image.templatePath] ?? t.parts.distinctCount
+                distinctByTemplate[image.templatePath] = r.uniqueParts
                 r.partBytes = image.partBytes
                 r.templateBytes = image.templateBytes
-            } catch where options.template == nil {
+            } catch where options.template == nil && (error as? JigdoError)?.kind != .overLimit {
                 // Only the .jigdo is needed; a template the user named must be right, though.
                 r.templateMissing = Passwords.masked(text: "\(error)")
             }

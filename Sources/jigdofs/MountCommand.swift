@@ -157,16 +157,19 @@ struct Mount: ParsableCommand {
         /// Indexes into `opened` of the images that came from a folder SOURCE (skipped, not
         /// fatal, when their name cannot be shown).
         var fromFolder = Set<Int>()
-        /// Every image of one .jigdo (a merged .jigdo has several), each with its own template.
+        /// Every image of one .jigdo (a merged .jigdo has several); images that name the same
+        /// template file share one parse of it (`shared.templates`).
         func open(_ origin: String, remote: Bool) throws -> [(String, JigdoImage, Bool)] {
             let descriptor = remote
                 ? try namingURL(origin, cacheDirectory: shared.cache.directory) {
-                    try RemoteSource.descriptor(url: origin, cache: shared.cache, downloader: downloader) }
-                : try JigdoDescriptor.load(path: origin, fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: downloader))
+                    try RemoteSource.descriptor(url: origin, cache: shared.cache, downloader: downloader, budget: shared.budget) }
+                : try JigdoDescriptor.load(path: origin, fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: downloader),
+                                           budget: shared.budget)
             reportWarnings(descriptor)
             return try descriptor.perImage.map { one in
                 (origin, try PublishedFiles.openTemplate(descriptor: one, jigdoURL: remote ? origin : nil, cache: shared.cache,
-                                                         downloader: downloader, override: template.map(absolutePath)), remote)
+                                                         downloader: downloader, override: template.map(absolutePath),
+                                                         templates: shared.templates), remote)
             }
         }
         for source in sources {

@@ -62,6 +62,10 @@ struct PartOptions: ParsableArguments {
             transform: OptionValues.integer("--retries", in: 0...100))
     var retries: Int?
 
+    @Option(name: .long, help: ArgumentHelp("Refuse .jigdo files and templates whose part tables would take more memory than this, all images together (default 256M; a Debian Blu-ray set of 4 images takes some 70M).", valueName: "SIZE"),
+            transform: OptionValues.size("--max-metadata-memory", in: 1...OptionValues.maxSize))
+    var maxMetadataMemory: Int64?
+
     @Flag(name: .long, help: "Log in to servers with the credentials in ~/.netrc.")
     var netrc = false
 
@@ -188,17 +192,22 @@ struct PartOptions: ParsableArguments {
     }
 
     /// What a process shares between the images it opens: one part cache, one downloader
-    /// (one connection pool, one --jobs limit), one checksum cache.
+    /// (one connection pool, one --jobs limit), one checksum cache, one parse of each template
+    /// and one memory budget (--max-metadata-memory) for what the .jigdo files and templates
+    /// declare.
     struct Shared {
         var cache: PartCache
         var downloader: HTTPDownloader?
         var checksumCache: ChecksumCache?
+        var templates: SharedTemplates
+        var budget: MetadataBudget { templates.budget }
     }
 
     func makeShared() throws -> Shared {
         Shared(cache: try partCache(),
                downloader: offline ? nil : try HTTPDownloader(config: downloadConfig()),
-               checksumCache: checksumCache())
+               checksumCache: checksumCache(),
+               templates: SharedTemplates(budget: MetadataBudget(limit: maxMetadataMemory ?? MetadataBudget.defaultLimit)))
     }
 
     /// The image's part sources, in the order they are tried: local parts (scan, map, the
@@ -233,10 +242,12 @@ struct PartOptions: ParsableArguments {
             // downloads (this image downloads what it lacks itself; the cache is shared anyway).
             // Its template as for any .jigdo (next to it, or by URL through the cache); of a
             // merged .jigdo, the image of the same name, else its first.
-            let old = try JigdoDescriptor.load(path: absolutePath(path), fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: offline ? nil : shared.downloader))
+            let old = try JigdoDescriptor.load(path: absolutePath(path), fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: offline ? nil : shared.downloader),
+                                               budget: shared.budget)
             reportWarnings(old)
             let oldImage = try PublishedFiles.openTemplate(descriptor: old.selecting(image: image.imageName) ?? old, jigdoURL: nil,
-                                                           cache: shared.cache, downloader: offline ? nil : shared.downloader)
+                                                           cache: shared.cache, downloader: offline ? nil : shared.downloader,
+                                                           templates: shared.templates)
             let oldParts = try LocalParts(template: oldImage.template, resolver: try self.resolver(for: oldImage, remote: false),
                                           scanDirectories: [])
             onDisk.append(OldJigdoParts(template: image.template, otherTemplate: oldImage.template, otherParts: oldParts))
@@ -246,7 +257,7 @@ struct PartOptions: ParsableArguments {
         let onDiskSource: any PartSource = onDisk.count == 1 ? onDisk[0] : PartSourceChain(onDisk, template: image.template)
         let store = PartPipeline(template: image.template, resolver: resolver, local: onDiskSource, cache: shared.cache,
                               downloader: shared.downloader, options: storeOptions)
-        let reader = ImageReader(template: TemplateDataReader(file: image.templateFile, info: image.template), parts: store)
+        let reader = ImageReader(template: shared.templates.dataReader(of: image), parts: store)
         return OpenedSource(image: image, resolver: resolver, store: store, reader: reader, offline: offline)
     }
 }
@@ -303,14 +314,15 @@ struct SourceOptions: ParsableArguments {
         let descriptor: JigdoDescriptor
         if isRemoteSource {
             descriptor = try namingURL(source, cacheDirectory: shared.cache.directory) {
-                try RemoteSource.descriptor(url: source, cache: shared.cache, downloader: downloader)
+                try RemoteSource.descriptor(url: source, cache: shared.cache, downloader: downloader, budget: shared.budget)
             }
         } else {
             guard fileExists(source) else {
                 throw JigdoError(.io, path: source, "no such file")
             }
             try refuseNonJigdo(source)
-            descriptor = try JigdoDescriptor.load(path: source, fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: downloader))
+            descriptor = try JigdoDescriptor.load(path: source, fetch: PublishedFiles.includeFetcher(cache: shared.cache, downloader: downloader),
+                                                  budget: shared.budget)
         }
         reportWarnings(descriptor)
         return descriptor
@@ -326,7 +338,8 @@ struct SourceOptions: ParsableArguments {
         return try namingURL(source, cacheDirectory: shared.cache.directory) {
             try PublishedFiles.openTemplate(
                 descriptor: descriptor, jigdoURL: isRemoteSource ? source : nil, cache: shared.cache,
-                downloader: parts.offline ? nil : shared.downloader, override: template.map(absolutePath))
+                downloader: parts.offline ? nil : shared.downloader, override: template.map(absolutePath),
+                templates: shared.templates)
         }
     }
 

@@ -41,7 +41,7 @@ struct ReadAheadAndPromoteTests {
         let tmp = try TempDir()
         let o = try Opened(servers: [nginx.url + "tree/"], cacheDir: tmp.path + "/cache")
         defer { o.downloader.shutdown() }
-        let parts = o.image.template.parts
+        let parts = Array(o.image.template.parts)
         let ahead = o.store.options.readAheadParts
         try #require(parts.reduce(Int64(0)) { $0 + $1.length } < o.store.options.readAheadBytes,
                      "the window is bounded by parts here, not bytes")

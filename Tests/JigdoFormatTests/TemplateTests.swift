@@ -52,7 +52,7 @@ final class TreeParts: PartSource {
         let template = streamed
             ? TemplateDataReader(file: file, info: info, largeChunkThreshold: 0, windowSize: 5000)
             : TemplateDataReader(file: file, info: info)
-        return ImageReader(template: template, parts: Bound(files: files, parts: info.parts))
+        return ImageReader(template: template, parts: Bound(files: files, parts: Array(info.parts)))
     }
 }
 

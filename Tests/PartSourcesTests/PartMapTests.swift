@@ -20,7 +20,8 @@ import Testing
         let sums = (0..<parts).map { i in Checksum((0..<16).map { UInt8(truncatingIfNeeded: i >> ($0 % 4 * 8)) ^ UInt8($0) }) }
         return TemplateInfo(path: "t", formatVersion: "1.1", creator: "test", checksumKind: .md5, imageLength: offset,
                             imageChecksum: Checksum([UInt8](repeating: 0, count: 16)), rsyncBlockLength: 1024, chunks: [],
-                            parts: sums.map { TemplatePart(length: partLength, checksum: $0) }, layout: layout,
+                            parts: TemplateParts(sums.map { TemplatePart(length: partLength, checksum: $0) }, checksumKind: .md5),
+                            layout: TemplateLayout(layout),
                             templateDataLength: data)
     }
 

@@ -20,16 +20,17 @@ public enum RemoteSource {
     /// `templatePath` overrides the template as `--template` does.
     public static func open(
         url: String, cache: PartCache, downloader: HTTPDownloader?, templatePath: String? = nil,
-        logger: Logger = Logger(label: "jigdofs.download")
+        templates: SharedTemplates? = nil, logger: Logger = Logger(label: "jigdofs.download")
     ) throws -> JigdoImage {
-        let descriptor = try self.descriptor(url: url, cache: cache, downloader: downloader)
+        let descriptor = try self.descriptor(url: url, cache: cache, downloader: downloader, budget: templates?.budget)
         return try PublishedFiles.openTemplate(descriptor: descriptor, jigdoURL: url, cache: cache, downloader: downloader,
-                                               override: templatePath, logger: logger)
+                                               override: templatePath, templates: templates, logger: logger)
     }
 
     /// Fetches (or, offline, reuses the cached copy of) the .jigdo at `url`, with its remote
     /// `[Include]`s.
-    public static func descriptor(url: String, cache: PartCache, downloader: HTTPDownloader?) throws -> JigdoDescriptor {
+    public static func descriptor(url: String, cache: PartCache, downloader: HTTPDownloader?,
+                                  budget: MetadataBudget? = nil) throws -> JigdoDescriptor {
         let dir = try cache.sourceDirectory(forURL: url)
         var name = baseName(url)
         if let q = name.firstIndex(where: { $0 == "?" || $0 == "#" }) { name = String(name[..<q]) }
@@ -47,6 +48,6 @@ public enum RemoteSource {
         // Offline, a copy someone else put there would be taken for the URL's release.
         try CacheTrust.checkFileIfPresent(jigdoPath)
         return try JigdoDescriptor.load(path: jigdoPath, baseURL: directoryOf(url),
-                                        fetch: PublishedFiles.includeFetcher(cache: cache, downloader: downloader))
+                                        fetch: PublishedFiles.includeFetcher(cache: cache, downloader: downloader), budget: budget)
     }
 }
