@@ -2,7 +2,7 @@
 """A synthetic BD-sized jigdo release (issue 21), made without the image: jigdo 2.0, SHA256.
 
 usage: make-scale-release.py OUT [--parts N] [--mean-size BYTES] [--images K] [--seed S]
-                             [--server URL] [--expected]
+                             [--server URL] [--expected] [--rsync-sums FILE]
 
 Writes, for each image i in 1..K:
   OUT/parts/i/DDD/NNNNN      N part files, each a sparse file: a unique head line ("jigdofs scale
@@ -20,14 +20,17 @@ and OUT/.complete (holding the arguments) last: a release whose .complete matche
 Nothing is held in memory but one part's head and the template's DESC (47 bytes a part). The
 parts' and the image's SHA256 are computed from the known contents (no file is read back):
 SHA256 has to go over every zero of the holes, about twice the image's size per image, which is
-what generation costs. The type-9 entries' RsyncSum64 (of a part's first 1 KiB) is 0: jigdofs
-and `jigdo-file print-missing-all` do not use it. `jigdo-file make-image` does (it refuses the
-parts without it): --rsync-sums takes each part's sum from `jigdo-file ls --template` of a
-template that `jigdo-file make-template` made of the --expected image, so that the real tool can
-rebuild the image from this template at a small scale (ScaleReleaseTests does).
+what generation costs (the images are made in parallel, one process a core).
+
+The type-9 entries' RsyncSum64 (of a part's first 1 KiB) is 0: jigdofs and `jigdo-file
+print-missing-all` do not use it. `jigdo-file make-image` does (it refuses the parts without
+it): --rsync-sums takes each part's sum from `jigdo-file ls --template` of a template that
+`jigdo-file make-template` made of the --expected image, so that the real tool can rebuild the
+image from this template at a small scale (ScaleReleaseGeneratorTests does).
 """
 import argparse
 import base64
+import concurrent.futures
 import hashlib
 import os
 import random
@@ -212,9 +215,12 @@ def main():
         shutil.rmtree(os.path.join(out, d), ignore_errors=True)
     os.makedirs(os.path.join(out, "images"))
     lines = []
-    for i in range(1, args.images + 1):
-        size, hexsum = make_image(out, i, args)
-        lines.append("image %d parts %d bytes %d sha256 %s\n" % (i, args.parts, size, hexsum))
+    # one process an image: hashing the holes is the cost, and it is CPU-bound
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(args.images, os.cpu_count() or 1)) as pool:
+        jobs = [pool.submit(make_image, out, i, args) for i in range(1, args.images + 1)]
+        for i, job in enumerate(jobs, 1):
+            size, hexsum = job.result()
+            lines.append("image %d parts %d bytes %d sha256 %s\n" % (i, args.parts, size, hexsum))
     with open(os.path.join(out, "release.txt"), "w") as f:
         f.writelines(lines)
     with open(done, "w") as f:
