@@ -55,47 +55,9 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ftp_proxy all_proxy ALL_PROX
 # --- nginx serving $www: tree/ (the release's parts) and one .jigdo per RTT whose [Servers]
 #     point at that RTT's address
 www=$bench_tmp/www
-ng=$bench_tmp/nginx
-mkdir -p "$www" "$ng/tmp"
+mkdir -p "$www"
 ln -s "$work/tree" "$www/tree"
-nginx_port=
-for _ in 1 2 3 4 5; do
-  port=$(free_port)
-  cat > "$ng/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $ng/nginx.pid;
-error_log $ng/error.log;
-events { worker_connections 1024; }
-http {
-  access_log $ng/access.log;
-  client_body_temp_path $ng/tmp;
-  proxy_temp_path $ng/tmp;
-  fastcgi_temp_path $ng/tmp;
-  uwsgi_temp_path $ng/tmp;
-  scgi_temp_path $ng/tmp;
-  default_type application/octet-stream;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000;
-  server {
-    listen 127.0.0.1:$port;
-    root $www;
-  }
-}
-EOF
-  nginx -p "$ng" -c "$ng/nginx.conf" -e "$ng/error.log" &
-  pid=$!
-  bench_pids+=("$pid")
-  for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/" && { nginx_port=$port; break; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  [ -z "$nginx_port" ] || break
-done
-[ -n "$nginx_port" ] || { echo "nginx did not start: $(tail -2 "$ng/error.log")" >&2; exit 1; }
+start_nginx "$www"
 
 # start_mirror RTT [MB/s]: sets $url to the mirror as seen through that RTT, optionally with a
 # shared bandwidth cap (starts a proxy for RTT > 0 or a cap; not a $(...) function: the proxy

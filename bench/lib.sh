@@ -59,19 +59,22 @@ trap bench_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# --- the release (the same one bench.sh uses; rebuilt only when missing or of another size)
+# --- the release (the same one bench.sh uses; rebuilt only when missing or of another size);
+#     BENCH_OWN_RELEASE=1: none (bench/scale.sh makes its own)
 mkdir -p "$work"
-if [ ! -f "$work/release.iso" ] || [ "$(cat "$work/.nfiles" 2>/dev/null)" != "$nfiles" ]; then
-  echo "building a release of $nfiles files in $work ..." >&2
-  Tests/Fixtures/make-release.sh "$work" "$nfiles" 42 >/dev/null
-  echo "$nfiles" > "$work/.nfiles"
+if [ -z "${BENCH_OWN_RELEASE:-}" ]; then
+  if [ ! -f "$work/release.iso" ] || [ "$(cat "$work/.nfiles" 2>/dev/null)" != "$nfiles" ]; then
+    echo "building a release of $nfiles files in $work ..." >&2
+    Tests/Fixtures/make-release.sh "$work" "$nfiles" 42 >/dev/null
+    echo "$nfiles" > "$work/.nfiles"
+  fi
+  rel=$work/jf-md5-gz
+  iso=$work/release.iso
+  size=$(stat -c %s "$iso")
+  # The image's file name in a mount (which may also show e.g. a browse directory next to it)
+  image_name=$(sed -n '/^\[Image\]/,/^\[/ s/^Filename=//p' "$rel/release.jigdo" | head -1)
+  parts=$(grep -c '^[A-Za-z0-9_-]\{22\}=' "$rel/release.jigdo" || true)
 fi
-rel=$work/jf-md5-gz
-iso=$work/release.iso
-size=$(stat -c %s "$iso")
-# The image's file name in a mount (which may also show e.g. a browse directory next to it)
-image_name=$(sed -n '/^\[Image\]/,/^\[/ s/^Filename=//p' "$rel/release.jigdo" | head -1)
-parts=$(grep -c '^[A-Za-z0-9_-]\{22\}=' "$rel/release.jigdo" || true)
 
 now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc; } # t0 t1 -> seconds
@@ -85,6 +88,53 @@ warm_page_cache() { # every contender reads the same files from memory: all comp
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_nginx ROOT: nginx (Debian's, with its own config) serving ROOT on 127.0.0.1 and a free
+# port; sets $nginx_port and $ng (its directory: access.log, error.log). Not a $(...) function:
+# nginx must be this shell's child, registered for stopping.
+start_nginx() {
+  local root=$1 port pid
+  ng=$bench_tmp/nginx
+  mkdir -p "$ng/tmp"
+  nginx_port=
+  for _ in 1 2 3 4 5; do
+    port=$(free_port)
+    cat > "$ng/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $ng/nginx.pid;
+error_log $ng/error.log;
+events { worker_connections 1024; }
+http {
+  access_log $ng/access.log;
+  client_body_temp_path $ng/tmp;
+  proxy_temp_path $ng/tmp;
+  fastcgi_temp_path $ng/tmp;
+  uwsgi_temp_path $ng/tmp;
+  scgi_temp_path $ng/tmp;
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  server {
+    listen 127.0.0.1:$port;
+    root $root;
+  }
+}
+EOF
+    nginx -p "$ng" -c "$ng/nginx.conf" -e "$ng/error.log" &
+    pid=$!
+    bench_pids+=("$pid")
+    for _ in $(seq 100); do
+      curl -s -o /dev/null "http://127.0.0.1:$port/" && { nginx_port=$port; break; }
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    [ -z "$nginx_port" ] || break
+  done
+  [ -n "$nginx_port" ] || { echo "nginx did not start: $(tail -2 "$ng/error.log")" >&2; exit 1; }
 }
 
 # new_mount_point NAME: sets $mp to a new empty directory, registered for unmounting
