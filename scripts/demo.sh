@@ -107,6 +107,9 @@ cmp <(dd if="$net/demo-1.0-x86_64.iso" bs=1M skip=8 count=4 status=none) \
 
 step "jigdofs status $net   (parts downloaded so far)"
 "$bin" status "$net"
+
+step "jigdofs status --map $net   (where each stretch of the image is: what the reads fetched)"
+COLUMNS=${COLUMNS:-100} "$bin" status --map "$net"
 echo "nginx answered $(wc -l < "$demo/nginx/access.log") requests"
 
 step "unmounting, stopping nginx"
