@@ -17,12 +17,13 @@ enum ArgumentArea {
         let masked = arguments.map { Passwords.masked(text: $0) }
         guard masked != arguments, let (start, end) = bounds(), end > start else { return false }
         let size = Int(end - start)
-        // Each masked argument is no longer than the original, so the area holds them all; the
-        // rest is zeroed, which keeps its last byte NUL (the kernel then shows the area alone).
+        // A masked argument can be longer than the original (a password of one or two
+        // characters becomes `***`): what does not fit is cut off, never left as it was. The
+        // rest is zeroed and the last byte is always NUL (the kernel then shows the area alone).
         var bytes: [UInt8] = []
         for a in masked { bytes += Array(a.utf8) + [0] }
-        guard bytes.count <= size, let area = UnsafeMutablePointer<UInt8>(bitPattern: start) else { return false }
-        for i in 0..<size { area[i] = i < bytes.count ? bytes[i] : 0 }
+        guard let area = UnsafeMutablePointer<UInt8>(bitPattern: start) else { return false }
+        for i in 0..<size { area[i] = i < min(bytes.count, size - 1) ? bytes[i] : 0 }
         return true
     }
 
