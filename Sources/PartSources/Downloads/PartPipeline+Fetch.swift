@@ -1,0 +1,346 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Foundation
+import ImageAssembly
+import JigdoFormat
+import Logging
+import Synchronization
+
+/// The download of one part: its walk over the locations, the transfer into a partial cache
+/// file (or memory, when the cache cannot be written), the check and the commit.
+extension PartPipeline {
+    // MARK: the download of one part
+
+    func begin(index: Int, attempt: UInt64, prefetch: Bool) {
+        let part = template.parts[index]
+        let walk = DownloadWalk(urls: ordered(weightedURLs(forPart: index), part: part),
+                                attemptsPerLocation: downloadConfig.attemptsPerLocation, retryDelay: downloadConfig.retryDelay)
+        var job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
+                      prefetch: prefetch, walk: walk)
+        if walk.urls.isEmpty {
+            finish(job, error: unavailable(part, "has no local copy and no download location in the .jigdo"))
+            return
+        }
+        let step = job.walk.start()
+        perform(job, step)
+    }
+
+    /// Carries out a step of the job's walk: the one place its actions become I/O. Runs with
+    /// no lock held.
+    func perform(_ job: Job, _ step: DownloadWalk.Step, cause: TransferError? = nil) {
+        let part = template.parts[job.index]
+        if let url = step.blame {
+            noteFailure(url, part: part, demote: step.demote)
+            // A transfer that failed, once per location and error in a mount's log (LogSetup
+            // folds repeats; wrong bytes have their own line, with the part).
+            if let cause { logger.warning("download failed: \(url): \(cause)") }
+        }
+        if let url = step.credit { noteSuccess(url, part: part) }
+        switch step.action {
+        case .fetch(_, let fromZero):
+            if fromZero, let cache { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
+            tryLocation(job)
+        case .retry(let url, let after):
+            logger.info("\(url): retrying in \(after) s")
+            DispatchQueue.global().asyncAfter(deadline: .now() + after) { self.tryLocation(job) }
+        case .memory(let url):
+            if let cache { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
+            downloadIntoMemory(job, requestURL: applyRedirect(url), cause: cause)
+        case .succeeded:
+            break
+        case .giveUp(let errors):
+            let detail = errors.isEmpty ? "" : ": " + errors.joined(separator: "; ")
+            finish(job, error: unavailable(part, "could not be downloaded from any location\(detail)"))
+        }
+    }
+
+    func tryLocation(_ job: Job) {
+        var job = job
+        guard let url = job.walk.currentURL, let cache, let downloader else {
+            let part = template.parts[job.index]
+            let detail = job.walk.errors.isEmpty ? "" : ": " + job.walk.errors.joined(separator: "; ")
+            finish(job, error: unavailable(part, "could not be downloaded from any location\(detail)"))
+            return
+        }
+        if job.lockFD < 0 {
+            // Already there (another process sharing the cache finished it): done, without
+            // making a lock file that this process might exit before removing.
+            if cache.contains(job.checksum, length: job.length) {
+                finish(job, error: nil, fetched: false)
+                return
+            }
+            if !cache.isWritable {
+                downloadIntoMemory(job, requestURL: applyRedirect(url), cause: nil)
+                return
+            }
+            do {
+                let sum = job.checksum
+                guard let fd = try cache.lockPartial(for: sum, onDemand: { [weak self] in self?.promoteIfPrefetch(sum) }) else {
+                    let retry = job
+                    // Another image of this mount is downloading it (a part two images of a
+                    // release share): go on when it is done, then it is in the cache.
+                    if cache.whenReleasedHere(sum, demand: !currentlyPrefetch(job), { self.tryLocation(retry) }) { return }
+                    // Another process sharing the cache is downloading it: look again shortly.
+                    DispatchQueue.global().asyncAfter(deadline: .now() + max(downloadConfig.retryDelay, 0.2)) { self.tryLocation(retry) }
+                    return
+                }
+                job.lockFD = fd
+            } catch let e as JigdoError where PartCache.costsOnlyCaching(e.firstErrno) {
+                // A read-only, full or foreign cache: caching is lost, the read is not.
+                let code = e.firstErrno!.rawValue
+                if code != ENOSPC && code != EDQUOT { cache.noteUnwritable(e.description) }
+                downloadIntoMemory(job, requestURL: applyRedirect(url),
+                                   cause: TransferError(reason: .diskFull(e.description)))
+                return
+            } catch let e as JigdoError {
+                finish(job, error: e)
+                return
+            } catch {
+                finish(job, error: JigdoError(.io, "\(error)", underlying: error))
+                return
+            }
+        }
+        if cache.contains(job.checksum, length: job.length) {
+            // Another process sharing the cache finished it meanwhile.
+            Syscalls.unlink(cache.partialPath(for: job.checksum))
+            finish(job, error: nil, fetched: false)
+            return
+        }
+        let partial = cache.partialPath(for: job.checksum)
+        var resume = fileSize(partial) ?? 0
+        if resume > job.length {
+            Syscalls.unlink(partial)
+            resume = 0
+        }
+        if resume == job.length && job.length > 0 {
+            verify(job, partial: partial, resumedFrom: resume, received: nil)
+            return
+        }
+        // Downloads are hashed as they arrive; a resumed file's prefix is hashed once here.
+        var hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+        if resume > 0 {
+            do {
+                let prefix = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW)
+                try prefix.hash(count: resume, into: &hasher)
+            } catch {
+                Syscalls.unlink(partial)
+                resume = 0
+                hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+            }
+        }
+        let requestURL = applyRedirect(url)
+        let store = self
+        job.prefetch = currentlyPrefetch(job)
+        let submitted = job
+        let resumeFrom = resume
+        var request = TransferRequest(url: requestURL, path: partial)
+        request.resumeFrom = resumeFrom
+        request.maxLength = job.length
+        request.exactLength = true
+        request.freshConnect = job.walk.freshConnect
+        request.hasher = hasher
+        request.location = locationPrefix(requestURL, part: template.parts[job.index])
+        noteTransferStarted(url, part: template.parts[job.index], bytes: job.length - resumeFrom)
+        let id = downloader.submit(request, priority: job.prefetch ? .prefetch : .demand) { result in
+            store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
+        }
+        condition.lock()
+        let promoted = state.parts.submitted(job.checksum, attempt: job.attempt, transfer: id, asPrefetch: job.prefetch)
+        condition.unlock()
+        // A reader started waiting while this was being submitted.
+        if promoted { downloader.promote(id) }
+    }
+
+    /// A reader of another image waits for this part, which this image fetches ahead: its
+    /// transfer moves before the other read-ahead ones.
+    func promoteIfPrefetch(_ sum: Checksum) {
+        condition.lock()
+        let promote = state.parts.promoteIfPrefetch(sum)
+        condition.unlock()
+        if let promote { downloader?.promote(promote) }
+    }
+
+    /// Whether nobody waits for the part yet (its download may queue behind demand reads).
+    func currentlyPrefetch(_ job: Job) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        return state.parts.isPrefetch(job.checksum, attempt: job.attempt)
+    }
+
+    func transferDone(_ job: Job, requestURL: String, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
+        var job = job
+        let url = job.url
+        noteTransferEnded(url, part: template.parts[job.index], bytes: job.length - resumedFrom,
+                          received: (try? result.get().received) ?? 0)
+        switch result {
+        case .success(let summary):
+            recordDownloaded(summary.received)
+            if summary.effectiveURL != requestURL { learnRedirect(from: requestURL, to: summary.effectiveURL) }
+            verify(job, partial: partial, resumedFrom: resumedFrom, received: summary.checksum)
+        case .failure(let error):
+            if requestURL != url {
+                // The remembered redirect target failed: ask the original server again.
+                forgetRedirect(for: url)
+                tryLocation(job)
+                return
+            }
+            switch error.reason {
+            case .tooLong, .protocolViolation:
+                Syscalls.unlink(partial)
+                logger.warning("\(url): \(error); not used")
+            default:
+                break
+            }
+            // A mirror that stalls is demoted at once: the others carry the rest.
+            if error.isStall { logger.warning("\(url): \(error); this mirror goes last for a while") }
+            let step = job.walk.handle(.failed(error))
+            if case .retry = step.action { logger.info("\(url): \(error)") }
+            perform(job, step, cause: error)
+        }
+    }
+
+    /// The cache disk is full: fetch the part into memory, check it there and serve it from
+    /// memory (caching is lost, correctness is not).
+    func downloadIntoMemory(_ job: Job, requestURL: String, cause: TransferError?) {
+        guard job.length <= Int64(options.memoryBudget), let downloader else {
+            var job = job
+            let step = job.walk.skip("\(cause.map { "\($0)" } ?? "the cache cannot be written") (the part is too large to keep in memory)")
+            perform(job, step)
+            return
+        }
+        if let cause {
+            // One warning per store: a full disk would otherwise log a line per part.
+            condition.lock()
+            let first = !state.warnedMemory
+            state.warnedMemory = true
+            condition.unlock()
+            if first {
+                logger.warning("\(cause): cache disk full; parts are kept in memory instead (caching is lost, not correctness)")
+            } else {
+                logger.debug("\(cause): part \(job.checksum.base64) kept in memory")
+            }
+        }
+        let store = self
+        let submitted = job
+        var request = TransferRequest(url: requestURL, path: nil)
+        request.maxLength = job.length
+        request.exactLength = true
+        request.freshConnect = job.walk.freshConnect
+        request.hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+        request.location = locationPrefix(requestURL, part: template.parts[job.index])
+        noteTransferStarted(job.url, part: template.parts[job.index], bytes: job.length)
+        downloader.submit(request, priority: .demand) { result in
+            store.memoryDone(submitted, result: result)
+        }
+    }
+
+    func memoryDone(_ job: Job, result: Result<TransferSummary, TransferError>) {
+        var job = job
+        let url = job.url
+        noteTransferEnded(url, part: template.parts[job.index], bytes: job.length, received: (try? result.get().received) ?? 0)
+        switch result {
+        case .success(let summary):
+            let body = summary.body ?? []
+            recordDownloaded(summary.received)
+            let sum = summary.checksum ?? {
+                var hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
+                hasher.update(body)
+                return hasher.finalize()
+            }()
+            let matches = sum == job.checksum && Int64(body.count) == job.length
+            if matches {
+                memoryParts.insert(body, for: job.checksum, cost: body.count)
+            } else {
+                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+            }
+            let step = job.walk.handle(.transferred(matches: matches, resumed: false))
+            perform(job, step)
+            if matches { finish(job, error: nil) }
+        case .failure(let error):
+            perform(job, job.walk.handle(.failed(error)), cause: error)
+        }
+    }
+
+    /// Checks the downloaded file; a match goes into the cache, a mismatch is thrown away.
+    /// `received`: the checksum of the file as its bytes arrived (nil: read it back).
+    func verify(_ job: Job, partial: String, resumedFrom: Int64, received: Checksum?) {
+        var job = job
+        let url = job.url
+        let kind = job.checksum.kind ?? template.checksumKind
+        let sum: Checksum
+        if let received {
+            sum = received
+        } else {
+            do {
+                sum = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW).checksum(kind)
+            } catch {
+                perform(job, job.walk.skip("\(error)"))
+                return
+            }
+        }
+        let step = job.walk.handle(.transferred(matches: sum == job.checksum, resumed: resumedFrom > 0))
+        guard sum == job.checksum else {
+            Syscalls.unlink(partial)
+            if step.blame != nil {
+                logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
+            }
+            perform(job, step)
+            return
+        }
+        perform(job, step)
+        do {
+            // Made room for (--cache-size) before it is renamed in. A part no reader pins that
+            // does not fit beside the pinned ones is not kept: done all the same (caching is
+            // lost; a later read finds it missing and fetches it again).
+            if let cache, try cache.store(partial: partial, as: job.checksum, length: job.length),
+               let f = cache.openPart(job.checksum, length: job.length) {
+                // Bytes this process hashed as they arrived: served without another check while
+                // the file stays as it is.
+                verifiedFiles.withLock { $0[job.checksum] = f.identity }
+                openFiles.insert(f, for: job.checksum, cost: 1)
+            }
+            finish(job, error: nil)
+        } catch {
+            // E.g. no room for a new cache directory: serve the verified bytes from memory.
+            // If the partial file cannot be read back either, its error is dropped: the
+            // commit's error (`error`) is the one the job fails with, below.
+            if job.length <= Int64(options.memoryBudget), let bytes = try? ReadOnlyFile(path: partial).readAll(),
+               Int64(bytes.count) == job.length {
+                let why = (error as? JigdoError).map { $0.errno?.text ?? $0.message } ?? "\(error)"
+                logger.warning("the part cache cannot store parts (\(why)); they are kept in memory instead")
+                logger.debug("\(error); part \(job.checksum.base64) is kept in memory")
+                memoryParts.insert(bytes, for: job.checksum, cost: bytes.count)
+                Syscalls.unlink(partial)
+                finish(job, error: nil)
+            } else {
+                finish(job, error: (error as? JigdoError) ?? JigdoError(.io, "\(error)", underlying: error))
+            }
+        }
+    }
+
+    /// `fetched`: the part was downloaded by this attempt (not found in the cache).
+    func finish(_ job: Job, error: JigdoError?, fetched: Bool = true) {
+        if job.lockFD >= 0 {
+            // An empty partial file (made to hold the lock) is not worth keeping.
+            if let cache, fileSize(cache.partialPath(for: job.checksum)) == 0 { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
+            if let cache { cache.unlockPartial(job.lockFD, for: job.checksum) } else { Syscalls.close(job.lockFD) }
+        }
+        condition.lock()
+        let end = state.parts.finished(job.checksum, attempt: job.attempt, error: error)
+        let readerWaits = end.readerWaited
+        if error == nil && fetched { state.partsDownloaded += 1 }
+        condition.broadcast()
+        condition.unlock()
+        for w in end.waiters { w(error) }
+        // A failed read-ahead is retried when the part is read. A failing read throws the error
+        // to its reader, which reports it (the CLI's one line, the mount's EIO log line).
+        if let error { logger.info("\(readerWaits ? "" : "read-ahead: ")\(error)") }
+    }
+
+    func recordDownloaded(_ bytes: Int64) {
+        condition.lock()
+        state.bytesDownloaded += bytes
+        condition.unlock()
+    }
+}
