@@ -25,8 +25,8 @@
 #                             per-host cap jigdofs uses by default), each checked against its
 #                             MD5 or SHA256 (aria2c fails on a mismatch): a download manager's
 #                             peer figure for the same requests.
-# Also per RTT: the daemon's CPU time (user and system, /proc/PID/stat after the full dd) per GB
-# of the image, and its peak RSS, next to the CPU seconds per GB `openssl dgst -md5` (-sha256)
+# Also per RTT: the daemon's CPU time (user and system, /proc/PID/stat after the full dd, so the
+# mount's setup included) per GB of the image, and its peak RSS, next to the CPU seconds per GB `openssl dgst -md5` (-sha256)
 # needs over the finished ISO on this machine, measured at the start of the same run (the floor
 # of checking every byte); the difference is the daemon's CPU beyond the checksum.
 # Then an untimed counting run per RTT (COUNTING_RUN=0 skips it): the same mount and full dd,
