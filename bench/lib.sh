@@ -68,12 +68,20 @@ if [ -z "${BENCH_OWN_RELEASE:-}" ]; then
     Tests/Fixtures/make-release.sh "$work" "$nfiles" 42 >/dev/null
     echo "$nfiles" > "$work/.nfiles"
   fi
-  rel=$work/jf-md5-gz
+  # CHECKSUM=sha256: the release's SHA256 variant (jigdo-file make-template -C sha256, a jigdo
+  # 2.0 file; make-release.sh makes both) instead of the MD5 one (default)
+  checksum=${CHECKSUM:-md5}
+  case $checksum in
+    md5) key_len=22 ;;
+    sha256) key_len=43 ;;
+    *) echo "CHECKSUM must be md5 or sha256, not $checksum" >&2; exit 1 ;;
+  esac
+  rel=$work/jf-$checksum-gz
   iso=$work/release.iso
   size=$(stat -c %s "$iso")
   # The image's file name in a mount (which may also show e.g. a browse directory next to it)
   image_name=$(sed -n '/^\[Image\]/,/^\[/ s/^Filename=//p' "$rel/release.jigdo" | head -1)
-  parts=$(grep -c '^[A-Za-z0-9_-]\{22\}=' "$rel/release.jigdo" || true)
+  parts=$(grep -c "^[A-Za-z0-9_-]\\{$key_len\\}=" "$rel/release.jigdo" || true)
 fi
 
 now() { date +%s.%N; }
@@ -204,7 +212,7 @@ steal_since() {
 bench_start_ticks=$(cpu_ticks)
 
 header() {
-  printf 'image %s: %d bytes, %d parts, MD5, %s cores, load %s\n' "$(basename "$iso")" "$size" "$parts" \
+  printf 'image %s: %d bytes, %d parts, %s, %s cores, load %s\n' "$(basename "$iso")" "$size" "$parts" "${checksum^^}" \
     "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf 'jigdofs: %s\n' "$bin"
   printf 'written to: %s (%s)\n' "$bench_tmp" "$(stat -f -c %T "$bench_tmp" 2>/dev/null || echo '?')"

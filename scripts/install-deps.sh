@@ -13,7 +13,7 @@ packages=(
   # the boot test: QEMU (its Depends bring SeaBIOS and iPXE's ROMs) and an isolinux ISO
   qemu-system-x86 isolinux syslinux-common
   # the benchmark script
-  bc time aria2
+  bc time aria2 strace
   # the .deb (scripts/build-deb.sh: dpkg-shlibdeps, lintian) and the admin tests (man -w,
   # systemd-fstab-generator, which only writes unit files when the tests run it)
   dpkg-dev lintian man-db systemd
