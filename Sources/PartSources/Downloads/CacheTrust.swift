@@ -3,6 +3,11 @@ import Glibc
 #endif
 import JigdoFormat
 
+/// The effective user: a cache file must be its own. Read once (`geteuid` is a system call,
+/// and the cache's checks asked it four times a part downloaded); the daemon never changes
+/// its user.
+let thisUser: uid_t = geteuid()
+
 /// Whether a file or directory of the cache may be believed: it is this user's own (root's for
 /// root), neither group nor others can write it, and it is not a symbolic link (looked at with
 /// lstat, never followed). Anything else may have been put there by someone else (a cache dir
@@ -30,7 +35,7 @@ public enum CacheTrust {
         let type = st.st_mode & S_IFMT
         if type == S_IFLNK { return "a symbolic link" }
         if type != (directory ? S_IFDIR : S_IFREG) { return directory ? "not a directory" : "not a regular file" }
-        if st.st_uid != geteuid() { return "owned by uid \(st.st_uid), not by this user (uid \(geteuid()))" }
+        if st.st_uid != thisUser { return "owned by uid \(st.st_uid), not by this user (uid \(thisUser))" }
         if st.st_mode & (S_IWGRP | S_IWOTH) != 0 {
             return "writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8)))"
         }
@@ -55,11 +60,11 @@ public enum CacheTrust {
     static func isUsersOwnLinkToTrustedDirectory(_ path: String) -> Bool {
         var link = stat(), parent = stat(), target = stat()
         guard RawNames.withFileSystemPath(path, { Syscalls.lstat($0, &link) }) == 0,
-              link.st_mode & S_IFMT == S_IFLNK, link.st_uid == geteuid() else { return false }
+              link.st_mode & S_IFMT == S_IFLNK, link.st_uid == thisUser else { return false }
         let slash = path.lastIndex(of: "/")
         let parentPath = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
         guard RawNames.withFileSystemPath(parentPath, { Syscalls.lstat($0, &parent) }) == 0,
-              parent.st_mode & S_IFMT == S_IFDIR, parent.st_uid == geteuid() || parent.st_uid == 0,
+              parent.st_mode & S_IFMT == S_IFDIR, parent.st_uid == thisUser || parent.st_uid == 0,
               parent.st_mode & (S_IWGRP | S_IWOTH) == 0,
               RawNames.withFileSystemPath(path, { stat($0, &target) }) == 0 else { return false }
         return problem(target, directory: true) == nil

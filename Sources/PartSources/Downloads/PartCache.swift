@@ -218,7 +218,7 @@ public final class PartCache: Sendable {
 
     /// Whether a file's status is that of a regular file owned by this process's user.
     static func isOwnRegularFile(_ st: stat) -> Bool {
-        (st.st_mode & S_IFMT) == S_IFREG && st.st_uid == geteuid()
+        (st.st_mode & S_IFMT) == S_IFREG && st.st_uid == thisUser
     }
 
     /// Opens a cached part (O_NOFOLLOW: a symlink is never followed); nil when it is absent,
@@ -228,7 +228,7 @@ public final class PartCache: Sendable {
         // Why it cannot be opened (absent, a symlink, unreadable) is not kept: every case
         // means "not in the cache", and the part is fetched again.
         guard refusal == nil, let f = try? ReadOnlyFile(path: path(for: sum), extraFlags: O_NOFOLLOW),
-              f.isRegularFile, f.owner == geteuid(), f.size == length else { return nil }
+              f.isRegularFile, f.owner == thisUser, f.size == length else { return nil }
         return f
     }
 
@@ -236,7 +236,7 @@ public final class PartCache: Sendable {
     /// through a symlink). Its bytes are checked when it is first served.
     public func contains(_ sum: Checksum, length: Int64) -> Bool {
         var st = stat()
-        guard refusal == nil, Syscalls.lstat(path(for: sum), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else { return false }
+        guard refusal == nil, Syscalls.lstat(path(for: sum), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == thisUser else { return false }
         return Int64(st.st_size) == length
     }
 

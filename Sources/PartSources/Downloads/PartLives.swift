@@ -146,6 +146,14 @@ public struct PartLives<Key: Hashable & Sendable, Failure, Waiter> {
         if case .done? = lives[key] { lives[key] = nil }
     }
 
+    /// Whether a download of the part is running or it is done (read-ahead starts neither).
+    public func isBusyOrDone(_ key: Key) -> Bool {
+        switch lives[key] {
+        case .downloading?, .done?: return true
+        case .failed?, nil: return false
+        }
+    }
+
     public func isDone(_ key: Key) -> Bool {
         if case .done? = lives[key] { return true }
         return false

@@ -228,7 +228,14 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     /// being downloaded are skipped.
     public func prefetch(_ indices: [Int]) {
         guard downloadsEnabled else { return }
-        for i in indices where !isLocallyAvailable(i) { startIfIdle(i, prefetch: true) }
+        // Parts this process is downloading or has done are skipped under one lock, before
+        // any costs a look at the disk: the window moves a part at a time, and a new stream of
+        // reads (the kernel's parallel read-ahead starts some) asks for the whole window again
+        // (7 of the 17 stats a part downloaded were these). Read-ahead never starts those anyway.
+        condition.lock()
+        let unknown = indices.filter { !state.parts.isBusyOrDone(template.parts.checksum($0)) }
+        condition.unlock()
+        for i in unknown where !isLocallyAvailable(i) { startIfIdle(i, prefetch: true) }
     }
 
     /// Waits until the part is local or cached, downloading it if needed.
