@@ -99,19 +99,35 @@ public enum JigdoBase64 {
     }()
 
     public static func encode(_ bytes: [UInt8]) -> String {
-        var out = [UInt8]()
-        var acc: UInt32 = 0
-        var bits = 0
-        for b in bytes {
-            acc = (acc << 8) | UInt32(b)
-            bits += 8
-            while bits >= 6 {
-                bits -= 6
-                out.append(alphabet[Int((acc >> UInt32(bits)) & 63)])
+        bytes.withUnsafeBytes { encode($0) }
+    }
+
+    /// Written straight into the string's storage: one allocation (none for an MD5's 22
+    /// characters, which fit in a small string), where appending to an array cost five (a
+    /// cache path is made from it several times a part).
+    public static func encode(_ bytes: UnsafeRawBufferPointer) -> String {
+        let count = (bytes.count * 8 + 5) / 6
+        return alphabet.withUnsafeBufferPointer { alphabet in
+            String(unsafeUninitializedCapacity: count) { out in
+                var acc: UInt32 = 0
+                var bits = 0
+                var n = 0
+                for b in bytes {
+                    acc = (acc << 8) | UInt32(b)
+                    bits += 8
+                    while bits >= 6 {
+                        bits -= 6
+                        out[n] = alphabet[Int((acc >> UInt32(bits)) & 63)]
+                        n += 1
+                    }
+                }
+                if bits > 0 {
+                    out[n] = alphabet[Int((acc << UInt32(6 - bits)) & 63)]
+                    n += 1
+                }
+                return n
             }
         }
-        if bits > 0 { out.append(alphabet[Int((acc << UInt32(6 - bits)) & 63)]) }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Decodes a checksum; nil if the text has characters outside the alphabet or does not

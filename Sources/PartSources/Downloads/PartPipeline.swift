@@ -402,7 +402,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
             var end = index + 1
             var bytes: Int64 = 0
             for i in (index + 1)..<min(parts.count, index + 1 + self.options.readAheadParts) {
-                bytes += parts[i].length
+                bytes += parts.length(i)
                 if bytes > self.options.readAheadBytes && i > index + 1 { break }
                 end = i + 1
             }
