@@ -260,10 +260,41 @@ extension HTTPDownloader {
             var text = String(cString: t.errorBuffer)
             if text.isEmpty { text = String(cString: curl_easy_strerror(code)) }
             text = ProxyEnvironment.annotate(text, code: code, url: t.url)
-            result = .failure(TransferError(reason: .curl(code: Int(code.rawValue), text: text)))
+            result = .failure(TransferError(curl: code, text: text))
         }
         release(t, measured: true, result: result)
         deliver(t, result, fd: fd)
+    }
+}
+
+extension TransferError {
+    /// THE one place libcurl's codes become transport-neutral reasons (`text`: libcurl's
+    /// message, kept for the logs and the error a reader gets). What a code means for the
+    /// walk (retry, stall, a spoiled connection) is then read off the reason.
+    init(curl code: CURLcode, text: String) {
+        switch code {
+        case CURLE_OPERATION_TIMEDOUT:
+            self.init(reason: .timedOut(text))
+        case CURLE_COULDNT_CONNECT:
+            self.init(reason: .connectFailed(text))
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            self.init(reason: .resolveFailed(text))
+        case CURLE_SEND_ERROR:
+            self.init(reason: .sendFailed(text))
+        case CURLE_RECV_ERROR, CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING, CURLE_HTTP2, CURLE_HTTP2_STREAM:
+            self.init(reason: .connectionLost(text))
+        case CURLE_WEIRD_SERVER_REPLY, CURLE_UNSUPPORTED_PROTOCOL:
+            self.init(reason: .badResponse(text))
+        case CURLE_SSL_CONNECT_ERROR:
+            self.init(reason: .tls(text))
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_ISSUER_ERROR,
+             CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+            self.init(reason: .untrusted(text))
+        case CURLE_TOO_MANY_REDIRECTS:
+            self.init(reason: .tooManyRedirects(text))
+        default:
+            self.init(reason: .other(text))
+        }
     }
 }
 
