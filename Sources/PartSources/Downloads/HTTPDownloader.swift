@@ -13,8 +13,8 @@ import Synchronization
 ///
 /// Each transfer appends to (or resumes, with a range request) a file; the caller verifies the
 /// result. Completions run on a global dispatch queue, never on the worker thread.
-public final class HTTPDownloader: @unchecked Sendable {
-    public enum Priority: Sendable { case demand, prefetch }
+public final class HTTPDownloader: PartFetcher, @unchecked Sendable {
+    public typealias Priority = TransferPriority
 
     private struct Queues {
         var demand: [Transfer] = []

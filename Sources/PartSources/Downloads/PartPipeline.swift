@@ -82,7 +82,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     public let resolver: LocationResolver
     public let local: (any PartSource)?
     public let cache: PartCache?
-    public let downloader: HTTPDownloader?
+    public let downloader: (any PartFetcher)?
     public let options: Options
     public let downloadConfig: DownloadConfig
     let logger: Logger
@@ -102,7 +102,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     ///   - downloader: nil means no downloads (as `--offline`).
     public init(
         template: TemplateInfo, resolver: LocationResolver, local: (any PartSource)?, cache: PartCache?,
-        downloader: HTTPDownloader?, options: Options = Options(),
+        downloader: (any PartFetcher)?, options: Options = Options(),
         logger: Logger = Logger(label: "jigdofs.download")
     ) {
         self.template = template

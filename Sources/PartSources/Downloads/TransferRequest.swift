@@ -17,9 +17,19 @@ public struct TransferSummary: Sendable {
     /// The server's Last-Modified (seconds since the epoch), when `TransferRequest.remoteTime`
     /// asked for it and the server sent one.
     public var remoteTime: Int64? = nil
+
+    public init(received: Int64, fileSize: Int64, effectiveURL: String, body: [UInt8]? = nil,
+                checksum: Checksum? = nil, remoteTime: Int64? = nil) {
+        self.received = received
+        self.fileSize = fileSize
+        self.effectiveURL = effectiveURL
+        self.body = body
+        self.checksum = checksum
+        self.remoteTime = remoteTime
+    }
 }
 
-/// What one transfer asks for (`HTTPDownloader.submit`).
+/// What one transfer asks for (`PartFetcher.submit`).
 public struct TransferRequest: Sendable {
     public var url: String
     /// The file to write; nil: keep the body in memory.
