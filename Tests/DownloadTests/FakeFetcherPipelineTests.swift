@@ -391,4 +391,40 @@ struct FakeFetcherPipelineTests {
         #expect(!FileManager.default.fileExists(atPath: f.cache.path(for: f.pipeline.template.parts[0].checksum)))
         #expect(capture.messages.filter { $0.contains("kept in memory instead") }.count == 1, "\(capture.messages)")
     }
+
+    @Test("a part whose partial file another process has locked: looked at again when the clock reaches the poll delay, then served from the cache, not fetched")
+    func lockedByAnotherProcessPolled() throws {
+        let f = try FakePipeline()
+        let sum = f.pipeline.template.parts[0].checksum
+        let partial = f.cache.partialPath(for: sum)
+        // The other process: its own open file description, so its flock excludes this one's.
+        let fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        try #require(fd >= 0)
+        #expect(flock(fd, LOCK_EX) == 0)
+        let read = BackgroundRead(f.pipeline, part: 0)
+        #expect(f.clock.waitForScheduled(), "the lock is not looked at again later")
+        #expect(f.fetcher.waiting == 0)
+        // It finishes the part and lets go of the lock.
+        #expect(f.parts[0].withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, 0) } == f.parts[0].count)
+        #expect(try f.cache.store(partial: partial, as: sum, length: Int64(f.parts[0].count)))
+        close(fd)
+        f.clock.advance(max(f.fetcher.config.retryDelay, 0.2))
+        #expect(read.bytes() == f.parts[0])
+        #expect(f.fetcher.requested.isEmpty, "fetched although another process had it: \(f.fetcher.requested)")
+    }
+
+    @Test("a cancelled transfer (the fetcher shut down) ends the attempt: the read fails, no other mirror is asked")
+    func cancelledGivesUp() throws {
+        let f = try FakePipeline()
+        let read = BackgroundRead(f.pipeline, part: 0)
+        f.fetcher.fail(try #require(f.fetcher.next()), .cancelled)
+        let result = try #require(read.wait())
+        guard case .failure(let error) = result else {
+            Issue.record("a cancelled transfer served the part")
+            return
+        }
+        #expect("\(error)".contains("cancelled"), "\(error)")
+        #expect(f.fetcher.requested == [f.url("one", 0)])
+        #expect(f.clock.pending == 0)
+    }
 }
