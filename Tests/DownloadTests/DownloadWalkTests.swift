@@ -12,10 +12,10 @@ private func failure(_ reason: TransferError.Reason) -> DownloadWalk.Outcome {
     .failed(TransferError(reason: reason))
 }
 
-/// curl's "Operation timed out" (the low-speed limit): a stall.
-private let stall = failure(.curl(code: 28, text: "Operation too slow"))
-/// curl's "Couldn't connect": transient.
-private let refused = failure(.curl(code: 7, text: "Couldn't connect"))
+/// The low-speed limit ("Operation too slow"): a stall.
+private let stall = failure(.timedOut("Operation too slow"))
+/// "Couldn't connect": transient.
+private let refused = failure(.connectFailed("Couldn't connect"))
 
 @Suite("DownloadWalk and MirrorHealth: the decisions of a part's download, without I/O")
 struct DownloadWalkTests {

@@ -44,7 +44,7 @@ extension PartPipeline {
             tryLocation(job)
         case .retry(let url, let after):
             logger.info("\(url): retrying in \(after) s")
-            DispatchQueue.global().asyncAfter(deadline: .now() + after) { self.tryLocation(job) }
+            clock.runAfter(after) { self.tryLocation(job) }
         case .memory(let url):
             if let cache { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
             downloadIntoMemory(job, requestURL: applyRedirect(url), cause: cause)
@@ -83,7 +83,7 @@ extension PartPipeline {
                     // release share): go on when it is done, then it is in the cache.
                     if cache.whenReleasedHere(sum, demand: !currentlyPrefetch(job), { self.tryLocation(retry) }) { return }
                     // Another process sharing the cache is downloading it: look again shortly.
-                    DispatchQueue.global().asyncAfter(deadline: .now() + max(downloadConfig.retryDelay, 0.2)) { self.tryLocation(retry) }
+                    clock.runAfter(max(downloadConfig.retryDelay, 0.2)) { self.tryLocation(retry) }
                     return
                 }
                 job.lockFD = fd

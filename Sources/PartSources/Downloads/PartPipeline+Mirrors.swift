@@ -15,7 +15,7 @@ extension PartPipeline {
     func noteFailure(_ url: String, part: TemplatePart, demote: Bool) {
         let host = hostOf(url)
         let location = locationPrefix(url, part: part)
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = clock.now()
         condition.lock()
         state.failuresByHost[host, default: 0] += 1
         state.health.noteFailure(location, now: now, demote: demote)
@@ -67,14 +67,14 @@ extension PartPipeline {
         let prefixB = b[0..<(b.count - common)].joined(separator: "/") + "/"
         guard prefixA != prefixB, isRemoteURL(prefixB) else { return }
         condition.lock()
-        state.redirects[prefixA] = (prefixB, DispatchTime(uptimeNanoseconds: DispatchTime.now().uptimeNanoseconds + Self.redirectLifetime))
+        state.redirects[prefixA] = (prefixB, clock.now() + Self.redirectLifetime)
         condition.unlock()
         logger.info("\(prefixA) redirects to \(prefixB); remembered for a while")
     }
 
     /// The URL to ask: a remembered redirect target, or `url` itself.
     func applyRedirect(_ url: String) -> String {
-        let now = DispatchTime.now()
+        let now = clock.now()
         condition.lock(); defer { condition.unlock() }
         guard !state.redirects.isEmpty else { return url }
         var best: (String, String)?
@@ -96,7 +96,7 @@ extension PartPipeline {
     /// soonest (by its measured speed and what it still has to send) goes first.
     func ordered(_ urls: [(url: String, weight: Int)], part: TemplatePart) -> [String] {
         guard urls.count > 1 else { return urls.map(\.url) }
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = clock.now()
         condition.lock()
         let health = state.health
         condition.unlock()
@@ -107,7 +107,7 @@ extension PartPipeline {
     /// measured speed, for `ordered`).
     func noteTransferStarted(_ url: String, part: TemplatePart, bytes: Int64) {
         let location = locationPrefix(url, part: part)
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = clock.now()
         condition.lock()
         state.health.noteStarted(location, bytes: bytes, now: now)
         condition.unlock()
@@ -115,7 +115,7 @@ extension PartPipeline {
 
     func noteTransferEnded(_ url: String, part: TemplatePart, bytes: Int64, received: Int64) {
         let location = locationPrefix(url, part: part)
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = clock.now()
         condition.lock()
         state.health.noteEnded(location, bytes: bytes, received: received, now: now)
         condition.unlock()

@@ -70,7 +70,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         var warnedMemory = false
         /// URL prefix -> prefix it redirected to (a mirror redirector's answer), and until when
         /// it is used instead of asking the redirector again.
-        var redirects: [String: (target: String, until: DispatchTime)] = [:]
+        var redirects: [String: (target: String, until: UInt64)] = [:]
     }
 
     /// How long a redirector's answer is remembered.
@@ -82,10 +82,12 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     public let resolver: LocationResolver
     public let local: (any PartSource)?
     public let cache: PartCache?
-    public let downloader: HTTPDownloader?
+    public let downloader: (any PartFetcher)?
     public let options: Options
     public let downloadConfig: DownloadConfig
     let logger: Logger
+    /// The time and the delays of retries and polls (`SystemClock`; a test's own).
+    let clock: any PipelineClock
     // Lock order: `condition` is taken alone; never held across I/O, a libcurl call, or a
     // call into `local`/`cache`/`downloader` (their own locks are leaves).
     let condition = NSCondition()
@@ -102,8 +104,8 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     ///   - downloader: nil means no downloads (as `--offline`).
     public init(
         template: TemplateInfo, resolver: LocationResolver, local: (any PartSource)?, cache: PartCache?,
-        downloader: HTTPDownloader?, options: Options = Options(),
-        logger: Logger = Logger(label: "jigdofs.download")
+        downloader: (any PartFetcher)?, options: Options = Options(),
+        logger: Logger = Logger(label: "jigdofs.download"), clock: (any PipelineClock)? = nil
     ) {
         self.template = template
         self.resolver = resolver
@@ -114,6 +116,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         self.memoryParts = ByteBudgetCache(budget: options.memoryBudget)
         self.downloadConfig = downloader?.config ?? DownloadConfig()
         self.logger = logger
+        self.clock = clock ?? SystemClock()
     }
 
     var downloadsEnabled: Bool { !options.offline && downloader != nil && cache != nil }

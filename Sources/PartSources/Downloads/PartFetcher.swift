@@ -1,0 +1,33 @@
+import Foundation
+
+/// How urgent a transfer is: a reader waits for it (`demand`), or it fetches ahead (`prefetch`).
+public enum TransferPriority: Sendable { case demand, prefetch }
+
+/// The transfer engine as `PartPipeline` sees it: transfers in, transport-neutral outcomes
+/// out (`TransferSummary`, `TransferError`). `HTTPDownloader` (libcurl) is the one of a
+/// mount; the unit tests drive the pipeline with a fake one and no network.
+///
+/// What an implementation owes the pipeline: a file transfer (`TransferRequest.path`) writes
+/// the body into that file from `resumeFrom` on (the bytes before it kept), feeds the very
+/// bytes it writes to `request.hasher` and returns its checksum in the summary; one into
+/// memory (`path` nil) returns the body. Failures are `TransferError`s whose reasons say what
+/// happened (a stall, a status, a full disk...); the pipeline decides what to do about them.
+/// Completions run on another thread than the caller of `submit`, with no lock of the
+/// fetcher held.
+public protocol PartFetcher: AnyObject, Sendable {
+    /// The settings the pipeline's decisions use too (retries per location and their delay).
+    var config: DownloadConfig { get }
+
+    /// Queues a transfer. Returns an id for `promote` (0: not accepted; `completion` then
+    /// gets `.cancelled`).
+    @discardableResult
+    func submit(_ request: TransferRequest, priority: TransferPriority,
+                completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void) -> UInt64
+
+    /// A reader now waits for this queued read-ahead transfer: it goes before read-ahead ones.
+    func promote(_ id: UInt64)
+
+    /// Per mirror location: the transfers it may run at once and its last measured rate
+    /// (bytes/s), for `jigdofs status`.
+    func concurrency() -> [String: (limit: Int, rate: Double?)]
+}
