@@ -9,39 +9,55 @@ import Synchronization
 extension PartPipeline {
     /// Readies the parts of one read (`ImageReader`, a read of several parts): when some must
     /// be downloaded, every part of the read is pinned (as `readPart` pins), every missing one
-    /// is started with demand priority in read order, and the read waits once for all of them:
-    /// a FUSE request (`ReadContext.mustNotWait`) throws one `WouldWait` for the set before a
-    /// byte is read; any other read blocks until the set is there, then reads. When nothing is
-    /// missing, `read` runs at once (nothing allocated).
+    /// is started with demand priority in read order, and the read waits once for all of them.
+    ///
+    /// A FUSE request (`ReadContext.mustNotWait`) reads as it comes, so that one whose parts
+    /// are all here costs nothing more than before; the first part that would wait (its
+    /// download started, `WouldWait`) has every other missing part of the read started too, and
+    /// the request throws one `WouldWait` for the set (the bytes it read are read again in its
+    /// next round, its pins kept). Any other read starts the missing parts first, blocks until
+    /// the set is there, then reads.
     public func reading(_ parts: ReadParts, _ read: () throws -> Void) throws {
         guard downloadsEnabled else { return try read() }
-        var missing: [Int] = []
-        for index in parts where needsDownload(index) { missing.append(index) }
-        guard !missing.isEmpty else { return try read() }
-        // Pinned before their downloads start: a FUSE request keeps the pins across its rounds
-        // (its holds), so the parts there now are still there when it runs again; any other
-        // read until it returns.
         var pinned: [Checksum] = []
         defer { for sum in pinned { cache?.unpin(sum) } }
-        for index in parts {
-            if let sum = pinWhileRead(template.parts[index].checksum) { pinned.append(sum) }
+        if ReadContext.mustNotWait {
+            do {
+                return try read()
+            } catch let first as WouldWait {
+                // (No part needs a download any more: the first's wait ends at once.)
+                guard let waits = startMissing(of: parts, pinned: &pinned) else { throw first }
+                throw WouldWait { [self] done in whenAllFinished(waits, done) }
+            }
         }
-        let waits = demandAll(missing)
-        if !waits.isEmpty {
-            let wait = WouldWait { [self] done in whenAllFinished(waits, done) }
-            if ReadContext.mustNotWait { throw wait }
+        if let waits = startMissing(of: parts, pinned: &pinned) {
             let ended = Ended()
-            wait.register { ended.set($0) }
+            whenAllFinished(waits) { ended.set($0) }
             if let error = ended.wait() { throw error }
         }
-        // Each part is read as always (a part evicted meanwhile is fetched again, as before).
+        // Each part is read as always (a part evicted meanwhile is waited for again, as before).
         try read()
+    }
+
+    /// Pins every part of the read and starts each one that needs a download: the attempts to
+    /// wait for (nil: none). Pinned before the downloads start: a FUSE request keeps the pins
+    /// across its rounds (its holds), so the parts there now are still there when it runs
+    /// again; any other read (`pinned`, to unpin) until it returns.
+    func startMissing(of parts: ReadParts, pinned: inout [Checksum]) -> [(sum: Checksum, attempt: UInt64)]? {
+        var missing: [Int] = []
+        for index in parts where needsDownload(index) { missing.append(index) }
+        guard !missing.isEmpty else { return nil }
+        for index in parts {
+            if let sum = pinWhileRead(template.parts.checksum(index)) { pinned.append(sum) }
+        }
+        let waits = demandAll(missing)
+        return waits.isEmpty ? nil : waits
     }
 
     /// Whether part `index` needs a download before it can be read: it is being downloaded, or
     /// it is neither done, open, in memory, local nor in the cache.
     func needsDownload(_ index: Int) -> Bool {
-        let sum = template.parts[index].checksum
+        let sum = template.parts.checksum(index)
         condition.lock()
         let life = state.parts.life(sum)
         condition.unlock()
@@ -62,10 +78,10 @@ extension PartPipeline {
     func demandAll(_ indices: [Int]) -> [(sum: Checksum, attempt: UInt64)] {
         var demands: [(index: Int, demand: PartLives<Checksum, JigdoError, Waiter>.Demand)] = []
         demands.reserveCapacity(indices.count)
-        for index in indices { forgetEvicted(template.parts[index].checksum) }
+        for index in indices { forgetEvicted(template.parts.checksum(index)) }
         condition.lock()
         for index in indices {
-            let sum = template.parts[index].checksum
+            let sum = template.parts.checksum(index)
             if state.parts.isDone(sum) { continue }
             demands.append((index, state.parts.demand(sum)))
         }
@@ -74,7 +90,7 @@ extension PartPipeline {
             if let promote = d.demand.promote { downloader?.promote(promote) }
             if d.demand.start { begin(index: d.index, attempt: d.demand.attempt, prefetch: false) }
         }
-        return demands.map { (template.parts[$0.index].checksum, $0.demand.attempt) }
+        return demands.map { (template.parts.checksum($0.index), $0.demand.attempt) }
     }
 
     /// Calls `done` once: nil when every attempt (or a later one) ended with its part there,
