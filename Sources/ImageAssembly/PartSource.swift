@@ -13,11 +13,12 @@ public protocol PartSource: Sendable {
     /// Whether the part can be read without waiting for the network (known local copy or cache).
     func isLocallyAvailable(_ index: Int) -> Bool
 
-    /// Readies the parts one read of the image covers (`parts`, in read order), then runs
+    /// Readies the parts one read of the image covers (`parts`, in read order) and runs
     /// `read`, which reads them (`readPart`). A source that would have to wait for some of them
-    /// starts them all at once: under `ReadContext.mustNotWait` it throws one `WouldWait` for
-    /// the whole set before `read` runs; otherwise it waits for the set, then reads. A source
-    /// that never waits (the default) just runs `read`.
+    /// starts them all at once and waits once: under `ReadContext.mustNotWait` it throws one
+    /// `WouldWait` for the whole set (it may try `read` first and plan only when a part would
+    /// wait); otherwise it waits for the set, then reads. A source that never waits (the
+    /// default) just runs `read`.
     func reading(_ parts: ReadParts, _ read: () throws -> Void) throws
 }
 
