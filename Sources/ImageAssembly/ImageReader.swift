@@ -4,7 +4,8 @@ import JigdoFormat
 /// verify, the FUSE mount and the browse view.
 ///
 /// Thread-safe: any number of threads may read any ranges at once. A read touches only the
-/// template chunks and parts its range covers.
+/// template chunks and parts its range covers. A read of several parts is planned whole
+/// (`PartSource.reading`): every part it lacks is started at once, and it waits once.
 public final class ImageReader: Sendable {
     public let template: TemplateDataReader
     public let parts: any PartSource
@@ -24,22 +25,37 @@ public final class ImageReader: Sendable {
         guard offset < size, buffer.count > 0 else { return 0 }
         let total = Int(min(Int64(buffer.count), size - offset))
         let info = template.info
-        guard var index = info.layoutIndex(containing: offset) else { return 0 }
-        var done = 0
-        while done < total {
-            let entry = info.layout[index]
-            let pos = offset + Int64(done)
-            let within = pos - entry.imageOffset
-            let n = Int(min(Int64(total - done), entry.length - within))
-            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + n])
-            switch entry.source {
-            case .templateData(let dataOffset):
-                try template.read(at: dataOffset + within, into: slice)
-            case .part(let p):
-                try parts.readPart(p, at: within, into: slice)
+        guard let first = info.layoutIndex(containing: offset) else { return 0 }
+        // The areas the read covers, mapped once: from `first` to the one holding its last byte.
+        let end = offset + Int64(total)
+        var last = first
+        while info.layout.imageOffset(last + 1) < end { last += 1 }
+        func readAreas() throws {
+            var index = first
+            var done = 0
+            while done < total {
+                let entry = info.layout[index]
+                let pos = offset + Int64(done)
+                let within = pos - entry.imageOffset
+                let n = Int(min(Int64(total - done), entry.length - within))
+                let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + n])
+                switch entry.source {
+                case .templateData(let dataOffset):
+                    try template.read(at: dataOffset + within, into: slice)
+                case .part(let p):
+                    try parts.readPart(p, at: within, into: slice)
+                }
+                done += n
+                index += 1
             }
-            done += n
-            index += 1
+        }
+        // A read of several parts is planned whole: the source starts every part it lacks at
+        // once (one wait for the set) before a byte is read. A read within one part needs no plan.
+        let covered = ReadParts(layout: info.layout, areas: first..<(last + 1))
+        if covered.coversSeveral {
+            try parts.reading(covered, readAreas)
+        } else {
+            try readAreas()
         }
         return total
     }

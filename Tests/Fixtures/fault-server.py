@@ -19,6 +19,9 @@ The first path component picks the behaviour for the rest of the path:
   /shortcl/PATH   200 whose Content-Length is 10 bytes short of the body it sends (spoils a
                   kept-alive connection)
   /endless/PATH   200 without Content-Length, then bytes until the client gives up
+  /gate/N/PATH    like /ok, but every answer is held until N distinct paths have been asked
+                  for through /gate (a barrier; after 20 s it opens anyway); each answer is
+                  logged as "gate-released /PATH K", K the distinct paths asked for by then
 Every request is appended to LOGFILE as "MODE PATH RANGE" (RANGE is "-" when absent).
 """
 import os
@@ -34,6 +37,10 @@ logfile = sys.argv[2]
 log_lock = threading.Lock()
 seen_lock = threading.Lock()
 seen = set()
+gate = threading.Condition()
+gate_paths = set()
+gate_open = False
+GATE_TIMEOUT = 20
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -57,6 +64,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if mode == "gate":
+            n, _, rel = rel.partition("/")
+            self.pass_gate(int(n), rel)
+            mode = "ok"
         if mode == "endless":
             self.send_response(200)
             self.send_header("Connection", "close")
@@ -136,6 +147,17 @@ class Handler(BaseHTTPRequestHandler):
                 return
             return self.body(data)
         return self.simple(404)
+
+    def pass_gate(self, n, rel):
+        global gate_open
+        with gate:
+            gate_paths.add(rel)
+            gate.notify_all()
+            gate.wait_for(lambda: gate_open or len(gate_paths) >= n, timeout=GATE_TIMEOUT)
+            gate_open = True
+            count = len(gate_paths)
+        with log_lock, open(logfile, "a") as f:
+            f.write(f"gate-released /{rel} {count}\n")
 
     def first_time(self, rel):
         with seen_lock:

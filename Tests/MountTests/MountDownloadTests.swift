@@ -380,4 +380,31 @@ struct MountDownloadTests {
         #expect(status.failuresByMirror["http://127.0.0.1:\(fault.port)"] == asked.count, "\(status.failuresByMirror), \(asked.count) asked")
         #expect(status.failuresByMirror["http://127.0.0.1:\(cold.nginx.port)"] == nil)
     }
+
+    @Test("one 1 MiB read over many small parts on a cold cache: right bytes, each part it covers fetched once")
+    func oneLargeReadOverManyParts() throws {
+        let cold = try ColdRelease()
+        defer { cold.remove() }
+        try Harness.withMount([cold.jigdo], options: cold.options) { mnt in
+            let fd = open(mnt + "/release.iso", O_RDONLY)
+            try #require(fd >= 0)
+            defer { close(fd) }
+            let original = open(cold.iso, O_RDONLY)
+            try #require(original >= 0)
+            defer { close(original) }
+            let size = cold.size(cold.iso)
+            let offset = size / 3
+            let count = Int(min(1 << 20, size - offset))
+            switch (preadFile(fd, at: offset, count: count), preadFile(original, at: offset, count: count)) {
+            case (.success(let got), .success(let want)):
+                #expect(got.count == count && bytesEqual(got, want[...]), "wrong bytes at \(offset)+\(count)")
+            case (.failure(let e), _), (_, .failure(let e)):
+                Issue.record("read at \(offset)+\(count): \(e)")
+            }
+            let requests = cold.partRequests()
+            #expect(requests.count >= 4, "\(requests.count) parts fetched for 1 MiB of small parts")
+            #expect(requests.allSatisfy { $0.status == 200 }, "\(requests.filter { $0.status != 200 })")
+            #expect(Set(requests.map(\.path)).count == requests.count, "a part was fetched twice")
+        }
+    }
 }

@@ -18,6 +18,8 @@ import Synchronization
 /// with its error (naming each URL tried): a blocking read throws it; a FUSE request (a
 /// `WouldWait` waiter) is answered EIO by the bridge, which logs the error. The next read
 /// starts a new attempt (a blocking reader that wakes only after it began waits for it).
+/// A read of several parts starts every part it lacks at once and waits once for the set
+/// (`reading`, PartPipeline+Reads.swift).
 ///
 /// Sequential reading is detected and the next parts are fetched ahead, within a window bounded
 /// in parts and bytes. Downloads go to files in the cache, never to memory.
