@@ -14,6 +14,9 @@
 ///     fetch --any other failure, or retries used up--> next location
 ///     next location --none left--> giveUp(every URL and why)
 ///     fetch --cancelled--> giveUp
+///     fetch --remembered redirect target failed--> fetch(same url)          (once a location:
+///                                                  the pipeline forgot the redirect, the
+///                                                  location's own server is asked again)
 public struct DownloadWalk: Sendable, Equatable {
     public let urls: [String]
     public let attemptsPerLocation: Int
@@ -22,6 +25,8 @@ public struct DownloadWalk: Sendable, Equatable {
     public private(set) var index = 0
     public private(set) var tries = 0
     public private(set) var restartedFromZero = false
+    /// The location's remembered redirect target failed, and the location was asked again.
+    public private(set) var redirectForgotten = false
     /// The last response may have spoiled its connection: ask for a new one.
     public private(set) var freshConnect = false
     public private(set) var errors: [String] = []
@@ -41,9 +46,16 @@ public struct DownloadWalk: Sendable, Equatable {
         /// with bytes of an earlier transfer.
         case transferred(matches: Bool, resumed: Bool)
         case failed(TransferError.Reason, stall: Bool, transient: Bool, spoilsConnection: Bool)
+        /// The transfer went to a remembered redirect target (not to the location itself),
+        /// and failed with this.
+        case redirectTargetFailed(TransferError.Reason, stall: Bool, transient: Bool, spoilsConnection: Bool)
 
         public static func failed(_ e: TransferError) -> Outcome {
             .failed(e.reason, stall: e.isStall, transient: e.isTransient, spoilsConnection: e.spoilsConnection)
+        }
+
+        public static func redirectTargetFailed(_ e: TransferError) -> Outcome {
+            .redirectTargetFailed(e.reason, stall: e.isStall, transient: e.isTransient, spoilsConnection: e.spoilsConnection)
         }
     }
 
@@ -93,6 +105,13 @@ public struct DownloadWalk: Sendable, Equatable {
             return Step(action: .fetch(url: url, fromZero: true))
         case .transferred(matches: false, _):
             return next(failed: "\(url): wrong checksum", blame: true)
+        case .redirectTargetFailed where !redirectForgotten:
+            // The target is to blame, not the location: ask the location's server again.
+            redirectForgotten = true
+            return Step(action: .fetch(url: url, fromZero: false))
+        case .redirectTargetFailed(let reason, let stall, let transient, let spoils):
+            // Again (learned anew meanwhile): a failure of the location like any other.
+            return handle(.failed(reason, stall: stall, transient: transient, spoilsConnection: spoils))
         case .failed(let reason, let stall, let transient, let spoils):
             if spoils { freshConnect = true }
             switch reason {
@@ -133,6 +152,7 @@ public struct DownloadWalk: Sendable, Equatable {
         errors.append(failed)
         index += 1
         tries = 0
+        redirectForgotten = false
         let action: Action = currentURL.map { .fetch(url: $0, fromZero: false) } ?? .giveUp(errors: errors)
         return Step(action: action, blame: blame ? url : nil)
     }

@@ -180,9 +180,10 @@ extension PartPipeline {
             verify(job, partial: partial, resumedFrom: resumedFrom, received: summary.checksum)
         case .failure(let error):
             if requestURL != url {
-                // The remembered redirect target failed: ask the original server again.
+                // The remembered redirect target failed: forget it; the walk decides what next
+                // (the original server asked again, once).
                 forgetRedirect(for: url)
-                tryLocation(job)
+                perform(job, job.walk.handle(.redirectTargetFailed(error)), cause: error)
                 return
             }
             switch error.reason {

@@ -8,8 +8,9 @@ import JigdoFormat
 import Logging
 import Synchronization
 
-/// What the pipeline learns about mirrors: failures and health, the mirror location of a part
-/// URL, remembered redirects, the order locations are tried in, and their load and speed.
+/// What the pipeline learns about mirrors, kept in one book (`MirrorBook`, under the lock):
+/// failures and health, remembered redirects, load and speed; and the mirror location of a part
+/// URL and the order locations are tried in, worked out from it.
 extension PartPipeline {
     /// Counts a failure against the mirror location of `url`; `demote`: at once (a stall).
     func noteFailure(_ url: String, part: TemplatePart, demote: Bool) {
@@ -17,15 +18,14 @@ extension PartPipeline {
         let location = locationPrefix(url, part: part)
         let now = clock.now()
         condition.lock()
-        state.failuresByHost[host, default: 0] += 1
-        state.health.noteFailure(location, now: now, demote: demote)
+        state.mirrors.noteFailure(location: location, host: host, now: now, demote: demote)
         condition.unlock()
     }
 
     func noteSuccess(_ url: String, part: TemplatePart) {
         let location = locationPrefix(url, part: part)
         condition.lock()
-        state.health.noteSuccess(location)
+        state.mirrors.noteSuccess(location: location)
         condition.unlock()
     }
 
@@ -55,39 +55,25 @@ extension PartPipeline {
         return directoryOf(url)
     }
 
-    /// Remembers that `from` redirected to `to`, as a mapping of their prefixes before the
-    /// common tail (the part's path below the mirror root).
+    /// Remembers what a redirector answered (`MirrorBook.learnRedirect`).
     func learnRedirect(from: String, to: String) {
-        let a = from.split(separator: "/", omittingEmptySubsequences: false)
-        let b = to.split(separator: "/", omittingEmptySubsequences: false)
-        var common = 0
-        while common < a.count - 3 && common < b.count - 3 && a[a.count - 1 - common] == b[b.count - 1 - common] { common += 1 }
-        guard common >= 1 else { return }
-        let prefixA = a[0..<(a.count - common)].joined(separator: "/") + "/"
-        let prefixB = b[0..<(b.count - common)].joined(separator: "/") + "/"
-        guard prefixA != prefixB, isRemoteURL(prefixB) else { return }
+        let now = clock.now()
         condition.lock()
-        state.redirects[prefixA] = (prefixB, clock.now() + Self.redirectLifetime)
+        let learned = state.mirrors.learnRedirect(from: from, to: to, now: now)
         condition.unlock()
-        logger.info("\(prefixA) redirects to \(prefixB); remembered for a while")
+        if let learned { logger.info("\(learned.from) redirects to \(learned.to); remembered for a while") }
     }
 
     /// The URL to ask: a remembered redirect target, or `url` itself.
     func applyRedirect(_ url: String) -> String {
         let now = clock.now()
         condition.lock(); defer { condition.unlock() }
-        guard !state.redirects.isEmpty else { return url }
-        var best: (String, String)?
-        for (prefix, r) in state.redirects where r.until > now && url.hasPrefix(prefix) {
-            if best == nil || prefix.count > best!.0.count { best = (prefix, r.target) }
-        }
-        guard let (prefix, target) = best else { return url }
-        return target + url.dropFirst(prefix.count)
+        return state.mirrors.applyRedirect(url, now: now)
     }
 
     func forgetRedirect(for url: String) {
         condition.lock()
-        for prefix in state.redirects.keys where url.hasPrefix(prefix) { state.redirects[prefix] = nil }
+        state.mirrors.forgetRedirect(for: url)
         condition.unlock()
     }
 
@@ -109,7 +95,7 @@ extension PartPipeline {
         let location = locationPrefix(url, part: part)
         let now = clock.now()
         condition.lock()
-        state.health.noteStarted(location, bytes: bytes, now: now)
+        state.mirrors.noteStarted(location: location, bytes: bytes, now: now)
         condition.unlock()
     }
 
@@ -117,7 +103,7 @@ extension PartPipeline {
         let location = locationPrefix(url, part: part)
         let now = clock.now()
         condition.lock()
-        state.health.noteEnded(location, bytes: bytes, received: received, now: now)
+        state.mirrors.noteEnded(location: location, bytes: bytes, received: received, now: now)
         condition.unlock()
     }
 }

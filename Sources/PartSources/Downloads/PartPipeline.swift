@@ -63,20 +63,14 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         // Figures for `status`.
         var bytesDownloaded: Int64 = 0
         var partsDownloaded = 0
-        var failuresByHost: [String: Int] = [:]
-        /// Failures per mirror location (URL prefix): a mirror that keeps failing (or stalls
-        /// once) is tried last for a while. Per location, not per host: a broken mirror does
-        /// not demote a good one on the same host.
-        var health = MirrorHealth()
+        /// Mirrors: failures, health, load and speed, redirects (`MirrorBook`).
+        var mirrors = MirrorBook()
+        var failuresByHost: [String: Int] { mirrors.failuresByHost }
+        var health: MirrorHealth { mirrors.health }
         /// The memory fallback was announced (once per store).
         var warnedMemory = false
-        /// URL prefix -> prefix it redirected to (a mirror redirector's answer), and until when
-        /// it is used instead of asking the redirector again.
-        var redirects: [String: (target: String, until: UInt64)] = [:]
     }
 
-    /// How long a redirector's answer is remembered.
-    static let redirectLifetime: UInt64 = 600 * 1_000_000_000
 
     // Mirrors that keep failing go last for a while: `MirrorHealth`.
 
