@@ -68,6 +68,11 @@ public struct TemplateParts: RandomAccessCollection, Sendable {
         return sums.withUnsafeBytes { Checksum(unchecked: UnsafeRawBufferPointer(rebasing: $0[index * n..<(index + 1) * n])) }
     }
 
+    /// Calls `body` with the checksums, `checksumKind.byteCount` bytes each, in part order.
+    public func withChecksumBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try sums.withUnsafeBytes(body)
+    }
+
     /// How many distinct checksums the parts of nonzero length have: the part indices sorted
     /// by checksum (4 bytes a part while it counts), no set of checksums.
     public var distinctCount: Int {

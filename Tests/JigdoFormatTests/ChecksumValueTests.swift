@@ -50,4 +50,20 @@ import Testing
         }
         #expect(MemoryLayout<Checksum>.size <= 40, "inline: four words and a length")
     }
+
+    @Test("TemplateParts groups: first occurrence of each checksum, parts of length 0 left out, one entry per distinct checksum in order")
+    func groups() {
+        let s = (0..<4).map { Checksum(Self.bytes(16, seed: UInt8(9 - $0))) }
+        let parts: [TemplatePart] = [
+            .init(length: 5, checksum: s[0]), .init(length: 0, checksum: s[1]), .init(length: 5, checksum: s[1]),
+            .init(length: 5, checksum: s[0]), .init(length: 7, checksum: s[2]), .init(length: 5, checksum: s[1]),
+            .init(length: 0, checksum: s[3]),
+        ]
+        let g = TemplateParts(parts, checksumKind: .md5).checksumGroups()
+        #expect(g.first == [0, -1, 2, 0, 4, 2, -1])
+        #expect(g.distinct.count == 3)
+        #expect(Set(g.distinct) == [0, 2, 4])
+        #expect(g.distinct.map { parts[Int($0)].checksum } == g.distinct.map { parts[Int($0)].checksum }.sorted())
+        #expect(TemplateParts(parts, checksumKind: .md5).distinctCount == g.distinct.count)
+    }
 }

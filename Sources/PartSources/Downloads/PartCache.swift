@@ -240,6 +240,35 @@ public final class PartCache: Sendable {
         return Int64(st.st_size) == length
     }
 
+    /// Which prefix directories (`parts/<kind>/<first 2 chars>`, 4,096 of them: the first 12
+    /// bits of the checksum) exist now, for a look at every part (a status report): a part
+    /// whose prefix directory is absent is not cached, and costs no `lstat`. nil: cannot tell
+    /// (the directory could not be read), look each part up.
+    public func prefixDirectories(_ kind: ChecksumKind) -> PrefixDirectories? {
+        guard refusal == nil else { return PrefixDirectories() }
+        guard let dir = opendir("\(directory)/parts/\(kind.rawValue.lowercased())") else {
+            return errno == ENOENT || errno == ENOTDIR ? PrefixDirectories() : nil
+        }
+        defer { closedir(dir) }
+        var out = PrefixDirectories()
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            guard name.count == 2, let a = JigdoBase64.value(of: name[0]), let b = JigdoBase64.value(of: name[1]) else { continue }
+            out.present[Int(a) << 6 | Int(b)] = true
+        }
+        return out
+    }
+
+    /// See `prefixDirectories(_:)`.
+    public struct PrefixDirectories: Sendable {
+        var present = [Bool](repeating: false, count: 4096)
+
+        /// Whether the prefix directory of `sum` was there.
+        public func mayHold(_ sum: Checksum) -> Bool {
+            sum.withUnsafeBytes { b in present[Int(b[0]) << 4 | Int(b[1] >> 4)] }
+        }
+    }
+
     /// Removes a cached part that failed its check, if it is still the file that was checked.
     public func remove(_ sum: Checksum, ifStill identity: FileIdentity) {
         guard refusal == nil else { return }
