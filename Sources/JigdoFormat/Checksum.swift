@@ -175,14 +175,26 @@ public enum JigdoBase64 {
     /// Decodes a checksum; nil if the text has characters outside the alphabet or does not
     /// have the length of an MD5 (22 chars) or SHA256 (43 chars) value.
     public static func decodeChecksum(_ text: Substring) -> Checksum? {
-        let length = text.utf8.count == 22 ? 16 : text.utf8.count == 43 ? 32 : 0
+        var text = text
+        return text.withUTF8 { decode($0, canonicalOnly: false) }
+    }
+
+    /// `decodeChecksum`, and nil unless `text` is the checksum's own encoding (`base64`): the
+    /// bits of the last character past the checksum's bytes are zero.
+    public static func decodeCanonicalChecksum(_ text: String) -> Checksum? {
+        var text = text
+        return text.withUTF8 { decode($0, canonicalOnly: true) }
+    }
+
+    private static func decode(_ text: UnsafeBufferPointer<UInt8>, canonicalOnly: Bool) -> Checksum? {
+        let length = text.count == 22 ? 16 : text.count == 43 ? 32 : 0
         guard length > 0 else { return nil }
         var out: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         let valid = withUnsafeMutableBytes(of: &out) { out -> Bool in
             var acc: UInt32 = 0
             var bits = 0
             var at = 0
-            for c in text.utf8 {
+            for c in text {
                 let v = reverse[Int(c)]
                 if v < 0 { return false }
                 acc = (acc << 6) | UInt32(v)
@@ -193,7 +205,7 @@ public enum JigdoBase64 {
                     at += 1
                 }
             }
-            return at == length
+            return at == length && (!canonicalOnly || acc & ((1 << UInt32(bits)) - 1) == 0)
         }
         guard valid else { return nil }
         return withUnsafeBytes(of: &out) { Checksum(unchecked: UnsafeRawBufferPointer(rebasing: $0[..<length])) }
