@@ -43,11 +43,10 @@ public enum StatusFile {
     static func snapshot(_ images: [MountedImage]) -> [UInt8] {
         var members: [PartSetTotal.Member] = []
         var report = Report(images: images.map {
-            let states = $0.reader.partStates()
-            let map = $0.reader.partMap(states: states)
-            let parts = $0.reader.partStatistics()
-            members.append(PartSetTotal.Member(template: $0.reader.info, states: states, statistics: parts, map: map))
-            return Report.Image(name: $0.name, jigdo: $0.jigdoPath, size: $0.reader.size, parts: parts, map: map)
+            let r = $0.reader.partReport()
+            members.append(PartSetTotal.Member(template: $0.reader.info, states: r.states, statistics: r.statistics,
+                                               map: r.map, groups: r.groups))
+            return Report.Image(name: $0.name, jigdo: $0.jigdoPath, size: $0.reader.size, parts: r.statistics, map: r.map)
         })
         if members.count > 1 { report.total = PartSetTotal(members) }
         report = report.maskingPasswords()

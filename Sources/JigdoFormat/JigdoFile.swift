@@ -49,8 +49,9 @@ public struct JigdoDescriptor: Sendable {
     public var image: JigdoImageSection
     /// Every `[Image]` section, in file order (`jigdo-file --merge` publishes several).
     public var images: [JigdoImageSection]
-    /// Checksum (jigdo Base64 text) -> alternative locations, in file order.
-    public var parts: [String: [JigdoLocation]]
+    /// Checksum (jigdo Base64 text) -> alternative locations, in file order (a compact table:
+    /// `JigdoPartsTable`).
+    public var parts: JigdoPartsTable
     /// Label -> alternative server values, in file order.
     public var servers: [String: [JigdoLocation]]
     /// Every file read, main file first.
@@ -145,7 +146,7 @@ struct JigdoParser {
     var version: String?
     var generator: String?
     var images: [JigdoImageSection] = []
-    var parts: [String: [JigdoLocation]] = [:]
+    var parts = JigdoPartsTable()
     var servers: [String: [JigdoLocation]] = [:]
     var files: [String] = []
     var warnings: [String] = []
@@ -434,7 +435,7 @@ struct JigdoParser {
             noteLongValue(bytes: line.length - (value.startIndex - line.bytes.startIndex), path: path, line: lineNumber)
             return
         }
-        let count = (inParts ? parts[key] : servers[key])?.count ?? 0
+        let count = inParts ? parts.valueCount(for: key) : servers[key]?.count ?? 0
         if count >= JigdoDescriptor.maxValuesPerKey {
             // Checked as any value is, not kept.
             let words: Int
@@ -454,7 +455,7 @@ struct JigdoParser {
         let words = try split(value, path: path, line: lineNumber)
         guard !key.isEmpty, !words.words.isEmpty else { throw noLocation() }
         if let loc = location(words, base: state.base, path: path, line: lineNumber) {
-            if inParts { parts[key, default: []].append(loc) } else { servers[key, default: []].append(loc) }
+            if inParts { try parts.append(loc, for: key) } else { servers[key, default: []].append(loc) }
             keptLocations += 1
             unchargedLocations += 1
             if unchargedLocations >= Self.chargeBatch { try chargeLocations(path: path) }

@@ -180,7 +180,7 @@ public struct LocationResolver: Sendable {
     public func weightedLocations(forPart checksum: Checksum) -> [(location: ResolvedLocation, weight: Int)] {
         let key = checksum.base64
         var out: [(ResolvedLocation, Int)] = []
-        for e in (descriptor.parts[key] ?? []).prefix(Self.maxEntriesPerPart) {
+        for e in (descriptor.parts.locations(for: checksum) ?? []).prefix(Self.maxEntriesPerPart) {
             expand(e, fromJigdo: true, into: &out)
         }
         if let kind = checksum.kind {

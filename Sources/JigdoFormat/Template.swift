@@ -48,7 +48,10 @@ public struct TemplateParts: RandomAccessCollection, Sendable {
     /// The table of `parts` (all of `checksumKind`), for a template made in code (tests).
     public init(_ parts: [TemplatePart], checksumKind: ChecksumKind) {
         self.init(checksumKind: checksumKind, capacity: parts.count)
-        for p in parts { append(length: p.length, checksum: p.checksum.bytes[...]) }
+        for p in parts {
+            lengths.append(p.length)
+            p.checksum.withUnsafeBytes { sums.append(contentsOf: $0) }
+        }
     }
 
     public var startIndex: Int { 0 }
@@ -61,7 +64,13 @@ public struct TemplateParts: RandomAccessCollection, Sendable {
 
     public func checksum(_ index: Int) -> Checksum {
         let n = checksumKind.byteCount
-        return Checksum(Array(sums[index * n..<(index + 1) * n]))
+        precondition(index >= 0 && index < lengths.count, "part index out of range")
+        return sums.withUnsafeBytes { Checksum(unchecked: UnsafeRawBufferPointer(rebasing: $0[index * n..<(index + 1) * n])) }
+    }
+
+    /// Calls `body` with the checksums, `checksumKind.byteCount` bytes each, in part order.
+    public func withChecksumBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try sums.withUnsafeBytes(body)
     }
 
     /// How many distinct checksums the parts of nonzero length have: the part indices sorted
@@ -347,7 +356,7 @@ private struct TemplateParser {
                 let at = try need(6 + sumLength + (hasBlock ? 4 : 0), "image info")
                 let w = cursor.window
                 let len = Int64(le48(w, at))
-                let sum = Checksum(Array(w[(at + 6)..<(at + 6 + sumLength)]))
+                let sum = w.withUnsafeBytes { Checksum(unchecked: UnsafeRawBufferPointer(rebasing: $0[(at + 6)..<(at + 6 + sumLength)])) }
                 var block: UInt32 = 0
                 if hasBlock {
                     let b = at + 6 + sumLength

@@ -80,7 +80,8 @@ public final class ChecksumCache: Sendable {
                       UInt64(bitPattern: sqlite3_column_int64(stmt, 2)) == f.inode else { continue }
                 let n = Int(sqlite3_column_bytes(stmt, 3))
                 guard n == kind.byteCount, let blob = sqlite3_column_blob(stmt, 3) else { continue }
-                out[f.path] = Checksum(Array(UnsafeRawBufferPointer(start: blob, count: n)))
+                guard let sum = Checksum(validating: UnsafeRawBufferPointer(start: blob, count: n)) else { continue }
+                out[f.path] = sum
             }
             return out
         }
@@ -117,7 +118,7 @@ public final class ChecksumCache: Sendable {
                 sqlite3_bind_int64(stmt, 3, f.size)
                 sqlite3_bind_int64(stmt, 4, f.modificationTimeNs)
                 sqlite3_bind_int64(stmt, 5, Int64(bitPattern: f.inode))
-                sum.bytes.withUnsafeBytes { _ = jfs_sqlite3_bind_blob_transient(stmt, 6, $0.baseAddress, Int32($0.count)) }
+                sum.withUnsafeBytes { _ = jfs_sqlite3_bind_blob_transient(stmt, 6, $0.baseAddress, Int32($0.count)) }
                 if sqlite3_step(stmt) != SQLITE_DONE {
                     logger.warning("\(path): cannot write checksum cache: \(String(cString: sqlite3_errmsg(handle)))")
                     sqlite3_exec(handle, "ROLLBACK", nil, nil, nil)

@@ -27,6 +27,17 @@ public struct PartMap: Codable, Sendable, Equatable {
         /// A cell (or a bucket) covering several states shows the one of highest rank: what
         /// still needs the network first, then what is cached, local, template. One byte of a
         /// missing part makes its cell missing, so a line with no `_` or `>` needs nothing.
+        /// Position in `allCases`, for tables indexed by state.
+        var index: Int {
+            switch self {
+            case .template: 0
+            case .local: 1
+            case .cached: 2
+            case .missing: 3
+            case .inFlight: 4
+            }
+        }
+
         public var rank: Int {
             switch self {
             case .template: 0
@@ -61,12 +72,15 @@ public struct PartMap: Codable, Sendable, Equatable {
     /// Distinct parts (by checksum, with bytes) per part state (no `template` key).
     public var parts: [String: Int]
 
-    /// - Parameter states: the state of each part (index into `template.parts`).
-    public init(template: TemplateInfo, states: [State], maxRuns: Int = PartMap.maxRuns) {
+    /// - Parameters:
+    ///   - states: the state of each part (index into `template.parts`).
+    ///   - groups: `template.parts.checksumGroups()` (computed when nil).
+    public init(template: TemplateInfo, states: [State], groups: ChecksumGroups? = nil, maxRuns: Int = PartMap.maxRuns) {
+        let groups = groups ?? template.parts.checksumGroups()
         var runs: [Run] = []
-        var bytes: [String: Int64] = [:]
-        var parts: [String: Int] = [:]
-        var seen = Set<Checksum>()
+        // Per state (`State.allCases` order), then keyed by name once.
+        var byteCounts = [Int64](repeating: 0, count: State.allCases.count)
+        var partCounts = [Int](repeating: 0, count: State.allCases.count)
         for entry in template.layout where entry.length > 0 {
             let state: State
             switch entry.source {
@@ -74,14 +88,21 @@ public struct PartMap: Codable, Sendable, Equatable {
                 state = .template
             case .part(let i):
                 state = states[i]
-                if seen.insert(template.parts[i].checksum).inserted { parts[state.rawValue, default: 0] += 1 }
+                // The layout is in part order: a checksum's first part is its first area.
+                if groups.isFirst(i) { partCounts[state.index] += 1 }
             }
-            bytes[state.rawValue, default: 0] += entry.length
+            byteCounts[state.index] += entry.length
             if let last = runs.last, last.state == state, last.offset + last.length == entry.imageOffset {
                 runs[runs.count - 1].length += entry.length
             } else {
                 runs.append(Run(offset: entry.imageOffset, length: entry.length, state: state))
             }
+        }
+        var bytes: [String: Int64] = [:]
+        var parts: [String: Int] = [:]
+        for state in State.allCases {
+            if byteCounts[state.index] > 0 { bytes[state.rawValue] = byteCounts[state.index] }
+            if partCounts[state.index] > 0 { parts[state.rawValue] = partCounts[state.index] }
         }
         self.bytes = bytes
         self.parts = parts
@@ -143,6 +164,22 @@ public struct PartMap: Codable, Sendable, Equatable {
 public protocol PartStateProvider: Sendable {
     /// The state of each part of the image (index into its template's parts); never `.template`.
     func partStates() -> [PartMap.State]
+    /// The same, each checksum's state found once (for its first part) and given to its other
+    /// parts; parts of length 0 are `.local`.
+    func partStates(groups: ChecksumGroups) -> [PartMap.State]
+}
+
+extension PartStateProvider {
+    public func partStates(groups: ChecksumGroups) -> [PartMap.State] { partStates() }
+}
+
+/// What a status report takes from one image: each part's state, the figures and the map,
+/// from one pass over the parts.
+public struct PartReport: Sendable {
+    public var groups: ChecksumGroups
+    public var states: [PartMap.State]
+    public var statistics: PartStatistics
+    public var map: PartMap
 }
 
 extension ImageReader {
@@ -156,6 +193,27 @@ extension ImageReader {
     /// The image's map (see `PartMap`); `states` from `partStates()`.
     public func partMap(states: [PartMap.State], maxRuns: Int = PartMap.maxRuns) -> PartMap {
         PartMap(template: info, states: states, maxRuns: maxRuns)
+    }
+
+    /// States, figures and map for a status report: the parts grouped by checksum once, each
+    /// checksum's state found once (a source that provides both states and figures derives the
+    /// figures from the states).
+    public func partReport(maxRuns: Int = PartMap.maxRuns) -> PartReport {
+        let groups = info.parts.checksumGroups()
+        let states: [PartMap.State]
+        if let provider = parts as? any PartStateProvider {
+            states = provider.partStates(groups: groups)
+        } else {
+            states = info.parts.indices.map { parts.isLocallyAvailable($0) ? .local : .missing }
+        }
+        let statistics: PartStatistics
+        if let provider = parts as? any PartStatisticsProvider {
+            statistics = provider.statistics(template: info, states: states, groups: groups)
+        } else {
+            statistics = partStatistics()
+        }
+        return PartReport(groups: groups, states: states, statistics: statistics,
+                          map: PartMap(template: info, states: states, groups: groups, maxRuns: maxRuns))
     }
 }
 
@@ -183,12 +241,16 @@ public struct PartSetTotal: Codable, Sendable, Equatable {
         public var states: [PartMap.State]
         public var statistics: PartStatistics
         public var map: PartMap
+        public var groups: ChecksumGroups
 
-        public init(template: TemplateInfo, states: [PartMap.State], statistics: PartStatistics, map: PartMap) {
+        /// - Parameter groups: `template.parts.checksumGroups()` (computed when nil).
+        public init(template: TemplateInfo, states: [PartMap.State], statistics: PartStatistics, map: PartMap,
+                    groups: ChecksumGroups? = nil) {
             self.template = template
             self.states = states
             self.statistics = statistics
             self.map = map
+            self.groups = groups ?? template.parts.checksumGroups()
         }
     }
 
@@ -202,21 +264,11 @@ public struct PartSetTotal: Codable, Sendable, Equatable {
             case .missing: 3
             }
         }
-        var union: [Checksum: (state: PartMap.State, images: Int)] = [:]
         var stats = PartStatistics()
         var bytes: [String: Int64] = [:]
         size = 0
         for m in members {
             size += m.template.imageLength
-            var seen = Set<Checksum>()
-            for (i, part) in m.template.parts.enumerated() where part.length > 0 && seen.insert(part.checksum).inserted {
-                let s = m.states[i]
-                if let u = union[part.checksum] {
-                    union[part.checksum] = (availability(s) < availability(u.state) ? s : u.state, u.images + 1)
-                } else {
-                    union[part.checksum] = (s, 1)
-                }
-            }
             for (k, v) in m.map.bytes { bytes[k, default: 0] += v }
             let p = m.statistics
             stats.bytesDownloaded += p.bytesDownloaded
@@ -225,13 +277,39 @@ public struct PartSetTotal: Codable, Sendable, Equatable {
             stats.transfersAllowedByLocation.merge(p.transfersAllowedByLocation, uniquingKeysWith: max)
             stats.speedByLocation.merge(p.speedByLocation, uniquingKeysWith: max)
         }
-        var byState: [String: Int] = [:]
+        // The union of the images' distinct parts: each image's list is sorted by checksum, so
+        // one merge pass meets every checksum once, with the images that hold it.
+        var byStateCounts = [Int](repeating: 0, count: PartMap.State.allCases.count)
+        var total = 0
         var shared = 0
-        for (_, u) in union {
-            byState[u.state.rawValue, default: 0] += 1
-            if u.images > 1 { shared += 1 }
+        // Each image's next distinct part and its checksum (nil when its list is done): the
+        // members' arrays are read only when a cursor moves.
+        let lists = members.map { (parts: $0.template.parts, distinct: $0.groups.distinct, states: $0.states) }
+        var cursor = [Int](repeating: 0, count: lists.count)
+        func head(_ j: Int) -> Checksum? {
+            cursor[j] < lists[j].distinct.count ? lists[j].parts.checksum(Int(lists[j].distinct[cursor[j]])) : nil
         }
-        stats.partsTotal = union.count
+        var heads = lists.indices.map(head)
+        while true {
+            var lowest: Checksum?
+            for h in heads { if let h, lowest == nil || h < lowest! { lowest = h } }
+            guard let sum = lowest else { break }
+            var state: PartMap.State?
+            var images = 0
+            for j in heads.indices where heads[j] == sum {
+                let s = lists[j].states[Int(lists[j].distinct[cursor[j]])]
+                if let u = state { state = availability(s) < availability(u) ? s : u } else { state = s }
+                images += 1
+                cursor[j] += 1
+                heads[j] = head(j)
+            }
+            byStateCounts[state!.index] += 1
+            total += 1
+            if images > 1 { shared += 1 }
+        }
+        var byState: [String: Int] = [:]
+        for s in PartMap.State.allCases where byStateCounts[s.index] > 0 { byState[s.rawValue] = byStateCounts[s.index] }
+        stats.partsTotal = total
         stats.partsLocal = byState[PartMap.State.local.rawValue] ?? 0
         stats.partsCached = byState[PartMap.State.cached.rawValue] ?? 0
         stats.transfersInFlight = byState[PartMap.State.inFlight.rawValue] ?? 0

@@ -43,6 +43,15 @@ public struct PartStatistics: Codable, Sendable, Equatable {
 /// A part source that knows more than `isLocallyAvailable` tells (e.g. a download store).
 public protocol PartStatisticsProvider: Sendable {
     func statistics(template: TemplateInfo) -> PartStatistics
+    /// The same with the parts' states already found (`PartStateProvider.partStates(groups:)`),
+    /// so the counts come from them instead of a second look at every part.
+    func statistics(template: TemplateInfo, states: [PartMap.State], groups: ChecksumGroups) -> PartStatistics
+}
+
+extension PartStatisticsProvider {
+    public func statistics(template: TemplateInfo, states: [PartMap.State], groups: ChecksumGroups) -> PartStatistics {
+        statistics(template: template)
+    }
 }
 
 extension ImageReader {

@@ -77,4 +77,48 @@ import Testing
         #expect(PartMap.cells(runs, size: 20, count: 40).filter { $0 == .missing }.count == 2)
         #expect(PartMap.cells([], size: 0, count: 3) == [.template, .template, .template])
     }
+
+    /// A template whose part i has checksum `ids[i]` (equal ids: the same file twice).
+    static func template(ids: [Int], partLength: Int64 = 100) -> TemplateInfo {
+        var layout: [LayoutEntry] = []
+        for i in ids.indices { layout.append(LayoutEntry(imageOffset: Int64(i) * partLength, length: partLength, source: .part(i))) }
+        let parts = ids.map { id in TemplatePart(length: partLength, checksum: Checksum((0..<16).map { UInt8(truncatingIfNeeded: id &* 31 &+ $0) })) }
+        return TemplateInfo(path: "t", formatVersion: "1.1", creator: "test", checksumKind: .md5, imageLength: Int64(ids.count) * partLength,
+                            imageChecksum: Checksum([UInt8](repeating: 0, count: 16)), rsyncBlockLength: 1024, chunks: [],
+                            parts: TemplateParts(parts, checksumKind: .md5), layout: TemplateLayout(layout), templateDataLength: 0)
+    }
+
+    @Test("a part an image holds twice counts once in the map's parts, both copies in its bytes")
+    func duplicatesCountOnce() {
+        let t = Self.template(ids: [1, 2, 1, 3, 2])
+        let map = PartMap(template: t, states: [.cached, .missing, .cached, .local, .missing])
+        #expect(map.parts == ["cached": 1, "missing": 1, "local": 1])
+        #expect(map.bytes == ["cached": 200, "missing": 200, "local": 100])
+    }
+
+    @Test("a release set's total: each checksum once over the images, in its most available state; shared parts counted")
+    func setTotal() {
+        let a = Self.template(ids: [1, 2, 3, 1])
+        let b = Self.template(ids: [3, 4, 2, 5])
+        let c = Self.template(ids: [6, 2])
+        func member(_ t: TemplateInfo, _ states: [PartMap.State]) -> PartSetTotal.Member {
+            var s = PartStatistics()
+            s.bytesDownloaded = 10
+            return PartSetTotal.Member(template: t, states: states, statistics: s, map: PartMap(template: t, states: states))
+        }
+        let total = PartSetTotal([
+            member(a, [.local, .missing, .inFlight, .local]),
+            member(b, [.cached, .missing, .inFlight, .missing]),
+            member(c, [.missing, .cached]),
+        ])
+        // 1 local; 2 missing/missing/cached -> cached; 3 inFlight/cached -> cached; 4 missing;
+        // 5 missing; 6 missing.
+        #expect(total.parts.partsTotal == 6)
+        #expect(total.partsShared == 2)
+        #expect(total.partsByState == ["local": 1, "cached": 2, "missing": 3])
+        #expect(total.parts.partsLocal == 1 && total.parts.partsCached == 2 && total.parts.partsMissing == 3)
+        #expect(total.parts.bytesDownloaded == 30)
+        #expect(total.size == 1000)
+        #expect(total.bytes == ["local": 200, "missing": 400, "inFlight": 200, "cached": 200])
+    }
 }

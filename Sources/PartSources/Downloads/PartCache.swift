@@ -29,7 +29,7 @@ public final class PartCache: Sendable {
     public let sizeLimit: Int64?
     /// What `--cache-size` keeps count of: the bytes under `parts/`, parts being added, and
     /// the parts readers pin (`CacheRoom`).
-    private let room = Mutex(CacheRoom())
+    let room = Mutex(CacheRoom())
     /// Set once writing into the cache failed for a reason that will not go away by itself.
     private let unwritable = Mutex<String?>(nil)
     /// Why the cache directory is not trusted (`CacheTrust`); nil when it is.
@@ -39,7 +39,7 @@ public final class PartCache: Sendable {
     /// so a part two images share is downloaded by one and the other joins it (a release set).
     /// A leaf lock; the closures run after it is released.
     private let heldHere = Mutex<[Checksum: Holder]>([:])
-    private let logger: Logger
+    let logger: Logger
 
     private struct Holder {
         /// Tells the holder a reader waits for the part (its read-ahead becomes a demand).
@@ -240,6 +240,35 @@ public final class PartCache: Sendable {
         return Int64(st.st_size) == length
     }
 
+    /// Which prefix directories (`parts/<kind>/<first 2 chars>`, 4,096 of them: the first 12
+    /// bits of the checksum) exist now, for a look at every part (a status report): a part
+    /// whose prefix directory is absent is not cached, and costs no `lstat`. nil: cannot tell
+    /// (the directory could not be read), look each part up.
+    public func prefixDirectories(_ kind: ChecksumKind) -> PrefixDirectories? {
+        guard refusal == nil else { return PrefixDirectories() }
+        guard let dir = opendir("\(directory)/parts/\(kind.rawValue.lowercased())") else {
+            return errno == ENOENT || errno == ENOTDIR ? PrefixDirectories() : nil
+        }
+        defer { closedir(dir) }
+        var out = PrefixDirectories()
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            guard name.count == 2, let a = JigdoBase64.value(of: name[0]), let b = JigdoBase64.value(of: name[1]) else { continue }
+            out.present[Int(a) << 6 | Int(b)] = true
+        }
+        return out
+    }
+
+    /// See `prefixDirectories(_:)`.
+    public struct PrefixDirectories: Sendable {
+        var present = [Bool](repeating: false, count: 4096)
+
+        /// Whether the prefix directory of `sum` was there.
+        public func mayHold(_ sum: Checksum) -> Bool {
+            sum.withUnsafeBytes { b in present[Int(b[0]) << 4 | Int(b[1] >> 4)] }
+        }
+    }
+
     /// Removes a cached part that failed its check, if it is still the file that was checked.
     public func remove(_ sum: Checksum, ifStill identity: FileIdentity) {
         guard refusal == nil else { return }
@@ -344,90 +373,6 @@ public final class PartCache: Sendable {
         return (removed, freed, kept)
     }
 
-    // MARK: --cache-size: room for new parts, pins of parts being read
-    //
-    // The limit holds for the parts no reader pins: at any moment the bytes under `parts/` are at
-    // most `sizeLimit` plus the parts pinned by reads in progress. A part is made room for
-    // *before* it is renamed in (least recently used unpinned parts are removed down to 90%),
-    // and a part nobody pins that would not fit beside the pinned ones is not kept at all. A
-    // reader's pin is taken before it looks for the part (or waits for its download), so the
-    // eviction after a download never removes the part a waiting reader is about to be told
-    // is ready; when the last pin of a part goes and the cache is over its limit, it is
-    // evicted then. `room` is a leaf lock, held for bookkeeping only: never across a listing
-    // or an unlink.
-
-    /// Pins a part for a reader (whether or not it is in the cache yet): eviction skips it until
-    /// `unpin`. No-op without `sizeLimit`.
-    public func pin(_ sum: Checksum) {
-        guard sizeLimit != nil else { return }
-        let key = path(for: sum)
-        room.withLock { $0.pins[key, default: 0] += 1 }
-    }
-
-    /// Releases a pin. When that was the part's last and the cache is over its limit, evicts
-    /// (on the calling thread, so the reader that leaves finds the cache within its bound).
-    public func unpin(_ sum: Checksum) {
-        guard let limit = sizeLimit else { return }
-        let key = path(for: sum)
-        let over = room.withLock { r -> Bool in
-            guard let n = r.pins[key] else { return false }
-            r.pins[key] = n > 1 ? n - 1 : nil
-            return n == 1 && r.isOver(limit)
-        }
-        if over { _ = makeRoom(adding: 0, for: nil) }
-    }
-
-    /// Moves a verified partial file into the cache, after making room for it (`--cache-size`).
-    /// Returns false, and removes the partial file, when the part is not kept: nobody pins it
-    /// and it does not fit beside the parts that are pinned.
-    public func store(partial: String, as sum: Checksum, length: Int64) throws -> Bool {
-        guard makeRoom(adding: length, for: sum) else {
-            Syscalls.unlink(partial)
-            return false
-        }
-        do {
-            try commit(partial: partial, as: sum)
-        } catch {
-            if sizeLimit != nil { room.withLock { $0.added(length, renamed: false) } }
-            throw error
-        }
-        if sizeLimit != nil { room.withLock { $0.added(length, renamed: true) } }
-        return true
-    }
-
-    /// Reserves `adding` bytes (the part `sum`, nil: none) and evicts unpinned parts, least
-    /// recently used first, when the cache would be over its limit, down to 90% of it. Returns
-    /// whether the part is to be kept (a part nobody pins only if it fits); when false, its
-    /// reservation is already released.
-    private func makeRoom(adding: Int64, for sum: Checksum?) -> Bool {
-        guard let limit = sizeLimit else { return true }
-        let key = sum.map { path(for: $0) }
-        let renamedBefore = room.withLock { r -> Int64? in
-            r.reserved += adding
-            return r.isOver(limit) ? r.renamed : nil
-        }
-        guard let renamedBefore else { return true }
-        let parts = entries().sorted { $0.lastUseNs < $1.lastUseNs }
-        var total = parts.reduce(Int64(0)) { $0 + $1.size }
-        let target = limit / 10 * 9
-        for e in parts {
-            // The pin is looked at just before the unlink: a reader pinning the part after this
-            // instant may still see it go (it then fetches the part again, pinned).
-            let (enough, pinned) = room.withLock { r in (total + r.reserved <= target, r.pins[e.path] != nil) }
-            if enough { break }
-            if pinned || e.path == key { continue }
-            if Syscalls.unlink(e.path) == 0 { total -= e.size }
-        }
-        return room.withLock { r -> Bool in
-            // What was renamed in while the listing ran may be missing from it: counted on top
-            // (an overestimate only makes the next eviction come sooner).
-            r.known = total + (r.renamed - renamedBefore)
-            let keep = key.map { r.pins[$0] != nil || total + r.reserved <= limit } ?? true
-            if !keep { r.reserved -= adding }
-            return keep
-        }
-    }
-
     /// A directory for fetched .jigdo/.template files of one source URL: `sources/` and it are
     /// made 0700 or must be trusted (`CacheTrust`); so must every file read from it
     /// (`CacheTrust.checkFileIfPresent`). Throws the refusal otherwise, or that of the cache.
@@ -468,30 +413,4 @@ func listDirectory(_ path: String) -> [String] {
         if name != "." && name != ".." { out.append(name) }
     }
     return out
-}
-
-/// The bookkeeping behind `--cache-size` (no I/O; `PartCache.room` holds it).
-struct CacheRoom {
-    /// Bytes under `parts/` as far as this process knows; nil until first listed. Never less
-    /// than what this process put there (another process's parts are seen at the next listing).
-    var known: Int64?
-    /// Bytes of parts made room for and not renamed in yet.
-    var reserved: Int64 = 0
-    /// Bytes renamed in so far (a counter: an eviction adds what came in while it listed).
-    var renamed: Int64 = 0
-    /// Readers pinning each part, by its path.
-    var pins: [String: Int] = [:]
-
-    /// Whether the parts, with those being added, may be over `limit` (unknown counts as over).
-    func isOver(_ limit: Int64) -> Bool {
-        known.map { $0 + reserved > limit } ?? true
-    }
-
-    /// A reserved part was renamed in (or given up).
-    mutating func added(_ bytes: Int64, renamed done: Bool) {
-        reserved -= bytes
-        guard done else { return }
-        renamed += bytes
-        known = known.map { $0 + bytes }
-    }
 }

@@ -28,22 +28,43 @@ extension PartPipeline {
         public var missing = 0
     }
 
-    public func availability() -> Availability {
+    public func availability() -> Availability { classify(groups: template.parts.checksumGroups()).availability }
+
+    /// One look at each distinct part (the first of its checksum), in the order a read would
+    /// try them: local, cache file, memory, then in flight or missing; the other parts of a
+    /// checksum take its state, parts of length 0 are `.local`.
+    func classify(groups: ChecksumGroups) -> (states: [PartMap.State], availability: Availability) {
+        condition.lock()
+        let downloading = state.parts.downloadingKeys
+        condition.unlock()
         var a = Availability()
-        var seen = Set<Checksum>()
-        for (i, part) in template.parts.enumerated() where part.length > 0 && seen.insert(part.checksum).inserted {
+        let parts = template.parts
+        let prefixes = cache?.prefixDirectories(parts.checksumKind)
+        var states = [PartMap.State](repeating: .local, count: parts.count)
+        for i in parts.indices {
+            let first = Int(groups.first[i])
+            guard first >= 0 else { continue }
+            if first != i {
+                states[i] = states[first]
+                continue
+            }
+            let sum = parts.checksum(i)
             a.total += 1
             if local?.isLocallyAvailable(i) == true {
                 a.local += 1
-            } else if cache?.contains(part.checksum, length: part.length) == true {
+                states[i] = .local
+            } else if prefixes?.mayHold(sum) != false, cache?.contains(sum, length: parts.length(i)) == true {
                 a.cached += 1
-            } else if memoryParts.value(for: part.checksum) != nil {
+                states[i] = .cached
+            } else if memoryParts.value(for: sum) != nil {
                 a.inMemory += 1
+                states[i] = .cached
             } else {
                 a.missing += 1
+                states[i] = downloading.contains(sum) ? .inFlight : .missing
             }
         }
-        return a
+        return (states, a)
     }
 
     public func statistics() -> Statistics {
@@ -58,13 +79,22 @@ extension PartPipeline {
 extension PartPipeline: PartStatisticsProvider {
     /// For `jigdofs status`: where the parts are now, and what the downloads did.
     public func statistics(template: TemplateInfo) -> PartStatistics {
-        let a = availability()
+        let groups = self.template.parts.checksumGroups()
+        return statistics(template: template, states: classify(groups: groups).states, groups: groups)
+    }
+
+    /// The same from the states `partStates(groups:)` found (a part in flight counts as missing).
+    public func statistics(template: TemplateInfo, states: [PartMap.State], groups: ChecksumGroups) -> PartStatistics {
         let s = statistics()
         var out = PartStatistics()
-        out.partsTotal = a.total
-        out.partsLocal = a.local
-        out.partsCached = a.cached + a.inMemory
-        out.partsMissing = a.missing
+        for i in groups.distinct {
+            out.partsTotal += 1
+            switch states[Int(i)] {
+            case .template, .local: out.partsLocal += 1
+            case .cached: out.partsCached += 1
+            case .missing, .inFlight: out.partsMissing += 1
+            }
+        }
         out.bytesDownloaded = s.bytesDownloaded
         out.transfersInFlight = s.downloading
         out.failuresByMirror = s.failuresByHost
@@ -80,24 +110,7 @@ extension PartPipeline: PartStatisticsProvider {
 extension PartPipeline: PartStateProvider {
     /// For `jigdofs status --map`: each part local, cached (or in memory), being downloaded, or
     /// missing. Stats the cache files (as `availability()`); never waits for the network.
-    public func partStates() -> [PartMap.State] {
-        condition.lock()
-        let downloading = state.parts.downloadingKeys
-        condition.unlock()
-        var known: [Checksum: PartMap.State] = [:]
-        return template.parts.enumerated().map { i, part in
-            guard part.length > 0 else { return .local }
-            if let s = known[part.checksum] { return s }
-            let s: PartMap.State
-            if local?.isLocallyAvailable(i) == true {
-                s = .local
-            } else if cache?.contains(part.checksum, length: part.length) == true || memoryParts.value(for: part.checksum) != nil {
-                s = .cached
-            } else {
-                s = downloading.contains(part.checksum) ? .inFlight : .missing
-            }
-            known[part.checksum] = s
-            return s
-        }
-    }
+    public func partStates() -> [PartMap.State] { partStates(groups: template.parts.checksumGroups()) }
+
+    public func partStates(groups: ChecksumGroups) -> [PartMap.State] { classify(groups: groups).states }
 }

@@ -1,0 +1,38 @@
+@testable import JigdoFormat
+import Testing
+
+/// `JigdoPartsTable`: the `[Parts]` section held compactly, answering as the dictionary did.
+@Suite struct PartsTableTests {
+    @Test("locations per key in file order, interleaved keys, shared bases, non-checksum and non-canonical keys kept apart")
+    func answersAsTheDictionaryDid() throws {
+        let a = Checksum((0..<32).map { UInt8($0) }), b = Checksum((0..<16).map { UInt8(200 - $0) })
+        // The same 32 bytes with other bits in the last character's unused bits: not a's key.
+        var odd = Array(a.base64.utf8)
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        odd[odd.count - 1] = alphabet[Int(JigdoBase64.value(of: odd[odd.count - 1])! ^ 1)]
+        let oddKey = String(decoding: odd, as: UTF8.self)
+        #expect(JigdoBase64.decodeChecksum(oddKey) == a, "decodes to a, but is not its canonical text")
+        let dict: [String: [JigdoLocation]] = [
+            a.base64: [JigdoLocation(value: "L:pool/a", base: "/srv/", weight: 3), JigdoLocation(value: "http://h/ä b", base: "http://x/", weight: -2)],
+            b.base64: [JigdoLocation(value: "L:pool/b", base: "/srv/")],
+            "not a checksum": [JigdoLocation(value: "x", base: "/srv/")],
+            oddKey: [JigdoLocation(value: "odd", base: "/srv/")],
+        ]
+        var t = JigdoPartsTable()
+        // Interleaved, as includes and repeated sections give them.
+        try t.append(dict[a.base64]![0], for: a.base64)
+        try t.append(dict[b.base64]![0], for: b.base64)
+        try t.append(dict["not a checksum"]![0], for: "not a checksum")
+        try t.append(dict[oddKey]![0], for: oddKey)
+        try t.append(dict[a.base64]![1], for: a.base64)
+        #expect(t.count == 4)
+        for (k, v) in dict { #expect(t[k] == v, "\(k)") }
+        #expect(t.locations(for: a) == dict[a.base64])
+        #expect(t.locations(for: b) == dict[b.base64])
+        #expect(t.valueCount(for: a.base64) == 2 && t.valueCount(for: "nothing") == 0)
+        #expect(t["nothing"] == nil && t.locations(for: Checksum([UInt8](repeating: 7, count: 16))) == nil)
+        #expect(Set(t.keys) == Set(dict.keys))
+        #expect(t.mapValues { $0.map(\.value) } == dict.mapValues { $0.map(\.value) })
+        #expect(JigdoPartsTable(dict).mapValues { $0 } == dict)
+    }
+}
