@@ -35,4 +35,20 @@ import Testing
         #expect(t.mapValues { $0.map(\.value) } == dict.mapValues { $0.map(\.value) })
         #expect(JigdoPartsTable(dict).mapValues { $0 } == dict)
     }
+
+    @Test("checksums that share their first 8 bytes are told apart")
+    func sharedPrefix() throws {
+        let sums = (0..<5).map { i in Checksum((0..<32).map { $0 < 8 ? 0xEE : UInt8(i * 7 + $0) }) }
+        var t = JigdoPartsTable()
+        for round in 0..<2 {
+            for (i, s) in sums.enumerated() { try t.append(JigdoLocation(value: "L:\(i)/\(round)", base: "/"), for: s.base64) }
+        }
+        t.shrink()
+        #expect(t.count == 5)
+        for (i, s) in sums.enumerated() {
+            #expect(t.locations(for: s)?.map(\.value) == ["L:\(i)/0", "L:\(i)/1"])
+            #expect(t[s.base64]?.count == 2)
+        }
+        #expect(Set(t.keys) == Set(sums.map(\.base64)))
+    }
 }
