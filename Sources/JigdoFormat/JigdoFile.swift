@@ -617,6 +617,7 @@ struct JigdoParser {
         guard let first = images.first else {
             throw JigdoError(.syntax, path: mainPath, "no [Image] section: is this a .jigdo file?")
         }
+        parts.shrink()
         var warnings = self.warnings
         if !unknownOptionOrder.isEmpty {
             let shown = unknownOptionOrder.prefix(5).map { "\($0) (\(unknownOptions[$0]!))" }

@@ -55,6 +55,9 @@ public struct LocationResolver: Sendable {
     }
 
     private var table: [String: [Prefix]] = [:]
+    /// Labels every expansion of which is a URL of a remote scheme (so `Label:rest` is remote
+    /// whatever `rest` is): what lets `mayHaveLocalLocation` answer without expanding.
+    private var remoteOnlyLabels: Set<String> = []
     /// A label loop or a too deep chain, as a one-line message naming the labels; nil if none.
     public private(set) var labelProblem: String?
     /// Whether some label's expansion was cut by the work bound.
@@ -103,6 +106,25 @@ public struct LocationResolver: Sendable {
             _ = expandLabel(label, stack: [], work: &work)
             if labelProblem != nil { break }
         }
+        remoteOnlyLabels = Set(table.filter { $0.value.allSatisfy { isRemoteURL($0.value) } }.keys)
+    }
+
+    /// Whether `locations(forPart:)` may hold a local path: false only when each of the part's
+    /// `[Parts]` values names a label whose expansions are all remote URLs, and so does the
+    /// fallback label where it is used. Expands nothing (a mount asks it for every part).
+    public func mayHaveLocalLocation(forPart checksum: Checksum) -> Bool {
+        let entries = descriptor.parts.locations(for: checksum) ?? []
+        for e in entries.prefix(Self.maxEntriesPerPart) {
+            guard let (label, _) = labelReference(e.value), remoteOnlyLabels.contains(label) else { return true }
+        }
+        if let kind = checksum.kind {
+            let fallbackLabel = kind.labelPrefix
+            if hasLabel(fallbackLabel) || entries.isEmpty {
+                // An undefined fallback label gives no location (see `expand`).
+                return hasLabel(fallbackLabel) && !remoteOnlyLabels.contains(fallbackLabel)
+            }
+        }
+        return false
     }
 
     private mutating func expandLabel(_ label: String, stack: [String], work: inout (entries: Int, bytes: Int)) -> [Prefix] {

@@ -19,9 +19,14 @@ public struct JigdoPartsTable: Sendable {
         var last: Int32
         var count: Int32
     }
-    private var byChecksum: [Checksum: Int32] = [:]
+    /// A checksum's first 8 bytes -> its slot (12 bytes a bucket, where a `Checksum` key took
+    /// 44); a checksum whose first 8 bytes another one took first is in `collided`.
+    private var byPrefix: [UInt64: Int32] = [:]
+    private var collided: [Checksum: Int32] = [:]
     private var other: [String: Int32] = [:]
     private var slots: [Key] = []
+    /// Each slot's checksum (a placeholder for the slots of `other`: never reached by a prefix).
+    private var slotSums: [Checksum] = []
     private var entries: [Entry] = []
     private var arena: [UInt8] = []
     private var bases: [String] = []
@@ -41,7 +46,7 @@ public struct JigdoPartsTable: Sendable {
     public var isEmpty: Bool { slots.isEmpty }
 
     private func slot(_ key: String) -> Int32? {
-        if let sum = JigdoBase64.decodeCanonicalChecksum(key) { return byChecksum[sum] }
+        if let sum = JigdoBase64.decodeCanonicalChecksum(key) { return slot(sum) }
         return other[key]
     }
 
@@ -52,7 +57,33 @@ public struct JigdoPartsTable: Sendable {
     public subscript(key: String) -> [JigdoLocation]? { slot(key).map(locations(ofSlot:)) }
 
     /// The locations of a part, in file order; nil when it has none.
-    public func locations(for checksum: Checksum) -> [JigdoLocation]? { byChecksum[checksum].map(locations(ofSlot:)) }
+    public func locations(for checksum: Checksum) -> [JigdoLocation]? { slot(checksum).map(locations(ofSlot:)) }
+
+    private static func prefix(_ sum: Checksum) -> UInt64 { sum.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }
+
+    private func slot(_ sum: Checksum) -> Int32? {
+        if let s = byPrefix[Self.prefix(sum)], slotSums[Int(s)] == sum { return s }
+        return collided[sum]
+    }
+
+    /// The slot of `sum`, made if it has none.
+    private mutating func slotMaking(_ sum: Checksum) -> Int32 {
+        let p = Self.prefix(sum)
+        guard let s = byPrefix[p] else {
+            let s = newSlot(sum)
+            byPrefix[p] = s
+            return s
+        }
+        if slotSums[Int(s)] == sum { return s }
+        if let c = collided[sum] { return c }
+        let c = newSlot(sum)
+        collided[sum] = c
+        return c
+    }
+
+    private var checksumSlots: [(Checksum, Int32)] {
+        byPrefix.values.map { (slotSums[Int($0)], $0) } + collided.map { ($0.key, $0.value) }
+    }
 
     private func locations(ofSlot s: Int32) -> [JigdoLocation] {
         var out: [JigdoLocation] = []
@@ -70,11 +101,11 @@ public struct JigdoPartsTable: Sendable {
     }
 
     /// Every key (checksum keys in their Base64), in no particular order.
-    public var keys: [String] { byChecksum.keys.map(\.base64) + other.keys }
+    public var keys: [String] { checksumSlots.map { $0.0.base64 } + other.keys }
 
     /// Every key with its locations.
     public var all: [(key: String, value: [JigdoLocation])] {
-        byChecksum.map { ($0.key.base64, locations(ofSlot: $0.value)) } + other.map { ($0.key, locations(ofSlot: $0.value)) }
+        checksumSlots.map { ($0.0.base64, locations(ofSlot: $0.1)) } + other.map { ($0.key, locations(ofSlot: $0.value)) }
     }
 
     /// The first `n` of `all`.
@@ -107,9 +138,12 @@ public struct JigdoPartsTable: Sendable {
         arena.append(contentsOf: text)
         let s: Int32
         if let sum = JigdoBase64.decodeCanonicalChecksum(key) {
-            if let found = byChecksum[sum] { s = found } else { s = newSlot(); byChecksum[sum] = s }
+            s = slotMaking(sum)
+        } else if let found = other[key] {
+            s = found
         } else {
-            if let found = other[key] { s = found } else { s = newSlot(); other[key] = s }
+            s = newSlot(Checksum([UInt8](repeating: 0, count: 16)))
+            other[key] = s
         }
         var k = slots[Int(s)]
         if k.last >= 0 { entries[Int(k.last)].next = e } else { k.first = e }
@@ -118,8 +152,24 @@ public struct JigdoPartsTable: Sendable {
         slots[Int(s)] = k
     }
 
-    private mutating func newSlot() -> Int32 {
+    private mutating func newSlot(_ sum: Checksum) -> Int32 {
         slots.append(Key(first: -1, last: -1, count: 0))
+        slotSums.append(sum)
         return Int32(slots.count - 1)
+    }
+
+    /// Gives back what the arrays reserved while they grew (up to half of each), once the
+    /// table is complete.
+    public mutating func shrink() {
+        func exact<T>(_ a: [T]) -> [T] {
+            var out: [T] = []
+            out.reserveCapacity(a.count)
+            out.append(contentsOf: a)
+            return out
+        }
+        slots = exact(slots)
+        slotSums = exact(slotSums)
+        entries = exact(entries)
+        arena = exact(arena)
     }
 }

@@ -66,7 +66,7 @@ public final class LocalParts: PartSource {
         var unverified: [Checksum: [String]] = [:]
         for i in template.parts.indices {
             let sum = template.parts.checksum(i)
-            guard unverified[sum] == nil else { continue }
+            guard resolver.mayHaveLocalLocation(forPart: sum), unverified[sum] == nil else { continue }
             var paths: [String] = []
             for loc in resolver.locations(forPart: sum) {
                 if case .local(let p) = loc { paths.append(p) }

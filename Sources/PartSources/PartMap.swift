@@ -27,16 +27,8 @@ public struct PartMap: Codable, Sendable, Equatable {
         /// A cell (or a bucket) covering several states shows the one of highest rank: what
         /// still needs the network first, then what is cached, local, template. One byte of a
         /// missing part makes its cell missing, so a line with no `_` or `>` needs nothing.
-        /// Position in `allCases`, for tables indexed by state.
-        var index: Int {
-            switch self {
-            case .template: 0
-            case .local: 1
-            case .cached: 2
-            case .missing: 3
-            case .inFlight: 4
-            }
-        }
+        /// For tables indexed by state: `rank`, which is also the position in `allCases`.
+        var index: Int { rank }
 
         public var rank: Int {
             switch self {
