@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, lowest first. Each layer imports only the layers before it in this list (the lower
 // ones), never a later one; the README's "Source layout" table says the same in the same words.
 //   CZlib, CBzip2, CSQLite,   one thin shim module per C library (macros and variadics as typed
-//   CCurl, CFuse3, CPosix     jfs_ functions); CPosix: POSIX calls Swift cannot make (fork)
+//   CCurl, CFuse3, CPosix     jfs_ functions); CPosix: POSIX calls Swift cannot make (fork, mallopt)
 //   JigdoFormat               reading .jigdo and .template files, checksums, location expansion,
 //                             positional file reads, the byte-budget LRU cache, Syscalls (the
 //                             one door for libc file calls; tests inject failures there)
@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "jigdofs",
             dependencies: [
-                "JigdoFormat", "ImageAssembly", "PartSources", "ISO9660", "FUSEBridge",
+                "JigdoFormat", "ImageAssembly", "PartSources", "ISO9660", "FUSEBridge", "CPosix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import CPosix
 import JigdoFormat
 import Logging
 
@@ -24,6 +25,7 @@ struct JigdoFS: ParsableCommand {
     /// the configuration files' settings are put in front of the command's own arguments.
     static func main() {
         let environment = ProcessInfo.processInfo.environment
+        boundMallocArenas(environment)
         LogSetup.bootstrap(level: environment["JIGDOFS_DEBUG"] != nil ? .debug : .warning)
         let invokedAs = baseName(CommandLine.arguments.first ?? "jigdofs")
         var arguments = Array(CommandLine.arguments.dropFirst())
@@ -127,4 +129,19 @@ extension JigdoError {
         default: return 1
         }
     }
+}
+
+/// glibc's malloc gives each thread that contends an arena of its own (up to 8 a core) and keeps
+/// what is freed in it, and raises its mmap threshold after a large block is freed, so the 1 MiB
+/// buffers of FUSE reads and downloads end up kept in every arena. A mount's daemon runs a FUSE
+/// worker pool, a transfer thread and dispatch queues: after a 4 GiB read of a 50,000-part image
+/// it held 63.8 MiB (70.3 MiB after 1,000 random reads). An arena a core (at least 2, at most 8)
+/// and a fixed 256 KiB threshold (large buffers are mapped and given back when freed): 54.9 and
+/// 60.6 MiB, no slower (`bench/scale.sh`). The MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_
+/// environment variables still decide when set.
+private func boundMallocArenas(_ environment: [String: String]) {
+    if environment["MALLOC_ARENA_MAX"] == nil {
+        _ = jfs_malloc_arena_max(Int32(max(2, min(8, ProcessInfo.processInfo.activeProcessorCount))))
+    }
+    if environment["MALLOC_MMAP_THRESHOLD_"] == nil { _ = jfs_malloc_mmap_threshold(256 << 10) }
 }
