@@ -50,6 +50,24 @@ struct ReadPlanTests {
         return nil
     }
 
+    /// The release behind the gate of three, opened with an empty cache (in the TempDir), and a
+    /// range of three missing parts.
+    func gated() throws -> (FaultServer, TempDir, Opened, offset: Int64, count: Int) {
+        let fault = try FaultServer(root: try DownloadFixture.release())
+        do {
+            let tmp = try TempDir()
+            let o = try Opened(servers: [fault.url + "gate/3/tree/"], cacheDir: tmp.path + "/cache", config: gateConfig())
+            guard let (offset, count) = threeParts(o) else {
+                o.downloader.shutdown()
+                throw DownloadTestError("no three consecutive parts in the fixture")
+            }
+            return (fault, tmp, o, offset, count)
+        } catch {
+            fault.stop()
+            throw error
+        }
+    }
+
     /// How many parts the server had been asked for when it sent its first answer.
     func askedBeforeFirstAnswer(_ fault: FaultServer) -> Int? {
         fault.requests().first { $0.mode == "gate-released" }.flatMap { Int($0.range) }
@@ -57,13 +75,8 @@ struct ReadPlanTests {
 
     @Test("a FUSE-style read (ReadContext.withoutWaiting) over three missing parts starts all three, waits once, and is right")
     func nonWaitingReadStartsAllParts() throws {
-        let release = try DownloadFixture.release()
-        let fault = try FaultServer(root: release)
-        defer { fault.stop() }
-        let tmp = try TempDir()
-        let o = try Opened(servers: [fault.url + "gate/3/tree/"], cacheDir: tmp.path + "/cache", config: gateConfig())
-        defer { o.downloader.shutdown() }
-        let (offset, count) = try #require(threeParts(o))
+        let (fault, tmp, o, offset, count) = try gated()
+        defer { fault.stop(); o.downloader.shutdown(); withExtendedLifetime(tmp) {} }
         // As the bridge does: run the read without waiting; on WouldWait, wait for its end
         // (holding the request's pins) and run it again.
         let holds = ReadHolds()
@@ -89,13 +102,8 @@ struct ReadPlanTests {
 
     @Test("a blocking read over three missing parts starts all three at once and is right")
     func blockingReadStartsAllParts() throws {
-        let release = try DownloadFixture.release()
-        let fault = try FaultServer(root: release)
-        defer { fault.stop() }
-        let tmp = try TempDir()
-        let o = try Opened(servers: [fault.url + "gate/3/tree/"], cacheDir: tmp.path + "/cache", config: gateConfig())
-        defer { o.downloader.shutdown() }
-        let (offset, count) = try #require(threeParts(o))
+        let (fault, tmp, o, offset, count) = try gated()
+        defer { fault.stop(); o.downloader.shutdown(); withExtendedLifetime(tmp) {} }
         let got = try o.reader.read(at: offset, count: count)
         let asked = try #require(askedBeforeFirstAnswer(fault))
         #expect(asked >= 3, "the server was asked for \(asked) part(s) before it answered the first")
