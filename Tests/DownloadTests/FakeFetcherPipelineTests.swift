@@ -392,6 +392,42 @@ struct FakeFetcherPipelineTests {
         #expect(capture.messages.filter { $0.contains("kept in memory instead") }.count == 1, "\(capture.messages)")
     }
 
+    @Test("a full cache disk and a mirror that keeps answering 503: its retries are counted (the walk carried on, not a copy from before), then the next mirror serves the part")
+    func memoryRetriesAreCounted() throws {
+        let f = try FakePipeline()
+        let failure = Syscalls.injectFailure([.write], under: f.cacheDir, errno: ENOSPC)
+        defer { failure.remove() }
+        let read = BackgroundRead(f.pipeline, part: 0)
+        var toOne = 0
+        var served = false
+        // Every transfer into the cache fails to write; every one into memory from the first
+        // mirror fails (503), from the second it is served. A walk that forgot its tries after
+        // a failure in memory would ask the first mirror for ever (bounded here at 30 requests).
+        var requests = 0
+        let deadline = Date(timeIntervalSinceNow: 60)
+        while !served, requests < 30, Date() < deadline {
+            // The pipeline's next move is a request or a retry waiting for the clock.
+            guard f.fetcher.waiting > 0, let p = f.fetcher.next(timeout: 1) else {
+                if f.clock.pending > 0 { f.clock.advance(120) } else { usleep(1_000) }
+                continue
+            }
+            requests += 1
+            if p.request.path != nil {
+                // Into the cache: the write fails (ENOSPC), the walk falls back to memory.
+                f.fetcher.serve(p, f.parts[0])
+            } else if p.request.url == f.url("one", 0) {
+                toOne += 1
+                f.fetcher.fail(p, .status(503))
+            } else {
+                f.fetcher.serve(p, f.parts[0])
+                served = true
+            }
+        }
+        #expect(served, "the second mirror never served the part into memory; the first was asked \(toOne) times")
+        #expect(toOne <= 2 * f.fetcher.config.attemptsPerLocation, "the first mirror was asked \(toOne) times")
+        #expect(read.bytes() == f.parts[0])
+    }
+
     @Test("a part whose partial file another process has locked: looked at again when the clock reaches the poll delay, then served from the cache, not fetched")
     func lockedByAnotherProcessPolled() throws {
         let f = try FakePipeline()

@@ -183,7 +183,8 @@ extension PartPipeline {
                 // The remembered redirect target failed: forget it; the walk decides what next
                 // (the original server asked again, once).
                 forgetRedirect(for: url)
-                perform(job, job.walk.handle(.redirectTargetFailed(error)), cause: error)
+                let step = job.walk.handle(.redirectTargetFailed(error))
+                perform(job, step, cause: error)
                 return
             }
             switch error.reason {
@@ -259,7 +260,8 @@ extension PartPipeline {
             perform(job, step)
             if matches { finish(job, error: nil) }
         case .failure(let error):
-            perform(job, job.walk.handle(.failed(error)), cause: error)
+            let step = job.walk.handle(.failed(error))
+            perform(job, step, cause: error)
         }
     }
 
@@ -276,7 +278,8 @@ extension PartPipeline {
             do {
                 sum = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW).checksum(kind)
             } catch {
-                perform(job, job.walk.skip("\(error)"))
+                let step = job.walk.skip("\(error)")
+                perform(job, step)
                 return
             }
         }
