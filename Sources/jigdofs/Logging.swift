@@ -225,13 +225,32 @@ final class SyslogSocket: Sendable {
             for _ in 0..<2 {
                 if fd < 0 { fd = Self.connect(path) }
                 guard fd >= 0 else { return }
-                let sent = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                // Never waits: a syslog daemon that does not read (its queue full) must not hold up
+                // the thread that logs, which may be about to answer a FUSE request. The line is
+                // dropped then, and the next line that goes through says how many were.
+                let lost = dropped.withLock { $0 }
+                if lost > 0 {
+                    let note = "<\(LOG_DAEMON | LOG_WARNING)>\(time) jigdofs[\(getpid())]: \(lost) log lines dropped (the syslog socket was full)"
+                    if Self.sendNow(fd, Array(note.utf8)) >= 0 { dropped.withLock { $0 -= lost } }
+                }
+                let sent = Self.sendNow(fd, line)
                 if sent >= 0 { return }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    dropped.withLock { $0 += 1 }
+                    return
+                }
                 // The syslog daemon restarted (journald): connect again, once.
                 close(fd)
                 fd = -1
             }
         }
+    }
+
+    /// Lines not sent because the socket's queue was full (a leaf lock, taken inside `fd`'s).
+    private let dropped = Mutex(0)
+
+    private static func sendNow(_ fd: Int32, _ bytes: [UInt8]) -> Int {
+        bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
     }
 
     private static func connect(_ path: String) -> Int32 {
