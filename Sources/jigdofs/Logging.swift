@@ -196,20 +196,21 @@ struct RoutedLogHandler: LogHandler {
 /// facility daemon. A message that cannot be sent (no syslog running) is dropped.
 final class SyslogSocket: Sendable {
     let path: String
-    private let fd = Mutex<Int32>(-1)
+    /// The socket (-1: not connected), and the lines not sent because its queue was full.
+    private let conn = Mutex<(fd: Int32, dropped: Int)>((-1, 0))
 
     init(path: String = ProcessInfo.processInfo.environment["JIGDOFS_SYSLOG_SOCKET"].flatMap { $0.isEmpty ? nil : $0 } ?? "/dev/log") {
         self.path = path
     }
 
     deinit {
-        fd.withLock { if $0 >= 0 { close($0) } }
+        conn.withLock { if $0.fd >= 0 { close($0.fd) } }
     }
 
     func reconnect() {
-        fd.withLock { fd in
-            if fd >= 0 { close(fd) }
-            fd = -1
+        conn.withLock { s in
+            if s.fd >= 0 { close(s.fd) }
+            s.fd = -1
         }
     }
 
@@ -221,33 +222,30 @@ final class SyslogSocket: Sendable {
         strftime(&stamp, stamp.count, "%b %e %H:%M:%S", &tm)
         let time = String(decoding: stamp.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let line = Array("<\(LOG_DAEMON | priority)>\(time) jigdofs[\(getpid())]: \(message)".utf8.prefix(8000))
-        fd.withLock { fd in
+        conn.withLock { s in
             for _ in 0..<2 {
-                if fd < 0 { fd = Self.connect(path) }
+                if s.fd < 0 { s.fd = Self.connect(path) }
+                let fd = s.fd
                 guard fd >= 0 else { return }
                 // Never waits: a syslog daemon that does not read (its queue full) must not hold up
                 // the thread that logs, which may be about to answer a FUSE request. The line is
                 // dropped then, and the next line that goes through says how many were.
-                let lost = dropped.withLock { $0 }
-                if lost > 0 {
-                    let note = "<\(LOG_DAEMON | LOG_WARNING)>\(time) jigdofs[\(getpid())]: \(lost) log lines dropped (the syslog socket was full)"
-                    if Self.sendNow(fd, Array(note.utf8)) >= 0 { dropped.withLock { $0 -= lost } }
+                if s.dropped > 0 {
+                    let note = "<\(LOG_DAEMON | LOG_WARNING)>\(time) jigdofs[\(getpid())]: \(s.dropped) log lines dropped (the syslog socket was full)"
+                    if Self.sendNow(fd, Array(note.utf8)) >= 0 { s.dropped = 0 }
                 }
                 let sent = Self.sendNow(fd, line)
                 if sent >= 0 { return }
                 if errno == EAGAIN || errno == EWOULDBLOCK {
-                    dropped.withLock { $0 += 1 }
+                    s.dropped += 1
                     return
                 }
                 // The syslog daemon restarted (journald): connect again, once.
                 close(fd)
-                fd = -1
+                s.fd = -1
             }
         }
     }
-
-    /// Lines not sent because the socket's queue was full (a leaf lock, taken inside `fd`'s).
-    private let dropped = Mutex(0)
 
     private static func sendNow(_ fd: Int32, _ bytes: [UInt8]) -> Int {
         bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }

@@ -84,7 +84,7 @@ extension PartPipeline {
         guard urls.count > 1 else { return urls.map(\.url) }
         let now = clock.now()
         condition.lock()
-        let health = state.health
+        let health = state.mirrors.health
         condition.unlock()
         return health.order(urls, length: part.length, now: now) { self.locationPrefix($0, part: part) }
     }

@@ -71,8 +71,8 @@ extension PartPipeline {
         condition.lock(); defer { condition.unlock() }
         let inFlight = state.parts.downloading
         return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
-                          downloading: inFlight, failuresByHost: state.failuresByHost,
-                          failuresByLocation: state.health.failures)
+                          downloading: inFlight, failuresByHost: state.mirrors.failuresByHost,
+                          failuresByLocation: state.mirrors.health.failures)
     }
 }
 

@@ -65,8 +65,6 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         var partsDownloaded = 0
         /// Mirrors: failures, health, load and speed, redirects (`MirrorBook`).
         var mirrors = MirrorBook()
-        var failuresByHost: [String: Int] { mirrors.failuresByHost }
-        var health: MirrorHealth { mirrors.health }
         /// The memory fallback was announced (once per store).
         var warnedMemory = false
     }
