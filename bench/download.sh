@@ -28,7 +28,10 @@
 # Also per RTT: the daemon's CPU time (user and system, /proc/PID/stat after the full dd, so the
 # mount's setup included) per GB of the image, and its peak RSS, next to the CPU seconds per GB `openssl dgst -md5` (-sha256)
 # needs over the finished ISO on this machine, measured at the start of the same run (the floor
-# of checking every byte); the difference is the daemon's CPU beyond the checksum.
+# of checking every byte); the difference is the daemon's CPU beyond the checksum. Beside it the
+# peers' CPU per GB for the same parts (bash's `time`: user + system of the whole client):
+# curl --parallel to /dev/null (fetching alone, the floor) and aria2c (fetched, checked,
+# written: the same work, less the FUSE replies).
 # Then an untimed counting run per RTT (COUNTING_RUN=0 skips it): the same mount and full dd,
 # with `strace -c -f` attached to the daemon (needs ptrace: root, or kernel.yama.ptrace_scope 0)
 # and bench/alloccount.c preloaded into it (built with cc into the run's directory), both counted
@@ -247,17 +250,18 @@ PY
 # aria2c_parts URL RTT -> sets ar_secs (empty on failure): each part of the .jigdo as its own
 # file from the mirror's tree/, 32 downloads at once, each checked against its MD5 (SHA256)
 aria2c_parts() {
-  local d=$bench_tmp/aria2c-$2 t0 t1
-  ar_secs=
+  local d=$bench_tmp/aria2c-$2 t0 t1 TIMEFORMAT=%U+%S
+  ar_secs= ar_cpu=
   command -v aria2c >/dev/null || { echo "aria2c not installed (scripts/install-deps.sh)" >&2; return 0; }
   mkdir -p "$d"
   part_urls "$1/tree/" | awk -v alg="$([ "$checksum" = md5 ] && echo md5 || echo sha-256)" \
     '{ print $2; print "  out=" $1; print "  checksum=" alg "=" $1 }' > "$d/input"
   t0=$(now)
-  if aria2c -q -i "$d/input" -d "$d/files" -j 32 --file-allocation=none --max-tries=3 \
-       --auto-file-renaming=false --allow-overwrite=true </dev/null >"$d/log" 2>&1; then
+  if { time aria2c -q -i "$d/input" -d "$d/files" -j 32 --file-allocation=none --max-tries=3 \
+       --auto-file-renaming=false --allow-overwrite=true </dev/null >"$d/log" 2>&1; } 2>"$d/cpu"; then
     t1=$(now)
     ar_secs=$(secs "$t0" "$t1")
+    ar_cpu=$(bc -l < "$d/cpu")
   else
     echo "aria2c at $2 ms failed: $(tail -3 "$d/log")" >&2
   fi
@@ -267,14 +271,15 @@ aria2c_parts() {
 # curl (its --parallel, 32 transfers at once, connections reused), bodies thrown away unchecked:
 # what one request per part costs on this link at the polite per-host cap, before any checking
 curl_parts() {
-  local d=$bench_tmp/curl-parts-$2 t0 t1
-  cp_secs=
+  local d=$bench_tmp/curl-parts-$2 t0 t1 TIMEFORMAT=%U+%S
+  cp_secs= cp_cpu=
   mkdir -p "$d"
   part_urls "$1/tree/" | awk '{ printf "url = \"%s\"\noutput = \"/dev/null\"\n", $2 }' > "$d/config"
   t0=$(now)
-  if curl -sf -Z --parallel-max 32 --parallel-immediate -K "$d/config" </dev/null >"$d/log" 2>&1; then
+  if { time curl -sf -Z --parallel-max 32 --parallel-immediate -K "$d/config" </dev/null >"$d/log" 2>&1; } 2>"$d/cpu"; then
     t1=$(now)
     cp_secs=$(secs "$t0" "$t1")
+    cp_cpu=$(bc -l < "$d/cpu")
   else
     echo "curl --parallel of the parts at $2 ms failed: $(tail -3 "$d/log")" >&2
   fi
@@ -465,6 +470,17 @@ for link in $links; do
         "$cpu_gb" "$checksum" "$digest_floor" "$([ -z "$limit" ] || printf ' (issue 21 goal <= %s: %s)' "$limit" "$(verdict "$beyond" "$limit")")")")
     fi
     summary+=("$label: daemon peak RSS ${js_rss:-?} MiB")
+  fi
+  # The peers' CPU for the same parts (user + system of the whole process, per GB): what
+  # fetching each part as its own request costs a mature client, the floor under the daemon's
+  # "beyond the checksum" (which also pays the FUSE replies: two more copies of every byte).
+  if [ -n "$cp_cpu" ]; then
+    summary+=("$(printf '%s: peer floor: curl --parallel of the parts, unchecked, to /dev/null = %.2f CPU-s/GB' "$label" "$(echo "$cp_cpu / $gb" | bc -l)")")
+  fi
+  if [ -n "$ar_cpu" ]; then
+    ar_line=$(printf '%s: peer: aria2c, parts fetched, checked and written = %.2f CPU-s/GB' "$label" "$(echo "$ar_cpu / $gb" | bc -l)")
+    [ -z "$digest_floor" ] || ar_line+=$(printf ', %.2f beyond the checksum' "$(echo "$ar_cpu / $gb - $digest_floor" | bc -l)")
+    summary+=("$ar_line")
   fi
   if [ "${COUNTING_RUN:-1}" != 0 ]; then
     counting_run "$rtt" "$url"

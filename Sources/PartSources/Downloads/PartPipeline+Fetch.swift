@@ -17,7 +17,7 @@ extension PartPipeline {
         let part = template.parts[index]
         let walk = DownloadWalk(urls: ordered(weightedURLs(forPart: index), part: part),
                                 attemptsPerLocation: downloadConfig.attemptsPerLocation, retryDelay: downloadConfig.retryDelay)
-        var job = Job(index: index, checksum: part.checksum, length: part.length, attempt: attempt,
+        var job = Job(index: index, key: key(index), checksum: part.checksum, length: part.length, attempt: attempt,
                       prefetch: prefetch, walk: walk)
         if walk.urls.isEmpty {
             finish(job, error: unavailable(part, "has no local copy and no download location in the .jigdo"))
@@ -76,8 +76,8 @@ extension PartPipeline {
                 return
             }
             do {
-                let sum = job.checksum
-                guard let fd = try cache.lockPartial(for: sum, onDemand: { [weak self] in self?.promoteIfPrefetch(sum) }) else {
+                let sum = job.checksum, key = job.key
+                guard let fd = try cache.lockPartial(for: sum, onDemand: { [weak self] in self?.promoteIfPrefetch(key) }) else {
                     let retry = job
                     // Another image of this mount is downloading it (a part two images of a
                     // release share): go on when it is done, then it is in the cache.
@@ -146,26 +146,21 @@ extension PartPipeline {
         let id = downloader.submit(request, priority: job.prefetch ? .prefetch : .demand) { result in
             store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
         }
-        condition.lock()
-        let promoted = state.parts.submitted(job.checksum, attempt: job.attempt, transfer: id, asPrefetch: job.prefetch)
-        condition.unlock()
+        let promoted = event { $0.submitted(job.key, attempt: job.attempt, transfer: id, asPrefetch: job.prefetch) }
         // A reader started waiting while this was being submitted.
         if promoted { downloader.promote(id) }
     }
 
     /// A reader of another image waits for this part, which this image fetches ahead: its
     /// transfer moves before the other read-ahead ones.
-    func promoteIfPrefetch(_ sum: Checksum) {
-        condition.lock()
-        let promote = state.parts.promoteIfPrefetch(sum)
-        condition.unlock()
+    func promoteIfPrefetch(_ key: Int32) {
+        let promote = event { $0.promoteIfPrefetch(key) }
         if let promote { downloader?.promote(promote) }
     }
 
     /// Whether nobody waits for the part yet (its download may queue behind demand reads).
     func currentlyPrefetch(_ job: Job) -> Bool {
-        condition.lock(); defer { condition.unlock() }
-        return state.parts.isPrefetch(job.checksum, attempt: job.attempt)
+        event { $0.isPrefetch(job.key, attempt: job.attempt) }
     }
 
     func transferDone(_ job: Job, requestURL: String, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
@@ -251,14 +246,12 @@ extension PartPipeline {
                 return hasher.finalize()
             }()
             let matches = sum == job.checksum && Int64(body.count) == job.length
-            if matches {
-                memoryParts.insert(body, for: job.checksum, cost: body.count)
-            } else {
+            if !matches {
                 logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
             let step = job.walk.handle(.transferred(matches: matches, resumed: false))
             perform(job, step)
-            if matches { finish(job, error: nil) }
+            if matches { finish(job, .inMemory(body)) }
         case .failure(let error):
             let step = job.walk.handle(.failed(error))
             perform(job, step, cause: error)
@@ -301,10 +294,10 @@ extension PartPipeline {
                let f = cache.openPart(job.checksum, length: job.length) {
                 // Bytes this process hashed as they arrived: served without another check while
                 // the file stays as it is.
-                verifiedFiles.withLock { $0[job.checksum] = f.identity }
-                openFiles.insert(f, for: job.checksum, cost: 1)
+                finish(job, .opened(f, f.identity))
+            } else {
+                finish(job, .landed)
             }
-            finish(job, error: nil)
         } catch {
             // E.g. no room for a new cache directory: serve the verified bytes from memory.
             // If the partial file cannot be read back either, its error is dropped: the
@@ -314,9 +307,8 @@ extension PartPipeline {
                 let why = (error as? JigdoError).map { $0.errno?.text ?? $0.message } ?? "\(error)"
                 logger.warning("the part cache cannot store parts (\(why)); they are kept in memory instead")
                 logger.debug("\(error); part \(job.checksum.base64) is kept in memory")
-                memoryParts.insert(bytes, for: job.checksum, cost: bytes.count)
                 Syscalls.unlink(partial)
-                finish(job, error: nil)
+                finish(job, .inMemory(bytes))
             } else {
                 finish(job, error: (error as? JigdoError) ?? JigdoError(.io, "\(error)", underlying: error))
             }
@@ -325,21 +317,27 @@ extension PartPipeline {
 
     /// `fetched`: the part was downloaded by this attempt (not found in the cache).
     func finish(_ job: Job, error: JigdoError?, fetched: Bool = true) {
+        finish(job, error.map { .failed($0) } ?? .landed, fetched: fetched)
+    }
+
+    /// The attempt ended: its entry changes, its waiters are called (after the lock).
+    func finish(_ job: Job, _ outcome: Table.Outcome, fetched: Bool = true) {
         if job.lockFD >= 0 {
             // An empty partial file (made to hold the lock) is not worth keeping.
             if let cache, fileSize(cache.partialPath(for: job.checksum)) == 0 { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
             if let cache { cache.unlockPartial(job.lockFD, for: job.checksum) } else { Syscalls.close(job.lockFD) }
         }
+        var error: JigdoError?
+        if case .failed(let e) = outcome { error = e }
         condition.lock()
-        let end = state.parts.finished(job.checksum, attempt: job.attempt, error: error)
-        let readerWaits = end.readerWaited
+        let end = state.table.finished(job.key, attempt: job.attempt, outcome)
         if error == nil && fetched { state.partsDownloaded += 1 }
         condition.broadcast()
         condition.unlock()
         for w in end.waiters { w(error) }
         // A failed read-ahead is retried when the part is read. A failing read throws the error
         // to its reader, which reports it (the CLI's one line, the mount's EIO log line).
-        if let error { logger.info("\(readerWaits ? "" : "read-ahead: ")\(error)") }
+        if let error { logger.info("\(end.readerWaited ? "" : "read-ahead: ")\(error)") }
     }
 
     func recordDownloaded(_ bytes: Int64) {

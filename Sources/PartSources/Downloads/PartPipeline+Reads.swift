@@ -43,7 +43,7 @@ extension PartPipeline {
     /// wait for (nil: none). Pinned before the downloads start: a FUSE request keeps the pins
     /// across its rounds (its holds), so the parts there now are still there when it runs
     /// again; any other read (`pinned`, to unpin) until it returns.
-    func startMissing(of parts: ReadParts, pinned: inout [Checksum]) -> [(sum: Checksum, attempt: UInt64)]? {
+    func startMissing(of parts: ReadParts, pinned: inout [Checksum]) -> [(key: Int32, attempt: UInt64)]? {
         var missing: [Int] = []
         for index in parts where needsDownload(index) { missing.append(index) }
         guard !missing.isEmpty else { return nil }
@@ -55,49 +55,45 @@ extension PartPipeline {
     }
 
     /// Whether part `index` needs a download before it can be read: it is being downloaded, or
-    /// it is neither done, open, in memory, local nor in the cache.
+    /// it is neither here (open, in memory, local) nor in the cache.
     func needsDownload(_ index: Int) -> Bool {
-        let sum = template.parts.checksum(index)
-        condition.lock()
-        let life = state.parts.life(sum)
-        condition.unlock()
-        switch life {
-        case .downloading?: return true
+        switch event({ $0.state(key(index)) }) {
+        case .fetching?: return true
+        case .open?, .memory?, .local?: return false
         // Nothing evicts it (no --cache-size): there (a file removed by hand is found missing
         // by its read, which waits for it, as before).
-        case .done? where cache?.sizeLimit == nil: return false
-        case .done?, .failed?, nil: break
+        case .landed?, .verified? where cache?.sizeLimit == nil: return false
+        case .landed?, .verified?, .failed?, nil: break
         }
-        if openFiles.value(for: sum) != nil || memoryParts.value(for: sum) != nil { return false }
         return !isLocallyAvailable(index)
     }
 
     /// Demands the parts (in this order) under one take of the lock, then promotes queued
     /// read-ahead transfers and starts what no one runs yet: the attempts to wait for. A part
-    /// done and still there (done meanwhile) is skipped; one done but evicted is missing again.
-    func demandAll(_ indices: [Int]) -> [(sum: Checksum, attempt: UInt64)] {
-        var demands: [(index: Int, demand: PartLives<Checksum, JigdoError, Waiter>.Demand)] = []
+    /// here (done meanwhile) is skipped; one done but evicted is missing again.
+    func demandAll(_ indices: [Int]) -> [(key: Int32, attempt: UInt64)] {
+        var demands: [(index: Int, key: Int32, demand: Table.Demand)] = []
         demands.reserveCapacity(indices.count)
-        for index in indices { forgetEvicted(template.parts.checksum(index)) }
+        for index in indices { forgetEvicted(key(index)) }
         condition.lock()
         for index in indices {
-            let sum = template.parts.checksum(index)
-            if state.parts.isDone(sum) { continue }
-            demands.append((index, state.parts.demand(sum)))
+            let key = key(index)
+            if state.table.isHere(key) { continue }
+            demands.append((index, key, state.table.demand(key)))
         }
         condition.unlock()
         for d in demands {
             if let promote = d.demand.promote { downloader?.promote(promote) }
             if d.demand.start { begin(index: d.index, attempt: d.demand.attempt, prefetch: false) }
         }
-        return demands.map { (template.parts.checksum($0.index), $0.demand.attempt) }
+        return demands.map { ($0.key, $0.demand.attempt) }
     }
 
     /// Calls `done` once: nil when every attempt (or a later one) ended with its part there,
     /// else as soon as one failed, with its error (later ends are ignored).
-    func whenAllFinished(_ waits: [(sum: Checksum, attempt: UInt64)], _ done: @escaping @Sendable (JigdoError?) -> Void) {
+    func whenAllFinished(_ waits: [(key: Int32, attempt: UInt64)], _ done: @escaping @Sendable (JigdoError?) -> Void) {
         let all = AllFinished(count: waits.count, done)
-        for w in waits { whenFinished(w.sum, attempt: w.attempt) { all.ended($0) } }
+        for w in waits { whenFinished(w.key, attempt: w.attempt) { all.ended($0) } }
     }
 }
 

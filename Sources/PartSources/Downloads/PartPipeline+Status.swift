@@ -34,9 +34,7 @@ extension PartPipeline {
     /// try them: local, cache file, memory, then in flight or missing; the other parts of a
     /// checksum take its state, parts of length 0 are `.local`.
     func classify(groups: ChecksumGroups) -> (states: [PartMap.State], availability: Availability) {
-        condition.lock()
-        let downloading = state.parts.downloadingKeys
-        condition.unlock()
+        let (downloading, inMemory) = event { ($0.fetchingKeys, $0.memoryKeys) }
         var a = Availability()
         let parts = template.parts
         let prefixes = cache?.prefixDirectories(parts.checksumKind)
@@ -56,12 +54,12 @@ extension PartPipeline {
             } else if prefixes?.mayHold(sum) != false, cache?.contains(sum, length: parts.length(i)) == true {
                 a.cached += 1
                 states[i] = .cached
-            } else if memoryParts.value(for: sum) != nil {
+            } else if inMemory.contains(Int32(i)) {
                 a.inMemory += 1
                 states[i] = .cached
             } else {
                 a.missing += 1
-                states[i] = downloading.contains(sum) ? .inFlight : .missing
+                states[i] = downloading.contains(Int32(i)) ? .inFlight : .missing
             }
         }
         return (states, a)
@@ -69,7 +67,7 @@ extension PartPipeline {
 
     public func statistics() -> Statistics {
         condition.lock(); defer { condition.unlock() }
-        let inFlight = state.parts.downloading
+        let inFlight = state.table.fetching
         return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
                           downloading: inFlight, failuresByHost: state.mirrors.failuresByHost,
                           failuresByLocation: state.mirrors.health.failures)

@@ -39,10 +39,13 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
 
     /// Requests waiting for a part without blocking a thread (`WouldWait`).
     typealias Waiter = @Sendable (JigdoError?) -> Void
+    typealias Table = PartTable<ReadOnlyFile, JigdoError, Waiter>
 
     /// The download of one part, passed along the chain of locations and retries.
     struct Job: Sendable {
         var index: Int
+        /// The part's entry in the table (`key(_:)`).
+        var key: Int32
         var checksum: Checksum
         var length: Int64
         var attempt: UInt64
@@ -56,8 +59,9 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     }
 
     struct State {
-        /// Every part's life: missing -> downloading -> done | failed (see `PartLives`).
-        var parts = PartLives<Checksum, JigdoError, Waiter>()
+        /// Every part's truth: local, cached and checked, open, in memory, fetching, failed
+        /// (see `PartTable`).
+        var table: Table
         // Sequential read detection.
         var streams = ReadStreams()
         // Figures for `status`.
@@ -85,12 +89,10 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     // Lock order: `condition` is taken alone; never held across I/O, a libcurl call, or a
     // call into `local`/`cache`/`downloader` (their own locks are leaves).
     let condition = NSCondition()
-    var state = State()
-    let openFiles = ByteBudgetCache<Checksum, ReadOnlyFile>(budget: 64)
-    let memoryParts: ByteBudgetCache<Checksum, [UInt8]>
-    /// Cache files this process checked (or wrote from bytes it hashed), as they were then:
-    /// a file whose identity differs is checked again before a byte of it is served.
-    let verifiedFiles = Mutex<[Checksum: FileIdentity]>([:])
+    var state: State
+    /// A part that shares its checksum with an earlier one -> that first part: the key of its
+    /// entry (`key(_:)`). Only such parts are here (none in most images).
+    let sameAs: [Int32: Int32]
 
     /// - Parameters:
     ///   - local: parts found on disk (`--scan`, `--map`, local locations, old images); may be nil.
@@ -107,13 +109,25 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         self.cache = cache
         self.downloader = cache == nil ? nil : downloader
         self.options = options
-        self.memoryParts = ByteBudgetCache(budget: options.memoryBudget)
+        self.state = State(table: Table(openLimit: 64, memoryBudget: options.memoryBudget))
         self.downloadConfig = downloader?.config ?? DownloadConfig()
         self.logger = logger
         self.clock = clock ?? SystemClock()
+        // One sort of the part numbers by checksum (4 bytes a part while it runs).
+        var sameAs: [Int32: Int32] = [:]
+        for (i, first) in template.parts.checksumGroups().first.enumerated() where first >= 0 && Int(first) != i {
+            sameAs[Int32(i)] = first
+        }
+        self.sameAs = sameAs
     }
 
     var downloadsEnabled: Bool { !options.offline && downloader != nil && cache != nil }
+
+    /// The table entry of part `index`: the first part with its checksum.
+    @inline(__always) func key(_ index: Int) -> Int32 {
+        let i = Int32(truncatingIfNeeded: index)
+        return sameAs.isEmpty ? i : sameAs[i] ?? i
+    }
 
     // MARK: PartSource
 
@@ -123,57 +137,82 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         return cache?.contains(part.checksum, length: part.length) == true
     }
 
+    /// A read of a part this process checked is one locked lookup (which also notes the read
+    /// for read-ahead), one `pread` and one `fstat` (its identity: a file changed since its
+    /// check is not served).
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        noteRead(index)
+        let key = key(index)
+        condition.lock()
+        let found = state.table.read(key)
+        let ahead = noteRead(index)
+        condition.unlock()
+        if let ahead { prefetch(Array(ahead)) }
         var pinned: Checksum?
         defer { if let pinned { cache?.unpin(pinned) } }
-        try readPart(index, at: offset, into: buffer, round: 0, pinned: &pinned)
+        try readPart(index, key: key, found: found, at: offset, into: buffer, round: 0, pinned: &pinned)
     }
 
-    /// `pinned`: the part this read pinned in the cache (to unpin when it returns).
-    func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer, round: Int,
-                          pinned: inout Checksum?) throws {
+    /// `found`: the part's state at the read's lookup (nil: not known yet); `pinned`: the part
+    /// this read pinned in the cache (to unpin when it returns).
+    func readPart(_ index: Int, key: Int32, found: Table.State?, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer,
+                  round: Int, pinned: inout Checksum?) throws {
         var localFailure: JigdoError?
-        if let local, local.isLocallyAvailable(index) {
-            do {
-                try local.readPart(index, at: offset, into: buffer)
-                return
-            } catch let e as JigdoError where e.kind == .partUnavailable {
-                // A local location that failed its check: fall back to cache and download.
-                localFailure = e
+        switch found {
+        case .local?, nil:
+            // Read from the local source that has it; its copy is checked there (`LocalParts`).
+            if let local, found != nil || local.isLocallyAvailable(index) {
+                do {
+                    try local.readPart(index, at: offset, into: buffer)
+                    if found == nil { event { $0.foundLocal(key) } }
+                    return
+                } catch let e as JigdoError where e.kind == .partUnavailable {
+                    // A local location that failed its check: fall back to cache and download.
+                    localFailure = e
+                    event { $0.localRefused(key) }
+                }
             }
+        default:
+            break
         }
-        if pinned == nil { pinned = pinWhileRead(template.parts[index].checksum) }
+        if pinned == nil, cache?.sizeLimit != nil { pinned = pinWhileRead(template.parts.checksum(index)) }
         let loaded: Loaded
         do {
-            loaded = try cachedFile(index)
+            loaded = try cachedFile(index, key: key, found: found)
         } catch let e as JigdoError where e.kind == .partUnavailable && localFailure != nil {
             // Say why the local copy was refused: that is what the user can fix.
             // The line says both; the cause kept is the local refusal (the one to fix).
             throw JigdoError(.partUnavailable, path: localFailure!.path, "\(localFailure!.reason); no other source: \(e.reason)", underlying: localFailure)
         }
         switch loaded {
-        case .file(let file):
+        case .file(let file, let identity):
             try file.read(at: offset, into: buffer)
-            let sum = template.parts[index].checksum
             let now = file.currentIdentity()
-            // As it was opened, or as this process checked or touched it since (another
-            // reader's `touch` of the same file changes its mtime and ctime, not its bytes).
-            if now != file.identity, now == nil || verifiedFiles.withLock({ $0[sum] }) != now {
-                // Written to since it was checked: these bytes may not be the part's. Check
-                // the file again (or fetch the part again) and read once more.
-                openFiles.remove(sum)
-                verifiedFiles.withLock { _ = $0.removeValue(forKey: sum) }
-                guard round < 2 else {
-                    throw JigdoError(.io, path: file.path, "cached part keeps changing while it is read")
-                }
-                try readPart(index, at: offset, into: buffer, round: round + 1, pinned: &pinned)
+            guard now != identity else { return }
+            // As checked, or as this process touched it since (another reader's `touch` of the
+            // same file changes its mtime and ctime, not its bytes)?
+            let (stands, _) = event { $0.confirm(key, identity: now) }
+            if stands { return }
+            // Written to since it was checked: these bytes may not be the part's. Check the
+            // file again (or fetch the part again) and read once more.
+            guard round < 2 else {
+                throw JigdoError(.io, path: file.path, "cached part keeps changing while it is read")
             }
+            try readPart(index, key: key, found: nil, at: offset, into: buffer, round: round + 1, pinned: &pinned)
         case .memory(let bytes):
             bytes.withUnsafeBytes { src in
                 buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[Int(offset)..<Int(offset) + buffer.count]))
             }
         }
+    }
+
+    /// Applies an event to the table under the lock; what it returns (files to close among
+    /// it) is released after the lock.
+    @discardableResult
+    func event<R>(_ body: (inout Table) -> R) -> R {
+        condition.lock()
+        let r = body(&state.table)
+        condition.unlock()
+        return r
     }
 
     /// Pins the part in the cache for this read (`--cache-size` never evicts a pinned part),
@@ -196,7 +235,8 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
 
     /// Where the verified bytes of a downloaded part are.
     enum Loaded {
-        case file(ReadOnlyFile)
+        /// An open cache file, and the identity it was checked at.
+        case file(ReadOnlyFile, FileIdentity)
         case memory([UInt8])
     }
 
@@ -225,12 +265,12 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     /// being downloaded are skipped.
     public func prefetch(_ indices: [Int]) {
         guard downloadsEnabled else { return }
-        // Parts this process is downloading or has done are skipped under one lock, before
-        // any costs a look at the disk: the window moves a part at a time, and a new stream of
+        // Parts this process is downloading or has are skipped under one lock, before any
+        // costs a look at the disk: the window moves a part at a time, and a new stream of
         // reads (the kernel's parallel read-ahead starts some) asks for the whole window again
         // (7 of the 17 stats a part downloaded were these). Read-ahead never starts those anyway.
         condition.lock()
-        let unknown = indices.filter { !state.parts.isBusyOrDone(template.parts.checksum($0)) }
+        let unknown = indices.filter { !state.table.isBusyOrHere(key($0)) }
         condition.unlock()
         for i in unknown where !isLocallyAvailable(i) { startIfIdle(i, prefetch: true) }
     }
@@ -242,81 +282,82 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         // its download ends; it may go again once unpinned).
         let pinned = pinWhileRead(template.parts[index].checksum)
         defer { if let pinned { cache?.unpin(pinned) } }
-        _ = try cachedFile(index)
+        _ = try cachedFile(index, key: key(index), found: nil)
     }
 
     // MARK: reading from the cache, waiting for downloads
 
-    func cachedFile(_ index: Int) throws -> Loaded {
+    /// The part's verified bytes: an open cache file or memory. Looks in the cache (checking
+    /// a file this process has not checked as it is now), then waits for a download (a FUSE
+    /// request throws `WouldWait` instead). `found`: the state the read's lookup saw.
+    func cachedFile(_ index: Int, key: Int32, found: Table.State?) throws -> Loaded {
         let part = template.parts[index]
-        if let f = openFiles.value(for: part.checksum) { return .file(f) }
-        if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
-        guard let cache else { throw unavailable(part, "has no local copy") }
-        for _ in 0..<3 {
-            if let m = memoryParts.value(for: part.checksum) { return .memory(m) }
+        var found = found
+        for round in 0..<3 {
+            if round > 0 { found = event { $0.read(key) } }
+            switch found {
+            case .open(let f, let identity)?: return .file(f, identity)
+            case .memory(let bytes)?: return .memory(bytes)
+            default: break
+            }
+            guard let cache else { throw unavailable(part, "has no local copy") }
             // The part may be evicted (--cache-size) between its download and this open.
             if let f = cache.openPart(part.checksum, length: part.length) {
-                if try isVerified(f, part) {
-                    var file = f
-                    if cache.sizeLimit != nil {
-                        // Marks it as just used (LRU by mtime). That changes its identity: the
-                        // touched file is taken as verified only if nothing else changed it.
-                        cache.touch(part.checksum)
-                        guard let g = cache.openPart(part.checksum, length: part.length),
-                              g.identity.inode == f.identity.inode, g.identity.device == f.identity.device,
-                              f.currentIdentity() == g.identity else { continue }
-                        verifiedFiles.withLock { $0[part.checksum] = g.identity }
-                        file = g
-                    }
-                    openFiles.insert(file, for: part.checksum, cost: 1)
-                    return .file(file)
-                }
+                if let loaded = try admit(f, part, key: key) { return loaded }
                 continue
             }
             guard downloadsEnabled else {
                 throw unavailable(part, options.offline ? "has no local copy and is not in the cache (downloads are off: --offline)" : "has no local copy")
             }
-            forgetEvicted(part.checksum)
+            forgetEvicted(key)
             if ReadContext.mustNotWait { throw wouldWait(index) }
             try waitForDownload(index)
         }
         throw unavailable(part, "was evicted from the cache before it could be read (--cache-size too small?)")
     }
 
-    /// Whether a cache file holds the part: checked (hashed) the first time this process
-    /// serves it, then remembered by its identity (inode, size, mtime, ctime). A file that
-    /// does not match is removed (the part is fetched again) and never served.
-    func isVerified(_ f: ReadOnlyFile, _ part: TemplatePart) throws -> Bool {
-        if verifiedFiles.withLock({ $0[part.checksum] }) == f.identity { return true }
-        let sum = try f.checksum(part.checksum.kind ?? template.checksumKind)
-        if sum == part.checksum, f.currentIdentity() == f.identity {
-            verifiedFiles.withLock { $0[part.checksum] = f.identity }
-            return true
+    /// A cache file just opened, as verified bytes: checked (hashed) the first time this
+    /// process serves it, then remembered by its identity (inode, size, mtime, ctime). A file
+    /// that does not match is removed (the part is fetched again) and never served: nil (as
+    /// when it changed while it was touched; look again).
+    func admit(_ f: ReadOnlyFile, _ part: TemplatePart, key: Int32) throws -> Loaded? {
+        guard let cache else { return nil }
+        if event({ $0.verifiedIdentity(key) }) != f.identity {
+            let sum = try f.checksum(part.checksum.kind ?? template.checksumKind)
+            guard sum == part.checksum, f.currentIdentity() == f.identity else {
+                logger.warning("\(f.path): cached part does not match its checksum (a damaged or altered cache file); removed, the part is fetched again")
+                cache.remove(part.checksum, ifStill: f.identity)
+                _ = event { $0.forgetFile(key) }
+                return nil
+            }
         }
-        logger.warning("\(f.path): cached part does not match its checksum (a damaged or altered cache file); removed, the part is fetched again")
-        cache?.remove(part.checksum, ifStill: f.identity)
-        verifiedFiles.withLock { _ = $0.removeValue(forKey: part.checksum) }
-        forgetEvicted(part.checksum)
-        return false
+        var file = f
+        if cache.sizeLimit != nil {
+            // Marks it as just used (LRU by mtime). That changes its identity: the touched file
+            // is taken as verified only if nothing else changed it.
+            cache.touch(part.checksum)
+            guard let g = cache.openPart(part.checksum, length: part.length),
+                  g.identity.inode == f.identity.inode, g.identity.device == f.identity.device,
+                  f.currentIdentity() == g.identity else { return nil }
+            file = g
+        }
+        _ = event { $0.opened(key, file, file.identity) }
+        return .file(file, file.identity)
     }
 
     /// Starts (or joins) the part's download without waiting: the `WouldWait` to throw.
     func wouldWait(_ index: Int) -> WouldWait {
-        let sum = template.parts[index].checksum
-        condition.lock()
-        let demand = state.parts.demand(sum)
-        condition.unlock()
+        let key = key(index)
+        let demand = event { $0.demand(key) }
         if let promote = demand.promote { downloader?.promote(promote) }
         if demand.start { begin(index: index, attempt: demand.attempt, prefetch: false) }
         let attempt = demand.attempt
-        return WouldWait { [self] done in whenFinished(sum, attempt: attempt, done) }
+        return WouldWait { [self] done in whenFinished(key, attempt: attempt, done) }
     }
 
     /// Calls `done` when the download `attempt` (or a later one) of the part ended.
-    func whenFinished(_ sum: Checksum, attempt: UInt64, _ done: @escaping @Sendable (JigdoError?) -> Void) {
-        condition.lock()
-        let registration = state.parts.register(sum, attempt: attempt, done)
-        condition.unlock()
+    func whenFinished(_ key: Int32, attempt: UInt64, _ done: @escaping @Sendable (JigdoError?) -> Void) {
+        let registration = event { $0.register(key, attempt: attempt, done) }
         if case .now(let error) = registration { done(error) }
     }
 
@@ -324,37 +365,30 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) \(why)")
     }
 
-    /// A part marked done whose cache file is gone (evicted) is missing again.
-    /// (A part is marked done only after its file was committed or its bytes kept in memory,
-    /// so a done part the cache has is not forgotten: a reader that looked just before the
-    /// commit does not start a second download.)
-    func forgetEvicted(_ sum: Checksum) {
-        condition.lock()
-        let done = state.parts.isDone(sum)
-        condition.unlock()
-        guard done else { return }
-        if memoryParts.value(for: sum) != nil { return }
-        if let length = template.parts.first(where: { $0.checksum == sum })?.length,
-           cache?.contains(sum, length: length) == true, verifiedFiles.withLock({ $0[sum] != nil }) { return }
-        condition.lock()
-        state.parts.forget(sum)
-        condition.unlock()
+    /// A part whose download ended (or whose file this process checked) but whose cache file
+    /// is gone (evicted) is missing again. (Its entry says so only after its file was committed,
+    /// so a reader that looked just before the commit does not start a second download.)
+    func forgetEvicted(_ key: Int32) {
+        switch event({ $0.state(key) }) {
+        case .landed?, .verified?: break
+        default: return
+        }
+        let part = template.parts[Int(key)]
+        if cache?.contains(part.checksum, length: part.length) == true { return }
+        _ = event { $0.forgetFile(key) }
     }
 
     /// Blocks until the part is in the cache; starts its download unless one is running.
     func waitForDownload(_ index: Int) throws {
-        let sum = template.parts[index].checksum
+        let key = key(index)
         condition.lock()
         var waitingOn: UInt64?
         while true {
-            switch state.parts.life(sum) {
-            case .done?:
-                condition.unlock()
-                return
-            case .downloading(let attempt, let prefetch, _)?:
+            switch state.table.state(key) {
+            case .fetching(let attempt, let prefetch, _)?:
                 waitingOn = attempt
                 if prefetch {
-                    let demand = state.parts.demand(sum)
+                    let demand = state.table.demand(key)
                     condition.unlock()
                     if let promote = demand.promote { downloader?.promote(promote) }
                     condition.lock()
@@ -365,34 +399,34 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
                 condition.unlock()
                 throw error
             case .failed?, nil:
-                let demand = state.parts.demand(sum)
+                let demand = state.table.demand(key)
                 waitingOn = demand.attempt
                 condition.unlock()
                 if demand.start { begin(index: index, attempt: demand.attempt, prefetch: false) }
                 condition.lock()
+            case .local?, .landed?, .verified?, .open?, .memory?:
+                condition.unlock()
+                return
             }
         }
     }
 
-    /// Starts a download of the part unless one is running or it is done.
+    /// Starts a download of the part unless one is running or it is here.
     func startIfIdle(_ index: Int, prefetch: Bool) {
-        let sum = template.parts[index].checksum
-        condition.lock()
-        let attempt: UInt64?
-        if prefetch {
-            attempt = state.parts.prefetch(sum)
-        } else {
-            let demand = state.parts.demand(sum)
-            attempt = demand.start ? demand.attempt : nil
+        let key = key(index)
+        let attempt: UInt64? = event { t in
+            if prefetch { return t.prefetch(key) }
+            let demand = t.demand(key)
+            return demand.start ? demand.attempt : nil
         }
-        condition.unlock()
         if let attempt { begin(index: index, attempt: attempt, prefetch: prefetch) }
     }
 
     // MARK: read-ahead
 
-    func noteRead(_ index: Int) {
-        guard downloadsEnabled, options.readAheadParts > 0 else { return }
+    /// Notes a read for read-ahead (under the lock): the parts to fetch ahead, if any.
+    func noteRead(_ index: Int) -> Range<Int>? {
+        guard downloadsEnabled, options.readAheadParts > 0 else { return nil }
         let parts = template.parts
         let window = { (index: Int) -> Int in
             // N parts / M bytes past this read.
@@ -405,8 +439,6 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
             }
             return end
         }
-        condition.lock()
-        let range = state.streams.note(index, windowEnd: window)
-        condition.unlock()
-        if let range { prefetch(Array(range)) }
-    }}
+        return state.streams.note(index, windowEnd: window)
+    }
+}
