@@ -464,3 +464,50 @@ struct FakeFetcherPipelineTests {
         #expect(f.clock.pending == 0)
     }
 }
+
+extension FakeFetcherPipelineTests {
+    @Test("a resumed partial file whose bytes turn out wrong is fetched again from byte 0 under the same lock: no other process can lock and write the file at its path meanwhile")
+    func restartFromZeroKeepsTheLock() throws {
+        let f = try FakePipeline()
+        let sum = f.pipeline.template.parts[0].checksum
+        let partial = f.cache.partialPath(for: sum)
+        // A partial file left by an earlier run, its first 1,000 bytes wrong.
+        let stale = [UInt8](repeating: 0xEE, count: 1000)
+        #expect(FileManager.default.createFile(atPath: partial, contents: Data(stale), attributes: [.posixPermissions: 0o600]))
+        let read = BackgroundRead(f.pipeline, part: 0)
+        let first = try #require(f.fetcher.next())
+        #expect(first.request.resumeFrom == 1000)
+        f.fetcher.serve(first, Array(f.parts[0][1000...]))
+        let second = try #require(f.fetcher.next())
+        #expect(second.request.resumeFrom == 0)
+        // Another process sharing the cache tries to take the part's lock now.
+        let fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        #expect(fd >= 0)
+        let locked = flock(fd, LOCK_EX | LOCK_NB)
+        let code = errno
+        close(fd)
+        #expect(locked != 0 && code == EWOULDBLOCK, "the file at the partial path is not the locked one")
+        f.fetcher.serve(second, f.parts[0])
+        #expect(read.bytes() == f.parts[0])
+    }
+}
+
+extension FakeFetcherPipelineTests {
+    @Test("a prefix directory of the cache removed after this process made it (the cache emptied by hand) is made again when the next part goes in")
+    func prefixDirectoryRemovedMeanwhile() throws {
+        let f = try FakePipeline()
+        let sum = f.pipeline.template.parts[0].checksum
+        let read = BackgroundRead(f.pipeline, part: 0)
+        f.fetcher.serve(try #require(f.fetcher.next()), f.parts[0])
+        #expect(read.bytes() == f.parts[0])
+        let target = f.cache.path(for: sum)
+        let prefix = String(target[..<target.lastIndex(of: "/")!])
+        try FileManager.default.removeItem(atPath: prefix)
+        // Read again: the open file is gone from the cache (its identity changed), the part is
+        // fetched again and committed into a prefix directory made anew.
+        let again = BackgroundRead(f.pipeline, part: 0)
+        f.fetcher.serve(try #require(f.fetcher.next()), f.parts[0])
+        #expect(again.bytes() == f.parts[0])
+        #expect(FileManager.default.fileExists(atPath: target))
+    }
+}

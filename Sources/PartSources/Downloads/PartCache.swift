@@ -39,6 +39,8 @@ public final class PartCache: Sendable {
     /// so a part two images share is downloaded by one and the other joins it (a release set).
     /// A leaf lock; the closures run after it is released.
     private let heldHere = Mutex<[Checksum: Holder]>([:])
+    /// Prefix directories under `parts/` this process made or checked (`commit`).
+    private let knownPrefixes = Mutex<Set<UInt16>>([])
     let logger: Logger
 
     private struct Holder {
@@ -186,7 +188,9 @@ public final class PartCache: Sendable {
         if refusal != nil { throw JigdoError(.io, path: directory, "not trusted: the cache is not used", underlying: SystemErrno(EPERM)) }
         let path = partialPath(for: sum)
         for _ in 0..<2 {
-            let fd = Syscalls.open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            // Read-write: a download that must start again from byte 0 empties it in place
+            // (`ftruncate`), keeping the lock.
+            let fd = Syscalls.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             if fd < 0 {
                 let e = SystemErrno.current
                 if e.rawValue == ELOOP {
@@ -282,8 +286,29 @@ public final class PartCache: Sendable {
     public func commit(partial: String, as sum: Checksum) throws {
         if let refusal { throw refusal }
         let target = path(for: sum)
-        // Only the prefix directory is made here: a cache directory removed meanwhile is not
-        // brought back.
+        let bit = Self.prefixBit(sum)
+        // A prefix directory this process made or checked is not made and checked again for
+        // every part (a mkdir and an lstat a part, 1% of the daemon's CPU): below the cache's
+        // private directory (`CacheTrust`) no one else can replace it. One removed meanwhile
+        // (the cache emptied by hand) fails the rename: it is made again, once.
+        for known in [knownPrefixes.withLock { $0.contains(bit) }, false] {
+            if !known { try makePrefixDirectory(of: target) }
+            if Syscalls.rename(partial, target) == 0 {
+                knownPrefixes.withLock { _ = $0.insert(bit) }
+                return
+            }
+            let e = SystemErrno.current
+            if known && e.rawValue == ENOENT {
+                knownPrefixes.withLock { _ = $0.remove(bit) }
+                continue
+            }
+            throw JigdoError(.io, path: target, "cannot move the downloaded part into the cache", errno: e)
+        }
+    }
+
+    /// Makes the prefix directory of a part's path (only that one: a cache directory removed
+    /// meanwhile is not brought back) and checks it is a directory, not a link.
+    private func makePrefixDirectory(of target: String) throws {
         let prefixDir = String(directoryOf(target).dropLast())
         if Syscalls.mkdir(prefixDir, 0o700) != 0 && errno != EEXIST {
             let e = SystemErrno.current
@@ -293,10 +318,13 @@ public final class PartCache: Sendable {
         if Syscalls.lstat(prefixDir, &st) != 0 || (st.st_mode & S_IFMT) != S_IFDIR {
             throw JigdoError(.io, path: prefixDir, "not a directory", underlying: SystemErrno(ENOTDIR))
         }
-        if Syscalls.rename(partial, target) != 0 {
-            let e = SystemErrno.current
-            throw JigdoError(.io, path: target, "cannot move the downloaded part into the cache", errno: e)
-        }
+    }
+
+    /// The prefix directory of `sum` (its kind and the first 12 bits: its first two Base64
+    /// characters) as one number.
+    private static func prefixBit(_ sum: Checksum) -> UInt16 {
+        let kind = UInt16(ChecksumKind.allCases.firstIndex(of: sum.kind ?? .md5) ?? 0)
+        return sum.withUnsafeBytes { b in kind << 12 | UInt16(b[0]) << 4 | UInt16(b[1] >> 4) }
     }
 
     /// Marks a cached part as just used (its mtime orders least-recently-used eviction).

@@ -40,7 +40,7 @@ extension PartPipeline {
         if let url = step.credit { noteSuccess(url, part: part) }
         switch step.action {
         case .fetch(_, let fromZero):
-            if fromZero, let cache { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
+            if fromZero { discardPartial(job) }
             tryLocation(job)
         case .retry(let url, let after):
             logger.info("\(url): retrying in \(after) s")
@@ -65,13 +65,12 @@ extension PartPipeline {
             return
         }
         if job.lockFD < 0 {
-            // Already there (another process sharing the cache finished it): done, without
-            // making a lock file that this process might exit before removing.
-            if cache.contains(job.checksum, length: job.length) {
-                finish(job, error: nil, fetched: false)
-                return
-            }
             if !cache.isWritable {
+                // Already there (put there before the cache turned unwritable): done.
+                if cache.contains(job.checksum, length: job.length) {
+                    finish(job, error: nil, fetched: false)
+                    return
+                }
                 downloadIntoMemory(job, requestURL: applyRedirect(url), cause: nil)
                 return
             }
@@ -109,9 +108,10 @@ extension PartPipeline {
             return
         }
         let partial = cache.partialPath(for: job.checksum)
-        var resume = fileSize(partial) ?? 0
+        // The size of the locked file (an fstat: no path walk).
+        var resume = lockedPartialSize(job.lockFD) ?? 0
         if resume > job.length {
-            Syscalls.unlink(partial)
+            discardPartial(job)
             resume = 0
         }
         if resume == job.length && job.length > 0 {
@@ -125,7 +125,7 @@ extension PartPipeline {
                 let prefix = try ReadOnlyFile(path: partial, extraFlags: O_NOFOLLOW)
                 try prefix.hash(count: resume, into: &hasher)
             } catch {
-                Syscalls.unlink(partial)
+                discardPartial(job)
                 resume = 0
                 hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
             }
@@ -184,7 +184,7 @@ extension PartPipeline {
             }
             switch error.reason {
             case .tooLong, .protocolViolation:
-                Syscalls.unlink(partial)
+                discardPartial(job)
                 logger.warning("\(url): \(error); not used")
             default:
                 break
@@ -278,7 +278,7 @@ extension PartPipeline {
         }
         let step = job.walk.handle(.transferred(matches: sum == job.checksum, resumed: resumedFrom > 0))
         guard sum == job.checksum else {
-            Syscalls.unlink(partial)
+            discardPartial(job)
             if step.blame != nil {
                 logger.warning("\(url): served wrong bytes for part \(job.checksum.base64) (checksum \(sum.base64)); discarded")
             }
@@ -323,8 +323,9 @@ extension PartPipeline {
     /// The attempt ended: its entry changes, its waiters are called (after the lock).
     func finish(_ job: Job, _ outcome: Table.Outcome, fetched: Bool = true) {
         if job.lockFD >= 0 {
-            // An empty partial file (made to hold the lock) is not worth keeping.
-            if let cache, fileSize(cache.partialPath(for: job.checksum)) == 0 { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
+            // An empty partial file (made to hold the lock) is not worth keeping. (After the
+            // commit the locked file is the cached part; after an unlink it has no name.)
+            if let cache, lockedPartialSize(job.lockFD) == 0 { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
             if let cache { cache.unlockPartial(job.lockFD, for: job.checksum) } else { Syscalls.close(job.lockFD) }
         }
         var error: JigdoError?
@@ -338,6 +339,23 @@ extension PartPipeline {
         // A failed read-ahead is retried when the part is read. A failing read throws the error
         // to its reader, which reports it (the CLI's one line, the mount's EIO log line).
         if let error { logger.info("\(end.readerWaited ? "" : "read-ahead: ")\(error)") }
+    }
+
+    /// Throws away what the partial file holds. While its lock is held it is emptied in place:
+    /// unlinked, the next transfer would make a new file at its path that this lock does not
+    /// cover, and another process could lock and write that one at the same time. (Removed
+    /// when it cannot be emptied, or is not locked.)
+    func discardPartial(_ job: Job) {
+        if job.lockFD >= 0, lockedPartialSize(job.lockFD) != nil, Syscalls.ftruncate(job.lockFD, 0) == 0 { return }
+        if let cache { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
+    }
+
+    /// The size of the partial file whose lock `fd` holds; nil when it has no name any more
+    /// (unlinked) or cannot be looked at.
+    func lockedPartialSize(_ fd: Int32) -> Int64? {
+        var st = stat()
+        guard Syscalls.fstat(fd, &st) == 0, st.st_nlink > 0 else { return nil }
+        return Int64(st.st_size)
     }
 
     func recordDownloaded(_ bytes: Int64) {
