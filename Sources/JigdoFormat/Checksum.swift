@@ -165,27 +165,33 @@ public enum JigdoBase64 {
     /// characters, which fit in a small string), where appending to an array cost five (a
     /// cache path is made from it several times a part).
     public static func encode(_ bytes: UnsafeRawBufferPointer) -> String {
-        let count = (bytes.count * 8 + 5) / 6
-        return alphabet.withUnsafeBufferPointer { alphabet in
-            String(unsafeUninitializedCapacity: count) { out in
-                var acc: UInt32 = 0
-                var bits = 0
-                var n = 0
-                for b in bytes {
-                    acc = (acc << 8) | UInt32(b)
-                    bits += 8
-                    while bits >= 6 {
-                        bits -= 6
-                        out[n] = alphabet[Int((acc >> UInt32(bits)) & 63)]
-                        n += 1
-                    }
-                }
-                if bits > 0 {
-                    out[n] = alphabet[Int((acc << UInt32(6 - bits)) & 63)]
+        String(unsafeUninitializedCapacity: encodedCount(bytes.count)) { encode(bytes, into: $0) }
+    }
+
+    /// The characters `count` bytes encode to.
+    public static func encodedCount(_ count: Int) -> Int { (count * 8 + 5) / 6 }
+
+    /// Encodes into `out` (at least `encodedCount(bytes.count)` long); returns the count
+    /// written. For callers that build a longer string around it in one allocation.
+    public static func encode(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        alphabet.withUnsafeBufferPointer { alphabet in
+            var acc: UInt32 = 0
+            var bits = 0
+            var n = 0
+            for b in bytes {
+                acc = (acc << 8) | UInt32(b)
+                bits += 8
+                while bits >= 6 {
+                    bits -= 6
+                    out[n] = alphabet[Int((acc >> UInt32(bits)) & 63)]
                     n += 1
                 }
-                return n
             }
+            if bits > 0 {
+                out[n] = alphabet[Int((acc << UInt32(6 - bits)) & 63)]
+                n += 1
+            }
+            return n
         }
     }
 

@@ -54,3 +54,22 @@ import Testing
         #expect(cache.partialEntries().map(\.lastUseNs) == [6_000 * 1_000_000_000 + 456])
     }
 }
+
+@Suite("PartCache paths")
+struct PartCachePathTests {
+    @Test("a part's cache path and partial path keep the layout (parts/<kind>/<2 chars>/<b64>, partial/<kind>/<b64>) for MD5 and SHA256 alike, so existing caches keep working")
+    func layout() throws {
+        let tmp = try TemporaryDirectory()
+        let cache = try PartCache(directory: tmp.path + "/c/")
+        for kind in ChecksumKind.allCases {
+            for seed in 0..<50 {
+                let bytes = (0..<kind.byteCount).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ seed &* 101 &+ 7) }
+                let sum = Checksum(bytes)
+                let b64 = sum.base64
+                let dir = kind.rawValue.lowercased()
+                #expect(cache.path(for: sum) == "\(tmp.path)/c/parts/\(dir)/\(b64.prefix(2))/\(b64)")
+                #expect(cache.partialPath(for: sum) == "\(tmp.path)/c/partial/\(dir)/\(b64)")
+            }
+        }
+    }
+}

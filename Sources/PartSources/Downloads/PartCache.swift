@@ -42,6 +42,9 @@ public final class PartCache: Sendable {
     /// Prefix directories under `parts/` this process made or checked (`commit`).
     private let knownPrefixes = Mutex<Set<UInt16>>([])
     let logger: Logger
+    /// `<dir>/parts/<kind>/` and `<dir>/partial/<kind>/`, MD5 then SHA256 (`path`).
+    private let partsBases: [[UInt8]]
+    private let partialBases: [[UInt8]]
 
     private struct Holder {
         /// Tells the holder a reader waits for the part (its read-ahead becomes a demand).
@@ -58,6 +61,8 @@ public final class PartCache: Sendable {
         var dir = absolutePath(directory)
         if dir.hasSuffix("/") && dir.count > 1 { dir.removeLast() }
         self.directory = dir
+        partsBases = [ChecksumKind.md5, .sha256].map { Array("\(dir)/parts/\($0.rawValue.lowercased())/".utf8) }
+        partialBases = [ChecksumKind.md5, .sha256].map { Array("\(dir)/partial/\($0.rawValue.lowercased())/".utf8) }
         var refusal: JigdoError?
         var unwritable: JigdoError?
         do {
@@ -123,19 +128,32 @@ public final class PartCache: Sendable {
         return (absolute(environment["TMPDIR"]) ?? "/tmp") + "/jigdofs-\(geteuid())"
     }
 
-    private func kindDirectory(_ sum: Checksum) -> String {
-        (sum.kind ?? .md5).rawValue.lowercased()
-    }
-
     /// Where the verified part with this checksum lives (whether or not it is there yet).
-    public func path(for sum: Checksum) -> String {
-        let b64 = sum.base64
-        return "\(directory)/parts/\(kindDirectory(sum))/\(b64.prefix(2))/\(b64)"
-    }
+    public func path(for sum: Checksum) -> String { path(sum, partial: false) }
 
     /// The resumable download file of a part (named by checksum, so a restart finds it).
-    public func partialPath(for sum: Checksum) -> String {
-        "\(directory)/partial/\(kindDirectory(sum))/\(sum.base64)"
+    public func partialPath(for sum: Checksum) -> String { path(sum, partial: true) }
+
+    /// `<dir>/parts/<kind>/<2 chars>/<b64>` or `<dir>/partial/<kind>/<b64>`, written into one
+    /// string's storage: one allocation (these are made several times a part downloaded, and
+    /// interpolating them cost five).
+    private func path(_ sum: Checksum, partial: Bool) -> String {
+        let kind = sum.kind ?? .md5
+        let base = partial ? partialBases[kind == .md5 ? 0 : 1] : partsBases[kind == .md5 ? 0 : 1]
+        let n = JigdoBase64.encodedCount(kind.byteCount)
+        return String(unsafeUninitializedCapacity: base.count + n + (partial ? 0 : 3)) { out in
+            var at = 0
+            for b in base { out[at] = b; at += 1 }
+            let name = UnsafeMutableBufferPointer(rebasing: out[(partial ? at : at + 3)...])
+            let written = sum.withUnsafeBytes { JigdoBase64.encode($0, into: name) }
+            if !partial {
+                out[at] = name[0]
+                out[at + 1] = name[1]
+                out[at + 2] = UInt8(ascii: "/")
+                at += 3
+            }
+            return at + written
+        }
     }
 
     /// Takes the lock of a part's partial file (creating it if needed) for one whole download
