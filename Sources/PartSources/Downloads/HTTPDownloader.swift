@@ -180,7 +180,7 @@ public final class HTTPDownloader: PartFetcher, @unchecked Sendable {
     /// slots, a reader that waits may use two more, so it never queues behind a full window of
     /// read-ahead. Called under `queues`; takes the book's lock once (a leaf).
     private func takeStartable(_ q: inout Queues, busy: Int) -> [Transfer] {
-        guard !q.demand.isEmpty || !q.prefetch.isEmpty else { return [] }
+        guard !q.demand.isEmpty || !q.prefetch.isEmpty, busy < config.jobs + 2 else { return [] }
         let now = clock()
         return mirrors.withBook { book in takeStartable(&q, book: &book, busy: busy, now: now) }
     }
