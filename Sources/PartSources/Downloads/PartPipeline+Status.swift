@@ -66,12 +66,12 @@ extension PartPipeline {
     }
 
     public func statistics() -> Statistics {
-        let figures = mirrors.withBook { $0.figures }
+        let failures = mirrors.withBook { ($0.failuresByHost, $0.health.failures) }
         condition.lock(); defer { condition.unlock() }
         let inFlight = state.table.fetching
         return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
-                          downloading: inFlight, failuresByHost: figures.failuresByHost,
-                          failuresByLocation: figures.failuresByLocation)
+                          downloading: inFlight, failuresByHost: failures.0,
+                          failuresByLocation: failures.1)
     }
 }
 
@@ -96,7 +96,7 @@ extension PartPipeline: PartStatisticsProvider {
         }
         out.bytesDownloaded = s.bytesDownloaded
         out.transfersInFlight = s.downloading
-        // The mount's figures (one book for all its images): `PartMap.Total` counts them once.
+        // The mount's figures (one book for all its images): `PartSetTotal` counts them once.
         let book = mirrors.withBook { $0.figures }
         out.failuresByMirror = book.failuresByHost
         out.failuresByLocation = book.failuresByLocation
