@@ -218,9 +218,9 @@ public struct PartSetTotal: Codable, Sendable, Equatable {
     /// Distinct parts (by checksum, with bytes) in more than one image.
     public var partsShared: Int
     /// Distinct parts over the set (`partsTotal`, `partsLocal`, `partsCached`, `partsMissing`;
-    /// `transfersInFlight`: distinct parts being downloaded), downloads and mirror failures
-    /// added up over the images (each part is downloaded by one image), mirror limits and
-    /// rates as the images report them (the mount has one downloader).
+    /// `transfersInFlight`: distinct parts being downloaded), downloads added up over the
+    /// images (each part is downloaded by one image); mirror failures, limits and rates once,
+    /// as the images report them (the mount has one book of its mirrors, each image shows it).
     public var parts: PartStatistics
     /// Image bytes per state, added up over the images (as each image's `PartMap.bytes`).
     public var bytes: [String: Int64]
@@ -264,8 +264,9 @@ public struct PartSetTotal: Codable, Sendable, Equatable {
             for (k, v) in m.map.bytes { bytes[k, default: 0] += v }
             let p = m.statistics
             stats.bytesDownloaded += p.bytesDownloaded
-            stats.failuresByMirror.merge(p.failuresByMirror, uniquingKeysWith: +)
-            stats.failuresByLocation.merge(p.failuresByLocation, uniquingKeysWith: +)
+            // One book per mount: every image reports the same counts (a later one maybe more).
+            stats.failuresByMirror.merge(p.failuresByMirror, uniquingKeysWith: max)
+            stats.failuresByLocation.merge(p.failuresByLocation, uniquingKeysWith: max)
             stats.transfersAllowedByLocation.merge(p.transfersAllowedByLocation, uniquingKeysWith: max)
             stats.speedByLocation.merge(p.speedByLocation, uniquingKeysWith: max)
         }

@@ -13,7 +13,8 @@ public struct PartStatistics: Codable, Sendable, Equatable {
     public var partsMissing = 0
     public var bytesDownloaded: Int64 = 0
     public var transfersInFlight = 0
-    /// Server (scheme://host) -> failed attempts.
+    /// Server (scheme://host) -> failed attempts. This and the mirror figures below are the
+    /// mount's (one book of mirrors for all its images), the same in each image's report.
     public var failuresByMirror: [String: Int] = [:]
     /// Mirror location (the URL prefix a label expands to, e.g. http://host/debian/) -> failed
     /// attempts: two mirrors on one host are told apart, and each is demoted on its own.

@@ -23,6 +23,9 @@ final class FakeFetcher: PartFetcher, @unchecked Sendable {
     }
 
     let config: DownloadConfig
+    /// The process's book of mirrors, as `HTTPDownloader` has one (the pipelines over this
+    /// fetcher share it).
+    let mirrors = SharedMirrorBook()
     private let lock = NSCondition()
     private var unanswered: [Pending] = []
     private var nextID: UInt64 = 1
@@ -45,8 +48,6 @@ final class FakeFetcher: PartFetcher, @unchecked Sendable {
     }
 
     func promote(_ id: UInt64) {}
-
-    func concurrency() -> [String: (limit: Int, rate: Double?)] { [:] }
 
     /// Every URL asked for so far, in order.
     var requested: [String] {
@@ -75,7 +76,9 @@ final class FakeFetcher: PartFetcher, @unchecked Sendable {
 
     /// Answers as `HTTPDownloader` does: the bytes go into the partial file after its resumed
     /// prefix (or into memory), hashed as they are written by the request's hasher.
-    func serve(_ p: Pending, _ bytes: [UInt8]) {
+    /// `effectiveURL`: where the answer came from (a redirector's target), the request's URL
+    /// when nil.
+    func serve(_ p: Pending, _ bytes: [UInt8], effectiveURL: String? = nil) {
         let request = p.request
         var hasher = request.hasher
         if let path = request.path {
@@ -88,7 +91,7 @@ final class FakeFetcher: PartFetcher, @unchecked Sendable {
         }
         hasher?.update(bytes)
         let summary = TransferSummary(received: Int64(bytes.count), fileSize: request.resumeFrom + Int64(bytes.count),
-                                      effectiveURL: request.url, body: request.path == nil ? bytes : nil,
+                                      effectiveURL: effectiveURL ?? request.url, body: request.path == nil ? bytes : nil,
                                       checksum: hasher?.finalize())
         let completion = p.completion
         DispatchQueue.global().async { completion(.success(summary)) }
@@ -189,9 +192,11 @@ final class BackgroundRead: @unchecked Sendable {
     }
 }
 
-/// An image of `count` parts of `length` bytes each (made here, different bytes per part),
-/// each at two mirrors, `http://one.test/p<i>` then `http://two.test/p<i>`, with a cache in a
-/// temp dir, a fake fetcher and a manual clock.
+/// An image of `count` parts of `length` bytes each (made here, different bytes per part and
+/// `seed`), each at two mirrors, `http://one.test/p<i>` then `http://two.test/p<i>` (or the
+/// `servers` given), with a cache in a temp dir, a fake fetcher and a manual clock (or those of
+/// `sharing`: another image of the same mount, over the same fetcher). With `downloader`, the
+/// pipeline uses that one instead of the fake fetcher.
 struct FakePipeline {
     let tmp: TempDir
     let parts: [[UInt8]]
@@ -201,10 +206,12 @@ struct FakePipeline {
     let pipeline: PartPipeline
     var cacheDir: String { tmp.path + "/cache" }
 
-    init(count: Int = 3, length: Int = 5000, cacheSize: Int64? = nil, logger: Logger = Logger(label: "test")) throws {
+    init(count: Int = 3, length: Int = 5000, cacheSize: Int64? = nil, logger: Logger = Logger(label: "test"),
+         seed: Int = 0, servers: [String] = ["http://one.test/", "http://two.test/"], sharing: FakePipeline? = nil,
+         downloader: (any PartFetcher)? = nil) throws {
         tmp = try TempDir()
         parts = (0..<count).map { i in
-            (0..<length).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761 &+ i &* 97) >> 7) }
+            (0..<length).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761 &+ i &* 97 &+ seed &* 7919) >> 7) }
         }
         let sums = parts.map { bytes -> Checksum in
             var h = ChecksumHasher(.md5)
@@ -222,18 +229,39 @@ struct FakePipeline {
                                     layout: TemplateLayout(layout), templateDataLength: 0)
         var text = "[Image]\nFilename=x.iso\nTemplate=x.template\n[Parts]\n"
         for (i, sum) in sums.enumerated() { text += "\(sum.base64)=A:p\(i)\n" }
-        text += "[Servers]\nA=http://one.test/\nA=http://two.test/\n"
+        text += "[Servers]\n" + servers.map { "A=\($0)\n" }.joined()
         let descriptor = try JigdoDescriptor.parse(text: text, path: tmp.path + "/x.jigdo", base: tmp.path + "/")
-        fetcher = FakeFetcher()
-        clock = ManualClock()
+        fetcher = sharing?.fetcher ?? FakeFetcher()
+        clock = sharing?.clock ?? ManualClock()
         cache = try PartCache(directory: tmp.path + "/cache", sizeLimit: cacheSize, logger: logger)
         var options = PartPipeline.Options()
         options.readAheadParts = 0
         pipeline = PartPipeline(template: template, resolver: LocationResolver(descriptor: descriptor), local: nil,
-                                cache: cache, downloader: fetcher, options: options, logger: logger, clock: clock)
+                                cache: cache, downloader: downloader ?? fetcher, options: options, logger: logger, clock: clock)
     }
 
     func url(_ mirror: String, _ part: Int) -> String { "http://\(mirror).test/p\(part)" }
+
+    /// Reads `part`: the first mirror stalls, the second serves it (the first is demoted).
+    func readAfterStall(_ part: Int) throws {
+        let read = BackgroundRead(pipeline, part: part)
+        let first = try #require(fetcher.next())
+        #expect(first.request.url == url("one", part))
+        fetcher.fail(first, .timedOut("Operation too slow. Less than 1024 bytes/sec transferred the last 20 seconds"))
+        let second = try #require(fetcher.next())
+        #expect(second.request.url == url("two", part), "a stall is not retried on its mirror")
+        fetcher.serve(second, parts[part])
+        #expect(read.bytes() == parts[part])
+    }
+
+    /// Reads `part`, served by the first URL asked; returns that URL.
+    func readServedAtOnce(_ part: Int) throws -> String {
+        let read = BackgroundRead(pipeline, part: part)
+        let p = try #require(fetcher.next())
+        fetcher.serve(p, parts[part])
+        #expect(read.bytes() == parts[part])
+        return p.request.url
+    }
 }
 
 @Suite("PartPipeline with a fake fetcher and a fake clock")
@@ -276,28 +304,12 @@ struct FakeFetcherPipelineTests {
     @Test("a stall demotes its mirror: the next part asks the other one first, until the penalty ends")
     func stallDemotesMirror() throws {
         let f = try FakePipeline()
-        let read0 = BackgroundRead(f.pipeline, part: 0)
-        let first = try #require(f.fetcher.next())
-        #expect(first.request.url == f.url("one", 0))
-        f.fetcher.fail(first, .timedOut("Operation too slow. Less than 1024 bytes/sec transferred the last 20 seconds"))
-        let second = try #require(f.fetcher.next())
-        #expect(second.request.url == f.url("two", 0), "a stall is not retried on its mirror")
-        f.fetcher.serve(second, f.parts[0])
-        #expect(read0.bytes() == f.parts[0])
-
-        let read1 = BackgroundRead(f.pipeline, part: 1)
-        let third = try #require(f.fetcher.next())
-        #expect(third.request.url == f.url("two", 1), "the stalled mirror still goes first")
-        f.fetcher.serve(third, f.parts[1])
-        #expect(read1.bytes() == f.parts[1])
+        try f.readAfterStall(0)
+        #expect(try f.readServedAtOnce(1) == f.url("two", 1), "the stalled mirror still goes first")
 
         // Once its penalty (5 minutes on the pipeline's clock) is over, it is first again.
         f.clock.advance(301)
-        let read2 = BackgroundRead(f.pipeline, part: 2)
-        let fourth = try #require(f.fetcher.next())
-        #expect(fourth.request.url == f.url("one", 2))
-        f.fetcher.serve(fourth, f.parts[2])
-        #expect(read2.bytes() == f.parts[2])
+        #expect(try f.readServedAtOnce(2) == f.url("one", 2))
     }
 
     @Test("wrong bytes are discarded and the next location is tried; nothing wrong is served")

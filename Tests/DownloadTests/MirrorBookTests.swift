@@ -46,6 +46,24 @@ struct MirrorBookTests {
         #expect(!book.health.isDemoted("http://a.test/debian/", now: 6 * second))
     }
 
+    @Test("the fetcher's scheduling is in the same value: a transfer's slot, a congestion halving the limit, and one copy of every figure for status")
+    func schedulingAndFigures() {
+        var settings = ConcurrencyGovernor.Settings()
+        settings.initial = 4
+        var book = MirrorBook(governor: settings)
+        let loc = "http://a.test/debian/", host = "http://a.test"
+        let may = book.mayStart(loc, host: host, demand: false)
+        #expect(may)
+        book.started(loc, host: host, now: 1 * second)
+        book.received(loc, bytes: 1000)
+        let changed = book.ended(loc, host: host, bytes: 0, congestion: true, measured: true, now: 2 * second)
+        #expect(changed?.limit == 2)
+        book.noteFailure(location: loc, host: host, now: 2 * second, demote: false)
+        let figures = book.figures
+        #expect(figures.failuresByHost == [host: 1] && figures.failuresByLocation == [loc: 1])
+        #expect(figures.concurrency[loc]?.limit == 2 && figures.concurrency.count == 1)
+    }
+
     @Test("a failed redirect target: the location itself is asked again once, unblamed; a second time it fails as the location")
     func redirectTargetFailed() {
         let a = "http://redir.test/debian/x.deb", b = "http://b.test/debian/x.deb"

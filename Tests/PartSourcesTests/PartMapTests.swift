@@ -104,6 +104,9 @@ import Testing
         func member(_ t: TemplateInfo, _ states: [PartMap.State]) -> PartSetTotal.Member {
             var s = PartStatistics()
             s.bytesDownloaded = 10
+            // The mount's one book of mirrors: each image reports the same failures.
+            s.failuresByMirror = ["http://a.test": 4]
+            s.failuresByLocation = ["http://a.test/debian/": 4]
             return PartSetTotal.Member(template: t, states: states, statistics: s, map: PartMap(template: t, states: states))
         }
         let total = PartSetTotal([
@@ -118,6 +121,8 @@ import Testing
         #expect(total.partsByState == ["local": 1, "cached": 2, "missing": 3])
         #expect(total.parts.partsLocal == 1 && total.parts.partsCached == 2 && total.parts.partsMissing == 3)
         #expect(total.parts.bytesDownloaded == 30)
+        #expect(total.parts.failuresByMirror == ["http://a.test": 4], "counted once, not once per image")
+        #expect(total.parts.failuresByLocation == ["http://a.test/debian/": 4])
         #expect(total.size == 1000)
         #expect(total.bytes == ["local": 200, "missing": 400, "inFlight": 200, "cached": 200])
     }

@@ -1,7 +1,8 @@
 /// How many transfers each mirror location may run at once, adapted to what the location
 /// delivers: a value type with no I/O and no clock of its own (times are passed in), so unit
-/// tests drive it with a fake clock. `HTTPDownloader` asks it before starting a transfer and
-/// tells it when one starts and ends, under its queue lock.
+/// tests drive it with a fake clock. It lives in the process's `MirrorBook` (beside the
+/// mirrors' health and redirects); `HTTPDownloader` asks it before starting a transfer and tells
+/// it when one starts and ends, under the book's lock.
 ///
 /// Per location (the URL prefix a label expands to; a host for other fetches):
 ///

@@ -22,12 +22,15 @@ public final class HTTPDownloader: PartFetcher, @unchecked Sendable {
         var nextID: UInt64 = 1
         var stopping = false
         var started = false
-        var governor: ConcurrencyGovernor
     }
 
     public let config: DownloadConfig
-    // Lock order: `queues` is a leaf lock; never held while calling libcurl (except the
-    // thread-safe curl_multi_wakeup) or a completion.
+    /// What the process knows about its mirrors, this fetcher's concurrency per location among
+    /// it (`MirrorBook.governor`); the pipelines over this fetcher note and read mirror health
+    /// and redirects in it.
+    public let mirrors: SharedMirrorBook
+    // Lock order: `queues`, then `mirrors` (a leaf); `queues` is never held while calling
+    // libcurl (except the thread-safe curl_multi_wakeup) or a completion.
     private let queues: Mutex<Queues>
     let logger: Logger
     /// Nanoseconds on a monotonic clock (a test may pass its own).
@@ -54,7 +57,8 @@ public final class HTTPDownloader: PartFetcher, @unchecked Sendable {
         settings.perHost = config.maxPerHost > 0 ? config.maxPerHost : Int.max / 2
         settings.initial = max(1, config.initialPerLocation)
         settings.rateCeiling = Double(max(0, config.limitRate))
-        self.queues = Mutex(Queues(governor: ConcurrencyGovernor(settings: settings)))
+        self.mirrors = SharedMirrorBook(MirrorBook(governor: settings))
+        self.queues = Mutex(Queues())
         _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(4, config.jobs * 2))
         // A backstop under the governor's own per-host count (which allows demand reads 2 more).
         if config.maxPerHost > 0 { _ = jfs_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, config.maxPerHost + 2) }
@@ -129,12 +133,6 @@ public final class HTTPDownloader: PartFetcher, @unchecked Sendable {
         return id
     }
 
-    /// Per mirror location: the transfers it may run at once and its last measured rate
-    /// (bytes/s), for `jigdofs status`.
-    public func concurrency() -> [String: (limit: Int, rate: Double?)] {
-        queues.withLock { q in q.governor.locations.mapValues { ($0.limit, $0.lastRate) } }
-    }
-
     /// Moves a queued read-ahead transfer to the demand queue (a reader waits for it): it goes
     /// before every read-ahead transfer and may use the two slots kept for demand.
     public func promote(_ id: UInt64) {
@@ -178,12 +176,17 @@ public final class HTTPDownloader: PartFetcher, @unchecked Sendable {
     // MARK: worker thread
 
     /// The transfers to start now, taken out of the queues: demand first, each within its
-    /// location's and host's limit (`ConcurrencyGovernor`); read-ahead fills `jobs` slots, a
-    /// reader that waits may use two more, so it never queues behind a full window of
-    /// read-ahead. Called under `queues`.
+    /// location's and host's limit (`ConcurrencyGovernor`, in the book); read-ahead fills `jobs`
+    /// slots, a reader that waits may use two more, so it never queues behind a full window of
+    /// read-ahead. Called under `queues`; takes the book's lock once (a leaf).
     private func takeStartable(_ q: inout Queues, busy: Int) -> [Transfer] {
-        var out: [Transfer] = []
+        guard !q.demand.isEmpty || !q.prefetch.isEmpty, busy < config.jobs + 2 else { return [] }
         let now = clock()
+        return mirrors.withBook { book in takeStartable(&q, book: &book, busy: busy, now: now) }
+    }
+
+    private func takeStartable(_ q: inout Queues, book: inout MirrorBook, busy: Int, now: UInt64) -> [Transfer] {
+        var out: [Transfer] = []
         for demand in [true, false] {
             let ceiling = config.jobs + (demand ? 2 : 0)
             var i = 0
@@ -191,9 +194,9 @@ public final class HTTPDownloader: PartFetcher, @unchecked Sendable {
                 let count = demand ? q.demand.count : q.prefetch.count
                 guard i < count else { break }
                 let t = demand ? q.demand[i] : q.prefetch[i]
-                guard q.governor.mayStart(t.location, host: t.host, demand: demand) else { i += 1; continue }
+                guard book.mayStart(t.location, host: t.host, demand: demand) else { i += 1; continue }
                 if demand { q.demand.remove(at: i) } else { q.prefetch.remove(at: i) }
-                q.governor.started(t.location, host: t.host, now: now)
+                book.started(t.location, host: t.host, now: now)
                 out.append(t)
             }
         }
@@ -203,12 +206,16 @@ public final class HTTPDownloader: PartFetcher, @unchecked Sendable {
     private func run() {
         var running: Int32 = 0
         while true {
+            if active.values.contains(where: { $0.unreported > 0 }) {
+                mirrors.withBook { book in
+                    for t in active.values where t.unreported > 0 {
+                        book.received(t.location, bytes: t.unreported)
+                        t.unreported = 0
+                    }
+                }
+            }
             let (start, stop) = queues.withLock { q -> ([Transfer], Bool) in
                 guard !q.stopping else { return ([], true) }
-                for t in active.values where t.unreported > 0 {
-                    q.governor.received(t.location, bytes: t.unreported)
-                    t.unreported = 0
-                }
                 return (takeStartable(&q, busy: active.count), false)
             }
             if stop { break }
@@ -274,9 +281,8 @@ public final class HTTPDownloader: PartFetcher, @unchecked Sendable {
         let now = clock()
         let bytes = measured ? t.unreported : 0
         t.unreported = 0
-        let changed = queues.withLock { q in
-            q.governor.ended(t.location, host: t.host, bytes: bytes, congestion: congestion,
-                             measured: measured, now: now).map { ($0, q.governor.locations[t.location]?.lastRate) }
+        let changed = mirrors.withBook { book in
+            book.ended(t.location, host: t.host, bytes: bytes, congestion: congestion, measured: measured, now: now)
         }
         if let (limit, rate) = changed {
             let speed = rate.map { String(format: ", %.1f MB/s", $0 / 1e6) } ?? ""

@@ -1,14 +1,18 @@
 import JigdoFormat
+import Synchronization
 
-/// What one pipeline knows about its mirrors, in one value with no I/O and an explicit clock
-/// (`now`: nanoseconds of `PipelineClock`): the failures per host (for `status`), each mirror
-/// location's health, load and speed (`MirrorHealth`: the order locations are tried in), and
-/// the redirects a redirector answered (asked again only after `redirectLifetime`).
+/// What the process knows about its mirrors, in one value with no I/O and an explicit clock
+/// (`now`: nanoseconds of a monotonic clock): the failures per host (for `status`), each mirror
+/// location's health, load and speed (`MirrorHealth`: the order locations are tried in), the
+/// redirects a redirector answered (asked again only after `redirectLifetime`), and how many
+/// transfers each location may run at once (`ConcurrencyGovernor`: the fetcher's scheduling).
 ///
-/// `PartPipeline` keeps it in its locked state: it works out a URL's location (the URL less the
-/// part's path) before it takes the lock, and logs what a call returns after releasing it.
-/// What a transfer does next (retry, next location, give up) is `DownloadWalk`'s decision; how
-/// many transfers a location gets at once is `ConcurrencyGovernor`'s, in the fetcher.
+/// One book per process (`SharedMirrorBook`, under one lock), used by the fetcher and by every
+/// image's `PartPipeline`: a mirror that fails for one image goes last for the others too, and
+/// a redirect one image learned is asked by all. Callers work out a URL's location (the URL
+/// less the part's path) before they take the lock, and log what a call returns after
+/// releasing it. What a transfer does next (retry, next location, give up) is `DownloadWalk`'s
+/// decision.
 public struct MirrorBook: Sendable {
     /// How long a redirector's answer is remembered.
     public static let redirectLifetime: UInt64 = 600 * 1_000_000_000
@@ -20,8 +24,12 @@ public struct MirrorBook: Sendable {
     public private(set) var health = MirrorHealth()
     /// URL prefix -> the prefix it redirected to, and until when that is used instead.
     private var redirects: [String: (target: String, until: UInt64)] = [:]
+    /// Transfers at once per location, grown and held by each location's period rate.
+    public private(set) var governor: ConcurrencyGovernor
 
-    public init() {}
+    public init(governor: ConcurrencyGovernor.Settings = ConcurrencyGovernor.Settings()) {
+        self.governor = ConcurrencyGovernor(settings: governor)
+    }
 
     /// A transfer from `location` (on `host`) failed; `demote`: at once (a stall).
     public mutating func noteFailure(location: String, host: String, now: UInt64, demote: Bool) {
@@ -71,5 +79,59 @@ public struct MirrorBook: Sendable {
     /// The remembered target for `url` failed: ask the original server again.
     public mutating func forgetRedirect(for url: String) {
         for prefix in redirects.keys where url.hasPrefix(prefix) { redirects[prefix] = nil }
+    }
+}
+
+// MARK: scheduling (the fetcher's), `ConcurrencyGovernor`
+extension MirrorBook {
+    /// Whether a transfer of `location` on `host` may start now (the global ceiling aside).
+    public mutating func mayStart(_ location: String, host: String, demand: Bool) -> Bool {
+        governor.mayStart(location, host: host, demand: demand)
+    }
+
+    public mutating func started(_ location: String, host: String, now: UInt64) {
+        governor.started(location, host: host, now: now)
+    }
+
+    public mutating func received(_ location: String, bytes: Int64) {
+        governor.received(location, bytes: bytes)
+    }
+
+    /// A transfer the fetcher started ended (see `ConcurrencyGovernor.ended`); the new limit
+    /// when it changed, and the location's last period rate (for the log).
+    public mutating func ended(_ location: String, host: String, bytes: Int64, congestion: Bool,
+                               measured: Bool, now: UInt64) -> (limit: Int, rate: Double?)? {
+        governor.ended(location, host: host, bytes: bytes, congestion: congestion, measured: measured, now: now)
+            .map { ($0, governor.locations[location]?.lastRate) }
+    }
+
+    /// For `jigdofs status`: failures per host and per location, and per location the
+    /// transfers it may run at once and its last period rate (bytes/s).
+    public var figures: MirrorFigures {
+        MirrorFigures(failuresByHost: failuresByHost, failuresByLocation: health.failures,
+                      concurrency: governor.locations.mapValues { ($0.limit, $0.lastRate) })
+    }
+}
+
+/// A copy of the book's figures for `status` (taken under its lock, read after).
+public struct MirrorFigures: Sendable {
+    public var failuresByHost: [String: Int]
+    public var failuresByLocation: [String: Int]
+    public var concurrency: [String: (limit: Int, rate: Double?)]
+}
+
+/// The one `MirrorBook` of a process, under one lock: the fetcher schedules by it (`mayStart`,
+/// `started`, `received`, `ended`) and every image's pipeline notes and reads mirror health and
+/// redirects in it. The lock is a leaf: `body` does no I/O, calls no libcurl function and no
+/// callback, and takes no other lock.
+public final class SharedMirrorBook: Sendable {
+    private let book: Mutex<MirrorBook>
+
+    public init(_ book: MirrorBook = MirrorBook()) {
+        self.book = Mutex(book)
+    }
+
+    public func withBook<R: Sendable>(_ body: (inout MirrorBook) -> R) -> R {
+        book.withLock { body(&$0) }
     }
 }

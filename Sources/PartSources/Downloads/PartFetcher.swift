@@ -27,7 +27,8 @@ public protocol PartFetcher: AnyObject, Sendable {
     /// A reader now waits for this queued read-ahead transfer: it goes before read-ahead ones.
     func promote(_ id: UInt64)
 
-    /// Per mirror location: the transfers it may run at once and its last measured rate
-    /// (bytes/s), for `jigdofs status`.
-    func concurrency() -> [String: (limit: Int, rate: Double?)]
+    /// The process's one book of its mirrors: the fetcher schedules by it (concurrency per
+    /// location), the pipelines over this fetcher note and read failures, health, load, speed
+    /// and redirects in it, so every image of a mount sees what the others learned.
+    var mirrors: SharedMirrorBook { get }
 }

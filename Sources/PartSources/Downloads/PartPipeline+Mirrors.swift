@@ -8,7 +8,8 @@ import JigdoFormat
 import Logging
 import Synchronization
 
-/// What the pipeline learns about mirrors, kept in one book (`MirrorBook`, under the lock):
+/// What the pipeline learns about mirrors, kept in the process's one book (`mirrors`, the
+/// fetcher's `SharedMirrorBook`, shared by every image's pipeline; its lock, not `condition`):
 /// failures and health, remembered redirects, load and speed; and the mirror location of a part
 /// URL and the order locations are tried in, worked out from it.
 extension PartPipeline {
@@ -17,16 +18,12 @@ extension PartPipeline {
         let host = hostOf(url)
         let location = locationPrefix(url, part: part)
         let now = clock.now()
-        condition.lock()
-        state.mirrors.noteFailure(location: location, host: host, now: now, demote: demote)
-        condition.unlock()
+        mirrors.withBook { $0.noteFailure(location: location, host: host, now: now, demote: demote) }
     }
 
     func noteSuccess(_ url: String, part: TemplatePart) {
         let location = locationPrefix(url, part: part)
-        condition.lock()
-        state.mirrors.noteSuccess(location: location)
-        condition.unlock()
+        mirrors.withBook { $0.noteSuccess(location: location) }
     }
 
     /// The mirror location a part URL comes from: the URL less the part's path below its
@@ -58,23 +55,18 @@ extension PartPipeline {
     /// Remembers what a redirector answered (`MirrorBook.learnRedirect`).
     func learnRedirect(from: String, to: String) {
         let now = clock.now()
-        condition.lock()
-        let learned = state.mirrors.learnRedirect(from: from, to: to, now: now)
-        condition.unlock()
+        let learned = mirrors.withBook { $0.learnRedirect(from: from, to: to, now: now) }
         if let learned { logger.info("\(learned.from) redirects to \(learned.to); remembered for a while") }
     }
 
     /// The URL to ask: a remembered redirect target, or `url` itself.
     func applyRedirect(_ url: String) -> String {
         let now = clock.now()
-        condition.lock(); defer { condition.unlock() }
-        return state.mirrors.applyRedirect(url, now: now)
+        return mirrors.withBook { $0.applyRedirect(url, now: now) }
     }
 
     func forgetRedirect(for url: String) {
-        condition.lock()
-        state.mirrors.forgetRedirect(for: url)
-        condition.unlock()
+        mirrors.withBook { $0.forgetRedirect(for: url) }
     }
 
     /// The URLs in the .jigdo's order, except that mirror locations which keep failing go
@@ -83,9 +75,7 @@ extension PartPipeline {
     func ordered(_ urls: [(url: String, weight: Int)], part: TemplatePart) -> [String] {
         guard urls.count > 1 else { return urls.map(\.url) }
         let now = clock.now()
-        condition.lock()
-        let health = state.mirrors.health
-        condition.unlock()
+        let health = mirrors.withBook { $0.health }
         return health.order(urls, length: part.length, now: now) { self.locationPrefix($0, part: part) }
     }
 
@@ -94,17 +84,13 @@ extension PartPipeline {
     func noteTransferStarted(_ url: String, part: TemplatePart, bytes: Int64) {
         let location = locationPrefix(url, part: part)
         let now = clock.now()
-        condition.lock()
-        state.mirrors.noteStarted(location: location, bytes: bytes, now: now)
-        condition.unlock()
+        mirrors.withBook { $0.noteStarted(location: location, bytes: bytes, now: now) }
     }
 
     func noteTransferEnded(_ url: String, part: TemplatePart, bytes: Int64, received: Int64) {
         let location = locationPrefix(url, part: part)
         let now = clock.now()
-        condition.lock()
-        state.mirrors.noteEnded(location: location, bytes: bytes, received: received, now: now)
-        condition.unlock()
+        mirrors.withBook { $0.noteEnded(location: location, bytes: bytes, received: received, now: now) }
     }
 }
 

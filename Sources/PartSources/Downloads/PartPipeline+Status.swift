@@ -66,11 +66,12 @@ extension PartPipeline {
     }
 
     public func statistics() -> Statistics {
+        let failures = mirrors.withBook { ($0.failuresByHost, $0.health.failures) }
         condition.lock(); defer { condition.unlock() }
         let inFlight = state.table.fetching
         return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
-                          downloading: inFlight, failuresByHost: state.mirrors.failuresByHost,
-                          failuresByLocation: state.mirrors.health.failures)
+                          downloading: inFlight, failuresByHost: failures.0,
+                          failuresByLocation: failures.1)
     }
 }
 
@@ -95,9 +96,11 @@ extension PartPipeline: PartStatisticsProvider {
         }
         out.bytesDownloaded = s.bytesDownloaded
         out.transfersInFlight = s.downloading
-        out.failuresByMirror = s.failuresByHost
-        out.failuresByLocation = s.failuresByLocation
-        for (location, figures) in downloader?.concurrency() ?? [:] {
+        // The mount's figures (one book for all its images): `PartSetTotal` counts them once.
+        let book = mirrors.withBook { $0.figures }
+        out.failuresByMirror = book.failuresByHost
+        out.failuresByLocation = book.failuresByLocation
+        for (location, figures) in book.concurrency {
             out.transfersAllowedByLocation[location] = figures.limit
             if let rate = figures.rate { out.speedByLocation[location] = Int64(rate) }
         }

@@ -67,8 +67,6 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         // Figures for `status`.
         var bytesDownloaded: Int64 = 0
         var partsDownloaded = 0
-        /// Mirrors: failures, health, load and speed, redirects (`MirrorBook`).
-        var mirrors = MirrorBook()
         /// The memory fallback was announced (once per store).
         var warnedMemory = false
     }
@@ -81,6 +79,9 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     public let local: (any PartSource)?
     public let cache: PartCache?
     public let downloader: (any PartFetcher)?
+    /// Mirrors: failures, health, load and speed, redirects, concurrency (`MirrorBook`): the
+    /// fetcher's, shared by every pipeline over it (its own without a fetcher).
+    public let mirrors: SharedMirrorBook
     public let options: Options
     public let downloadConfig: DownloadConfig
     let logger: Logger
@@ -108,6 +109,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         self.local = local
         self.cache = cache
         self.downloader = cache == nil ? nil : downloader
+        self.mirrors = downloader?.mirrors ?? SharedMirrorBook()
         self.options = options
         self.state = State(table: Table(openLimit: 64, memoryBudget: options.memoryBudget))
         self.downloadConfig = downloader?.config ?? DownloadConfig()
