@@ -237,3 +237,20 @@ extension PartTableTests {
         guard case .memory? = t.state(2) else { Issue.record("the bytes were dropped"); return }
     }
 }
+
+@Suite("hostOf: scheme://host[:port] of a URL, byte-wise")
+struct HostOfTests {
+    @Test("the scheme and host of a URL, the whole text when it has no scheme://", arguments: [
+        ("http://h.example:8080/debian/pool/x.deb", "http://h.example:8080"),
+        ("https://h.example", "https://h.example"),
+        ("ftp://h/x://y", "ftp://h"),
+        ("http:/x://y/z", "http:/x://y"),
+        ("pool/main/x.deb", "pool/main/x.deb"),
+        ("a:b", "a:b"),
+        ("http://", "http://"),
+        ("http://ä.example/ü", "http://ä.example"),
+    ])
+    func host(url: String, expected: String) {
+        #expect(hostOf(url) == expected)
+    }
+}

@@ -32,12 +32,12 @@ extension PartPipeline {
     func perform(_ job: Job, _ step: DownloadWalk.Step, cause: TransferError? = nil) {
         let part = template.parts[job.index]
         if let url = step.blame {
-            noteFailure(url, part: part, demote: step.demote)
+            noteFailure(url, location: location(of: url, job), demote: step.demote)
             // A transfer that failed, once per location and error in a mount's log (LogSetup
             // folds repeats; wrong bytes have their own line, with the part).
             if let cause { logger.warning("download failed: \(url): \(cause)") }
         }
-        if let url = step.credit { noteSuccess(url, part: part) }
+        if let url = step.credit { noteSuccess(location: location(of: url, job)) }
         switch step.action {
         case .fetch(_, let fromZero):
             if fromZero { discardPartial(job) }
@@ -133,7 +133,6 @@ extension PartPipeline {
         let requestURL = applyRedirect(url)
         let store = self
         job.prefetch = currentlyPrefetch(job)
-        let submitted = job
         let resumeFrom = resume
         var request = TransferRequest(url: requestURL, path: partial)
         request.resumeFrom = resumeFrom
@@ -141,8 +140,10 @@ extension PartPipeline {
         request.exactLength = true
         request.freshConnect = job.walk.freshConnect
         request.hasher = hasher
-        request.location = locationPrefix(requestURL, part: template.parts[job.index])
-        noteTransferStarted(url, part: template.parts[job.index], bytes: job.length - resumeFrom)
+        job.located = (url, location(of: url, job))
+        request.location = requestURL == url ? job.located!.location : locationPrefix(requestURL, part: template.parts[job.index])
+        noteTransferStarted(location: job.located!.location, bytes: job.length - resumeFrom)
+        let submitted = job
         let id = downloader.submit(request, priority: job.prefetch ? .prefetch : .demand) { result in
             store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
         }
@@ -166,7 +167,7 @@ extension PartPipeline {
     func transferDone(_ job: Job, requestURL: String, partial: String, resumedFrom: Int64, result: Result<TransferSummary, TransferError>) {
         var job = job
         let url = job.url
-        noteTransferEnded(url, part: template.parts[job.index], bytes: job.length - resumedFrom,
+        noteTransferEnded(location: location(of: url, job), bytes: job.length - resumedFrom,
                           received: (try? result.get().received) ?? 0)
         switch result {
         case .success(let summary):
@@ -219,14 +220,16 @@ extension PartPipeline {
             }
         }
         let store = self
-        let submitted = job
         var request = TransferRequest(url: requestURL, path: nil)
         request.maxLength = job.length
         request.exactLength = true
         request.freshConnect = job.walk.freshConnect
         request.hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
-        request.location = locationPrefix(requestURL, part: template.parts[job.index])
-        noteTransferStarted(job.url, part: template.parts[job.index], bytes: job.length)
+        var job = job
+        job.located = (job.url, location(of: job.url, job))
+        request.location = requestURL == job.url ? job.located!.location : locationPrefix(requestURL, part: template.parts[job.index])
+        noteTransferStarted(location: job.located!.location, bytes: job.length)
+        let submitted = job
         downloader.submit(request, priority: .demand) { result in
             store.memoryDone(submitted, result: result)
         }
@@ -235,7 +238,7 @@ extension PartPipeline {
     func memoryDone(_ job: Job, result: Result<TransferSummary, TransferError>) {
         var job = job
         let url = job.url
-        noteTransferEnded(url, part: template.parts[job.index], bytes: job.length, received: (try? result.get().received) ?? 0)
+        noteTransferEnded(location: location(of: url, job), bytes: job.length, received: (try? result.get().received) ?? 0)
         switch result {
         case .success(let summary):
             let body = summary.body ?? []

@@ -54,6 +54,8 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         var walk: DownloadWalk
         /// Descriptor holding the lock of the partial file (-1: not taken yet).
         var lockFD: Int32 = -1
+        /// The mirror location of the URL last tried (`location(of:_:)`), worked out once.
+        var located: (url: String, location: String)?
         /// The location being tried (the walk has one whenever a transfer is started).
         var url: String { walk.currentURL ?? "" }
     }
