@@ -7,9 +7,26 @@ import Darwin
 /// The URI scheme of `value` (`http`, `file`, ...) if it starts with one that is a known
 /// download scheme; `Label:path` values are not URIs.
 public func uriScheme(of value: String) -> String? {
-    guard let colon = value.firstIndex(of: ":") else { return nil }
-    let scheme = value[..<colon].lowercased()
-    return ["http", "https", "ftp", "file"].contains(scheme) ? scheme : nil
+    // Compared byte-wise, ASCII case folded: an array literal and a lowercased copy were made
+    // for every location of every part.
+    let u = value.utf8
+    guard let colon = u.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+    let name = u[..<colon]
+    func isScheme(_ scheme: StaticString) -> Bool {
+        guard name.count == scheme.utf8CodeUnitCount else { return false }
+        var i = 0
+        for b in name {
+            let lower: UInt8 = b >= 65 && b <= 90 ? b | 0x20 : b
+            if lower != scheme.utf8Start[i] { return false }
+            i += 1
+        }
+        return true
+    }
+    if isScheme("http") { return "http" }
+    if isScheme("https") { return "https" }
+    if isScheme("ftp") { return "ftp" }
+    if isScheme("file") { return "file" }
+    return nil
 }
 
 public func isRemoteURL(_ value: String) -> Bool {
@@ -81,7 +98,7 @@ public func isDirectory(_ path: String) -> Bool {
 public func staysInsideDirectory(_ path: String) -> Bool {
     // Local lookups decode %XX once (Fedora's %2b), so %2e%2e must count as "..": the decoded
     // path is checked too, once (what it decodes to is a name, not decoded again).
-    if path.contains("%") {
+    if path.utf8.contains(UInt8(ascii: "%")) {
         let decoded = path.replacingPercentEscapes()
         if decoded != path, !staysInsideLexically(decoded) { return false }
     }
@@ -91,17 +108,28 @@ public func staysInsideDirectory(_ path: String) -> Bool {
 /// `staysInsideDirectory` of the path as it is, %XX not decoded.
 private func staysInsideLexically(_ path: String) -> Bool {
     if path.hasPrefix("/") || path.utf8.contains(0) { return false }
+    // Component by component over the bytes (splitting made an array a location).
     var depth = 0
-    for c in path.split(separator: "/", omittingEmptySubsequences: true) {
-        if c == "." { continue }
-        if c == ".." {
+    var length = 0, dots = 0
+    func endComponent() -> Bool {
+        defer { length = 0; dots = 0 }
+        if length == 0 || (length == 1 && dots == 1) { return true }
+        if length == 2 && dots == 2 {
             depth -= 1
-            if depth < 0 { return false }
+            return depth >= 0
+        }
+        depth += 1
+        return true
+    }
+    for b in path.utf8 {
+        if b == UInt8(ascii: "/") {
+            if !endComponent() { return false }
         } else {
-            depth += 1
+            length += 1
+            if b == UInt8(ascii: ".") { dots += 1 }
         }
     }
-    return true
+    return endComponent()
 }
 
 /// The local locations among `locations` are dropped when `rest` (the part of a location

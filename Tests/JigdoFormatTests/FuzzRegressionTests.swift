@@ -39,3 +39,51 @@ struct FuzzRegressionTests {
         #expect(expanded > 0)
     }
 }
+
+@Suite("Paths: byte-wise checks agree with the reference (split) ones")
+struct PathCheckEquivalenceTests {
+    /// The check as it was written before (split into components), as the reference.
+    private func referenceStaysInside(_ path: String) -> Bool {
+        func lexically(_ path: String) -> Bool {
+            if path.hasPrefix("/") || path.utf8.contains(0) { return false }
+            var depth = 0
+            for c in path.split(separator: "/", omittingEmptySubsequences: true) {
+                if c == "." { continue }
+                if c == ".." {
+                    depth -= 1
+                    if depth < 0 { return false }
+                } else {
+                    depth += 1
+                }
+            }
+            return true
+        }
+        if path.utf8.contains(UInt8(ascii: "%")) {
+            let decoded = path.replacingPercentEscapes()
+            if decoded != path, !lexically(decoded) { return false }
+        }
+        return lexically(path)
+    }
+
+    @Test("every path of up to five pieces from a small alphabet of names, dots, slashes and escapes")
+    func staysInside() {
+        let pieces = ["a", ".", "..", "/", "...", ".a", "a.", "%2e", "%2E%2e", "é", "%", "\u{0}"]
+        var checked = 0
+        var stack: [[String]] = [[]]
+        while let path = stack.popLast() {
+            let text = path.joined()
+            #expect(staysInsideDirectory(text) == referenceStaysInside(text), "\(text.debugDescription)")
+            checked += 1
+            if path.count < 5 { for p in pieces { stack.append(path + [p]) } }
+        }
+        #expect(checked > 10_000)
+    }
+
+    @Test("the scheme of a location: http, https, ftp, file in any case; anything else none", arguments: [
+        ("http://x/y", "http"), ("HTTPS://x", "https"), ("Ftp://x", "ftp"), ("file:/etc/x", "file"),
+        ("fil:x", nil), ("https2://x", nil), ("Debian:pool/x", nil), ("pool/x", nil), (":x", nil), ("httpé://x", nil),
+    ] as [(String, String?)])
+    func scheme(value: String, expected: String?) {
+        #expect(uriScheme(of: value) == expected)
+    }
+}
