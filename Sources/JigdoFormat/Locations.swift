@@ -227,6 +227,8 @@ public struct LocationResolver: Sendable {
     }
 
     private static func orderedWeighted(_ items: [(ResolvedLocation, Int)]) -> [(location: ResolvedLocation, weight: Int)] {
+        // One location (a part at one mirror): nothing to order or merge.
+        if items.count <= 1 { return items.map { ($0.0, $0.1) } }
         // The weight of the first (highest) occurrence of each location counts.
         var best: [ResolvedLocation: Int] = [:]
         for (l, w) in items where best[l] == nil || best[l]! < w { best[l] = w }
