@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A hostile .jigdo costs at most about a second and a few MiB (issue 9), except for what it
-# declares and jigdofs must keep (uniqparts: ~288 bytes a distinct part, bounded by
-# --max-metadata-memory, issue 20): time and peak RSS of `jigdofs info` and `make-image` on
+# declares and jigdofs must keep (uniqparts, uniqsha: ~80-100 bytes a distinct part, charged
+# 160 to --max-metadata-memory, issue 20): time and peak RSS of `jigdofs info` and `make-image` on
 # .jigdo files of a million lines, against a small one (the baseline RSS of the binary). Not a
 # test: it times things.
 #
@@ -11,6 +11,7 @@
 #   parts:     1M `[Parts]` lines of one checksum (256 kept, the rest counted)
 #   uniqparts: 1M `[Parts]` lines, each of its own checksum (each is kept: what a real
 #              .jigdo costs per part)
+#   uniqsha:   the same with SHA256 checksums (jigdo 2.0, as Debian's): 43-character keys
 #   *.gz:      the same gzip'd
 #
 # usage: bench/hostile-jigdo.sh [WORKDIR]    env: JIGDOFS=path/to/jigdofs (default: release build)
@@ -29,8 +30,8 @@ import base64, hashlib, os, sys
 w = sys.argv[1]
 head = ("[Jigdo]\nVersion=1.2\n[Image]\nFilename=x.iso\nTemplate=x.template\n"
         "[Parts]\n1B2M2Y8AsgTpgAmY7PhCfg=Base:a\n[Servers]\nBase=http://example.org/\n")
-def sum(i):  # a distinct MD5 in jigdo's Base64 (URL-safe alphabet, no padding)
-    return base64.urlsafe_b64encode(hashlib.md5(b"%d" % i).digest()).rstrip(b"=").decode()
+def sum(i, h=hashlib.md5):  # a distinct MD5 (or SHA256) in jigdo's Base64 (URL-safe, no padding)
+    return base64.urlsafe_b64encode(h(b"%d" % i).digest()).rstrip(b"=").decode()
 files = {
     "small": "",
     "same": "Base=Base:\n" * 1000000,
@@ -38,11 +39,12 @@ files = {
     "capped": "".join("Base=http://m%d.example/\n" % i for i in range(1000000)),
     "parts": "[Parts]\n" + "".join("rL0Y20zC-Fzt72VPzMSk2A=Base:pool/f%d\n" % i for i in range(1000000)),
     "uniqparts": "[Parts]\n" + "".join("%s=Base:pool/f%d\n" % (sum(i), i) for i in range(1000000)),
+    "uniqsha": "[Parts]\n" + "".join("%s=Base:pool/f%d\n" % (sum(i, hashlib.sha256), i) for i in range(1000000)),
 }
 for name, body in files.items():
     p = os.path.join(w, name + ".jigdo")
     if not os.path.exists(p):
-        with open(p, "w") as f: f.write(head + body)
+        with open(p, "w") as f: f.write((head.replace("Version=1.2", "Version=2.0") if name == "uniqsha" else head) + body)
 PY
 for f in same distinct capped parts uniqparts; do
   [ -s "$work/$f.jigdo.gz" ] || gzip -9 -c "$work/$f.jigdo" > "$work/$f.jigdo.gz"
@@ -56,7 +58,7 @@ run() { # file command...
   printf '%-22s %10.1f %-12s %8s %12.1f\n' "$(basename "$file")" "$(echo "$(stat -c %s "$file") / 1000000" | bc -l)" \
     "$1" "$secs" "$(echo "$kib / 1024" | bc -l)"
 }
-for f in small same distinct capped parts uniqparts same.jigdo.gz parts.jigdo.gz uniqparts.jigdo.gz; do
+for f in small same distinct capped parts uniqparts uniqsha same.jigdo.gz parts.jigdo.gz uniqparts.jigdo.gz; do
   case $f in *.gz) file=$work/$f ;; *) file=$work/$f.jigdo ;; esac
   run "$file" info "$file"
   run "$file" make-image "$file" -o "$work/out.iso"

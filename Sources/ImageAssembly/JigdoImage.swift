@@ -61,6 +61,13 @@ public struct JigdoImage: Sendable {
         } else {
             info = try TemplateInfo.read(file)
         }
+        var descriptor = descriptor
+        if descriptor.images.count == 1 {
+            // The template holds every part's checksum: the [Parts] table takes them from
+            // there (see `JigdoPartsTable.adopt`). Not for a merged .jigdo, whose images (each
+            // with its own template) share one table.
+            descriptor.parts.adopt(info.parts)
+        }
         return JigdoImage(descriptor: descriptor, templateFile: file, template: info, templateCheck: check)
     }
 

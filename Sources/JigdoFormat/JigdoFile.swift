@@ -164,10 +164,13 @@ struct JigdoParser {
     var remoteBase: String?
     var fetch: JigdoDescriptor.IncludeFetcher?
     /// Charged for the locations kept, a batch at a time (`MetadataBudget.bytesPerPartsEntry`
-    /// each).
+    /// or `bytesPerServersEntry` each).
     var budget: MetadataBudget?
     var keptLocations = 0
     var unchargedLocations = 0
+    /// What the locations kept cost, and the part of it not charged yet.
+    var keptBytes: Int64 = 0
+    var unchargedBytes: Int64 = 0
     static let chargeBatch = 4096
 
     /// Text read so far, main file and includes (bounded by `maxContentSize`).
@@ -458,6 +461,9 @@ struct JigdoParser {
             if inParts { try parts.append(loc, for: key) } else { servers[key, default: []].append(loc) }
             keptLocations += 1
             unchargedLocations += 1
+            let cost = inParts ? MetadataBudget.bytesPerPartsEntry : MetadataBudget.bytesPerServersEntry
+            keptBytes += cost
+            unchargedBytes += cost
             if unchargedLocations >= Self.chargeBatch { try chargeLocations(path: path) }
         }
     }
@@ -468,7 +474,7 @@ struct JigdoParser {
             try body(&self)
             return try finish(mainPath: mainPath)
         } catch {
-            budget?.release(Int64(keptLocations - unchargedLocations) * MetadataBudget.bytesPerPartsEntry)
+            budget?.release(keptBytes - unchargedBytes)
             throw error
         }
     }
@@ -476,10 +482,10 @@ struct JigdoParser {
     /// Charges the locations kept since the last charge; a refusal names all kept so far.
     private mutating func chargeLocations(path: String) throws {
         guard let budget, unchargedLocations > 0 else { return }
-        let n = unchargedLocations
-        try budget.charge(Int64(n) * MetadataBudget.bytesPerPartsEntry, for: "\(keptLocations) [Parts] and [Servers] locations",
-                          path: path, chargedBefore: Int64(keptLocations - n) * MetadataBudget.bytesPerPartsEntry)
+        try budget.charge(unchargedBytes, for: "\(keptLocations) [Parts] and [Servers] locations",
+                          path: path, chargedBefore: keptBytes - unchargedBytes)
         unchargedLocations = 0
+        unchargedBytes = 0
     }
 
     /// The location of a `[Parts]`/`[Servers]` value, with its options; nil (and counted) for

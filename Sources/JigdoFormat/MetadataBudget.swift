@@ -7,17 +7,22 @@ import Synchronization
 /// file that declares too much is refused with one line before it costs the memory, never by
 /// the kernel's OOM killer.
 public final class MetadataBudget: Sendable {
-    /// Admits Debian's Blu-ray releases (4 images of some 50,000 parts each: about 70 MiB with
-    /// their .jigdo files) more than three times over.
+    /// Admits Debian's Blu-ray releases (4 images of some 50,000 parts each: about 42 MiB with
+    /// their .jigdo files) six times over.
     public static let defaultLimit: Int64 = 256 << 20
     /// The option that sets the limit, named in the refusal.
     public static let optionName = "--max-metadata-memory"
 
-    /// Bytes per `[Parts]` location kept in `JigdoDescriptor.parts`: its String key, its
-    /// location's array and value, and their share of the dictionary, at its peak while it
-    /// grows (`info` of a million distinct lines peaks 275 MiB above a tiny .jigdo's RSS,
-    /// `bench/hostile-jigdo.sh`).
-    public static let bytesPerPartsEntry: Int64 = 288
+    /// Bytes per `[Parts]` location kept in `JigdoDescriptor.parts` (`JigdoPartsTable`), at
+    /// the table's peak while it grows: `info` of a million distinct SHA256 lines of 17-byte
+    /// locations peaks 97 MiB above a tiny .jigdo's RSS (102 bytes a line; MD5: 79 MiB;
+    /// `bench/hostile-jigdo.sh`, uniqsha and uniqparts). A byte of location text costs up to 2
+    /// while the arena grows: 160 covers Debian's ~45-byte `Debian:pool/main/...` locations.
+    /// It was 288 while `[Parts]` was a dictionary of String keys and arrays.
+    public static let bytesPerPartsEntry: Int64 = 160
+    /// Bytes per `[Servers]` location kept in `JigdoDescriptor.servers`: a dictionary of String
+    /// keys and arrays, as `[Parts]` was when 288 was measured for it.
+    public static let bytesPerServersEntry: Int64 = 288
     /// Bytes per template DESC entry: a part's length (its checksum's 16 or 32 bytes are
     /// added), a layout entry's start and source. `info` of 2,150,000 MD5 entries peaks 94 MiB
     /// above a tiny template's RSS: these 82 MiB and the sort that counts distinct parts.

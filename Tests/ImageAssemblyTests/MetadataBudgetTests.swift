@@ -104,9 +104,12 @@ struct MetadataBudgetTests {
         #expect(budget.charged == 0, "a refused .jigdo gives back what it was charged")
 
         // The same file fits a budget of what it needs.
-        let roomy = MetadataBudget(limit: 20_001 * MetadataBudget.bytesPerPartsEntry)
+        let need = 20_000 * MetadataBudget.bytesPerPartsEntry + MetadataBudget.bytesPerServersEntry
+        let roomy = MetadataBudget(limit: need)
         let d = try JigdoDescriptor.parse(text: text, path: "/x/hostile.jigdo", base: "/x/", budget: roomy)
         #expect(d.parts.count == 20_000)
-        #expect(roomy.charged == 20_001 * MetadataBudget.bytesPerPartsEntry)
+        #expect(roomy.charged == need, "20,000 [Parts] locations and one [Servers] location")
+        let tight = MetadataBudget(limit: need - 1)
+        #expect(throws: JigdoError.self) { try JigdoDescriptor.parse(text: text, path: "/x/hostile.jigdo", base: "/x/", budget: tight) }
     }
 }

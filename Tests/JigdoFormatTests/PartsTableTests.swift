@@ -52,6 +52,122 @@ import Testing
         }
         #expect(Set(t.keys) == Set(sums.map(\.base64)))
     }
+    @Test("20,000 keys: every one found with its locations in file order before and after shrink, absent ones not found, append after shrink")
+    func manyKeys() throws {
+        var g = SeededRandom(seed: 21)
+        let sums = (0..<20_000).map { _ in Checksum((0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }) }
+        var t = JigdoPartsTable()
+        // Every 7th key has a second location, given after all first ones (as an [Include]).
+        for (i, s) in sums.enumerated() { try t.append(JigdoLocation(value: "Debian:pool/\(i)", base: "/a/", weight: i % 3), for: s.base64) }
+        for (i, s) in sums.enumerated() where i % 7 == 0 { try t.append(JigdoLocation(value: "Other:\(i)", base: "/b/"), for: s.base64) }
+        func check(_ t: JigdoPartsTable, _ when: String) {
+            #expect(t.count == sums.count, "\(when)")
+            var wrong = 0
+            for (i, s) in sums.enumerated() {
+                var expected = [JigdoLocation(value: "Debian:pool/\(i)", base: "/a/", weight: i % 3)]
+                if i % 7 == 0 { expected.append(JigdoLocation(value: "Other:\(i)", base: "/b/")) }
+                if t.locations(for: s) != expected || t[s.base64] != expected || t.valueCount(for: s.base64) != expected.count { wrong += 1 }
+            }
+            #expect(wrong == 0, "\(when): \(wrong) keys answered wrongly")
+            let absent = (0..<2_000).map { _ in Checksum((0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }) }
+            #expect(absent.allSatisfy { t.locations(for: $0) == nil }, "\(when)")
+            #expect(Set(t.keys) == Set(sums.map(\.base64)), "\(when)")
+        }
+        check(t, "growing")
+        t.shrink()
+        check(t, "shrunk")
+        try t.append(JigdoLocation(value: "late", base: "/c/"), for: sums[1].base64)
+        #expect(t.locations(for: sums[1])?.map(\.value) == ["Debian:pool/1", "late"])
+        #expect(t.locations(for: sums[0])?.map(\.value) == ["Debian:pool/0", "Other:0"])
+        t.shrink()
+        #expect(t.locations(for: sums[1])?.map(\.value) == ["Debian:pool/1", "late"])
+        #expect(t.locations(for: sums[19_998])?.map(\.value) == ["Debian:pool/19998"])
+    }
+
+    @Test("MD5 and SHA256 keys in one file: each found, a SHA256 whose first 16 bytes are an MD5 key is another key")
+    func mixedLengths() throws {
+        let md5 = (0..<100).map { i in Checksum((0..<16).map { UInt8(truncatingIfNeeded: i * 31 + $0) }) }
+        // Its first 16 bytes are md5[i]'s, the rest zeros: only the length tells them apart.
+        let sha = md5.map { Checksum($0.bytes + [UInt8](repeating: 0, count: 16)) }
+        var t = JigdoPartsTable()
+        for (i, s) in md5.enumerated() where i < 50 { try t.append(JigdoLocation(value: "m\(i)", base: "/"), for: s.base64) }
+        #expect(t.locations(for: sha[0]) == nil, "no SHA256 key yet")
+        for (i, s) in sha.enumerated() where i % 2 == 0 { try t.append(JigdoLocation(value: "s\(i)", base: "/"), for: s.base64) }
+        for (i, s) in md5.enumerated() where i >= 50 { try t.append(JigdoLocation(value: "m\(i)", base: "/"), for: s.base64) }
+        try t.append(JigdoLocation(value: "x", base: "/"), for: "not a checksum")
+        for round in ["growing", "shrunk"] {
+            if round == "shrunk" { t.shrink() }
+            #expect(t.count == 151, "\(round)")
+            for i in md5.indices {
+                #expect(t.locations(for: md5[i])?.map(\.value) == ["m\(i)"], "\(round) \(i)")
+                #expect(t.locations(for: sha[i])?.map(\.value) == (i % 2 == 0 ? ["s\(i)"] : nil), "\(round) \(i)")
+            }
+            #expect(t["not a checksum"]?.map(\.value) == ["x"])
+            #expect(Set(t.keys) == Set(md5.map(\.base64) + sha.enumerated().filter { $0.offset % 2 == 0 }.map(\.element.base64) + ["not a checksum"]))
+        }
+    }
+
+    @Test("adopting the template's part list: lookups answer as before (duplicate parts, parts without locations, keys the template lacks, other keys), a copy made before is unchanged, append after")
+    func adoptTemplateParts() throws {
+        var g = SeededRandom(seed: 99)
+        let sums = (0..<3_000).map { _ in Checksum((0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }) }
+        // Parts 0..<2000 have [Parts] keys, 2000..<2500 none; 2500..<3000 are keys the template
+        // lacks; part i + 2000 repeats part i's checksum for i < 100 (the same file twice).
+        var partList = (0..<2_500).map { TemplatePart(length: Int64($0 + 1), checksum: sums[$0]) }
+        for i in 0..<100 { partList.append(TemplatePart(length: Int64(i + 1), checksum: sums[i])) }
+        let parts = TemplateParts(partList, checksumKind: .sha256)
+        var t = JigdoPartsTable()
+        for i in 0..<2_000 { try t.append(JigdoLocation(value: "D:\(i)", base: "/a/"), for: sums[i].base64) }
+        for i in 2_500..<3_000 { try t.append(JigdoLocation(value: "X:\(i)", base: "/a/"), for: sums[i].base64) }
+        for i in stride(from: 0, to: 3_000, by: 10) where i < 2_000 || i >= 2_500 {
+            try t.append(JigdoLocation(value: "second:\(i)", base: "/b/", weight: -1), for: sums[i].base64)
+        }
+        try t.append(JigdoLocation(value: "x", base: "/"), for: "not a checksum")
+        // A key whose first 8 bytes are a template part's: only the whole checksum counts.
+        let twin = Checksum(Array(sums[5].bytes.prefix(8)) + [UInt8](repeating: 1, count: 24))
+        try t.append(JigdoLocation(value: "twin", base: "/"), for: twin.base64)
+        t.shrink()
+        let before = t
+        let answers = sums.map { t.locations(for: $0) }
+        let bytesBefore = t.heldBytes
+        t.adopt(parts)
+        #expect(t.heldBytes < bytesBefore - 2_000 * 24, "\(bytesBefore) -> \(t.heldBytes) bytes")
+        for (which, table) in [("adopted", t), ("copy made before", before)] {
+            #expect(sums.indices.filter { table.locations(for: sums[$0]) != answers[$0] }.isEmpty, "\(which)")
+            #expect((0..<parts.count).allSatisfy { table.locations(for: parts.checksum($0)) == answers[$0 < 2_500 ? $0 : $0 - 2_500] }, "\(which): by part number")
+            #expect(table.locations(for: sums[2_100]) == nil && table.locations(for: sums[2_601])?.map(\.value) == ["X:2601"], "\(which)")
+            #expect(table.locations(for: sums[20])?.map(\.value) == ["D:20", "second:20"], "\(which)")
+            #expect(table.locations(for: twin)?.map(\.value) == ["twin"] && table["not a checksum"]?.map(\.value) == ["x"], "\(which)")
+            #expect(table.count == 2_502 && Set(table.keys).count == 2_502, "\(which)")
+        }
+        try t.append(JigdoLocation(value: "late", base: "/c/"), for: sums[7].base64)
+        try t.append(JigdoLocation(value: "new", base: "/c/"), for: sums[2_200].base64)
+        #expect(t.locations(for: sums[7])?.map(\.value) == ["D:7", "late"])
+        #expect(t.locations(for: sums[2_200])?.map(\.value) == ["new"])
+        #expect(t.locations(for: sums[2_999])?.map(\.value) == ["X:2999"])
+        t.shrink()
+        t.adopt(parts)
+        #expect(t.locations(for: sums[2_200])?.map(\.value) == ["new"] && t.locations(for: twin)?.map(\.value) == ["twin"])
+        #expect(before.locations(for: sums[7])?.map(\.value) == ["D:7"], "the copy made before is its own")
+    }
+
+    @Test("a part costs about 70 bytes once the table is complete, about 42 once it took the template's checksums (SHA256, one location of 17 bytes)")
+    func bytesPerPart() throws {
+        var g = SeededRandom(seed: 7)
+        var t = JigdoPartsTable()
+        let sums = (0..<50_000).map { _ in Checksum((0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }) }
+        for (i, sum) in sums.enumerated() {
+            let n = String(i)
+            try t.append(JigdoLocation(value: "Scale:1/000/" + String(repeating: "0", count: 5 - n.count) + n, base: "/srv/"), for: sum.base64)
+        }
+        t.shrink()
+        // 32 checksum + 4 index / (3/4) + 4 slot start + 12 location + 17 text.
+        let perPart = Double(t.heldBytes) / 50_000
+        #expect(perPart < 72, "\(perPart) bytes a part (was ~121: a prefix dictionary, a [Checksum] copy, linked entries)")
+        t.adopt(TemplateParts(sums.map { TemplatePart(length: 1, checksum: $0) }, checksumKind: .sha256))
+        let adopted = Double(t.heldBytes) / 50_000
+        #expect(adopted < 44, "\(adopted) bytes a part: a 4-byte reference instead of the checksum")
+    }
 }
 
 /// `LocationResolver.mayHaveLocalLocation`: the mount's cheap question for every part agrees
