@@ -208,10 +208,12 @@ struct FakePipeline {
 
     init(count: Int = 3, length: Int = 5000, cacheSize: Int64? = nil, logger: Logger = Logger(label: "test"),
          seed: Int = 0, servers: [String] = ["http://one.test/", "http://two.test/"], sharing: FakePipeline? = nil,
-         downloader: (any PartFetcher)? = nil) throws {
+         downloader: (any PartFetcher)? = nil, sameBytes: [Int: Int] = [:]) throws {
         tmp = try TempDir()
+        // `sameBytes[i] = j`: part i is a copy of part j (the same checksum twice in the image).
         parts = (0..<count).map { i in
-            (0..<length).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761 &+ i &* 97 &+ seed &* 7919) >> 7) }
+            let j = sameBytes[i] ?? i
+            return (0..<length).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761 &+ j &* 97 &+ seed &* 7919) >> 7) }
         }
         let sums = parts.map { bytes -> Checksum in
             var h = ChecksumHasher(.md5)

@@ -254,3 +254,30 @@ struct HostOfTests {
         #expect(hostOf(url) == expected)
     }
 }
+
+extension PartTableTests {
+    @Test("parts of one checksum share one entry: reading the second copy after the first downloads nothing more, and a read of both at once asks once")
+    func duplicatePartsShareAnEntry() throws {
+        let f = try FakePipeline(count: 4, sameBytes: [2: 0, 3: 1])
+        #expect(f.pipeline.key(2) == 0 && f.pipeline.key(3) == 1 && f.pipeline.key(1) == 1)
+        let first = BackgroundRead(f.pipeline, part: 0)
+        let copy = BackgroundRead(f.pipeline, part: 2)
+        let p = try #require(f.fetcher.next())
+        f.fetcher.serve(p, f.parts[0])
+        #expect(first.bytes() == f.parts[0])
+        #expect(copy.bytes() == f.parts[2])
+        #expect(f.fetcher.requested.count == 1, "\(f.fetcher.requested)")
+        // One entry, open: the copy was served from the file the download opened, not checked again.
+        guard case .open? = f.pipeline.event({ $0.state(f.pipeline.key(2)) }) else {
+            Issue.record("the copy's entry is not the open one")
+            return
+        }
+        // The other pair: the later copy first, then the earlier one.
+        let later = BackgroundRead(f.pipeline, part: 3)
+        f.fetcher.serve(try #require(f.fetcher.next()), f.parts[3])
+        #expect(later.bytes() == f.parts[3])
+        let earlier = BackgroundRead(f.pipeline, part: 1)
+        #expect(earlier.bytes() == f.parts[1])
+        #expect(f.fetcher.requested.count == 2, "\(f.fetcher.requested)")
+    }
+}

@@ -57,7 +57,8 @@ extension PartPipeline {
     /// Whether part `index` needs a download before it can be read: it is being downloaded, or
     /// it is neither here (open, in memory, local) nor in the cache.
     func needsDownload(_ index: Int) -> Bool {
-        switch event({ $0.state(key(index)) }) {
+        let key = key(index)
+        switch event({ $0.state(key) }) {
         case .fetching?: return true
         case .open?, .memory?, .local?: return false
         // Nothing evicts it (no --cache-size): there (a file removed by hand is found missing
@@ -74,10 +75,10 @@ extension PartPipeline {
     func demandAll(_ indices: [Int]) -> [(key: Int32, attempt: UInt64)] {
         var demands: [(index: Int, key: Int32, demand: Table.Demand)] = []
         demands.reserveCapacity(indices.count)
-        for index in indices { forgetEvicted(key(index)) }
+        let keys = indices.map { key($0) }
+        for key in keys { forgetEvicted(key) }
         condition.lock()
-        for index in indices {
-            let key = key(index)
+        for (index, key) in zip(indices, keys) {
             if state.table.isHere(key) { continue }
             demands.append((index, key, state.table.demand(key)))
         }

@@ -94,8 +94,10 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     let condition = NSCondition()
     var state: State
     /// A part that shares its checksum with an earlier one -> that first part: the key of its
-    /// entry (`key(_:)`). Only such parts are here (none in most images).
-    let sameAs: [Int32: Int32]
+    /// entry (`key(_:)`). Only such parts are here (none in most images). Worked out at the
+    /// first read (one sort of the part numbers by checksum, 4 bytes a part while it runs),
+    /// not at the mount: a folder of four BD images mounts without four sorts of 50,000.
+    let sameAs = Mutex<[Int32: Int32]?>(nil)
 
     /// - Parameters:
     ///   - local: parts found on disk (`--scan`, `--map`, local locations, old images); may be nil.
@@ -117,20 +119,23 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         self.downloadConfig = downloader?.config ?? DownloadConfig()
         self.logger = logger
         self.clock = clock ?? SystemClock()
-        // One sort of the part numbers by checksum (4 bytes a part while it runs).
-        var sameAs: [Int32: Int32] = [:]
-        for (i, first) in template.parts.checksumGroups().first.enumerated() where first >= 0 && Int(first) != i {
-            sameAs[Int32(i)] = first
-        }
-        self.sameAs = sameAs
     }
 
     var downloadsEnabled: Bool { !options.offline && downloader != nil && cache != nil }
 
     /// The table entry of part `index`: the first part with its checksum.
-    @inline(__always) func key(_ index: Int) -> Int32 {
+    func key(_ index: Int) -> Int32 {
         let i = Int32(truncatingIfNeeded: index)
-        return sameAs.isEmpty ? i : sameAs[i] ?? i
+        return sameAs.withLock { map in
+            if map == nil {
+                var m: [Int32: Int32] = [:]
+                for (i, first) in template.parts.checksumGroups().first.enumerated() where first >= 0 && Int(first) != i {
+                    m[Int32(i)] = first
+                }
+                map = m
+            }
+            return map!.isEmpty ? i : map![i] ?? i
+        }
     }
 
     // MARK: PartSource
@@ -273,8 +278,9 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         // costs a look at the disk: the window moves a part at a time, and a new stream of
         // reads (the kernel's parallel read-ahead starts some) asks for the whole window again
         // (7 of the 17 stats a part downloaded were these). Read-ahead never starts those anyway.
+        let keys = indices.map { key($0) }
         condition.lock()
-        let unknown = indices.filter { !state.table.isBusyOrHere(key($0)) }
+        let unknown = indices.indices.filter { !state.table.isBusyOrHere(keys[$0]) }.map { indices[$0] }
         condition.unlock()
         for i in unknown where !isLocallyAvailable(i) { startIfIdle(i, prefetch: true) }
     }
