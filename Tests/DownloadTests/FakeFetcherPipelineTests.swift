@@ -525,3 +525,22 @@ extension FakeFetcherPipelineTests {
         #expect(FileManager.default.fileExists(atPath: target))
     }
 }
+
+extension FakeFetcherPipelineTests {
+    @Test("a part no mirror has leaves no empty partial file behind (the one made to hold its lock); a part downloaded leaves none either")
+    func noEmptyPartialFileLeft() throws {
+        let f = try FakePipeline()
+        let failing = BackgroundRead(f.pipeline, part: 0)
+        f.fetcher.fail(try #require(f.fetcher.next()), .status(404))
+        f.fetcher.fail(try #require(f.fetcher.next()), .status(404))
+        guard case .failure? = failing.wait() else {
+            Issue.record("the read should fail")
+            return
+        }
+        let ok = BackgroundRead(f.pipeline, part: 1)
+        f.fetcher.serve(try #require(f.fetcher.next()), f.parts[1])
+        #expect(ok.bytes() == f.parts[1])
+        let partial = f.cacheDir + "/partial/md5"
+        #expect(try FileManager.default.contentsOfDirectory(atPath: partial).isEmpty)
+    }
+}

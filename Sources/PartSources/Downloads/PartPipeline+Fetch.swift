@@ -326,9 +326,13 @@ extension PartPipeline {
     /// The attempt ended: its entry changes, its waiters are called (after the lock).
     func finish(_ job: Job, _ outcome: Table.Outcome, fetched: Bool = true) {
         if job.lockFD >= 0 {
-            // An empty partial file (made to hold the lock) is not worth keeping. (After the
-            // commit the locked file is the cached part; after an unlink it has no name.)
-            if let cache, lockedPartialSize(job.lockFD) == 0 { Syscalls.unlink(cache.partialPath(for: job.checksum)) }
+            // An empty partial file (made to hold the lock) is not worth keeping. Only a failed
+            // attempt can leave one: a part that is there was renamed in (the locked file is
+            // the cached part now), kept in memory or found in the cache (its partial file
+            // removed).
+            if case .failed = outcome, let cache, lockedPartialSize(job.lockFD) == 0 {
+                Syscalls.unlink(cache.partialPath(for: job.checksum))
+            }
             if let cache { cache.unlockPartial(job.lockFD, for: job.checksum) } else { Syscalls.close(job.lockFD) }
         }
         var error: JigdoError?
