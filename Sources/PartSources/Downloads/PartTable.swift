@@ -8,8 +8,9 @@ import JigdoFormat
 /// A part with no entry is not known yet: a read asks the local sources, then the cache.
 ///
 ///     (none) --local source has it--> local
-///     (none) --cache file checked--> open(file, identity)
-///     (none)|failed|landed --demand/prefetch--> fetching(attempt, prefetch?, transfer)
+///     (none)|failed|landed|verified --cache file checked--> open(file, identity)
+///     (none)|failed --demand/prefetch--> fetching(attempt, prefetch?, transfer)
+///     landed|verified --demand (its file not found)--> fetching(attempt, false, transfer)
 ///     fetching(prefetch) --demand--> fetching(demand)        (promote the queued transfer)
 ///     fetching --finished(ok, file)--> open    --(ok, bytes)--> memory   --(ok)--> landed
 ///     fetching --finished(error)--> failed                   waiters get the error
