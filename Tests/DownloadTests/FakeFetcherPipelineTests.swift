@@ -162,14 +162,17 @@ final class ManualClock: PipelineClock, @unchecked Sendable {
     }
 }
 
-/// A blocking read of a whole part on another thread (it waits for the part's download).
+/// A blocking read of a whole part on a thread of its own (it waits for the part's download).
+/// Not on a dispatch queue: a blocked reader there holds one of the few threads the fake
+/// fetcher's completions need (on 2 cores, two readers waiting for one completion starved it
+/// while the whole suite ran).
 final class BackgroundRead: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var result: Result<[UInt8], Error>?
 
     init(_ pipeline: PartPipeline, part index: Int) {
         let length = Int(pipeline.template.parts[index].length)
-        DispatchQueue.global().async {
+        Thread.detachNewThread {
             var buffer = [UInt8](repeating: 0, count: length)
             do {
                 try buffer.withUnsafeMutableBytes { try pipeline.readPart(index, at: 0, into: $0) }

@@ -26,7 +26,8 @@ struct ReadPlanFakeTests {
         let size = Int(image.size)
         let done = DispatchSemaphore(value: 0)
         let result = Mutex<Result<[UInt8], Error>?>(nil)
-        DispatchQueue.global().async {
+        // On a thread of its own (see `BackgroundRead`).
+        Thread.detachNewThread {
             let r = Result { try image.read(at: 0, count: size) }
             result.withLock { $0 = r }
             done.signal()
