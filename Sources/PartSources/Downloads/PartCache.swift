@@ -42,7 +42,8 @@ public final class PartCache: Sendable {
     /// Prefix directories under `parts/` this process made or checked (`commit`).
     private let knownPrefixes = Mutex<Set<UInt16>>([])
     let logger: Logger
-    /// `<dir>/parts/<kind>/` and `<dir>/partial/<kind>/`, MD5 then SHA256 (`path`).
+    /// `<dir>/parts/<kind>/` and `<dir>/partial/<kind>/`, in `ChecksumKind.allCases` order
+    /// (`path`).
     private let partsBases: [[UInt8]]
     private let partialBases: [[UInt8]]
 
@@ -61,8 +62,8 @@ public final class PartCache: Sendable {
         var dir = absolutePath(directory)
         if dir.hasSuffix("/") && dir.count > 1 { dir.removeLast() }
         self.directory = dir
-        partsBases = [ChecksumKind.md5, .sha256].map { Array("\(dir)/parts/\($0.rawValue.lowercased())/".utf8) }
-        partialBases = [ChecksumKind.md5, .sha256].map { Array("\(dir)/partial/\($0.rawValue.lowercased())/".utf8) }
+        partsBases = ChecksumKind.allCases.map { Array("\(dir)/parts/\($0.rawValue.lowercased())/".utf8) }
+        partialBases = ChecksumKind.allCases.map { Array("\(dir)/partial/\($0.rawValue.lowercased())/".utf8) }
         var refusal: JigdoError?
         var unwritable: JigdoError?
         do {
@@ -138,9 +139,8 @@ public final class PartCache: Sendable {
     /// string's storage: one allocation (these are made several times a part downloaded, and
     /// interpolating them cost five).
     private func path(_ sum: Checksum, partial: Bool) -> String {
-        let kind = sum.kind ?? .md5
-        let base = partial ? partialBases[kind == .md5 ? 0 : 1] : partsBases[kind == .md5 ? 0 : 1]
-        let n = JigdoBase64.encodedCount(kind.byteCount)
+        let base = partial ? partialBases[Self.kindIndex(sum)] : partsBases[Self.kindIndex(sum)]
+        let n = JigdoBase64.encodedCount((sum.kind ?? .md5).byteCount)
         return String(unsafeUninitializedCapacity: base.count + n + (partial ? 0 : 3)) { out in
             var at = 0
             for b in base { out[at] = b; at += 1 }
@@ -341,8 +341,13 @@ public final class PartCache: Sendable {
     /// The prefix directory of `sum` (its kind and the first 12 bits: its first two Base64
     /// characters) as one number.
     private static func prefixBit(_ sum: Checksum) -> UInt16 {
-        let kind = UInt16(ChecksumKind.allCases.firstIndex(of: sum.kind ?? .md5) ?? 0)
+        let kind = UInt16(kindIndex(sum))
         return sum.withUnsafeBytes { b in kind << 12 | UInt16(b[0]) << 4 | UInt16(b[1] >> 4) }
+    }
+
+    /// The index of the checksum's kind in `ChecksumKind.allCases` (MD5 when it has none).
+    private static func kindIndex(_ sum: Checksum) -> Int {
+        ChecksumKind.allCases.firstIndex(of: sum.kind ?? .md5) ?? 0
     }
 
     /// Marks a cached part as just used (its mtime orders least-recently-used eviction).

@@ -140,9 +140,7 @@ extension PartPipeline {
         request.exactLength = true
         request.freshConnect = job.walk.freshConnect
         request.hasher = hasher
-        job.located = (url, location(of: url, job))
-        request.location = requestURL == url ? job.located!.location : locationPrefix(requestURL, part: template.parts[job.index])
-        noteTransferStarted(location: job.located!.location, bytes: job.length - resumeFrom)
+        request.location = transferStarts(&job, requestURL: requestURL, bytes: job.length - resumeFrom)
         let submitted = job
         let id = downloader.submit(request, priority: job.prefetch ? .prefetch : .demand) { result in
             store.transferDone(submitted, requestURL: requestURL, partial: partial, resumedFrom: resumeFrom, result: result)
@@ -226,9 +224,7 @@ extension PartPipeline {
         request.freshConnect = job.walk.freshConnect
         request.hasher = ChecksumHasher(job.checksum.kind ?? template.checksumKind)
         var job = job
-        job.located = (job.url, location(of: job.url, job))
-        request.location = requestURL == job.url ? job.located!.location : locationPrefix(requestURL, part: template.parts[job.index])
-        noteTransferStarted(location: job.located!.location, bytes: job.length)
+        request.location = transferStarts(&job, requestURL: requestURL, bytes: job.length)
         let submitted = job
         downloader.submit(request, priority: .demand) { result in
             store.memoryDone(submitted, result: result)
@@ -346,6 +342,18 @@ extension PartPipeline {
         // A failed read-ahead is retried when the part is read. A failing read throws the error
         // to its reader, which reports it (the CLI's one line, the mount's EIO log line).
         if let error { logger.info("\(end.readerWaited ? "" : "read-ahead: ")\(error)") }
+    }
+
+    /// A transfer of `bytes` of the job's current URL (asked as `requestURL`, a remembered
+    /// redirect or the URL itself) starts: its mirror location is worked out once and kept in
+    /// the job (`Job.located`) and its load noted. Returns the location the fetcher counts the
+    /// request against.
+    func transferStarts(_ job: inout Job, requestURL: String, bytes: Int64) -> String {
+        let url = job.url
+        let location = location(of: url, job)
+        job.located = (url, location)
+        noteTransferStarted(location: location, bytes: bytes)
+        return requestURL == url ? location : locationPrefix(requestURL, part: template.parts[job.index])
     }
 
     /// Throws away what the partial file holds. While its lock is held it is emptied in place:

@@ -328,12 +328,6 @@ struct PartTable<Handle, Failure, Waiter> {
             return .now(nil)
         }
     }
-
-    /// The error of the last attempt, when it failed and is `attempt` or later.
-    func failure(_ key: Int32, since attempt: UInt64) -> Failure? {
-        if case .failed(let a, let error)? = entries[key], a >= attempt { return error }
-        return nil
-    }
 }
 
 /// Keys from least to most recently used, each with a cost: the order of a bounded set
