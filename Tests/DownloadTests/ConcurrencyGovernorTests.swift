@@ -18,11 +18,13 @@ private let second: UInt64 = 1_000_000_000
 /// whenever the governor allows and transfers are queued; returns the limit after every
 /// transfer ended. Queued: `waiting(now)` less those running (`.max`: always more), or, with
 /// `bursts`, what `bursts(tick)` added at each tenth of a second. `link(now)` may change.
+/// Stops early once `stop` holds after an end.
 @discardableResult
 private func simulate(
     _ g: inout ConcurrencyGovernor, location: String = "http://m/debian/", host: String = "http://m",
     from start: UInt64 = 0, seconds: Double, partBytes: Double = 150_000,
-    waiting: (UInt64) -> Int = { _ in .max }, bursts: ((UInt64) -> Int)? = nil, link: (UInt64) -> FakeLink
+    waiting: (UInt64) -> Int = { _ in .max }, bursts: ((UInt64) -> Int)? = nil,
+    until stop: (ConcurrencyGovernor, [Int]) -> Bool = { _, _ in false }, link: (UInt64) -> FakeLink
 ) -> (limits: [Int], end: UInt64, maxRunning: Int) {
     var now = start
     let end = start + UInt64(seconds * Double(second))
@@ -57,6 +59,7 @@ private func simulate(
             g.ended(location, host: host, bytes: Int64(partBytes), now: now)
             limits.append(g.limit(location))
         }
+        if stop(g, limits) { break }
         if bursts == nil { queued = waiting(now) == .max ? .max : max(0, waiting(now) - remaining.count) }
     }
     return (limits, now, maxRunning)
@@ -72,6 +75,18 @@ private func period(_ g: inout ConcurrencyGovernor, rate: Double, now: inout UIn
     while g.mayStart(location, host: host, demand: false) { g.started(location, host: host, now: now) }
     for _ in 0..<n {
         now += step
+        g.ended(location, host: host, bytes: bytes, now: now)
+        while g.mayStart(location, host: host, demand: false) { g.started(location, host: host, now: now) }
+    }
+}
+
+/// `count` transfers of `location` (started now if the limit allows) ending a millisecond
+/// apart with `bytes` each.
+private func quickEnds(_ g: inout ConcurrencyGovernor, count: Int, bytes: Int64, now: inout UInt64,
+                       location: String = "http://m/debian/", host: String = "http://m") {
+    while g.mayStart(location, host: host, demand: false) { g.started(location, host: host, now: now) }
+    for _ in 0..<count {
+        now += second / 1000
         g.ended(location, host: host, bytes: bytes, now: now)
         while g.mayStart(location, host: host, demand: false) { g.started(location, host: host, now: now) }
     }
@@ -127,7 +142,9 @@ struct ConcurrencyGovernorTests {
     func growsToTheLine() {
         // 10 MB/s per transfer, 160 MB/s line: 16 transfers fill it.
         var g = governor(perHost: 64)
-        let r = simulate(&g, seconds: 8) { _ in FakeLink(perTransfer: 10e6, capacity: 160e6) }
+        let r = simulate(&g, seconds: 8, until: { g, limits in
+            limits.contains(32) && g.locations["http://m/debian/"]?.phase != .growing
+        }) { _ in FakeLink(perTransfer: 10e6, capacity: 160e6) }
         #expect(g.limit("http://m/debian/") == 16, "limits: \(Set(r.limits).sorted())")
         #expect(r.limits.contains(32), "32 was tried (and brought nothing)")
         #expect(g.locations["http://m/debian/"]?.phase != .growing)
@@ -215,15 +232,18 @@ struct ConcurrencyGovernorTests {
         #expect(Set(r.limits) == [4])
     }
 
-    @Test("the first period after a change is a warm-up: transfers of the old limit end in it")
+    @Test("a warm-up (not compared) comes after each change and ends once the transfers running then and `limit` more ended, however soon")
     func warmUp() {
         var g = governor(perHost: 64)
         var now: UInt64 = 0
-        period(&g, rate: 10e6, now: &now)  // the location's first: connections being set up
+        // The location's first transfers (connections being set up): 4 end within 4 ms.
+        quickEnds(&g, count: 4, bytes: 1_000, now: &now)
         #expect(g.limit("http://m/debian/") == 4)
         period(&g, rate: 10e6, now: &now)  // compared: grows
         #expect(g.limit("http://m/debian/") == 8)
-        period(&g, rate: 10e6, now: &now)  // the change settling in: not a verdict on 8
+        // The change settling in, far below the rate: no verdict on 8 (it would step back). It
+        // ends once the transfers running at the change and 8 more have ended.
+        quickEnds(&g, count: 16, bytes: 1_000, now: &now)
         #expect(g.limit("http://m/debian/") == 8)
         period(&g, rate: 20e6, now: &now)  // 8 does bring more
         #expect(g.limit("http://m/debian/") == 16)
@@ -232,7 +252,9 @@ struct ConcurrencyGovernorTests {
     @Test("a stall or a 429/503 halves the limit, down to one")
     func congestionHalves() {
         var g = governor(perHost: 64)
-        simulate(&g, seconds: 8) { _ in FakeLink(perTransfer: 10e6, capacity: 160e6) }
+        simulate(&g, seconds: 8, until: { g, limits in limits.contains(16) && g.limit("http://m/debian/") == 16 }) { _ in
+            FakeLink(perTransfer: 10e6, capacity: 160e6)
+        }
         #expect(g.limit("http://m/debian/") == 16)
         for expected in [8, 4, 2, 1, 1] {
             g.started("http://m/debian/", host: "http://m", now: 9 * second)

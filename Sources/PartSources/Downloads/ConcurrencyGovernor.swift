@@ -16,10 +16,11 @@
 /// up to `reprobeAfterMax` (32 s); a growth that helped starts over at 2 s.
 ///
 /// A period ends once it was busy (some transfer running) for `minimumPeriod` and saw at least
-/// twice `limit` transfers end. The first period after a change of the limit (and a location's
-/// first, with its connections being set up) is a warm-up and not compared: transfers started
-/// under the old limit end in it, which made single periods too noisy to judge (a doubling
-/// judged "no better" and stepped back on a link it would have filled). Its rate (bytes that
+/// twice `limit` transfers end. After a change of the limit (and at a location's first
+/// transfers, its connections being set up) a warm-up comes first and is not compared: it ends
+/// once the transfers running at the change and `limit` more have ended. Transfers started
+/// under the old limit end in it, which made single periods too noisy to judge (a doubling judged "no better" and stepped back on a link
+/// it would have filled). A period's rate (bytes that
 /// arrived in it, `received` and `ended`, per second of busy time: a reader's pause is not a
 /// slow mirror) is compared only when the limit
 /// was the reason a transfer waited ("held back"): a location that is asked for less than its
@@ -83,8 +84,8 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
         var periodBytes: Int64 = 0
         var periodEnded = 0
         var heldBack = false
-        /// The current period only settles the new limit in (not compared).
-        var warmUp = true
+        /// Transfers still to end before the warm-up is over (0: a period that is compared).
+        var warmUpLeft = 0
         /// How long the current hold lasts, and the next one will (nanoseconds; 0: take
         /// `reprobeAfter`).
         var hold: UInt64 = 0
@@ -160,18 +161,24 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
             loc.previousLimit = loc.limit
             startHold(&loc, now: now)
             loc.lastRate = nil
-            loc.warmUp = true
+            loc.warmUpLeft = loc.running + loc.limit
             Self.newPeriod(&loc, now: now)
             return loc.limit != before ? loc.limit : nil
         }
         loc.periodBytes += max(0, bytes)
         loc.periodEnded += 1
+        if loc.warmUpLeft > 0 {
+            // Over once the transfers running at the change and `limit` more have ended: those
+            // of the limit before are done and the new connections are set up. Not timed: two
+            // warm-ups of at least 300 ms each made the ramp from 8 to 32 take 1.2 s or more.
+            loc.warmUpLeft -= 1
+            if loc.warmUpLeft == 0 { Self.newPeriod(&loc, now: now) }
+            return nil
+        }
         guard busy >= settings.minimumPeriod, loc.periodEnded >= 2 * loc.limit else { return nil }
         let rate = Double(loc.periodBytes) / (Double(busy) / 1e9)
         let atCeiling = settings.rateCeiling > 0 && rate >= 0.8 * settings.rateCeiling
-        if loc.warmUp {
-            loc.warmUp = false
-        } else if atCeiling {
+        if atCeiling {
             // The rate limit binds: stay, and do not try more later either.
             loc.lastRate = rate
             if case .growing = loc.phase { startHold(&loc, now: now) } else { loc.phase = .holding(since: now) }
@@ -199,7 +206,7 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
                 }
             }
         }
-        if loc.limit != before { loc.warmUp = true }
+        if loc.limit != before { loc.warmUpLeft = loc.running + loc.limit }
         Self.newPeriod(&loc, now: now)
         return loc.limit != before ? loc.limit : nil
     }
@@ -213,7 +220,7 @@ public struct ConcurrencyGovernor: Sendable, Equatable {
 
     private func newLocation() -> Location {
         let first = min(settings.initial, settings.cap)
-        return Location(limit: first, previousLimit: first)
+        return Location(limit: first, previousLimit: first, warmUpLeft: first)
     }
 
     private static func newPeriod(_ loc: inout Location, now: UInt64) {
