@@ -15,7 +15,7 @@ import Synchronization
 ///
 /// Compose with `LocalParts` through `PartSourceChain([localParts, imageParts])`: scanned
 /// directories and mapped mirrors are tried first, the old images next.
-public final class ISOImageParts: PartSource {
+public final class ISOImageParts: LocalCopySource {
     /// A file inside an old image that holds a part.
     public struct Match: Sendable {
         public var volume: ISO9660Volume
@@ -34,6 +34,8 @@ public final class ISOImageParts: PartSource {
     private let hints: Mutex<[Checksum: (key: String, wrong: Bool)]>
     private let checksumCache: ChecksumCache?
     private let logger: Logger
+    /// Each plain image file, opened once for the copies handed over (`checkedCopy`).
+    private let imageFiles = Mutex<[String: ReadOnlyFile]>([:])
 
     public typealias ScanProgress = @Sendable (_ hashed: Int64, _ total: Int64) -> Void
 
@@ -141,10 +143,7 @@ public final class ISOImageParts: PartSource {
 
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         let part = template.parts[index]
-        guard let m = matches[part.checksum] else {
-            throw JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) is in none of the --scan-image images")
-        }
-        try checkHint(part, m)
+        let m = try match(part)
         guard offset >= 0, offset + Int64(buffer.count) <= m.entry.size else {
             throw JigdoError(.invalidArgument, path: m.imagePath, "\(m.path): read of \(buffer.count) bytes at \(offset) is outside the file")
         }
@@ -152,6 +151,36 @@ public final class ISOImageParts: PartSource {
         guard n == buffer.count else {
             throw JigdoError(.io, path: m.imagePath, "\(m.path): short read at \(offset) (did the image change?)")
         }
+    }
+}
+
+extension ISOImageParts {
+    /// The part's match, its checksum cache hint checked.
+    private func match(_ part: TemplatePart) throws -> Match {
+        guard let m = matches[part.checksum] else {
+            throw JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes) is in none of the --scan-image images")
+        }
+        try checkHint(part, m)
+        return m
+    }
+
+    /// The part as a range of its old image file, when that is simple: a plain (not zisofs)
+    /// file of one extent, inside a regular image file that is still as it was when the scan
+    /// hashed it (inode, size, mtime). nil otherwise (a block device, several extents, an
+    /// image changed since): `readPart` reads it through the ISO reader.
+    public func checkedCopy(_ index: Int) throws -> LocalCopy? {
+        let part = template.parts[index]
+        let m = try match(part)
+        guard case .plain = m.entry.storage, m.entry.extents.count == 1, let extent = m.entry.extents.first,
+              extent.length == part.length, m.entry.size == part.length,
+              let image = m.volume.source as? ImageFile, !image.isBlockDevice,
+              extent.offset >= 0, extent.offset + extent.length <= image.size else { return nil }
+        let opened = imageFiles.withLock { $0[image.path] }
+        guard let file = opened ?? (try? ReadOnlyFile(path: image.path)), file.isRegularFile,
+              let now = file.currentIdentity(), now.inode == image.inode, now.size == image.size,
+              now.modificationTimeNs == image.modificationTimeNs else { return nil }
+        if opened == nil { imageFiles.withLock { $0[image.path] = $0[image.path] ?? file } }
+        return LocalCopy(file: file, base: extent.offset, identity: now)
     }
 }
 

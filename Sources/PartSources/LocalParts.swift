@@ -10,7 +10,7 @@ import Synchronization
 /// Parts found on local disk: files from `--scan` directories (matched by size, then checksum),
 /// and local locations the jigdo resolves to (`--map LABEL=DIR`, `file:` servers), which are
 /// checked against their checksum the first time they are used.
-public final class LocalParts: PartSource {
+public final class LocalParts: LocalCopySource {
     private enum Resolution: Sendable {
         /// The file and what it was when its bytes were checked: a file whose identity has
         /// changed since (rewritten, replaced) is checked again before it is served.
@@ -190,7 +190,26 @@ public final class LocalParts: PartSource {
             if file.currentIdentity() == file.identity { return }
             forget(part, file.path)
         }
-        throw JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes): the local copy keeps changing while it is read")
+        throw keepsChanging(part)
+    }
+
+    /// The part's checked file, to be read by the pipeline's table without asking again
+    /// (`LocalCopySource`): the file `readPart` would read, checked the same way. One that
+    /// changed since its check (the table saw a read's identity differ) is checked again.
+    public func checkedCopy(_ index: Int) throws -> LocalCopy? {
+        let part = template.parts[index]
+        for _ in 0..<3 {
+            let file = try verifiedFile(for: part)
+            if file.currentIdentity() == file.identity {
+                return LocalCopy(file: file, base: 0, identity: file.identity)
+            }
+            forget(part, file.path)
+        }
+        throw keepsChanging(part)
+    }
+
+    private func keepsChanging(_ part: TemplatePart) -> JigdoError {
+        JigdoError(.partUnavailable, "part \(part.checksum.base64) (\(part.length) bytes): the local copy keeps changing while it is read")
     }
 
     /// Drops what is known of a file that changed since its check.

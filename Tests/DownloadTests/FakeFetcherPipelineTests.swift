@@ -199,7 +199,8 @@ final class BackgroundRead: @unchecked Sendable {
 /// `seed`), each at two mirrors, `http://one.test/p<i>` then `http://two.test/p<i>` (or the
 /// `servers` given), with a cache in a temp dir, a fake fetcher and a manual clock (or those of
 /// `sharing`: another image of the same mount, over the same fetcher). With `downloader`, the
-/// pipeline uses that one instead of the fake fetcher.
+/// pipeline uses that one instead of the fake fetcher. `local` makes the pipeline's local
+/// source from the template, its resolver and the parts' bytes.
 struct FakePipeline {
     let tmp: TempDir
     let parts: [[UInt8]]
@@ -211,7 +212,8 @@ struct FakePipeline {
 
     init(count: Int = 3, length: Int = 5000, cacheSize: Int64? = nil, logger: Logger = Logger(label: "test"),
          seed: Int = 0, servers: [String] = ["http://one.test/", "http://two.test/"], sharing: FakePipeline? = nil,
-         downloader: (any PartFetcher)? = nil, sameBytes: [Int: Int] = [:]) throws {
+         downloader: (any PartFetcher)? = nil, sameBytes: [Int: Int] = [:],
+         local: ((TemplateInfo, LocationResolver, [[UInt8]]) throws -> any PartSource)? = nil) throws {
         tmp = try TempDir()
         // `sameBytes[i] = j`: part i is a copy of part j (the same checksum twice in the image).
         parts = (0..<count).map { i in
@@ -241,7 +243,8 @@ struct FakePipeline {
         cache = try PartCache(directory: tmp.path + "/cache", sizeLimit: cacheSize, logger: logger)
         var options = PartPipeline.Options()
         options.readAheadParts = 0
-        pipeline = PartPipeline(template: template, resolver: LocationResolver(descriptor: descriptor), local: nil,
+        let resolver = LocationResolver(descriptor: descriptor)
+        pipeline = PartPipeline(template: template, resolver: resolver, local: try local?(template, resolver, parts),
                                 cache: cache, downloader: downloader ?? fetcher, options: options, logger: logger, clock: clock)
     }
 

@@ -11,7 +11,8 @@ import Testing
 /// A fake failure for the table.
 struct Failed: Error, Equatable { var why: String }
 
-private func identity(_ n: Int64) -> FileIdentity {
+/// A made-up file identity (`n` tells them apart).
+func identity(_ n: Int64) -> FileIdentity {
     var st = stat()
     st.st_ino = 1000 + UInt(n)
     st.st_size = 10

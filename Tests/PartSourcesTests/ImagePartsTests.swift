@@ -16,17 +16,23 @@ let upgradeFixture: Result<String, any Error> = Result {
 private let jigdofsBinary = CLI.binary
 
 @Suite struct UpgradeFromOldImage {
-    /// The old ISO supplies exactly the parts a scan of the old tree would: matching by size
-    /// and checksum through the ISO reader agrees with matching the files themselves.
-    @Test func oldImageSuppliesTheUnchangedParts() throws {
+    /// The new release's image, and its parts in the old ISO and in the changed files.
+    private func sources() throws -> (release: String, dir: String, image: JigdoImage, fromISO: ISOImageParts, changed: LocalParts) {
         let release = try releaseFixture.get()
         let dir = try upgradeFixture.get()
         let image = try JigdoImage.open(jigdoPath: dir + "/new.jigdo")
         let fromISO = try ISOImageParts(template: image.template, images: [release + "/release.iso"])
-        let fromTree = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: image.descriptor),
-                                      scanDirectories: [release + "/tree"])
         let changed = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: image.descriptor),
                                      scanDirectories: [dir + "/changed"])
+        return (release, dir, image, fromISO, changed)
+    }
+
+    /// The old ISO supplies exactly the parts a scan of the old tree would: matching by size
+    /// and checksum through the ISO reader agrees with matching the files themselves.
+    @Test func oldImageSuppliesTheUnchangedParts() throws {
+        let (release, dir, image, fromISO, changed) = try sources()
+        let fromTree = try LocalParts(template: image.template, resolver: LocationResolver(descriptor: image.descriptor),
+                                      scanDirectories: [release + "/tree"])
         #expect(fromISO.missingParts() == fromTree.missingParts())
         #expect(!fromISO.missingParts().isEmpty)
         #expect(fromISO.missingParts().count < image.template.parts.count / 4)
@@ -71,6 +77,40 @@ private let jigdofsBinary = CLI.binary
         try Subprocess.shell("touch -d '2001-01-01' \(shellQuote(old))")
         let (_, hashedThird) = try scan()
         #expect(hashedThird == hashedFirst)
+    }
+
+    /// Each part of the old image is handed over as one range of the old ISO file (its
+    /// extent), holding exactly what the ISO reader reads; through the chain, the changed
+    /// files' parts come as whole files. A copied image changed since its scan hands over
+    /// nothing (its parts are read through the ISO reader).
+    @Test func checkedCopiesAreRangesOfTheOldImage() throws {
+        let (release, dir, image, fromISO, changed) = try sources()
+        let chain = PartSourceChain([changed, fromISO], template: image.template)
+        var fromImage = 0
+        for i in image.template.parts.indices where image.template.parts[i].length > 0 {
+            let length = Int(image.template.parts[i].length)
+            let copy = try #require(try chain.checkedCopy(i), "part \(i)")
+            var expected = [UInt8](repeating: 0, count: length)
+            try expected.withUnsafeMutableBytes { try chain.readPart(i, at: 0, into: $0) }
+            #expect(try copy.file.read(at: copy.base, count: length) == expected, "part \(i)")
+            #expect(copy.file.currentIdentity() == copy.identity)
+            if fromISO.isLocallyAvailable(i) {
+                #expect(copy.base > 0 && copy.file.path.hasSuffix("/release.iso"), "part \(i): \(copy.file.path) at \(copy.base)")
+                fromImage += 1
+            } else {
+                #expect(copy.base == 0 && copy.file.path.hasPrefix(dir + "/changed"), "part \(i): \(copy.file.path)")
+            }
+        }
+        #expect(fromImage > image.template.parts.count / 2)
+
+        let old = fixtureRoot + "/copied-old-\(UUID().uuidString).iso"
+        defer { try? FileManager.default.removeItem(atPath: old) }
+        try Subprocess.shell("cp \(shellQuote(release))/release.iso \(shellQuote(old))")
+        let copied = try ISOImageParts(template: image.template, images: [old])
+        let part = try #require(image.template.parts.indices.first { copied.isLocallyAvailable($0) })
+        #expect(try copied.checkedCopy(part) != nil)
+        try Subprocess.shell("touch -d '2001-01-01' \(shellQuote(old))")
+        #expect(try copied.checkedCopy(part) == nil, "an image changed since its scan")
     }
 
     @Test func makeImageWithScanImage() throws {

@@ -60,7 +60,7 @@ extension PartPipeline {
         let key = key(index)
         switch event({ $0.state(key) }) {
         case .fetching?: return true
-        case .open?, .memory?, .local?: return false
+        case .open?, .memory?, .local?, .localFile?: return false
         // Nothing evicts it (no --cache-size): there (a file removed by hand is found missing
         // by its read, which waits for it, as before).
         case .landed?, .verified? where cache?.sizeLimit == nil: return false

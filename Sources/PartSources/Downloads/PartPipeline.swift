@@ -79,6 +79,8 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     public let template: TemplateInfo
     public let resolver: LocationResolver
     public let local: (any PartSource)?
+    /// `local`, when it hands over checked files (`LocalCopySource`) for the table to read.
+    let localCopies: (any LocalCopySource)?
     public let cache: PartCache?
     public let downloader: (any PartFetcher)?
     /// Mirrors: failures, health, load and speed, redirects, concurrency (`MirrorBook`): the
@@ -111,6 +113,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         self.template = template
         self.resolver = resolver
         self.local = local
+        self.localCopies = local as? any LocalCopySource
         self.cache = cache
         self.downloader = cache == nil ? nil : downloader
         self.mirrors = downloader?.mirrors ?? SharedMirrorBook()
@@ -146,9 +149,9 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         return cache?.contains(part.checksum, length: part.length) == true
     }
 
-    /// A read of a part this process checked is one locked lookup (which also notes the read
-    /// for read-ahead), one `pread` and one `fstat` (its identity: a file changed since its
-    /// check is not served).
+    /// A read of a part this process checked (a cache file, or a local source's file the table
+    /// keeps) is one locked lookup (which also notes the read for read-ahead), one `pread` and
+    /// one `fstat` (its identity: a file changed since its check is not served).
     public func readPart(_ index: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         let key = key(index)
         condition.lock()
@@ -167,17 +170,31 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
                   round: Int, pinned: inout Checksum?) throws {
         var localFailure: JigdoError?
         switch found {
+        case .localFile(let file, let base, let identity)?:
+            return try readLocalFile(index, key: key, file, base: base, identity, at: offset, into: buffer, round: round, pinned: &pinned)
         case .local?, nil:
             // Read from the local source that has it; its copy is checked there (`LocalParts`).
+            // A checked file it hands over (asked once, and again after the file changed, for
+            // two rounds) is kept by the table and read from there.
             if let local, found != nil || local.isLocallyAvailable(index) {
+                var copy: LocalCopy?
                 do {
-                    try local.readPart(index, at: offset, into: buffer)
-                    if found == nil { event { $0.foundLocal(key) } }
-                    return
+                    if found == nil, round < 2, let c = try localCopies?.checkedCopy(index) {
+                        copy = c
+                        _ = event { $0.foundLocalFile(key, c.file, base: c.base, c.identity) }
+                    } else {
+                        try local.readPart(index, at: offset, into: buffer)
+                        // (Not after a file that keeps changing: it is asked for its file again.)
+                        if found == nil, round < 2 { event { $0.foundLocal(key) } }
+                        return
+                    }
                 } catch let e as JigdoError where e.kind == .partUnavailable {
                     // A local location that failed its check: fall back to cache and download.
                     localFailure = e
                     event { $0.localRefused(key) }
+                }
+                if let c = copy {
+                    return try readLocalFile(index, key: key, c.file, base: c.base, c.identity, at: offset, into: buffer, round: round, pinned: &pinned)
                 }
             }
         default:
@@ -212,6 +229,28 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
                 buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[Int(offset)..<Int(offset) + buffer.count]))
             }
         }
+    }
+
+    /// Reads a local source's checked file (`base` + `offset`). A file whose identity is not
+    /// the checked one after the read (or whose read failed: truncated) is not served: its
+    /// entry goes, and the read goes round again, asking the source, which checks it again.
+    func readLocalFile(_ index: Int, key: Int32, _ file: ReadOnlyFile, base: Int64, _ identity: FileIdentity, at offset: Int64,
+                       into buffer: UnsafeMutableRawBufferPointer, round: Int, pinned: inout Checksum?) throws {
+        var failure: Error?
+        do {
+            try file.read(at: base + offset, into: buffer)
+        } catch {
+            failure = error
+        }
+        let now = file.currentIdentity()
+        if now == identity {
+            if let failure { throw failure }
+            return
+        }
+        _ = event { $0.localFileChanged(key, checked: identity) }
+        logger.debug("\(file.path): changed since it was checked; its source checks it again")
+        // After two rounds the local source reads it itself (and refuses it if it keeps changing).
+        try readPart(index, key: key, found: nil, at: offset, into: buffer, round: round + 1, pinned: &pinned)
     }
 
     /// Applies an event to the table under the lock; what it returns (files to close among
@@ -414,7 +453,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
                 condition.unlock()
                 if demand.start { begin(index: index, attempt: demand.attempt, prefetch: false) }
                 condition.lock()
-            case .local?, .landed?, .verified?, .open?, .memory?:
+            case .local?, .localFile?, .landed?, .verified?, .open?, .memory?:
                 condition.unlock()
                 return
             }

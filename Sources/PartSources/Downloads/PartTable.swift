@@ -7,7 +7,8 @@ import JigdoFormat
 ///
 /// A part with no entry is not known yet: a read asks the local sources, then the cache.
 ///
-///     (none) --local source has it--> local
+///     (none) --local source hands over its checked file--> localFile(file, base, identity)
+///     (none) --local source has it, not as a plain file--> local
 ///     (none)|failed|landed|verified --cache file checked--> open(file, identity)
 ///     (none)|failed --demand/prefetch--> fetching(attempt, prefetch?, transfer)
 ///     landed|verified --demand (its file not found)--> fetching(attempt, false, transfer)
@@ -15,20 +16,31 @@ import JigdoFormat
 ///     fetching --finished(ok, file)--> open    --(ok, bytes)--> memory   --(ok)--> landed
 ///     fetching --finished(error)--> failed                   waiters get the error
 ///     open --64 files open: the least recently read closed--> verified(identity)
+///     localFile --64 files open: the least recently read closed--> (none)
 ///     verified --opened again, same identity--> open         (no second check)
 ///     memory --over the memory budget, least recently read--> (none)
 ///     open|verified --identity changed / check failed--> (none)
+///     localFile --identity changed--> (none)                 (the source checks it again)
 ///     local --the local source refused its copy--> (none)
 ///     landed|verified --evicted from the cache--> (none)
 ///
 /// `landed`: the part's download ended well, or another process put it in the cache; its file
 /// is checked when it is first read. Results of an older attempt (a transfer still finishing
 /// after a newer attempt began) change nothing. Parts read from local sources are checked by
-/// those sources (`LocalParts`); the table only remembers which source serves them.
+/// those sources (`LocalParts`, `ISOImageParts`), which hand over the checked file
+/// (`LocalCopySource`): the table keeps it open among the cache's files (one bound for both),
+/// and a read of it is this lookup and a `pread`. A source that has no such file (a part of
+/// another jigdo image, a file of several extents in an old image) serves its part itself
+/// (`local`). A local file closed over the bound is forgotten: its source still knows its
+/// check, so the next read costs an open and an `fstat`, not a hash.
 struct PartTable<Handle, Failure, Waiter> {
     enum State {
-        /// A local source (scanned or mapped file, old image, `file:` location) serves it.
+        /// A local source (another jigdo image's part, a file of several extents in an old
+        /// image) serves it.
         case local
+        /// A local source's checked file (scanned or mapped file, `file:` location, one extent
+        /// of an old image file): the part is `base...` of it, as it was at `identity`.
+        case localFile(Handle, base: Int64, FileIdentity)
         /// A download is running (or waiting for a retry); `transfer` is its queued id (0:
         /// not submitted yet).
         case fetching(attempt: UInt64, prefetch: Bool, transfer: UInt64)
@@ -49,7 +61,7 @@ struct PartTable<Handle, Failure, Waiter> {
     private var entries: [Int32: State] = [:]
     private var waiters: [Int32: [Waiter]] = [:]
     private var nextAttempt: UInt64 = 1
-    /// Parts `open`, least recently read first (at most `openLimit`).
+    /// Parts `open` or `localFile`, least recently read first (at most `openLimit`).
     private var openOrder = RecencyList<Int32>()
     /// Parts in `memory`, by their byte count (at most `memoryBudget` bytes).
     private var memoryOrder = RecencyList<Int32>()
@@ -69,7 +81,7 @@ struct PartTable<Handle, Failure, Waiter> {
     mutating func read(_ key: Int32) -> State? {
         let s = entries[key]
         switch s {
-        case .open?: openOrder.touch(key)
+        case .open?, .localFile?: openOrder.touch(key)
         case .memory?: memoryOrder.touch(key)
         default: break
         }
@@ -87,6 +99,28 @@ struct PartTable<Handle, Failure, Waiter> {
         if case .local? = entries[key] { entries[key] = nil }
     }
 
+    /// A local source handed over its checked file: reads go to it (`base` + their offset)
+    /// while its identity stays. Returns the files to close (the least recently read beyond
+    /// `openLimit`; this one when another state holds the part now).
+    mutating func foundLocalFile(_ key: Int32, _ handle: Handle, base: Int64, _ identity: FileIdentity) -> [Handle] {
+        switch entries[key] {
+        case nil, .local?: break
+        default: return [handle]
+        }
+        entries[key] = .localFile(handle, base: base, identity)
+        return admitOpen(key)
+    }
+
+    /// A read of the local file checked at `identity` found it changed: the entry goes (if it
+    /// is still that one) and the source is asked again, which checks the file again. Returns
+    /// the file to close.
+    mutating func localFileChanged(_ key: Int32, checked identity: FileIdentity) -> Handle? {
+        guard case .localFile(let h, _, let id)? = entries[key], id == identity else { return nil }
+        openOrder.remove(key)
+        entries[key] = nil
+        return h
+    }
+
     /// A cache file was checked (or its identity matched the one checked before): it is open
     /// and served without another check while its identity stays. Returns the files to close
     /// (the least recently read beyond `openLimit`, and one this replaces), after the lock.
@@ -97,14 +131,30 @@ struct PartTable<Handle, Failure, Waiter> {
         default: break
         }
         var close: [Handle] = []
-        if case .open(let old, _)? = entries[key] { close.append(old) }
+        switch entries[key] {
+        case .open(let old, _)?, .localFile(let old, _, _)?: close.append(old)
+        default: break
+        }
         entries[key] = .open(handle, identity)
+        return close + admitOpen(key)
+    }
+
+    /// `key` (now `open` or `localFile`) as the most recently read open file; the least
+    /// recently read beyond `openLimit` are closed (returned): a cache file stays verified by
+    /// its identity, a local file is forgotten (its source still knows its check).
+    private mutating func admitOpen(_ key: Int32) -> [Handle] {
+        var close: [Handle] = []
         openOrder.add(key, cost: 1)
         while openOrder.total > openLimit, let oldest = openOrder.oldest, oldest != key {
             openOrder.remove(oldest)
-            if case .open(let h, let id)? = entries[oldest] {
+            switch entries[oldest] {
+            case .open(let h, let id)?:
                 close.append(h)
                 entries[oldest] = .verified(id)
+            case .localFile(let h, _, _)?:
+                close.append(h)
+                entries[oldest] = nil
+            default: break
             }
         }
         return close
@@ -147,9 +197,11 @@ struct PartTable<Handle, Failure, Waiter> {
     mutating func kept(_ key: Int32, bytes: [UInt8]) -> Handle? {
         guard bytes.count <= memoryBudget else { return nil }
         var close: Handle?
-        if case .open(let h, _)? = entries[key] {
+        switch entries[key] {
+        case .open(let h, _)?, .localFile(let h, _, _)?:
             openOrder.remove(key)
             close = h
+        default: break
         }
         if case .fetching? = entries[key] {
             // Stays fetching until the attempt's end (`finished` with the bytes).
@@ -227,7 +279,7 @@ struct PartTable<Handle, Failure, Waiter> {
                 return Demand(attempt: a, start: false, promote: transfer == 0 ? nil : transfer)
             }
             return Demand(attempt: a, start: false, promote: nil)
-        case .open?, .memory?:
+        case .open?, .memory?, .localFile?:
             return Demand(attempt: 0, start: false, promote: nil)
         default:
             let a = newAttempt(key, prefetch: false)
@@ -243,7 +295,8 @@ struct PartTable<Handle, Failure, Waiter> {
     private mutating func newAttempt(_ key: Int32, prefetch: Bool) -> UInt64 {
         let a = nextAttempt
         nextAttempt += 1
-        // (Never over `open` or `memory`: `demand` and `prefetch` start nothing there.)
+        // (Never over `open`, `localFile` or `memory`: `demand` and `prefetch` start nothing
+        // there.)
         entries[key] = .fetching(attempt: a, prefetch: prefetch, transfer: 0)
         return a
     }
