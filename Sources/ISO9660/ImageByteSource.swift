@@ -58,6 +58,17 @@ public final class ImageFile: ImageByteSource {
 
     deinit { Syscalls.close(fd) }
 
+    /// Whether the open file still has the size and mtime it had when opened (a block device
+    /// has no such record: true). A file written to in place since (`dd`, `rsync --inplace`)
+    /// no longer holds what was hashed from it then.
+    public func isUnchanged() -> Bool {
+        guard !isBlockDevice else { return true }
+        var st = stat()
+        guard Syscalls.fstat(fd, &st) == 0 else { return false }
+        return Int64(st.st_size) == size
+            && Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) == modificationTimeNs
+    }
+
     public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset >= 0 else { throw JigdoError(.invalidArgument, path: path, "negative offset \(offset)") }
         guard offset < size, buffer.count > 0 else { return 0 }

@@ -148,6 +148,10 @@ public final class ISOImageParts: LocalCopySource {
             throw JigdoError(.invalidArgument, path: m.imagePath, "\(m.path): read of \(buffer.count) bytes at \(offset) is outside the file")
         }
         let n = try m.volume.read(m.entry, at: offset, into: buffer)
+        // Written to since the scan hashed it: these bytes may not be the part's (never served).
+        if let image = m.volume.source as? ImageFile, !image.isUnchanged() {
+            throw JigdoError(.partUnavailable, path: m.imagePath, "changed since --scan-image read it: part \(part.checksum.base64) (\(part.length) bytes) is not taken from it")
+        }
         guard n == buffer.count else {
             throw JigdoError(.io, path: m.imagePath, "\(m.path): short read at \(offset) (did the image change?)")
         }

@@ -113,6 +113,31 @@ private let jigdofsBinary = CLI.binary
         #expect(try copied.checkedCopy(part) == nil, "an image changed since its scan")
     }
 
+    /// An old image written to in place after its scan (`dd`, `rsync --inplace`): its files may
+    /// no longer be the parts they were hashed as, and none is served from it.
+    @Test func imageWrittenInPlaceServesNothing() throws {
+        let (release, _, image, _, _) = try sources()
+        let old = fixtureRoot + "/inplace-old-\(UUID().uuidString).iso"
+        defer { try? FileManager.default.removeItem(atPath: old) }
+        try Subprocess.shell("cp \(shellQuote(release))/release.iso \(shellQuote(old))")
+        let parts = try ISOImageParts(template: image.template, images: [old])
+        let part = try #require(image.template.parts.indices.first { parts.isLocallyAvailable($0) && image.template.parts[$0].length >= 16 })
+        let base = try #require(try parts.checkedCopy(part)).base
+        var before = [UInt8](repeating: 0, count: 16)
+        try before.withUnsafeMutableBytes { try parts.readPart(part, at: 0, into: $0) }
+        // Other bytes over the part's first 16, in place (same inode and size, a new mtime).
+        try Subprocess.shell("""
+            printf 'XXXXXXXXXXXXXXXX' | dd of=\(shellQuote(old)) bs=1 seek=\(base) conv=notrunc status=none
+            touch -d '2001-01-01' \(shellQuote(old))
+            """)
+        var after = [UInt8](repeating: 0, count: 16)
+        #expect(throws: JigdoError.self) {
+            try after.withUnsafeMutableBytes { try parts.readPart(part, at: 0, into: $0) }
+        }
+        #expect(try parts.checkedCopy(part) == nil)
+        #expect(before != Array("XXXXXXXXXXXXXXXX".utf8))
+    }
+
     @Test func makeImageWithScanImage() throws {
         let release = try releaseFixture.get()
         let dir = try upgradeFixture.get()
