@@ -198,7 +198,7 @@ struct ReadStreamsTests {
     @Test("two interleaved sequential readers are each recognised and each get their own window; a random read starts none")
     func twoStreams() {
         var s = ReadStreams()
-        let window = { (i: Int) in i + 4 }
+        let window = { (i: Int, _: Int) in i + 4 }
         var ahead: [Range<Int>] = []
         // Reader A at parts 10, 11, 12, ...; reader B at 100, 101, 102, ... interleaved.
         for step in 0..<4 {
@@ -219,9 +219,9 @@ struct ReadStreamsTests {
     func bounded() {
         var s = ReadStreams()
         s.maxStreams = 2
-        _ = s.note(1, windowEnd: { $0 + 1 })
-        _ = s.note(50, windowEnd: { $0 + 1 })
-        _ = s.note(90, windowEnd: { $0 + 1 })
+        _ = s.note(1, windowEnd: { i, _ in i + 1 })
+        _ = s.note(50, windowEnd: { i, _ in i + 1 })
+        _ = s.note(90, windowEnd: { i, _ in i + 1 })
         #expect(s.count == 2)
     }
 }

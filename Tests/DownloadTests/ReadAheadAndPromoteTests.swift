@@ -33,7 +33,7 @@ struct ReadAheadAndPromoteTests {
         }
     }
 
-    @Test("reads of three consecutive parts fetch the next readAheadParts parts ahead, unread, and nothing past them")
+    @Test("reads of three consecutive parts fetch the window's first parts ahead (readAheadFirst, two more a step), unread, and nothing past them")
     func sequentialReadsFetchAhead() throws {
         let release = try DownloadFixture.release()
         let nginx = try Nginx(root: release)
@@ -42,7 +42,9 @@ struct ReadAheadAndPromoteTests {
         let o = try Opened(servers: [nginx.url + "tree/"], cacheDir: tmp.path + "/cache")
         defer { o.downloader.shutdown() }
         let parts = Array(o.image.template.parts)
-        let ahead = o.store.options.readAheadParts
+        // The third read is the stream's second step.
+        let ahead = min(o.store.options.readAheadParts, o.store.options.readAheadFirst + 2 * 2)
+        try #require(ahead < o.store.options.readAheadParts)
         try #require(parts.reduce(Int64(0)) { $0 + $1.length } < o.store.options.readAheadBytes,
                      "the window is bounded by parts here, not bytes")
         let start = try #require(sequentialStart(parts, room: ahead + 1), "\(parts.count) parts")

@@ -5,7 +5,20 @@ import Testing
 @Suite("ReadStreams: sequential reading is detected, random reading is not")
 struct ReadStreamsTests {
     /// A window of `n` parts past the read.
-    func window(_ n: Int) -> (Int) -> Int { { $0 + 1 + n } }
+    func window(_ n: Int) -> (Int, Int) -> Int { { i, _ in i + 1 + n } }
+
+    @Test("the window is told the stream's steps so far, so it can grow with the run")
+    func windowGrowsWithTheRun() {
+        var s = ReadStreams()
+        let growing = { (index: Int, run: Int) in index + 1 + 2 * run }
+        #expect(s.note(0, windowEnd: growing) == nil)
+        #expect(s.note(1, windowEnd: growing) == nil)
+        #expect(s.note(2, windowEnd: growing) == 3..<7)
+        // One step more: the window moves by one part and grows by two.
+        #expect(s.note(3, windowEnd: growing) == 7..<10)
+        // Re-reading a part is no step: nothing new.
+        #expect(s.note(3, windowEnd: growing) == nil)
+    }
 
     @Test("reads of parts 0, 1, 2: the third asks for the window after it; each further read only for what is new")
     func sequentialRun() {
@@ -49,7 +62,7 @@ struct ReadStreamsTests {
     @Test("a window that ends at the read (the last part) asks for nothing")
     func emptyWindow() {
         var s = ReadStreams()
-        let end = { (_: Int) in 3 }
+        let end = { (_: Int, _: Int) in 3 }
         #expect(s.note(0, windowEnd: end) == nil)
         #expect(s.note(1, windowEnd: end) == nil)
         #expect(s.note(2, windowEnd: end) == nil)

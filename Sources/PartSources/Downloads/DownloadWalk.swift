@@ -288,8 +288,9 @@ public struct ReadStreams: Sendable {
 
     /// Notes a read of part `index`. A read at or up to two parts after a stream's last read
     /// continues it; two such steps make it sequential, and the parts from its frontier up to
-    /// `windowEnd(index)` (exclusive) are returned to be fetched ahead (each part once).
-    public mutating func note(_ index: Int, windowEnd: (Int) -> Int) -> Range<Int>? {
+    /// `windowEnd(index, run)` (exclusive; `run`: the stream's steps so far, for a window that
+    /// grows with it) are returned to be fetched ahead (each part once).
+    public mutating func note(_ index: Int, windowEnd: (_ index: Int, _ run: Int) -> Int) -> Range<Int>? {
         clock += 1
         var i: Int
         if let found = streams.firstIndex(where: { index >= $0.last && index <= $0.last + 2 }) {
@@ -309,7 +310,7 @@ public struct ReadStreams: Sendable {
         }
         guard streams[i].run >= 2 else { return nil }
         let start = max(streams[i].frontier, index + 1)
-        let end = windowEnd(index)
+        let end = windowEnd(index, streams[i].run)
         guard end > start else { return nil }
         streams[i].frontier = end
         return start..<end

@@ -27,8 +27,10 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     public struct Options: Sendable {
         /// Never download (`--offline`): parts must be local or cached.
         public var offline = false
-        /// Read-ahead window once sequential reading is seen: at most this many parts ...
-        public var readAheadParts = 64
+        /// Read-ahead window once sequential reading is seen: `readAheadFirst` parts, two more
+        /// for each part the stream reads in order, up to this many parts ...
+        public var readAheadParts = 256
+        public var readAheadFirst = 16
         /// ... and this many bytes ahead of the read position.
         public var readAheadBytes: Int64 = 128 << 20
         /// Verified parts held in memory when the cache disk is full (ENOSPC): the read is
@@ -477,11 +479,14 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     func noteRead(_ index: Int) -> Range<Int>? {
         guard downloadsEnabled, options.readAheadParts > 0 else { return nil }
         let parts = template.parts
-        let window = { (index: Int) -> Int in
-            // N parts / M bytes past this read.
+        let window = { (index: Int, run: Int) -> Int in
+            // N parts / M bytes past this read; N grows with the stream (a short run fetches
+            // little it will not read; a long one keeps enough parts in flight that one slow
+            // part does not leave the mirror idle while the reader waits for it).
+            let count = min(self.options.readAheadParts, self.options.readAheadFirst + 2 * run)
             var end = index + 1
             var bytes: Int64 = 0
-            for i in (index + 1)..<min(parts.count, index + 1 + self.options.readAheadParts) {
+            for i in (index + 1)..<min(parts.count, index + 1 + count) {
                 bytes += parts.length(i)
                 if bytes > self.options.readAheadBytes && i > index + 1 { break }
                 end = i + 1
