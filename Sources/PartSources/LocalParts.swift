@@ -218,7 +218,7 @@ public final class LocalParts: LocalCopySource {
         resolved.withLock { r in
             if case .verified(path, _)? = r[part.checksum] { r[part.checksum] = nil }
         }
-        logger.info("\(path): changed since it was checked; checking it again")
+        logger.info("\(RawNames.display(path)): changed since it was checked; checking it again")
     }
 
     /// An open file whose bytes match the part, as they were when checked.
