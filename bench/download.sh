@@ -46,6 +46,12 @@
 # and 20 ms, for an MD5 release and a SHA256 release alike (CHECKSUM=sha256 runs the latter:
 # make-release.sh's `jigdo-file make-template -C sha256` variant of the same ISO, jigdo 2.0).
 # Both results are compared with the original ISO outside the timing.
+# The work floor (0 ms link, untimed): the 0 ms run is CPU-bound on a small machine, so its
+# wall time is at least the CPU the same work costs the cheapest tools, divided by the cores:
+# fetching the parts (curl --parallel's CPU and nginx's), checking them (openssl dgst), writing
+# each into a file of its own (`cp` less `cat` of the parts) and replying to the reader (dd
+# through bench/plainfuse.c, less `cat` of the image). Printed next to `curl | md5sum`: a goal
+# below it is out of reach on this machine.
 # Order and cleanup: per link jigdofs, curl, aria2c and the counting run; jigdo-lite for every
 # link after all of them; nothing a run downloaded is deleted before the end. Why: on an ext4
 # without a journal (this machine's root), creating a file within minutes of deleting thousands
@@ -222,10 +228,11 @@ curl_one_file() {
   if curl -sf "$1/release.iso" | openssl dgst -sha256 > "$bench_tmp/one-file.sha256"; then t1=$(now); cs_secs=$(secs "$t0" "$t1"); fi
 }
 
-# part_urls TREE_URL: "MD5-in-hex URL" per distinct part of the .jigdo under label Base (the
-# URL percent-encoded, so it has no blank), for the peers that fetch the parts one by one
+# part_urls TREE_URL [raw]: "MD5-in-hex URL" per distinct part of the .jigdo under label Base
+# (the URL percent-encoded, so it has no blank), for the peers that fetch the parts one by one;
+# with `raw`, the path as it is (TREE_URL a directory, or empty for the path relative to it)
 part_urls() {
-  python3 - "$rel/release.jigdo" "$1" <<'PY'
+  python3 - "$rel/release.jigdo" "$@" <<'PY'
 import base64, gzip, shlex, sys, urllib.parse
 raw = open(sys.argv[1], "rb").read()
 text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", "surrogateescape")
@@ -243,7 +250,8 @@ for line in text.splitlines():
         continue
     seen.add(key)
     digest = base64.b64decode(key.replace("-", "+").replace("_", "/") + "==").hex()
-    print(digest, sys.argv[2] + urllib.parse.quote(words[0][len("Base:"):]))
+    path = words[0][len("Base:"):]
+    print(digest, sys.argv[2] + (path if sys.argv[3:] == ["raw"] else urllib.parse.quote(path)))
 PY
 }
 
@@ -272,17 +280,74 @@ aria2c_parts() {
 # what one request per part costs on this link at the polite per-host cap, before any checking
 curl_parts() {
   local d=$bench_tmp/curl-parts-$2 t0 t1 TIMEFORMAT=%U+%S
-  cp_secs= cp_cpu=
+  cp_secs= cp_cpu= cp_nginx_cpu=
   mkdir -p "$d"
   part_urls "$1/tree/" | awk '{ printf "url = \"%s\"\noutput = \"/dev/null\"\n", $2 }' > "$d/config"
+  local ng0
+  ng0=$(nginx_cpu)
   t0=$(now)
   if { time curl -sf -Z --parallel-max 32 --parallel-immediate -K "$d/config" </dev/null >"$d/log" 2>&1; } 2>"$d/cpu"; then
     t1=$(now)
     cp_secs=$(secs "$t0" "$t1")
     cp_cpu=$(bc -l < "$d/cpu")
+    cp_nginx_cpu=$(echo "$(nginx_cpu) - $ng0" | bc -l)
   else
     echo "curl --parallel of the parts at $2 ms failed: $(tail -3 "$d/log")" >&2
   fi
+}
+
+# nginx_cpu: user + system CPU seconds of the bench's nginx so far (master and workers)
+nginx_cpu() {
+  local master p total=0 hz
+  hz=$(getconf CLK_TCK)
+  master=$(cat "$ng/nginx.pid" 2>/dev/null) || { echo 0; return; }
+  for p in "$master" $(pgrep -P "$master"); do
+    total=$(awk -v t="$total" -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.2f", t + ($12 + $13) / hz }' "/proc/$p/stat" 2>/dev/null || echo "$total")
+  done
+  echo "$total"
+}
+
+# cpu_of CMD...: user + system CPU seconds of a command (and its children), its output dropped
+cpu_of() {
+  local TIMEFORMAT=%U+%S
+  { time "$@" >/dev/null 2>&1; } 2>"$bench_tmp/cpu-of" || return 1
+  bc -l < "$bench_tmp/cpu-of"
+}
+
+# work_floor -> sets wf_* (at the 0 ms link, where the run is CPU-bound; empty on failure):
+# what the cheapest tools spend, on this machine and in this run, on each piece of the work
+# a cold-cache mount + dd does, summed and divided by the cores: a lower bound on its wall
+# time, against which the 0 ms goal (curl | md5sum) can be judged.
+#   fetch: curl --parallel of the parts to /dev/null (its CPU) and nginx's CPU serving them
+#   check: openssl dgst of the image (the digest floor)
+#   store: `cp` of the parts into the cache's file system, less `cat` of them (the reading):
+#          each part written into a file of its own
+#   reply: dd of the image through a plain FUSE file (bench/plainfuse.c): its daemon's CPU and
+#          dd's, less `cat` of the image (the daemon's pread from the page cache)
+work_floor() {
+  wf_cpu= wf_secs= wf_store= wf_reply=
+  [ -n "$cp_cpu" ] && [ -n "$cp_nginx_cpu" ] && [ -n "$digest_floor" ] || return 0
+  command -v gcc >/dev/null && pkg-config --exists fuse3 || return 0
+  local copy=$bench_tmp/floor-copy list=$bench_tmp/floor-parts cp_c cat_c pid dd_c pf_c pf_u pf_s cat_iso
+  rm -rf "$copy"
+  mkdir -p "$copy"
+  part_urls "" raw | cut -d' ' -f2- > "$list"
+  cp_c=$(cd "$work/tree" && cpu_of xargs -d '\n' -a "$list" cp --parents -t "$copy") || return 0
+  cat_c=$(cd "$work/tree" && cpu_of xargs -d '\n' -a "$list" cat) || return 0
+  rm -rf "$copy"
+  wf_store=$(echo "$cp_c - $cat_c" | bc -l)
+  gcc -O2 -Wall -o "$bench_tmp/plainfuse" bench/plainfuse.c $(pkg-config --cflags --libs fuse3) || return 0
+  new_mount_point floor-plain
+  "$bench_tmp/plainfuse" "$iso" release.iso "$mp" || return 0
+  pid=$(pgrep -n -f "^$bench_tmp/plainfuse") || { unmount "$mp"; return 0; }
+  dd_c=$(cpu_of dd if="$mp/release.iso" of=/dev/null bs=1M) || { unmount "$mp"; return 0; }
+  read -r pf_u pf_s <<< "$(cpu_seconds "$pid")"
+  unmount "$mp"
+  pf_c=$(echo "$pf_u + $pf_s" | bc -l)
+  cat_iso=$(cpu_of cat "$iso")
+  wf_reply=$(echo "$dd_c + $pf_c - $cat_iso" | bc -l)
+  wf_cpu=$(echo "$cp_cpu + $cp_nginx_cpu + $digest_floor * $gb + $wf_store + $wf_reply" | bc -l)
+  wf_secs=$(echo "$wf_cpu / $(nproc)" | bc -l)
 }
 
 # --- the counting run (untimed), per link: a mount as the timed full read's, its daemon started
@@ -476,6 +541,14 @@ for link in $links; do
   # "beyond the checksum" (which also pays the FUSE replies: two more copies of every byte).
   if [ -n "$cp_cpu" ]; then
     summary+=("$(printf '%s: peer floor: curl --parallel of the parts, unchecked, to /dev/null = %.2f CPU-s/GB' "$label" "$(echo "$cp_cpu / $gb" | bc -l)")")
+  fi
+  if [ "$rtt" = 0 ] && [ -z "$cap" ] && [ -n "$cm_secs" ]; then
+    work_floor
+    if [ -n "$wf_secs" ]; then
+      summary+=("$(printf '%s: work floor: %.2f CPU-s (fetch %.2f + nginx %.2f + check %.2f + store %.2f + reply %.2f) / %d cores = %.2f s = %.2fx curl | md5sum (%s)' \
+        "$label" "$wf_cpu" "$cp_cpu" "$cp_nginx_cpu" "$(echo "$digest_floor * $gb" | bc -l)" "$wf_store" "$wf_reply" "$(nproc)" "$wf_secs" \
+        "$(ratio "$wf_secs" "$cm_secs")" "$([ "$(verdict "$wf_secs" "$cm_secs")" = met ] && echo "the 1.0x goal is above it: within reach in principle" || echo "the 1.0x goal is below it: out of reach on this machine")")")
+    fi
   fi
   if [ -n "$ar_cpu" ]; then
     ar_line=$(printf '%s: peer: aria2c, parts fetched, checked and written = %.2f CPU-s/GB' "$label" "$(echo "$ar_cpu / $gb" | bc -l)")
