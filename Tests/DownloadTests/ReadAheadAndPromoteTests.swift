@@ -62,6 +62,31 @@ struct ReadAheadAndPromoteTests {
         #expect(nginx.requests().filter { $0.status == 200 }.count == fetched.count)
     }
 
+    @Test("with --cache-size, read-ahead fetches at most a quarter of the cache's size ahead")
+    func readAheadBoundedByTheCache() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release)
+        defer { nginx.stop() }
+        let tmp = try TempDir()
+        let image = try JigdoImage.open(jigdoPath: "\(release)/jf-sha256-gz/release.jigdo")
+        let parts = Array(image.template.parts)
+        // Six parts with bytes and distinct checksums in a row: three read, two ahead, one not.
+        let start = try #require(parts.indices.first { i in
+            i + 6 <= parts.count && parts[i..<(i + 6)].allSatisfy { $0.length > 0 }
+                && Set(parts[i..<(i + 6)].map(\.checksum)).count == 6
+        })
+        let ahead = parts[start + 3].length + parts[start + 4].length
+        let o = try Opened(servers: [nginx.url + "tree/"], cacheDir: tmp.path + "/cache", cacheSize: 4 * ahead)
+        defer { o.downloader.shutdown() }
+        try #require(min(o.store.options.readAheadParts, o.store.options.readAheadFirst + 4) > 2,
+                     "the window is bounded by the cache's size here, not by parts")
+        for i in start..<(start + 3) { try readFirstByte(o.store, i) }
+        #expect(waitUntilIdle(o.store))
+        let requested = Set(nginx.requests().filter { $0.status == 200 }.map { $0.path })
+        #expect(requested.count == 5, "\(requested.sorted())")
+        #expect(o.store.statistics().partsDownloaded == 5)
+    }
+
     @Test("reads of parts far apart fetch only the parts read")
     func scatteredReadsFetchNothingAhead() throws {
         let release = try DownloadFixture.release()

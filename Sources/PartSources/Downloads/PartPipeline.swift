@@ -31,7 +31,8 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
         /// for each part the stream reads in order, up to this many parts ...
         public var readAheadParts = 256
         public var readAheadFirst = 16
-        /// ... and this many bytes ahead of the read position.
+        /// ... and this many bytes ahead of the read position (a quarter of `--cache-size` at
+        /// most).
         public var readAheadBytes: Int64 = 128 << 20
         /// Verified parts held in memory when the cache disk is full (ENOSPC): the read is
         /// still served, only caching is lost. Least recently used go first.
@@ -457,6 +458,9 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
     func noteRead(_ index: Int) -> Range<Int>? {
         guard downloadsEnabled, options.readAheadParts > 0 else { return nil }
         let parts = template.parts
+        // A bounded cache (--cache-size) gets at most a quarter of it fetched ahead: more would
+        // evict parts fetched ahead before they are read.
+        let maxBytes = min(options.readAheadBytes, cache?.sizeLimit.map { max(1, $0 / 4) } ?? .max)
         let window = { (index: Int, run: Int) -> Int in
             // N parts / M bytes past this read; N grows with the stream (a short run fetches
             // little it will not read; a long one keeps enough parts in flight that one slow
@@ -466,7 +470,7 @@ public final class PartPipeline: PartSource, @unchecked Sendable {
             var bytes: Int64 = 0
             for i in (index + 1)..<min(parts.count, index + 1 + count) {
                 bytes += parts.length(i)
-                if bytes > self.options.readAheadBytes && i > index + 1 { break }
+                if bytes > maxBytes && i > index + 1 { break }
                 end = i + 1
             }
             return end
