@@ -19,12 +19,12 @@
 /// twice `limit` transfers end. After a change of the limit (and at a location's first
 /// transfers, its connections being set up) a warm-up comes first and is not compared: it ends
 /// once the transfers running at the change and `limit` more have ended. Transfers started
-/// under the old limit end in it, which made single periods too noisy to judge (a doubling judged "no better" and stepped back on a link
-/// it would have filled). A period's rate (bytes that
-/// arrived in it, `received` and `ended`, per second of busy time: a reader's pause is not a
-/// slow mirror) is compared only when the limit
-/// was the reason a transfer waited ("held back"): a location that is asked for less than its
-/// limit allows has shown nothing about more connections. The cap is the smaller of the polite
+/// under the old limit end in it, which made single periods too noisy to judge (a doubling
+/// judged "no better" and stepped back on a link it would have filled). A period's rate (bytes
+/// that arrived in it, `received` and `ended`, per second of busy time: a reader's pause is not
+/// a slow mirror) is compared only when the limit was the reason a transfer waited ("held
+/// back"): a location that is asked for less than its limit allows has shown nothing about more
+/// connections. The cap is the smaller of the polite
 /// per-host cap (`--max-per-host`, also bounding a host's locations together) and the global
 /// ceiling (`--jobs`, which `HTTPDownloader` enforces over all locations). Transfers a reader
 /// waits for may exceed a location's and a host's limit by `demandExtra`, as they may the
