@@ -40,14 +40,20 @@ fusermount3 -u "$mnt" 2>/dev/null || true
 ls -l "$mnt"
 
 step "the ISO's own directory tree, read straight from the template (jigdofs ls)"
-"$bin" ls "$demo/release/demo-1.0-x86_64.jigdo" / -l | head -n 8
+"$bin" ls "$demo/release/demo-1.0-x86_64.jigdo" / -l > "$demo/iso-root.txt"
+head -n 8 "$demo/iso-root.txt"
 
 step "browsing the files inside the image, no root or loop device needed ($mnt/demo-1.0-x86_64.iso.d)"
-ls -l "$mnt/demo-1.0-x86_64.iso.d" | head -n 6
+ls -l "$mnt/demo-1.0-x86_64.iso.d" > "$demo/iso-dir.txt"
+head -n 6 "$demo/iso-dir.txt"
 cmp "$mnt/demo-1.0-x86_64.iso.d/repodata/primary.xml" "$demo/tree/repodata/primary.xml" && echo "repodata/primary.xml read through the mount equals the package tree's copy"
 
 step "xorriso reads the virtual ISO through the mount"
-xorriso -indev "$mnt/demo-1.0-x86_64.iso" -find / -type f 2>/dev/null | head -n 5
+# (Into a file first: `xorriso | head` fails under pipefail when head exits before xorriso
+# has written everything: xorriso gets EPIPE and exits 5. `stdio:`: xorriso refuses a plain
+# path under /dev, as a DEMO_DIR in /dev/shm is.)
+xorriso -indev "stdio:$mnt/demo-1.0-x86_64.iso" -find / -type f 2>"$demo/xorriso.err" > "$demo/files-in-iso.txt"
+head -n 5 "$demo/files-in-iso.txt"
 
 step "sha256sum of the virtual ISO and of the ISO xorriso made"
 sha256sum "$mnt/demo-1.0-x86_64.iso" "$demo/release.iso"
