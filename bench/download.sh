@@ -302,11 +302,11 @@ curl_parts() {
 # serving_cpu: user + system CPU seconds so far of what serves the parts: the bench's nginx
 # (master and workers) and the current link's latency proxy, if any
 serving_cpu() {
-  local master p total=0 hz
-  hz=$(getconf CLK_TCK)
+  local master p total=0 u s
   master=$(cat "$ng/nginx.pid" 2>/dev/null) || { echo 0; return; }
   for p in "$master" $(pgrep -P "$master") ${proxy_pid:-}; do
-    total=$(awk -v t="$total" -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.2f", t + ($12 + $13) / hz }' "/proc/$p/stat" 2>/dev/null || echo "$total")
+    read -r u s <<< "$(cpu_seconds "$p")"
+    [ -z "$u" ] || total=$(echo "$total + $u + $s" | bc -l)
   done
   echo "$total"
 }

@@ -25,11 +25,11 @@ private func readFirstByte(_ store: PartPipeline, _ index: Int) throws {
 /// that a reader starts waiting for: each test fails when its mechanism is taken out.
 @Suite("Read-ahead and promotion in the download pipeline", .serialized)
 struct ReadAheadAndPromoteTests {
-    /// The first run of three parts with bytes, distinct checksums, and room after it.
-    func sequentialStart(_ parts: [TemplatePart], room: Int) -> Int? {
+    /// The first run of `run` parts with bytes and distinct checksums, and room after it.
+    func sequentialStart(_ parts: [TemplatePart], room: Int, run: Int = 3) -> Int? {
         parts.indices.first { i in
-            i + 3 + room <= parts.count && parts[i..<(i + 3)].allSatisfy { $0.length > 0 }
-                && Set(parts[i..<(i + 3)].map(\.checksum)).count == 3
+            i + run + room <= parts.count && parts[i..<(i + run)].allSatisfy { $0.length > 0 }
+                && Set(parts[i..<(i + run)].map(\.checksum)).count == run
         }
     }
 
@@ -71,10 +71,7 @@ struct ReadAheadAndPromoteTests {
         let image = try JigdoImage.open(jigdoPath: "\(release)/jf-sha256-gz/release.jigdo")
         let parts = Array(image.template.parts)
         // Six parts with bytes and distinct checksums in a row: three read, two ahead, one not.
-        let start = try #require(parts.indices.first { i in
-            i + 6 <= parts.count && parts[i..<(i + 6)].allSatisfy { $0.length > 0 }
-                && Set(parts[i..<(i + 6)].map(\.checksum)).count == 6
-        })
+        let start = try #require(sequentialStart(parts, room: 0, run: 6))
         let ahead = parts[start + 3].length + parts[start + 4].length
         let o = try Opened(servers: [nginx.url + "tree/"], cacheDir: tmp.path + "/cache", cacheSize: 4 * ahead)
         defer { o.downloader.shutdown() }
