@@ -52,6 +52,11 @@ public struct LocationResolver: Sendable {
         var base: String
         var weight: Int
         var fromJigdo: Bool
+        /// For a local expansion, the directory of the server value the chain started from
+        /// (with its trailing slash): every location made from it must lie under it. Checking
+        /// each `rest` alone is not enough, because the pieces are joined as text: `Dot=Map:.`
+        /// and `Dot:./etc` each stay inside, and together spell `Map/../etc`.
+        var root: String?
     }
 
     private var table: [String: [Prefix]] = [:]
@@ -156,17 +161,27 @@ public struct LocationResolver: Sendable {
                         truncated = true
                         break
                     }
-                    out.append(Prefix(value: value, base: t.base, weight: clampWeight(entry.weight + t.weight), fromJigdo: t.fromJigdo))
+                    out.append(Prefix(value: value, base: t.base, weight: clampWeight(entry.weight + t.weight), fromJigdo: t.fromJigdo, root: t.root))
                 }
-            } else if terminal(entry.value, base: entry.base, fromJigdo: fromJigdo) != nil {
+            } else if let r = terminal(entry.value, base: entry.base, fromJigdo: fromJigdo) {
                 work.entries += 1
                 work.bytes += entry.value.utf8.count
-                out.append(Prefix(value: entry.value, base: entry.base, weight: entry.weight, fromJigdo: fromJigdo))
+                var root: String?
+                if case .local(let path) = r { root = directoryOf(path) }
+                out.append(Prefix(value: entry.value, base: entry.base, weight: entry.weight, fromJigdo: fromJigdo, root: root))
             }
         }
         out = Self.ordered(out.map { ($0, $0.weight) })
         table[label] = out
         return out
+    }
+
+    /// Whether `location`, made from an expansion of `root`, names something under it (the
+    /// directory itself only if `orIs`): the whole joined path, normalised as it will be opened.
+    private func staysUnder(_ root: String?, _ location: ResolvedLocation, orIs: Bool) -> Bool {
+        guard let root, case .local(let path) = location else { return true }
+        if orIs, path == root || path + "/" == root { return true }
+        return path.utf8.count > root.utf8.count && path.utf8.starts(with: root.utf8)
     }
 
     /// Whether a label's expansion names a local file (a `file:` or path value).
@@ -219,10 +234,11 @@ public struct LocationResolver: Sendable {
         weightedResolve(location).map(\.location)
     }
 
-    /// `resolve` with each location's total weight.
-    public func weightedResolve(_ location: JigdoLocation) -> [(location: ResolvedLocation, weight: Int)] {
+    /// `resolve` with each location's total weight. `directory`: `location` names a directory
+    /// (`Label:` for what a label stands for), which may then be a mapped directory itself.
+    public func weightedResolve(_ location: JigdoLocation, directory: Bool = false) -> [(location: ResolvedLocation, weight: Int)] {
         var out: [(ResolvedLocation, Int)] = []
-        expand(location, fromJigdo: true, into: &out)
+        expand(location, fromJigdo: true, directory: directory, into: &out)
         return Self.orderedWeighted(out)
     }
 
@@ -235,12 +251,12 @@ public struct LocationResolver: Sendable {
         return ordered(items).map { ($0, best[$0]!) }
     }
 
-    private func expand(_ location: JigdoLocation, fromJigdo: Bool, into out: inout [(ResolvedLocation, Int)]) {
+    private func expand(_ location: JigdoLocation, fromJigdo: Bool, directory: Bool = false, into out: inout [(ResolvedLocation, Int)]) {
         if let (label, rest) = labelReference(location.value) {
             // No local location leaves its label's directory (see Paths.swift).
             let confined = staysInsideDirectory(String(rest))
             for t in table[label] ?? [] where confined || !isLocal(t) {
-                if let r = terminal(t.value + rest, base: t.base, fromJigdo: t.fromJigdo) {
+                if let r = terminal(t.value + rest, base: t.base, fromJigdo: t.fromJigdo), staysUnder(t.root, r, orIs: directory) {
                     out.append((r, clampWeight(location.weight + t.weight)))
                 }
             }

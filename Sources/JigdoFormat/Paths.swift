@@ -88,10 +88,12 @@ public func isDirectory(_ path: String) -> Bool {
 }
 
 // Confinement: a location `Label:path` whose label is a local directory (`--map`, a `file:`
-// server) must stay inside that directory. Two checks, because neither suffices alone:
-// `path` itself (no `..` above its start, not absolute) when the label is expanded, before the
-// lexical normalisation hides it; and, before a file is opened, the file's real path (links
-// resolved) against the directory's real path (see `LocalParts`).
+// server) must stay inside that directory. Checked when the label is expanded: `path` itself
+// (no `..` above its start, not absolute), before the lexical normalisation hides it, and the
+// whole joined location, normalised, under the directory the chain started from (pieces that
+// stay inside alone can spell `..` together: `Dot=Mirror:.` then `Dot:./x`; see
+// `LocationResolver`); and, before a file is opened, the file's real path (links resolved)
+// against the directory's real path (see `LocalParts`).
 
 /// Whether `path`, appended to a directory, names something inside it: relative, no `..`
 /// climbing above where it starts, no NUL.
@@ -168,6 +170,8 @@ public func localDirectory(ofServerValue value: String, base: String) -> String?
             let afterHost = path.dropFirst(2)
             path = afterHost.firstIndex(of: "/").map { String(afterHost[$0...]) } ?? "/"
         }
+        // As `LocationResolver` reads a file: value: %XX decoded once.
+        path = path.replacingPercentEscapes()
         if !path.hasPrefix("/") {
             guard base.hasPrefix("/") else { return nil }
             path = base + path
@@ -175,7 +179,8 @@ public func localDirectory(ofServerValue value: String, base: String) -> String?
     case nil:
         if let colon = value.firstIndex(of: ":"), colon != value.startIndex, !value[..<colon].contains("/") { return nil }
         guard base.hasPrefix("/") else { return nil }
-        path = value.hasPrefix("/") ? value : base + value
+        let decoded = value.replacingPercentEscapes()
+        path = decoded.hasPrefix("/") ? decoded : base + decoded
     default:
         return nil
     }

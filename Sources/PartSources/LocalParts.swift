@@ -35,6 +35,9 @@ public final class LocalParts: LocalCopySource {
     /// The local directories locations are confined to: every `--map` directory and local
     /// server of a label (the .jigdo's own only if it may name local files).
     private let roots: [String]
+    /// Whether a local path under no root is used as it is: only a local .jigdo names one (a
+    /// `file:` or relative part location without a label); from a remote one it is refused.
+    private let plainPathsAllowed: Bool
     private let resolved = Mutex<[Checksum: Resolution]>([:])
     private let openFiles = ByteBudgetCache<String, ReadOnlyFile>(budget: 64)
 
@@ -75,6 +78,7 @@ public final class LocalParts: LocalCopySource {
         }
         self.unverified = unverified
         self.roots = Self.localRoots(resolver)
+        self.plainPathsAllowed = resolver.allowLocalFromJigdo
         self.checksumCache = checksumCache
         (self.scanned, self.scannedFiles, self.hinted, self.scanReport) = try Self.scan(scanDirectories, template: template, cache: checksumCache, progress: progress, logger: logger)
     }
@@ -102,10 +106,11 @@ public final class LocalParts: LocalCopySource {
 
     /// Where `path` really is: under one of `roots` (lexically) it must also be there with
     /// links resolved. A path under no root was written as a plain local location of a local
-    /// .jigdo (a remote one cannot name local files), and is taken as it is.
+    /// .jigdo, and is taken as it is; a remote one cannot name local files (refused here too).
     private func confine(_ path: String) -> Confinement {
-        let containing = roots.filter { path.hasPrefix($0) }
-        if containing.isEmpty { return .unconfined(path) }
+        // Byte-wise: a name starting with a combining mark would end String.hasPrefix's match.
+        let containing = roots.filter { path.utf8.starts(with: $0.utf8) }
+        if containing.isEmpty { return plainPathsAllowed ? .unconfined(path) : .outside }
         guard fileExists(path) else { return .missing }
         for root in containing {
             if let real = realPath(path, inside: root) { return .inside(real) }
@@ -171,8 +176,10 @@ public final class LocalParts: LocalCopySource {
         }
         if scanned[part.checksum] != nil { return true }
         return (unverified[part.checksum] ?? []).contains { path in
-            guard case .inside(let real) = confine(path) else { return false }
-            return fileSize(real) == part.length
+            switch confine(path) {
+            case .inside(let p), .unconfined(let p): return fileSize(p) == part.length
+            case .outside, .missing: return false
+            }
         }
     }
 

@@ -134,7 +134,7 @@ struct Info: ParsableCommand {
         let labels = Set(whole.servers.keys).union(resolver.prepend.keys).union(resolver.replace.keys).union(resolver.append.keys).sorted()
         let servers = labels.map { label in
             let entries = resolver.serverEntries(for: label)
-            let resolved = resolver.weightedResolve(JigdoLocation(value: label + ":", base: entries.first?.base ?? "/"))
+            let resolved = resolver.weightedResolve(JigdoLocation(value: label + ":", base: entries.first?.base ?? "/"), directory: true)
             return Report.Server(
                 label: RawNames.display(label), values: entries.map { RawNames.display(Passwords.masked(text: $0.value)) }, weights: entries.map(\.weight),
                 resolved: resolved.map { Passwords.masked(url: $0.location.description) }, resolvedWeights: resolved.map(\.weight))

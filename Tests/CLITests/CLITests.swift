@@ -18,13 +18,15 @@ struct CLITests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path) == ["out.iso"], "no temp file left behind")
     }
 
-    @Test("make-image with --map and with --scan, from a .jigdo whose own server does not resolve")
+    @Test("make-image with --map (also of a directory named with a %XX) and with --scan, from a .jigdo whose own server does not resolve")
     func makeImageMapAndScan() throws {
         let release = try Fixtures.release()
         let v = release.variant("jte-sha256-bz2")
         let tmp = try TemporaryDirectory()
         let jigdo = try movedCopy(v, into: tmp)
-        for opts in [["--map", "Base=\(release.tree)"], ["--scan", release.tree]] {
+        // A directory whose name holds a %XX: taken as it is, not decoded.
+        try FileManager.default.createSymbolicLink(atPath: tmp.file("m%41p"), withDestinationPath: release.tree)
+        for opts in [["--map", "Base=\(release.tree)"], ["--scan", release.tree], ["--map", "Base=\(tmp.file("m%41p"))"]] {
             let out = tmp.file("out.iso")
             let r = try CLI.run(["make-image", jigdo, "-o", out, "--force"] + opts)
             #expect(r.status == 0, "\(opts): \(r)")

@@ -15,9 +15,13 @@ struct ConfinementTests {
         let secret: String
         let mapped: String
         let partKey: String
+        /// The part's file inside the image.
+        let partPath: String
         let release: FixtureRelease
 
-        init(location: String) throws {
+        /// `servers`: lines added to the .jigdo's [Servers]; `{tmp}` in `location` is the
+    /// temporary directory.
+        init(location: String, servers: [String] = []) throws {
             release = try Fixtures.smallRelease()
             let v = release.variant("jf-md5-gz")
             tmp = try TemporaryDirectory()
@@ -36,7 +40,10 @@ struct ConfinementTests {
             }
             let part = try #require(best)
             partKey = part.key
-            lines[part.index] = "\(part.key)=\(location)"
+            partPath = String(part.path.dropFirst(release.tree.count))
+            lines[part.index] = "\(part.key)=\(location.replacingOccurrences(of: "{tmp}", with: tmp.path))"
+            let section = try #require(lines.firstIndex(of: "[Servers]"))
+            lines.insert(contentsOf: servers, at: section + 1)
             try lines.joined(separator: "\n").write(toFile: tmp.file("j/release.jigdo"), atomically: true, encoding: .utf8)
             try fm.copyItem(atPath: v.template, toPath: tmp.file("j/release.template"))
             // Readable by nginx's worker (a remote .jigdo is served from j/).
@@ -91,6 +98,48 @@ struct ConfinementTests {
         for f in regularFiles(under: s.tmp.file("cache")) {
             #expect(try readBytes(f) != secretBytes, "\(f)")
         }
+    }
+
+    /// Each piece stays inside alone; joined as text they climb: `sub/.` + `./` + `.` + `./`
+    /// is `sub/../../`.
+    static let climbingChain = ["Dot=Mirror:.", "Up=Dot:./", "Up2=Up:.", "Up3=Up2:./"]
+
+    @Test("a chain of labels whose pieces join into .. (Dot=Mirror:. then Dot:./) does not leave the --map directory", arguments: [false, true])
+    func climbingLabelChain(remote: Bool) throws {
+        let s = try Setup(location: "Up3:secret/s.bin", servers: Self.climbingChain)
+        let nginx = try Nginx(root: s.tmp.file("j"))
+        defer { nginx.stop() }
+        let watch = try OpenWatch(s.secret)
+        // cat reads the part when it gets there (make-image refuses before reading).
+        let r = try CLI.run(["cat", remote ? nginx.url + "release.jigdo" : s.tmp.file("j/release.jigdo"), s.partPath,
+                             "--cache-dir", s.tmp.file("cache"), "--map", "Base=\(s.release.tree)", "--map", "Mirror=\(s.mapped)"]
+                            + (remote ? [] : ["--offline"]))
+        #expect(r.status != 0, "\(r.status) \(r.stderr)")
+        #expect(watch.opens() == 0, "the outside file was opened")
+        #expect(r.stdoutData.count < (try s.partBytes).count, "the part's file was written out")
+    }
+
+    @Test("a part location that is a plain local path (file:/abs, relative): read from a local .jigdo, never opened from a remote one", arguments: [
+        "file:{tmp}/secret/s.bin", "../secret/s.bin",
+    ])
+    func plainLocalLocation(_ location: String) throws {
+        let s = try Setup(location: location)
+        let out = s.tmp.file("out.iso")
+        let local = try CLI.run(["make-image", s.tmp.file("j/release.jigdo"), "-o", out, "--offline", "--cache-dir", s.tmp.file("cache"),
+                                 "--map", "Base=\(s.release.tree)"])
+        #expect(local.status == 0, "\(local)")
+        #expect(try filesEqual(out, s.release.variant("jf-md5-gz").iso))
+        try FileManager.default.removeItem(atPath: out)
+
+        let nginx = try Nginx(root: s.tmp.file("j"))
+        defer { nginx.stop() }
+        let watch = try OpenWatch(s.secret)
+        let remote = try CLI.run(["make-image", nginx.url + "release.jigdo", "-o", out, "--cache-dir", s.tmp.file("cache2"),
+                                  "--map", "Base=\(s.release.tree)"])
+        #expect(remote.status == 2, "\(remote)")
+        #expect(remote.stderr.contains(s.partKey), "\(remote)")
+        #expect(watch.opens() == 0, "a remote .jigdo's local location was opened")
+        #expect(!FileManager.default.fileExists(atPath: out))
     }
 
     @Test("a local copy that does not match: the message names the file, never its checksum")

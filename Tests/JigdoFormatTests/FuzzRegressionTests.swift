@@ -38,6 +38,58 @@ struct FuzzRegressionTests {
         }
         #expect(expanded > 0)
     }
+
+    /// The local locations of `text`'s parts with `Debian` mapped to /nonexistent-fuzz/map/.
+    private func mappedLocations(_ text: String, remote: Bool) throws -> [String] {
+        let d = try JigdoDescriptor.parse(text: text, path: "/nonexistent-fuzz/x.jigdo", base: remote ? "http://127.0.0.1:9/d/" : "/nonexistent-fuzz/")
+        var resolver = LocationResolver(descriptor: d)
+        resolver.allowLocalFromJigdo = !remote
+        resolver.prepend["Debian"] = [JigdoLocation(value: "file:/nonexistent-fuzz/map/", base: "/nonexistent-fuzz/map/")]
+        var out: [String] = []
+        for key in d.parts.keys.sorted() {
+            guard let sum = JigdoBase64.decodeChecksum(key) else { continue }
+            for case .local(let p) in resolver.locations(forPart: sum) { out.append(p) }
+        }
+        return out
+    }
+
+    private func jigdo(servers: String, parts: [String]) -> String {
+        let sums = ["fgYQ72wmkmiWPyVsi02L6w", "zHAGLZ7ooN38VtA2gRJ_2A", "PK1gcozW4l9CgcLsbQxheg", "gFOVAPla8aY1naf22WDF0A", "aE1XB-q5oEC0I6bBZ3jtbw"]
+        return """
+            [Jigdo]
+            Version=1.1
+            [Image]
+            Filename=x.iso
+            Template=x.template
+            [Servers]
+            \(servers)
+            [Parts]
+            \(zip(sums, parts).map { "\($0)=\($1)" }.joined(separator: "\n"))
+
+            """
+    }
+
+    @Test("FuzzLocations (CI of stop 24): a mapped label with nothing after it names the directory itself, not a part in it")
+    func mappedDirectoryItself() throws {
+        let text = jigdo(servers: "Debian=http://127.0.0.1:9/debian/\nAlias=Debian:", parts: ["Debian:", "Debian:a/..", "Alias:", "Debian:./", "Debian:x"])
+        for remote in [false, true] {
+            let locations = try mappedLocations(text, remote: remote)
+            #expect(locations == ["/nonexistent-fuzz/map/x"], "remote \(remote)")
+        }
+    }
+
+    @Test("a chain of labels cannot climb out of a mapped directory: Debian:. then ./ spells ..")
+    func chainedDotsStayInside() throws {
+        // "file:/map/" + "." + "./etc" is "file:/map/../etc" as text: each piece stays inside
+        // alone, the two together do not.
+        let text = jigdo(
+            servers: "Debian=http://127.0.0.1:9/debian/\nDot=Debian:.\nUp=Dot:./\nUp2=Up:.\nUp3=Up2:./",
+            parts: ["Dot:./etc/passwd", "Up:etc/passwd", "Up3:etc/passwd", "Dot:.", "Dot:x"])
+        for remote in [false, true] {
+            let locations = try mappedLocations(text, remote: remote)
+            #expect(locations == ["/nonexistent-fuzz/map/.x"], "remote \(remote)")
+        }
+    }
 }
 
 @Suite("Paths: byte-wise checks agree with the reference (split) ones")
