@@ -8,7 +8,8 @@
 #                  character survives RawNames.printable/printableName
 # Each runs SECONDS (default 60) with AddressSanitizer/LeakSanitizer; any crash, trap, leak,
 # timeout (10 s for one input) or memory blow-up (2 GB) fails the run, and the input is kept
-# in .build-fuzz/artifacts/TARGET/ (make it a regression test under Tests/FuzzFindings/).
+# in .build-fuzz/artifacts/TARGET/ (make it a regression test: Tests/Fixtures/fuzz/ and
+# Tests/JigdoFormatTests/FuzzRegressionTests.swift).
 #
 # Seed corpora are made from the test fixtures' generators (make-release.sh, xorriso) into
 # .build-fuzz/seeds/; inputs libFuzzer finds are kept in .build-fuzz/corpus/ between runs.
@@ -57,6 +58,9 @@ if [ ! -f "$seeds/.complete" ] || [ ! -d "$seeds/FuzzNames" ]; then
     # Hand-written location cases: label chains, fallbacks, relative and file: values.
     printf '[Image]\nFilename=x.iso\nTemplate=x.template\n[Parts]\nqNoZ1xfuvdDLJ_puL4VY0g=A:sub/x\nrNoZ1xfuvdDLJ_puL4VY0g=B:../y\nsNoZ1xfuvdDLJ_puL4VY0g=file:/z\n[Servers]\nA=B:d/\nB=file:../tree/\nB=http://h/p/ --try-last\nMD5Sum=http://h/md5/\n' \
         > "$seeds/FuzzLocations/chains.jigdo"
+    # Pieces that stay inside alone and climb when joined (A:. then ./), a label's own directory.
+    printf '[Image]\nFilename=x.iso\nTemplate=x.template\n[Parts]\nqNoZ1xfuvdDLJ_puL4VY0g=Up:x\nrNoZ1xfuvdDLJ_puL4VY0g=Dot:./y\nsNoZ1xfuvdDLJ_puL4VY0g=A:a/..\ntNoZ1xfuvdDLJ_puL4VY0g=A:\n[Servers]\nA=http://h/a/\nDot=A:.\nUp=Dot:./\n' \
+        > "$seeds/FuzzLocations/dots.jigdo"
     mkdir -p "$work/src/a/b/c/d/e/f/g/h" "$work/z"
     echo deep > "$work/src/a/b/c/d/e/f/g/h/deep.txt"
     ln -s a/b/c "$work/src/rel-link"
