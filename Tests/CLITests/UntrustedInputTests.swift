@@ -20,7 +20,7 @@ struct ConfinementTests {
         let release: FixtureRelease
 
         /// `servers`: lines added to the .jigdo's [Servers]; `{tmp}` in `location` is the
-    /// temporary directory.
+        /// temporary directory.
         init(location: String, servers: [String] = []) throws {
             release = try Fixtures.smallRelease()
             let v = release.variant("jf-md5-gz")
@@ -107,6 +107,7 @@ struct ConfinementTests {
     @Test("a chain of labels whose pieces join into .. (Dot=Mirror:. then Dot:./) does not leave the --map directory", arguments: [false, true])
     func climbingLabelChain(remote: Bool) throws {
         let s = try Setup(location: "Up3:secret/s.bin", servers: Self.climbingChain)
+        // Serves the .jigdo when remote (and stands idle otherwise: one code path for both).
         let nginx = try Nginx(root: s.tmp.file("j"))
         defer { nginx.stop() }
         let watch = try OpenWatch(s.secret)
