@@ -6,7 +6,7 @@ public struct DownloadConfig: Sendable {
     /// reader waits for may use two more. Each mirror location starts with
     /// `initialPerLocation` and is given more while its throughput grows (`ConcurrencyGovernor`).
     public var jobs = 32
-    public var initialPerLocation = 8
+    public var initialPerLocation = 16
     /// Seconds to wait for a connection to be set up.
     public var connectTimeout: Double = 15
     /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` seconds is aborted
