@@ -53,6 +53,12 @@
 # parts) and replying to the reader (dd through bench/plainfuse.c, less `cat` of the image); and
 # no less than fetching alone takes. Printed against the goal's reference (`curl | md5sum` at 0
 # ms, `curl --parallel` at 20 ms): a goal below it is out of reach on this machine.
+# The same work by peers at once (20 ms, timed): curl --parallel of the parts, and beside it
+# openssl dgst of the image, cp of the parts and dd through plainfuse, until all is done; twice:
+# the rest at nice 19 (it takes only what the fetch leaves) and at nice 0 (it competes, as
+# jigdofs's threads do). Where the link and the CPU both bind (20 ms on 2 cores, the latency
+# proxy itself taking half a core) the work floor's sum cannot say how much the CPU work slows
+# the requests; these measure it, and the 20 ms goal is printed against both.
 # Order and cleanup: per link jigdofs, curl, aria2c and the counting run; jigdo-lite for every
 # link after all of them; nothing a run downloaded is deleted before the end. Why: on an ext4
 # without a journal (this machine's root), creating a file within minutes of deleting thousands
@@ -329,19 +335,27 @@ cpu_of() {
 #          each part written into a file of its own (measured once a run)
 #   reply: dd of the image through a plain FUSE file (bench/plainfuse.c): its daemon's CPU and
 #          dd's, less `cat` of the image (the daemon's pread from the page cache; once a run)
+# build_plainfuse -> 0 when $bench_tmp/plainfuse (bench/plainfuse.c) is built; the parts' paths
+# under the tree in $bench_tmp/floor-parts
+build_plainfuse() {
+  [ ! -x "$bench_tmp/plainfuse" ] || return 0
+  command -v gcc >/dev/null && pkg-config --exists fuse3 || return 1
+  part_urls "" raw | cut -d' ' -f2- > "$bench_tmp/floor-parts"
+  # shellcheck disable=SC2046 # pkg-config's flags are words
+  gcc -O2 -Wall -o "$bench_tmp/plainfuse" bench/plainfuse.c $(pkg-config --cflags --libs fuse3)
+}
+
 work_floor() {
   wf_cpu= wf_secs=
   [ -n "$cp_cpu" ] && [ -n "$cp_serve_cpu" ] && [ -n "$digest_floor" ] || return 0
   if [ -z "${wf_reply:-}" ]; then
-    command -v gcc >/dev/null && pkg-config --exists fuse3 || return 0
+    build_plainfuse || return 0
     local copy=$bench_tmp/floor-copy list=$bench_tmp/floor-parts cp_c cat_c pid dd_c pf_c pf_u pf_s cat_iso
     rm -rf "$copy"
     mkdir -p "$copy"
-    part_urls "" raw | cut -d' ' -f2- > "$list"
     cp_c=$(cd "$work/tree" && cpu_of xargs -d '\n' -a "$list" cp --parents -t "$copy") || return 0
     cat_c=$(cd "$work/tree" && cpu_of xargs -d '\n' -a "$list" cat) || return 0
     rm -rf "$copy"
-    gcc -O2 -Wall -o "$bench_tmp/plainfuse" bench/plainfuse.c $(pkg-config --cflags --libs fuse3) || return 0
     new_mount_point floor-plain
     "$bench_tmp/plainfuse" "$iso" release.iso "$mp" || return 0
     pid=$(pgrep -n -f "^$bench_tmp/plainfuse") || { unmount "$mp"; return 0; }
@@ -355,6 +369,45 @@ work_floor() {
   fi
   wf_cpu=$(echo "$cp_cpu + $cp_serve_cpu + $digest_floor * $gb + $wf_store + $wf_reply" | bc -l)
   wf_secs=$(echo "c = $wf_cpu / $(nproc); if (c < $cp_secs) $cp_secs else c" | bc -l)
+}
+
+# work_beside URL RTT NICE -> sets wb_secs, wb_fetch (empty on failure): the whole work by the
+# cheapest tools at once, on this link: curl --parallel of the parts to /dev/null (fetch, as
+# curl_parts) while, beside it at CPU priority NICE, openssl dgst of the image (check), `cp` of
+# the parts into files of their own in the run's directory (store) and dd of the image through
+# bench/plainfuse.c (reply) run. wb_secs: until all of it is done; wb_fetch: until the fetch is.
+# The copies stay until the end (see "Order and cleanup" above).
+# What jigdofs does for every part, done by peers with no order between the pieces. At nice 19
+# the rest takes only what the fetch leaves (the most favourable sharing of the machine for the
+# fetch); at nice 0 it competes as jigdofs's own threads do.
+work_beside() {
+  local d=$bench_tmp/beside-work-$2-$3 t0 t1 t2 a b c pid failed=0
+  wb_secs= wb_fetch=
+  [ -n "$cp_secs" ] && build_plainfuse || return 0
+  rm -rf "$d"
+  mkdir -p "$d/copy"
+  part_urls "$1/tree/" | awk '{ printf "url = \"%s\"\noutput = \"/dev/null\"\n", $2 }' > "$d/config"
+  new_mount_point "beside-$2-$3"
+  nice -n "$3" "$bench_tmp/plainfuse" "$iso" release.iso "$mp" || return 0
+  pid=$(pgrep -n -f "^$bench_tmp/plainfuse") || { unmount "$mp"; return 0; }
+  t0=$(now)
+  nice -n "$3" openssl dgst "-$checksum" "$iso" >/dev/null 2>&1 & a=$!
+  (cd "$work/tree" && exec nice -n "$3" xargs -d '\n' -a "$bench_tmp/floor-parts" cp --parents -t "$d/copy") & b=$!
+  nice -n "$3" dd if="$mp/release.iso" of=/dev/null bs=1M status=none & c=$!
+  bench_pids+=("$a" "$b" "$c")
+  curl -sf -Z --parallel-max 32 --parallel-immediate -K "$d/config" </dev/null >"$d/log" 2>&1 || failed=1
+  t1=$(now)
+  wait "$a" || failed=1
+  wait "$b" || failed=1
+  wait "$c" || failed=1
+  t2=$(now)
+  if [ "$failed" = 0 ]; then
+    wb_fetch=$(secs "$t0" "$t1")
+    wb_secs=$(secs "$t0" "$t2")
+  else
+    echo "the same work by peers at once (nice $3) at $2 ms failed: $(tail -3 "$d/log")" >&2
+  fi
+  unmount "$mp"
 }
 
 # --- the counting run (untimed), per link: a mount as the timed full read's, its daemon started
@@ -525,6 +578,17 @@ for link in $links; do
     summary+=("$label: $(goal_ratio "jigdofs (mount + dd) / curl --parallel of the parts" "$js_total" "$cp_secs" "$(goal_at "" 1.1)")")
     [ -z "$cf_secs" ] || summary+=("$(printf '%s: curl --parallel of the parts alone / curl one file = %.2fx (the floor of fetching part by part at 32 at once, without checking)' "$label" "$(ratio "$cp_secs" "$cf_secs")")")
   fi
+  wb_lines=()
+  [ -n "$cap" ] || [ "$rtt" != 20 ] || for wb_nice in 19 0; do
+    work_beside "$url" "$rtt" "$wb_nice"
+    [ -n "$wb_secs" ] || continue
+    row "the same work by peers at once (rest at nice $wb_nice), $label" "$wb_secs" \
+      "$(printf 'the fetch (curl --parallel) %.2f s; beside it openssl dgst, cp of the parts, dd through plainfuse' "$wb_fetch")"
+    wb_line=$(printf '%s: the same work by peers at once, the rest at nice %s = %.2fx curl --parallel alone; jigdofs (mount + dd) / it = %.2fx' \
+      "$label" "$wb_nice" "$(ratio "$wb_secs" "$cp_secs")" "$(ratio "$js_total" "$wb_secs")")
+    wb_line+=$(printf ' (the 1.1x goal is %s it)' "$([ "$(verdict "$(ratio "$wb_secs" "$cp_secs")" 1.1)" = met ] && echo above || echo below)")
+    wb_lines+=("$wb_line")
+  done
   aria2c_parts "$url" "$rtt"
   if [ -n "$ar_secs" ]; then
     row "aria2c, the parts as files, 32 at once, $label" "$ar_secs" "each checked against its ${checksum^^}"
@@ -565,6 +629,7 @@ for link in $links; do
     fi
     summary+=("$wf_line")
   fi
+  [ ${#wb_lines[@]} = 0 ] || summary+=("${wb_lines[@]}")
   if [ -n "$ar_cpu" ]; then
     ar_line=$(printf '%s: peer: aria2c, parts fetched, checked and written = %.2f CPU-s/GB' "$label" "$(echo "$ar_cpu / $gb" | bc -l)")
     [ -z "$digest_floor" ] || ar_line+=$(printf ', %.2f beyond the checksum' "$(echo "$ar_cpu / $gb - $digest_floor" | bc -l)")

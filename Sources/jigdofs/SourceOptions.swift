@@ -37,7 +37,7 @@ struct PartOptions: ParsableArguments {
     @Flag(name: .long, help: "Do not use or update the checksum cache of --scan.")
     var noScanCache = false
 
-    @Option(name: .long, help: ArgumentHelp("Parallel downloads at most, over all mirrors (1 to 256). Each mirror starts with 8 and is given more while its throughput grows.", valueName: "N"), transform: OptionValues.integer("--jobs", in: 1...256))
+    @Option(name: .long, help: ArgumentHelp("Parallel downloads at most, over all mirrors (1 to 256). Each mirror starts with 16 and is given more while its throughput grows.", valueName: "N"), transform: OptionValues.integer("--jobs", in: 1...256))
     var jobs: Int = 32
 
     @Flag(name: .long, help: "Never download: use only local parts and the cache.")
