@@ -381,7 +381,7 @@ work_floor() {
 # the rest takes only what the fetch leaves (the most favourable sharing of the machine for the
 # fetch); at nice 0 it competes as jigdofs's own threads do.
 work_beside() {
-  local d=$bench_tmp/beside-work-$2-$3 t0 t1 t2 a b c pid failed=0
+  local d=$bench_tmp/beside-work-$2-$3 t0 t1 t2 a b c pid failed=0 kept=${#bench_pids[@]}
   wb_secs= wb_fetch=
   [ -n "$cp_secs" ] && build_plainfuse || return 0
   rm -rf "$d"
@@ -401,6 +401,8 @@ work_beside() {
   wait "$b" || failed=1
   wait "$c" || failed=1
   t2=$(now)
+  # waited for: not ours to kill at the end any more (their pids may be another's by then)
+  bench_pids=("${bench_pids[@]:0:$kept}")
   if [ "$failed" = 0 ]; then
     wb_fetch=$(secs "$t0" "$t1")
     wb_secs=$(secs "$t0" "$t2")
