@@ -186,3 +186,10 @@ public func localDirectory(ofServerValue value: String, base: String) -> String?
     }
     return directoryOf(normalizePath(path))
 }
+
+/// The `file:` server value of the local directory `path` (`--map`, a plain `--server`), as
+/// `localDirectory(ofServerValue:)` and `LocationResolver` read it back: a `file:` value has
+/// its %XX decoded once, so a % in the name is written %25.
+public func fileServerValue(ofDirectory path: String) -> String {
+    "file:" + path.split(separator: "%", omittingEmptySubsequences: false).joined(separator: "%25")
+}

@@ -104,8 +104,8 @@ struct PartOptions: ParsableArguments {
             // A server is a directory the part's path is appended to, as jigdo does; a value
             // that ends in a query (mirrorlist?path=) is kept as it is.
             if !value.hasSuffix("/") && !value.contains("?") && !value.hasSuffix("=") { value += "/" }
-            // A plain directory is taken as a local mirror, like --map (a % in its name as %25).
-            let location = uriScheme(of: value) == nil && value.hasPrefix("/") ? "file:" + value.replacingOccurrences(of: "%", with: "%25") : value
+            // A plain directory is taken as a local mirror, like --map.
+            let location = uriScheme(of: value) == nil && value.hasPrefix("/") ? fileServerValue(ofDirectory: value) : value
             out[label, default: []].append(JigdoLocation(value: location, base: directoryOf(location), weight: parsed.weight))
         }
         return out
@@ -122,9 +122,7 @@ struct PartOptions: ParsableArguments {
                 throw JigdoError(.usage, path: dir, "--map \(label)=...: not a directory")
             }
             if !dir.hasSuffix("/") { dir += "/" }
-            // A file: value has its %XX decoded: a % in the directory's name is written %25.
-            let value = "file:" + dir.replacingOccurrences(of: "%", with: "%25")
-            out[label, default: []].append(JigdoLocation(value: value, base: dir))
+            out[label, default: []].append(JigdoLocation(value: fileServerValue(ofDirectory: dir), base: dir))
         }
         return out
     }

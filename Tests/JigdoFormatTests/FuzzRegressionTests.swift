@@ -138,4 +138,12 @@ struct PathCheckEquivalenceTests {
     func scheme(value: String, expected: String?) {
         #expect(uriScheme(of: value) == expected)
     }
+
+    @Test("a local directory's file: value reads back as the same directory, a % in its name kept", arguments: [
+        "/srv/mirror/", "/m%41p/", "/a%/b%%25/", "/%2e%2e/", "/é %20/",
+    ])
+    func fileServerValueRoundTrip(directory: String) {
+        let value = fileServerValue(ofDirectory: directory)
+        #expect(localDirectory(ofServerValue: value, base: "/elsewhere/") == directory, "\(value)")
+    }
 }
