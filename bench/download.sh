@@ -287,15 +287,25 @@ aria2c_parts() {
 # curl_parts URL RTT -> sets cp_secs (empty on failure): each part of the .jigdo fetched by one
 # curl (its --parallel, 32 transfers at once, connections reused), bodies thrown away unchecked:
 # what one request per part costs on this link at the polite per-host cap, before any checking
+# curl_config URL FILE: a curl config (-K) of every part of the .jigdo on the mirror URL, each
+# body to /dev/null; curl_fetch FILE LOG: one curl fetching them, 32 at once (what curl_parts
+# times, and the fetch of work_beside)
+curl_config() {
+  part_urls "$1/tree/" | awk '{ printf "url = \"%s\"\noutput = \"/dev/null\"\n", $2 }' > "$2"
+}
+curl_fetch() {
+  curl -sf -Z --parallel-max 32 --parallel-immediate -K "$1" </dev/null >"$2" 2>&1
+}
+
 curl_parts() {
   local d=$bench_tmp/curl-parts-$2 t0 t1 TIMEFORMAT=%U+%S
   cp_secs= cp_cpu= cp_serve_cpu=
   mkdir -p "$d"
-  part_urls "$1/tree/" | awk '{ printf "url = \"%s\"\noutput = \"/dev/null\"\n", $2 }' > "$d/config"
+  curl_config "$1" "$d/config"
   local ng0
   ng0=$(serving_cpu)
   t0=$(now)
-  if { time curl -sf -Z --parallel-max 32 --parallel-immediate -K "$d/config" </dev/null >"$d/log" 2>&1; } 2>"$d/cpu"; then
+  if { time curl_fetch "$d/config" "$d/log"; } 2>"$d/cpu"; then
     t1=$(now)
     cp_secs=$(secs "$t0" "$t1")
     cp_cpu=$(bc -l < "$d/cpu")
@@ -386,7 +396,7 @@ work_beside() {
   [ -n "$cp_secs" ] && build_plainfuse || return 0
   rm -rf "$d"
   mkdir -p "$d/copy"
-  part_urls "$1/tree/" | awk '{ printf "url = \"%s\"\noutput = \"/dev/null\"\n", $2 }' > "$d/config"
+  curl_config "$1" "$d/config"
   new_mount_point "beside-$2-$3"
   nice -n "$3" "$bench_tmp/plainfuse" "$iso" release.iso "$mp" || return 0
   pid=$(pgrep -n -f "^$bench_tmp/plainfuse") || { unmount "$mp"; return 0; }
@@ -395,7 +405,7 @@ work_beside() {
   (cd "$work/tree" && exec nice -n "$3" xargs -d '\n' -a "$bench_tmp/floor-parts" cp --parents -t "$d/copy") & b=$!
   nice -n "$3" dd if="$mp/release.iso" of=/dev/null bs=1M status=none & c=$!
   bench_pids+=("$a" "$b" "$c")
-  curl -sf -Z --parallel-max 32 --parallel-immediate -K "$d/config" </dev/null >"$d/log" 2>&1 || failed=1
+  curl_fetch "$d/config" "$d/log" || failed=1
   t1=$(now)
   wait "$a" || failed=1
   wait "$b" || failed=1
