@@ -47,8 +47,7 @@ public final class ReadOnlyFile: Sendable {
     private let fd: Int32
 
     /// `extraFlags` are added to the open(2) flags (e.g. O_NOFOLLOW for files in a cache).
-    public init(path: String, extraFlags: Int32 = 0) throws {
-        self.path = path
+    public convenience init(path: String, extraFlags: Int32 = 0) throws {
         // A path from a .jigdo may hold raw (non-UTF-8) name bytes (RawNames).
         let fd = RawNames.withFileSystemPath(path) { Syscalls.open($0, O_RDONLY | O_CLOEXEC | extraFlags) }
         if fd < 0 {
@@ -65,6 +64,24 @@ public final class ReadOnlyFile: Sendable {
             Syscalls.close(fd)
             throw JigdoError(.io, path: path, "is a directory, not a file")
         }
+        self.init(fd: fd, path: path, st)
+    }
+
+    /// Takes over `fd`, an open descriptor of the file at `path` (e.g. one this process wrote
+    /// and renamed there: no open by name). It may be open for writing too; only reads go
+    /// through it here. nil, with `fd` closed, when it cannot be looked at or the file has no
+    /// name any more (unlinked meanwhile).
+    public convenience init?(adopting fd: Int32, path: String) {
+        var st = stat()
+        guard Syscalls.fstat(fd, &st) == 0, st.st_nlink > 0, (st.st_mode & S_IFMT) != S_IFDIR else {
+            Syscalls.close(fd)
+            return nil
+        }
+        self.init(fd: fd, path: path, st)
+    }
+
+    private init(fd: Int32, path: String, _ st: stat) {
+        self.path = path
         self.fd = fd
         self.size = Int64(st.st_size)
         self.inode = UInt64(st.st_ino)

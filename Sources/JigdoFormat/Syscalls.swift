@@ -32,6 +32,17 @@ public enum Syscalls {
         return fd
     }
 
+    /// A duplicate of `fd` (close-on-exec; `fcntl(F_DUPFD_CLOEXEC)`): the same open file,
+    /// matched by the path `fd` was opened with.
+    public static func duplicate(_ fd: Int32) -> Int32 {
+        if let e = injected(.open, fd: fd) { return fail(e) }
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        if copy >= 0, isActive.load(ordering: .relaxed), let path = state.withLock({ $0.paths[fd] }) {
+            remember(copy, path: path)
+        }
+        return copy
+    }
+
     @discardableResult
     public static func close(_ fd: Int32) -> Int32 {
         let e = injected(.close, fd: fd)

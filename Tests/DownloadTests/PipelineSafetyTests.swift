@@ -3,6 +3,7 @@ import ImageAssembly
 import JigdoFormat
 import PartSources
 import TestSupport
+import Synchronization
 import Testing
 
 // The part pipeline's safety properties: nothing this process has not verified is served, the
@@ -117,6 +118,46 @@ struct PipelineSafetyTests {
         #expect(try fileBytes(decoy) == junk)
         var st = stat()
         #expect(lstat(target, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG, "the download replaced the link")
+    }
+
+    @Test("a transfer given the locked file's descriptor writes through it: a file put at its name meanwhile is never written")
+    func writesThroughTheLockedDescriptor() throws {
+        let release = try DownloadFixture.release()
+        let nginx = try Nginx(root: release)
+        defer { nginx.stop() }
+        let tmp = try TempDir()
+        let downloader = try HTTPDownloader(config: fastConfig())
+        defer { downloader.shutdown() }
+        let expected = try fileBytes(release + "/jf-md5-gz/release.jigdo")
+        // The pipeline's lock: an open descriptor of the partial file, whose name then points
+        // at another file (removed and made again by someone else).
+        let name = tmp.path + "/partial"
+        let fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        #expect(unlink(name) == 0)
+        let other = Array("another file at the same name\n".utf8)
+        try Data(other).write(to: URL(fileURLWithPath: name))
+
+        var request = TransferRequest(url: nginx.url + "jf-md5-gz/release.jigdo", path: name)
+        request.descriptor = fd
+        request.maxLength = Int64(expected.count)
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<TransferSummary, TransferError>?>(nil)
+        downloader.submit(request) { result in
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        let summary = try outcome.withLock { $0 }!.get()
+        #expect(summary.received == Int64(expected.count))
+        var st = stat()
+        #expect(fstat(fd, &st) == 0 && st.st_size == off_t(expected.count))
+        var written = [UInt8](repeating: 0, count: expected.count)
+        #expect(pread(fd, &written, expected.count, 0) == expected.count)
+        let intoLocked = written == expected, nameUntouched = try fileBytes(name) == other
+        #expect(intoLocked, "the body went to the locked file")
+        #expect(nameUntouched, "the file at the name was not written")
     }
 
     @Test("a read-only cache directory: every read right (parts kept in memory), one warning", .enabled(if: getuid() == 0, "needs root to mount a read-only tmpfs"))

@@ -114,8 +114,12 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
 extension HTTPDownloader {
     func begin(_ t: Transfer) {
         if let path = t.path {
-            // O_NOFOLLOW: a symlink planted in the cache is never written through.
-            let fd = Syscalls.open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            // The caller's descriptor of the file (a duplicate: the lanes close theirs once
+            // the last piece is written), or the file opened by name. O_NOFOLLOW: a symlink
+            // planted in the cache is never written through.
+            let given = t.request.descriptor
+            let fd = given >= 0 ? Syscalls.duplicate(given)
+                : Syscalls.open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else {
                 failEarly(t, Self.writeFailure(path, "cannot open", errno))
                 return

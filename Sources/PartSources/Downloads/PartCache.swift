@@ -180,6 +180,21 @@ public final class PartCache: Sendable {
         for w in holder?.waiters ?? [] { DispatchQueue.global().async { w() } }
     }
 
+    /// After `store` renamed the locked partial file in: releases its lock like `unlockPartial`
+    /// but keeps the descriptor, which is now the cached part's, as that open file (no open
+    /// by name, and surely the file whose bytes were hashed as they were written). nil (the
+    /// descriptor closed): it is no longer the cached part (evicted meanwhile) or not
+    /// `length` bytes long.
+    public func unlockStored(_ fd: Int32, for sum: Checksum, length: Int64) -> ReadOnlyFile? {
+        let holder = heldHere.withLock { $0.removeValue(forKey: sum) }
+        // Unlocked explicitly: the descriptor stays open, and a lock goes with the open file.
+        _ = flock(fd, LOCK_UN)
+        let file = ReadOnlyFile(adopting: fd, path: path(for: sum))
+        for w in holder?.waiters ?? [] { DispatchQueue.global().async { w() } }
+        guard let file, file.isRegularFile, file.owner == thisUser, file.size == length else { return nil }
+        return file
+    }
+
     /// When this process holds the lock of the part's partial file (another image's pipeline
     /// is downloading it): `released` is called once it is released, `demand` tells the holder
     /// a reader waits, and the result is true. False: another process holds it, or nobody does

@@ -135,6 +135,7 @@ extension PartPipeline {
         job.prefetch = currentlyPrefetch(job)
         let resumeFrom = resume
         var request = TransferRequest(url: requestURL, path: partial)
+        request.descriptor = job.lockFD
         request.resumeFrom = resumeFrom
         request.maxLength = job.length
         request.exactLength = true
@@ -289,11 +290,19 @@ extension PartPipeline {
             // Made room for (--cache-size) before it is renamed in. A part no reader pins that
             // does not fit beside the pinned ones is not kept: done all the same (caching is
             // lost; a later read finds it missing and fetches it again).
-            if let cache, try cache.store(partial: partial, as: job.checksum, length: job.length),
-               let f = cache.openPart(job.checksum, length: job.length) {
+            if let cache, try cache.store(partial: partial, as: job.checksum, length: job.length) {
+                // The locked descriptor is the cached part's now: kept open for reading (its
+                // lock released), or the file opened by name when this job holds no lock.
+                let f: ReadOnlyFile?
+                if job.lockFD >= 0 {
+                    f = cache.unlockStored(job.lockFD, for: job.checksum, length: job.length)
+                    job.lockFD = -1
+                } else {
+                    f = cache.openPart(job.checksum, length: job.length)
+                }
                 // Bytes this process hashed as they arrived: served without another check while
                 // the file stays as it is.
-                finish(job, .opened(f, f.identity))
+                finish(job, f.map { .opened($0, $0.identity) } ?? .landed)
             } else {
                 finish(job, .landed)
             }

@@ -34,6 +34,11 @@ public struct TransferRequest: Sendable {
     public var url: String
     /// The file to write; nil: keep the body in memory.
     public var path: String?
+    /// An open, writable descriptor of the file at `path` (-1: none), which the caller keeps
+    /// open until the completion: the transfer writes through a duplicate of it instead of
+    /// opening `path` by name. The pipeline passes the one that holds the partial file's lock,
+    /// so the bytes go to the very file it locked, and no path is walked again.
+    public var descriptor: Int32 = -1
     /// Bytes of the file before this (kept; a range request asks for the rest).
     public var resumeFrom: Int64 = 0
     /// The file may not grow past this (a longer body is cut off with `.tooLong`).
