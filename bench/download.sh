@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark (issue 4): an empty machine fetching the release from a mirror. nginx (Debian's, with
 # its own config, on 127.0.0.1 and a free port) serves the release tree; for each RTT a latency
-# proxy of our own (bench/latency-proxy.py, 127.0.0.1) sits in front of it (0 ms: nginx directly).
+# proxy of our own (bench/latency-proxy.c, built with cc into the run's directory; 127.0.0.1) sits
+# in front of it (0 ms: nginx directly). LATENCY_PROXY=python uses bench/latency-proxy.py, the
+# same link in Python, which the figures before 2026-12-07 17:30 were measured with: it took some
+# 3 CPU-s at 20 ms (a third of this 2-core machine, competing with the clients measured) and
+# could not carry 100 MB/s over one connection (curl of the ISO at 30 ms / 100 MB/s took 16 s
+# through it, 10.3 s through the C one); a real link's latency costs the client machine nothing.
 # Measured in the same run, per RTT:
 #   jigdo-lite --noask        .jigdo and template from the mirror, then every part with wget,
 #                             30 at a time, merged by jigdo-file, then its final verify;
@@ -57,7 +62,7 @@
 # openssl dgst of the image, cp of the parts and dd through plainfuse, until all is done; twice:
 # the rest at nice 19 (it takes only what the fetch leaves) and at nice 0 (it competes, as
 # jigdofs's threads do). Where the link and the CPU both bind (20 ms on 2 cores, the latency
-# proxy itself taking half a core) the work floor's sum cannot say how much the CPU work slows
+# proxy itself taking some of it) the work floor's sum cannot say how much the CPU work slows
 # the requests; these measure it, and the 20 ms goal is printed against both.
 # Order and cleanup: per link jigdofs, curl, aria2c and the counting run; jigdo-lite for every
 # link after all of them; nothing a run downloaded is deleted before the end. Why: on an ext4
@@ -77,6 +82,7 @@
 #        BENCH_TMPDIR=/dev/shm: where the runs write (default /tmp; see above).
 #        CHECKSUM=sha256: the release's SHA256 variant (default md5).
 #        COUNTING_RUN=0: no strace / allocation counting run.
+#        LATENCY_PROXY=python: the Python latency proxy (see above; default: the C one).
 . "$(dirname "$0")/lib.sh"
 rtts=${RTTS:-0 20}
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ftp_proxy all_proxy ALL_PROXY
@@ -88,6 +94,17 @@ mkdir -p "$www"
 ln -s "$work/tree" "$www/tree"
 start_nginx "$www"
 
+# The latency proxy: bench/latency-proxy.c built into the run's directory (or the Python one).
+if [ "${LATENCY_PROXY:-c}" = python ]; then
+  latency_proxy=(python3 bench/latency-proxy.py)
+  proxy_name=bench/latency-proxy.py
+else
+  cc -O2 -Wall -o "$bench_tmp/latency-proxy" bench/latency-proxy.c || {
+    echo "cannot build bench/latency-proxy.c (LATENCY_PROXY=python uses the Python one)" >&2; exit 1; }
+  latency_proxy=("$bench_tmp/latency-proxy")
+  proxy_name=bench/latency-proxy.c
+fi
+
 # start_mirror RTT [MB/s]: sets $url to the mirror as seen through that RTT, optionally with a
 # shared bandwidth cap (starts a proxy for RTT > 0 or a cap; not a $(...) function: the proxy
 # must be this shell's child, registered for stopping)
@@ -95,7 +112,7 @@ start_mirror() {
   local rtt=$1 cap=${2:-} out=$bench_tmp/proxy-$1-${2:-0}.out pid port=
   proxy_pid=
   if [ "$rtt" = 0 ] && [ -z "$cap" ]; then url="http://127.0.0.1:$nginx_port"; return; fi
-  python3 bench/latency-proxy.py 0 "$nginx_port" "$rtt" $cap > "$out" &
+  "${latency_proxy[@]}" 0 "$nginx_port" "$rtt" $cap > "$out" &
   pid=$!
   proxy_pid=$pid
   bench_pids+=("$pid")
@@ -539,7 +556,7 @@ warm_page_cache
 digest_floor=$(digest_cpu_per_gb)
 [ "${COUNTING_RUN:-1}" = 0 ] || build_alloc_shim
 header
-printf '%-52s mirror: nginx on 127.0.0.1:%s, RTT added by bench/latency-proxy.py\n' "" "$nginx_port"
+printf '%-52s mirror: nginx on 127.0.0.1:%s, RTT added by %s\n' "" "$nginx_port" "$proxy_name"
 [ -z "$digest_floor" ] || printf '%-52s %s\n' "" "$(printf 'openssl dgst -%s of the image: %.2f CPU-s per GB (best of 3)' "$checksum" "$digest_floor")"
 summary=()
 link_urls=() link_labels=() link_rtts=() link_caps=() link_totals=()
