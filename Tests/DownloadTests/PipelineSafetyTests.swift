@@ -2,8 +2,8 @@ import Foundation
 import ImageAssembly
 import JigdoFormat
 import PartSources
-import TestSupport
 import Synchronization
+import TestSupport
 import Testing
 
 // The part pipeline's safety properties: nothing this process has not verified is served, the
@@ -148,7 +148,7 @@ struct PipelineSafetyTests {
             outcome.withLock { $0 = result }
             done.signal()
         }
-        done.wait()
+        try #require(done.wait(timeout: .now() + 60) == .success, "the transfer did not end within 60 s")
         let summary = try outcome.withLock { $0 }!.get()
         #expect(summary.received == Int64(expected.count))
         var st = stat()
