@@ -301,9 +301,6 @@ aria2c_parts() {
   fi
 }
 
-# curl_parts URL RTT -> sets cp_secs (empty on failure): each part of the .jigdo fetched by one
-# curl (its --parallel, 32 transfers at once, connections reused), bodies thrown away unchecked:
-# what one request per part costs on this link at the polite per-host cap, before any checking
 # curl_config URL FILE: a curl config (-K) of every part of the .jigdo on the mirror URL, each
 # body to /dev/null; curl_fetch FILE LOG: one curl fetching them, 32 at once (what curl_parts
 # times, and the fetch of work_beside)
@@ -314,6 +311,9 @@ curl_fetch() {
   curl -sf -Z --parallel-max 32 --parallel-immediate -K "$1" </dev/null >"$2" 2>&1
 }
 
+# curl_parts URL RTT -> sets cp_secs (empty on failure): each part of the .jigdo fetched by one
+# curl (its --parallel, 32 transfers at once, connections reused), bodies thrown away unchecked:
+# what one request per part costs on this link at the polite per-host cap, before any checking
 curl_parts() {
   local d=$bench_tmp/curl-parts-$2 t0 t1 TIMEFORMAT=%U+%S
   cp_secs= cp_cpu= cp_serve_cpu=

@@ -291,17 +291,12 @@ extension PartPipeline {
             // does not fit beside the pinned ones is not kept: done all the same (caching is
             // lost; a later read finds it missing and fetches it again).
             if let cache, try cache.store(partial: partial, as: job.checksum, length: job.length) {
-                // The locked descriptor is the cached part's now: kept open for reading (its
-                // lock released), or the file opened by name when this job holds no lock.
-                let f: ReadOnlyFile?
-                if job.lockFD >= 0 {
-                    f = cache.unlockStored(job.lockFD, for: job.checksum, length: job.length)
-                    job.lockFD = -1
-                } else {
-                    f = cache.openPart(job.checksum, length: job.length)
-                }
-                // Bytes this process hashed as they arrived: served without another check while
-                // the file stays as it is.
+                // The locked descriptor (every download into the cache holds one, taken in
+                // `tryLocation`) is the cached part's now: kept open for reading, its lock
+                // released. Bytes this process hashed as they arrived: served without another
+                // check while the file stays as it is.
+                let f = cache.unlockStored(job.lockFD, for: job.checksum, length: job.length)
+                job.lockFD = -1
                 finish(job, f.map { .opened($0, $0.identity) } ?? .landed)
             } else {
                 finish(job, .landed)
