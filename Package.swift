@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, lowest first. Each layer imports only the layers before it in this list (the lower
 // ones), never a later one; the README's "Source layout" table says the same in the same words.
 //   CZlib, CBzip2, CSQLite,   one thin shim module per C library (macros and variadics as typed
-//   CCurl, CFuse3, CPosix     jfs_ functions); CPosix: POSIX calls Swift cannot make (fork, mallopt)
+//   CCurl, CFuse3, CPosix     jfs_ functions); CPosix: POSIX calls Swift cannot make (fork, mallopt, prctl)
 //   JigdoFormat               reading .jigdo and .template files, checksums, location expansion,
 //                             positional file reads, the byte-budget LRU cache, Syscalls (the
 //                             one door for libc file calls; tests inject failures there)
@@ -53,7 +53,7 @@ let package = Package(
         ),
         .target(
             name: "PartSources",
-            dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", "CCurl", "ISO9660", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["JigdoFormat", "ImageAssembly", "CSQLite", "CCurl", "CPosix", "ISO9660", .product(name: "Logging", package: "swift-log")],
             exclude: ["Downloads/README.md"]
         ),
         .target(

@@ -51,11 +51,15 @@ struct Prefetch: ParsableCommand {
         }
         store.prefetch(missing)
         let bar = ProgressBar(title: "Downloading")
-        // Figures from the store as downloads finish, whatever order they finish in.
+        // Figures from the store, whatever order downloads finish in: the bytes of the parts
+        // downloaded and of those arriving, so a large part moves the bar as it arrives. Never
+        // backwards: a failed attempt's bytes drop out of the count (they are fetched again).
+        let shown = Mutex<Int64>(0)
         let ticker = Ticker(every: 0.2) {
             let s = store.statistics()
-            bar.update(done: min(total, s.bytesDownloaded - before.bytesDownloaded), total: total,
-                       parts: (s.partsDownloaded - before.partsDownloaded, missing.count))
+            let now = min(total, s.bytesDownloaded - before.bytesDownloaded + s.bytesArriving)
+            let done = shown.withLock { $0 = max($0, now); return $0 }
+            bar.update(done: done, total: total, parts: (s.partsDownloaded - before.partsDownloaded, missing.count))
         }
         var failures: [String] = []
         for i in missing {

@@ -200,6 +200,34 @@ struct PipelineSafetyTests {
         #expect(fromGood.count == o.distinctParts && Set(fromGood).count == fromGood.count)
     }
 
+    @Test("bytes arriving: half a body received counts while its transfer runs, nothing once its completion ran")
+    func bytesArrivingWhileRunning() throws {
+        let release = try DownloadFixture.release()
+        let fault = try FaultServer(root: release)
+        defer { fault.stop() }
+        let tmp = try TempDir()
+        // The largest package (a name without blanks: the path goes into the URL as it is).
+        func size(_ path: String) -> Int64 { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0 }
+        let file = try #require(regularFiles(under: release + "/tree").filter { !$0.contains(" ") }.max { size($0) < size($1) })
+        let name = String(file.dropFirst(release.count + 1))
+        let size = size(file)
+        try #require(size > 1 << 16)
+        var config = fastConfig()
+        config.lowSpeedTime = 60  // the held connection is not given up while the test looks
+        let downloader = try HTTPDownloader(config: config)
+        defer { downloader.shutdown() }
+        #expect(downloader.bytesArriving == 0)
+        let ended = DispatchSemaphore(value: 0)
+        // The server sends the first half of the body, then holds the connection.
+        downloader.submit(url: fault.url + "halfstall/" + name, to: tmp.path + "/partial") { _ in ended.signal() }
+        try waitUntil("half the body counted as arriving (\(downloader.bytesArriving) of \(size / 2))") {
+            downloader.bytesArriving == size / 2
+        }
+        downloader.shutdown()
+        #expect(ended.wait(timeout: .now() + 30) == .success)
+        #expect(downloader.bytesArriving == 0)
+    }
+
     @Test("an endless .jigdo body is cut at the bound and leaves no file; a file: URL is refused by the protocol restriction")
     func boundedFetches() throws {
         let release = try DownloadFixture.release()

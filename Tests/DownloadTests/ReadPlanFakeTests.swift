@@ -21,7 +21,30 @@ private func reader(_ f: FakePipeline) throws -> ImageReader {
 struct ReadPlanFakeTests {
     @Test("a blocking read over three missing parts: the fetcher sees three requests before any completes")
     func blockingReadStartsAll() throws {
-        let f = try FakePipeline()
+        try readStartsAllThree(try FakePipeline())
+    }
+
+    @Test("--cache-size too small to keep them: parts downloaded before are started together again by a read")
+    func partsNotKeptAreStartedTogether() throws {
+        // Every part is 5,000 bytes: none fits a cache of 1,000 bytes unless a reader pins it.
+        let f = try FakePipeline(cacheSize: 1000)
+        f.pipeline.prefetch([0, 1, 2])
+        for _ in 0..<3 {
+            let p = try #require(f.fetcher.next(timeout: 10))
+            f.fetcher.serve(p, f.parts[part(p)])
+        }
+        #expect(waitUntil { f.pipeline.statistics().partsDownloaded == 3 && f.pipeline.statistics().downloading == 0 })
+        for i in 0..<3 {
+            #expect(!f.cache.contains(f.pipeline.template.parts.checksum(i), length: Int64(f.parts[i].count)), "part \(i) kept")
+        }
+        // Downloaded, not kept: a read plans all three again (before, a part downloaded once
+        // was taken to be in the cache, and the read fetched them one after another).
+        try readStartsAllThree(f, before: 3)
+    }
+
+    /// A read of the whole image on a thread of its own: the fetcher must see three requests
+    /// before any is answered (`before`: requests made earlier).
+    private func readStartsAllThree(_ f: FakePipeline, before: Int = 0) throws {
         let image = try reader(f)
         let size = Int(image.size)
         let done = DispatchSemaphore(value: 0)
@@ -52,7 +75,7 @@ struct ReadPlanFakeTests {
         }
         let bytes = try #require(try result.withLock { $0 }?.get())
         #expect(bytes == f.parts.flatMap { $0 })
-        #expect(f.fetcher.requested.count == 3, "each part fetched once: \(f.fetcher.requested)")
+        #expect(f.fetcher.requested.count == before + 3, "each part fetched once: \(f.fetcher.requested)")
     }
 
     @Test("a FUSE request over three missing parts: one WouldWait, three requests already made, one wake-up for the set")

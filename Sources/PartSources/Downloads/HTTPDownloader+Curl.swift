@@ -24,6 +24,8 @@ final class Transfer: @unchecked Sendable {
     var resumeFrom: Int64 { request.resumeFrom }
     var maxLength: Int64? { request.maxLength }
     let completion: @Sendable (Result<TransferSummary, TransferError>) -> Void
+    /// The fetcher's count of bytes arriving: this transfer's are in it until its completion.
+    let arriving: ArrivingBytes
     // Touched only by the worker thread.
     var easy: UnsafeMutableRawPointer?
     var fd: Int32 = -1
@@ -53,9 +55,10 @@ final class Transfer: @unchecked Sendable {
     var hasher: ChecksumHasher?
     let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
 
-    init(id: UInt64, request: TransferRequest,
+    init(id: UInt64, request: TransferRequest, arriving: ArrivingBytes = ArrivingBytes(),
          completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void) {
         self.id = id
+        self.arriving = arriving
         self.request = request
         self.offset = request.resumeFrom
         self.hasher = request.hasher
@@ -98,6 +101,7 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
         t.offset += Int64(n)
         t.received += Int64(n)
         t.unreported += Int64(n)
+        t.arriving.add(n)
         DownloadRateLimit.shared.consume(n)
         return n
     }
@@ -107,8 +111,18 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
     t.offset += Int64(n)
     t.received += Int64(n)
     t.unreported += Int64(n)
+    t.arriving.add(n)
     DownloadRateLimit.shared.consume(n)
     return n
+}
+
+/// Bytes received by transfers whose completion has not run yet: added as pieces arrive (on
+/// the transfer thread), taken out just before each completion.
+final class ArrivingBytes: Sendable {
+    private let count = Atomic<Int64>(0)
+    var bytes: Int64 { max(0, count.load(ordering: .relaxed)) }
+    func add(_ n: Int) { count.add(Int64(n), ordering: .relaxed) }
+    func ended(_ received: Int64) { count.subtract(received, ordering: .relaxed) }
 }
 
 extension HTTPDownloader {

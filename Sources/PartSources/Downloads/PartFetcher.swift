@@ -31,4 +31,12 @@ public protocol PartFetcher: AnyObject, Sendable {
     /// location), the pipelines over this fetcher note and read failures, health, load, speed
     /// and redirects in it, so every image of a mount sees what the others learned.
     var mirrors: SharedMirrorBook { get }
+
+    /// Bytes received so far by transfers whose completion has not run yet (for progress
+    /// figures: a large part shows as it arrives, not only once it is complete).
+    var bytesArriving: Int64 { get }
+}
+
+extension PartFetcher {
+    public var bytesArriving: Int64 { 0 }
 }

@@ -62,9 +62,10 @@ extension PartPipeline {
         case .fetching?: return true
         case .open?, .memory?, .local?, .localFile?: return false
         // Nothing evicts it (no --cache-size): there (a file removed by hand is found missing
-        // by its read, which waits for it, as before).
-        case .landed?, .verified? where cache?.sizeLimit == nil: return false
-        case .landed?, .verified?, .failed?, nil: break
+        // by its read, which waits for it, as before). With --cache-size, the cache says: it
+        // may have been evicted, or never kept (it did not fit).
+        case .landed?, .verified?: if cache?.sizeLimit == nil { return false }
+        case .failed?, nil: break
         }
         return !isLocallyAvailable(index)
     }

@@ -13,6 +13,9 @@ extension PartPipeline {
     public struct Statistics: Sendable {
         public var partsDownloaded: Int
         public var bytesDownloaded: Int64
+        /// Bytes received by transfers still running (the fetcher's, for every pipeline over
+        /// it): not yet in `bytesDownloaded`.
+        public var bytesArriving: Int64
         public var downloading: Int
         public var failuresByHost: [String: Int]
         public var failuresByLocation: [String: Int]
@@ -70,7 +73,7 @@ extension PartPipeline {
         condition.lock(); defer { condition.unlock() }
         let inFlight = state.table.fetching
         return Statistics(partsDownloaded: state.partsDownloaded, bytesDownloaded: state.bytesDownloaded,
-                          downloading: inFlight, failuresByHost: failures.0,
+                          bytesArriving: downloader?.bytesArriving ?? 0, downloading: inFlight, failuresByHost: failures.0,
                           failuresByLocation: failures.1)
     }
 }
