@@ -36,7 +36,9 @@
 # of checking every byte); the difference is the daemon's CPU beyond the checksum. Beside it the
 # peers' CPU per GB for the same parts (bash's `time`: user + system of the whole client):
 # curl --parallel to /dev/null (fetching alone, the floor) and aria2c (fetched, checked,
-# written: the same work, less the FUSE replies).
+# written: the same work, less the FUSE replies). And the daemon's transfer thread (the one
+# libcurl thread, `jigdofs-curl`): seconds on a core and seconds runnable but waiting for one
+# (/proc/PID/task/TID/schedstat), what the rest of the machine's work costs the fetch.
 # Then an untimed counting run per RTT (COUNTING_RUN=0 skips it): the same mount and full dd,
 # with `strace -c -f` attached to the daemon (needs ptrace: root, or kernel.yama.ptrace_scope 0)
 # and bench/alloccount.c preloaded into it (built with cc into the run's directory), both counted
@@ -180,7 +182,7 @@ jigdofs_unmount_dl() { # NAME (its cache is kept until the end, see the header)
 }
 jigdofs_download() {
   local rtt=$1 url=$2 name t0 t1 t2 t3 r0
-  js_mount= js_ttfb= js_mid= js_total= js_dd= js_rss= js_requests= js_cpu= js_parts=
+  js_mount= js_ttfb= js_mid= js_total= js_dd= js_rss= js_requests= js_cpu= js_parts= js_sched=
   new_mount_point "ttfb-$rtt"
   t0=$(now)
   jigdofs_mount_dl "ttfb-$rtt" "$url" "$rtt" || return 0
@@ -204,6 +206,7 @@ jigdofs_download() {
   js_total=$(secs "$t0" "$t1")
   [ -z "$pid" ] || js_rss=$(peak_rss_mib "$pid")
   [ -z "$pid" ] || js_cpu=$(cpu_seconds "$pid")
+  [ -z "$pid" ] || js_sched=$(thread_sched "$pid" jigdofs-curl)
   js_requests=$(( $(requests) - r0 ))
   js_parts=$(parts_fetched "$r0")
   cmp -s "$mp/$name" "$iso" || echo "jigdofs at $rtt ms: image DIFFERS from the original" >&2
@@ -214,6 +217,17 @@ jigdofs_download() {
 cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f %.2f\n", $12 / hz, $13 / hz }' \
     "/proc/$1/stat" 2>/dev/null || echo ""
+}
+
+# thread_sched PID COMM: "ON WAIT" seconds of the thread named COMM so far: on a core, and
+# runnable but waiting for one (/proc/PID/task/TID/schedstat; empty without it)
+thread_sched() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] || continue
+    awk '{ printf "%.2f %.2f\n", $1 / 1e9, $2 / 1e9 }' "$t/schedstat" 2>/dev/null
+    return 0
+  done
 }
 
 # verdict VALUE LIMIT -> "met" (VALUE <= LIMIT) or "NOT MET"
@@ -635,6 +649,14 @@ for link in $links; do
         "$cpu_gb" "$checksum" "$digest_floor" "$([ -z "$limit" ] || printf ' (issue 21 goal <= %s: %s)' "$limit" "$(verdict "$beyond" "$limit")")")")
     fi
     summary+=("$label: daemon peak RSS ${js_rss:-?} MiB")
+  fi
+  # The thread that serves every connection: a response it notices late delays that
+  # connection's next request. Waiting for a core is what the rest of the machine's work costs
+  # the fetch (on 2 cores: the daemon's hashing, storing and replies, dd, nginx, the proxy).
+  if [ -n "$js_sched" ]; then
+    read -r on_core for_core <<< "$js_sched"
+    summary+=("$(printf '%s: the transfer thread (jigdofs-curl) was on a core %.2f s and waited for one %.2f s of the %.2f s' \
+      "$label" "$on_core" "$for_core" "$js_total")")
   fi
   # The peers' CPU for the same parts (user + system of the whole process, per GB): what
   # fetching each part as its own request costs a mature client, the floor under the daemon's
