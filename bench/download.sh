@@ -407,6 +407,7 @@ work_floor() {
     cat_iso=$(cpu_of cat "$iso") || return 0
     wf_store=$(echo "$cp_c - $cat_c" | bc -l)
     wf_reply=$(echo "$dd_c + $pf_c - $cat_iso" | bc -l)
+    wf_server=$pf_c
   fi
   wf_cpu=$(echo "$cp_cpu + $cp_serve_cpu + $digest_floor * $gb + $wf_store + $wf_reply" | bc -l)
   wf_secs=$(echo "c = $wf_cpu / $(nproc); if (c < $cp_secs) $cp_secs else c" | bc -l)
@@ -637,6 +638,7 @@ for link in $links; do
     row "aria2c, the parts as files, 32 at once, $label" "$ar_secs" "each checked against its ${checksum^^}"
     summary+=("$label: $(goal_ratio "jigdofs (mount + dd) / aria2c of the parts" "$js_total" "$ar_secs" "$(goal_at 0.7 0.8)")")
   fi
+  cpu_gb=
   if [ -n "$js_cpu" ]; then
     read -r cpu_user cpu_sys <<< "$js_cpu"
     cpu_gb=$(echo "($cpu_user + $cpu_sys) / $gb" | bc -l)
@@ -679,6 +681,18 @@ for link in $links; do
         "$([ "$(verdict "$r" "$limit")" = met ] && echo "above it: within reach in principle" || echo "below it: out of reach on this machine")")
     fi
     summary+=("$wf_line")
+  fi
+  # The daemon's own share of that floor, per GB, beside its CPU beyond the checksum: fetching
+  # (curl --parallel's CPU), storing (cp of the parts less cat of them) and serving the reads
+  # (bench/plainfuse.c's CPU: its preads and replies; the reader's side is dd's, not the
+  # daemon's). A CPU goal below it is out of reach on this machine.
+  if [ -n "$wf_secs" ] && [ -n "${wf_server:-}" ] && [ -n "${cpu_gb:-}" ] && [ -n "$digest_floor" ]; then
+    dfloor=$(echo "($cp_cpu + $wf_store + $wf_server) / $gb" | bc -l)
+    limit=$(goal_at 1.0 1.0)
+    summary+=("$(printf '%s: daemon CPU floor beyond the checksum: fetch %.2f + store %.2f + serve %.2f = %.2f CPU-s/GB%s; the daemon %.2f = %.2fx it' \
+      "$label" "$(echo "$cp_cpu / $gb" | bc -l)" "$(echo "$wf_store / $gb" | bc -l)" "$(echo "$wf_server / $gb" | bc -l)" "$dfloor" \
+      "$([ -z "$limit" ] || printf ' (the %s goal is %s)' "$limit" "$([ "$(verdict "$dfloor" "$limit")" = met ] && echo "above it" || echo "below it: out of reach on this machine")")" \
+      "$(echo "$cpu_gb - $digest_floor" | bc -l)" "$(echo "($cpu_gb - $digest_floor) / $dfloor" | bc -l)")")
   fi
   [ ${#wb_lines[@]} = 0 ] || summary+=("${wb_lines[@]}")
   if [ -n "$ar_cpu" ]; then
