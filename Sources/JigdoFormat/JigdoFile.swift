@@ -650,7 +650,9 @@ extension String {
     /// Fedora writes `%2b` for `+` in part paths). Bytes that are not UTF-8 become raw-byte
     /// scalars (`RawNames`).
     public func replacingPercentEscapes() -> String {
-        guard contains("%") else { return self }
+        // Byte-wise: `contains("%")` here is Foundation's substring search (a CFString search
+        // for every location of every part a read-ahead starts).
+        guard utf8.contains(UInt8(ascii: "%")) else { return self }
         var out = [UInt8]()
         let bytes = Array(utf8)
         var i = 0
