@@ -30,14 +30,23 @@ struct TerminalTests {
         return dir + "/release.jigdo"
     }
 
+    /// `release`'s jf-md5-gz .jigdo isolated (`isolatedJigdo`) and an nginx serving the release
+    /// (the caller stops it): (release, nginx, the temporary directory, the .jigdo's path).
+    static func served(_ release: FixtureRelease) throws -> (FixtureRelease, Nginx, TemporaryDirectory, String) {
+        let nginx = try Nginx(root: release.root)
+        do {
+            let tmp = try TemporaryDirectory()
+            return (release, nginx, tmp, try isolatedJigdo(release.variant("jf-md5-gz"), in: tmp))
+        } catch {
+            nginx.stop()
+            throw error
+        }
+    }
+
     @Test("the progress line fits the terminal: every redraw one line, nothing of a longer line left", arguments: [60, 120])
     func progressFitsTheTerminal(_ columns: Int) throws {
-        let release = try Fixtures.smallRelease()
-        let v = release.variant("jf-md5-gz")
-        let nginx = try Nginx(root: release.root)
+        let (release, nginx, tmp, jigdo) = try Self.served(Fixtures.smallRelease())
         defer { nginx.stop() }
-        let tmp = try TemporaryDirectory()
-        let jigdo = try Self.isolatedJigdo(v, in: tmp)
         let bytes = regularFiles(under: release.tree).reduce(Int64(0)) { $0 + fileSize($1) }
         // About 2.5 seconds of downloads: a dozen redraws with changing figures. (When a part
         // counted only once complete, all of them at once (the default 16) sometimes showed no
@@ -70,12 +79,8 @@ struct TerminalTests {
 
     @Test("one large part to download: the progress line moves while it arrives, not only once it is complete")
     func progressWhileAPartArrives() throws {
-        let release = try Fixtures.smallRelease()
-        let v = release.variant("jf-md5-gz")
-        let nginx = try Nginx(root: release.root)
+        let (release, nginx, tmp, jigdo) = try Self.served(Fixtures.smallRelease())
         defer { nginx.stop() }
-        let tmp = try TemporaryDirectory()
-        let jigdo = try Self.isolatedJigdo(v, in: tmp)
         // A local copy of the tree without its largest package: the one part to download.
         try copyTree(release.tree, to: tmp.file("tree"))
         let largest = try #require(regularFiles(under: tmp.file("tree")).max { fileSize($0) < fileSize($1) })
@@ -106,12 +111,8 @@ struct TerminalTests {
 
     @Test("Ctrl-C during prefetch: one line saying what was kept and how to go on, exit 130")
     func interruptSaysWhatWasKept() throws {
-        let release = try Fixtures.release()
-        let v = release.variant("jf-md5-gz")
-        let nginx = try Nginx(root: release.root)
+        let (_, nginx, tmp, jigdo) = try Self.served(Fixtures.release())
         defer { nginx.stop() }
-        let tmp = try TemporaryDirectory()
-        let jigdo = try Self.isolatedJigdo(v, in: tmp)
         let (status, output) = try Self.onTerminal(80, [
             "prefetch", jigdo, "--cache-dir", tmp.file("cache"), "--server", "Base=\(nginx.url)tree/", "--limit-rate", "1M",
         ], interruptAfter: "parts")
