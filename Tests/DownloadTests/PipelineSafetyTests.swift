@@ -207,10 +207,10 @@ struct PipelineSafetyTests {
         defer { fault.stop() }
         let tmp = try TempDir()
         // The largest package (a name without blanks: the path goes into the URL as it is).
-        func size(_ path: String) -> Int64 { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0 }
-        let file = try #require(regularFiles(under: release + "/tree").filter { !$0.contains(" ") }.max { size($0) < size($1) })
+        func bytes(of path: String) -> Int64 { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0 }
+        let file = try #require(regularFiles(under: release + "/tree").filter { !$0.contains(" ") }.max { bytes(of: $0) < bytes(of: $1) })
         let name = String(file.dropFirst(release.count + 1))
-        let size = size(file)
+        let size = bytes(of: file)
         try #require(size > 1 << 16)
         var config = fastConfig()
         config.lowSpeedTime = 60  // the held connection is not given up while the test looks
