@@ -98,16 +98,11 @@ private let writeToFile: jfs_curl_write_callback = { data, size, count, context 
     if t.path == nil {
         if n > 0 { t.hasher?.update(UnsafeRawBufferPointer(start: data, count: n)) }
         t.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n))
-        t.offset += Int64(n)
-        t.received += Int64(n)
-        t.unreported += Int64(n)
-        t.arriving.add(n)
-        DownloadRateLimit.shared.consume(n)
-        return n
+    } else {
+        // A piece that could not be written stops the transfer: the rest has nowhere to go.
+        guard t.writeError.load(ordering: .relaxed) == 0, let writeBehind = t.writeBehind else { return 0 }
+        if n > 0 { writeBehind.write(t, fd: t.fd, data!, count: n, at: t.offset) }
     }
-    // A piece that could not be written stops the transfer: the rest has nowhere to go.
-    guard t.writeError.load(ordering: .relaxed) == 0, let writeBehind = t.writeBehind else { return 0 }
-    if n > 0 { writeBehind.write(t, fd: t.fd, data!, count: n, at: t.offset) }
     t.offset += Int64(n)
     t.received += Int64(n)
     t.unreported += Int64(n)
