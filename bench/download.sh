@@ -62,12 +62,15 @@
 # ms, `curl --parallel` at 20 ms): a goal below it is out of reach on this machine. Its daemon
 # share per GB (fetching, storing, and serving: plainfuse's own CPU, the reader's being dd's) is
 # printed beside the daemon's CPU beyond the checksum, against the 1.0 CPU-s/GB goal.
-# The same work by peers at once (20 ms, timed): curl --parallel of the parts, and beside it
-# openssl dgst of the image, cp of the parts and dd through plainfuse, until all is done; twice:
-# the rest at nice 19 (it takes only what the fetch leaves) and at nice 0 (it competes, as
-# jigdofs's threads do). Where the link and the CPU both bind (20 ms on 2 cores, the latency
-# proxy itself taking some of it) the work floor's sum cannot say how much the CPU work slows
-# the requests; these measure it, and the 20 ms goal is printed against both.
+# The same work by peers at once (0 and 20 ms, timed): curl --parallel of the parts, and beside
+# it openssl dgst of the image, cp of the parts and dd through plainfuse, until all is done;
+# twice: the rest at nice 19 (it takes only what the fetch leaves) and at nice 0 (it competes,
+# as jigdofs's threads do). The work floor's sum assumes the cores are never idle and the
+# pieces never wait for each other; these measure what the same work takes at once: at 20 ms
+# how much the CPU work slows the requests (the link and the CPU both bind, the latency proxy
+# taking some of it), at 0 ms what sharing 2 cores between five processes costs. Each link's
+# wall-time goal (1.0x `curl | md5sum` at 0 ms, 1.1x `curl --parallel` at 20 ms) is printed
+# against both.
 # Order and cleanup: per link jigdofs, curl, aria2c and the counting run; jigdo-lite for every
 # link after all of them; nothing a run downloaded is deleted before the end. Why: on an ext4
 # without a journal (this machine's root), creating a file within minutes of deleting thousands
@@ -75,8 +78,8 @@
 # run right after a deletion (a cache removed, or jigdo-lite removing its parts as it merges them)
 # spent 3-4 more CPU-s per GB creating its files. Users do not delete 6,000 files before each
 # mount. A test suite run right before the bench does (thousands of files): BENCH_TMPDIR=/dev/shm
-# puts every run's files on a tmpfs instead (about 11 GB of RAM for the default release), so the
-# figures are the tools' own, for every row alike.
+# puts every run's files on a tmpfs instead (about 17 GB of RAM for the default release: 16.7 GB
+# at its peak on 2026-12-07), so the figures are the tools' own, for every row alike.
 #
 # usage: bench/download.sh [--quick] [WORKDIR] [NFILES]   (default /tmp/jigdofs-bench, 7000 files ≈ 1 GB)
 # env:   JIGDOFS=path/to/jigdofs (default: this repo's release build); it needs `mount` with
@@ -375,9 +378,13 @@ cpu_of() {
 #          (nginx's CPU, and the latency proxy's on a link with one)
 #   check: openssl dgst of the image (the digest floor)
 #   store: `cp` of the parts into the cache's file system, less `cat` of them (the reading):
-#          each part written into a file of its own (measured once a run)
+#          each part written into a file of its own
 #   reply: dd of the image through a plain FUSE file (bench/plainfuse.c): its daemon's CPU and
-#          dd's, less `cat` of the image (the daemon's pread from the page cache; once a run)
+#          dd's, less `cat` of the image (the daemon's pread from the page cache)
+# Store and reply are measured per link by floor_pieces, right after jigdofs's read on it: both
+# take new memory (the copies' pages, the FUSE file's page cache), whose cost on this VM depends
+# on when it is taken (see fresh_memory_cost), so they are measured next to what they are
+# compared with. The copies stay until the end (see "Order and cleanup" above).
 # build_plainfuse -> 0 when $bench_tmp/plainfuse (bench/plainfuse.c) is built; the parts' paths
 # under the tree in $bench_tmp/floor-parts
 build_plainfuse() {
@@ -388,29 +395,31 @@ build_plainfuse() {
   gcc -O2 -Wall -o "$bench_tmp/plainfuse" bench/plainfuse.c $(pkg-config --cflags --libs fuse3)
 }
 
+# floor_pieces NAME -> sets wf_store, wf_reply, wf_server (empty on failure): the store and reply
+# pieces of the work floor (above), measured now
+floor_pieces() {
+  wf_store= wf_reply= wf_server=
+  build_plainfuse || return 0
+  local copy=$bench_tmp/floor-copy-$1 list=$bench_tmp/floor-parts cp_c cat_c pid dd_c pf_c pf_u pf_s cat_iso
+  mkdir -p "$copy"
+  cp_c=$(cd "$work/tree" && cpu_of xargs -d '\n' -a "$list" cp --parents -t "$copy") || return 0
+  cat_c=$(cd "$work/tree" && cpu_of xargs -d '\n' -a "$list" cat) || return 0
+  new_mount_point "floor-plain-$1"
+  "$bench_tmp/plainfuse" "$iso" release.iso "$mp" || return 0
+  pid=$(pgrep -n -f "^$bench_tmp/plainfuse") || { unmount "$mp"; return 0; }
+  dd_c=$(cpu_of dd if="$mp/release.iso" of=/dev/null bs=1M) || { unmount "$mp"; return 0; }
+  read -r pf_u pf_s <<< "$(cpu_seconds "$pid")"
+  unmount "$mp"
+  pf_c=$(echo "$pf_u + $pf_s" | bc -l)
+  cat_iso=$(cpu_of cat "$iso") || return 0
+  wf_store=$(echo "$cp_c - $cat_c" | bc -l)
+  wf_reply=$(echo "$dd_c + $pf_c - $cat_iso" | bc -l)
+  wf_server=$pf_c
+}
+
 work_floor() {
   wf_cpu= wf_secs=
-  [ -n "$cp_cpu" ] && [ -n "$cp_serve_cpu" ] && [ -n "$digest_floor" ] || return 0
-  if [ -z "${wf_reply:-}" ]; then
-    build_plainfuse || return 0
-    local copy=$bench_tmp/floor-copy list=$bench_tmp/floor-parts cp_c cat_c pid dd_c pf_c pf_u pf_s cat_iso
-    rm -rf "$copy"
-    mkdir -p "$copy"
-    cp_c=$(cd "$work/tree" && cpu_of xargs -d '\n' -a "$list" cp --parents -t "$copy") || return 0
-    cat_c=$(cd "$work/tree" && cpu_of xargs -d '\n' -a "$list" cat) || return 0
-    rm -rf "$copy"
-    new_mount_point floor-plain
-    "$bench_tmp/plainfuse" "$iso" release.iso "$mp" || return 0
-    pid=$(pgrep -n -f "^$bench_tmp/plainfuse") || { unmount "$mp"; return 0; }
-    dd_c=$(cpu_of dd if="$mp/release.iso" of=/dev/null bs=1M) || { unmount "$mp"; return 0; }
-    read -r pf_u pf_s <<< "$(cpu_seconds "$pid")"
-    unmount "$mp"
-    pf_c=$(echo "$pf_u + $pf_s" | bc -l)
-    cat_iso=$(cpu_of cat "$iso") || return 0
-    wf_store=$(echo "$cp_c - $cat_c" | bc -l)
-    wf_reply=$(echo "$dd_c + $pf_c - $cat_iso" | bc -l)
-    wf_server=$pf_c
-  fi
+  [ -n "$cp_cpu" ] && [ -n "$cp_serve_cpu" ] && [ -n "$digest_floor" ] && [ -n "$wf_store" ] || return 0
   wf_cpu=$(echo "$cp_cpu + $cp_serve_cpu + $digest_floor * $gb + $wf_store + $wf_reply" | bc -l)
   wf_secs=$(echo "c = $wf_cpu / $(nproc); if (c < $cp_secs) $cp_secs else c" | bc -l)
 }
@@ -562,6 +571,27 @@ digest_cpu_per_gb() {
   echo "$best / $gb" | bc -l
 }
 
+# fresh_memory_cost -> "NEW AGAIN": CPU-s to write 1 GB of zeros into a new file in the run's
+# directory (memory the file system must take: on a tmpfs, pages), and to write the same GB over
+# it (the copy alone). Every contender that stores its parts pays the first per GB it keeps.
+# Why printed: on a VM whose host takes freed memory back (free page reporting: Firecracker here,
+# 2 MiB blocks free for about 2 s), pages taken again cost the host's fault too, as system time
+# of whoever takes them, and the first touch of memory since boot more still. On 2026-12-07 this
+# cost 0.5 CPU-s at a run's start and 2.0-2.8 at its end, and the daemon's system time for the
+# same read ranged 1.8-4.3 s between runs. Measured at the start and the end.
+fresh_memory_cost() {
+  local f=$bench_tmp/fresh-memory TIMEFORMAT=%U+%S a b
+  a=$( { time dd if=/dev/zero of="$f" bs=1M count=1000 status=none; } 2>&1 ) || { rm -f "$f"; return 0; }
+  b=$( { time dd if=/dev/zero of="$f" bs=1M count=1000 conv=notrunc status=none; } 2>&1 ) || { rm -f "$f"; return 0; }
+  rm -f "$f"
+  printf '%.2f %.2f\n' "$(echo "$a" | bc -l)" "$(echo "$b" | bc -l)"
+}
+fresh_memory_line() { # WHEN
+  local new again
+  read -r new again <<< "$(fresh_memory_cost)"
+  [ -z "$new" ] || printf '%-52s %s\n' "" "$(printf 'writing 1 GB into a new file here (%s): %.2f CPU-s; over it again: %.2f (the copy alone)' "$1" "$new" "$again")"
+}
+
 # (the help captured first: grep -q stops reading at the match, and with pipefail the help's
 # SIGPIPE would count as "no downloads")
 mount_help=$("$bin" mount --help 2>/dev/null || true)
@@ -575,6 +605,7 @@ digest_floor=$(digest_cpu_per_gb)
 header
 printf '%-52s mirror: nginx on 127.0.0.1:%s, RTT added by %s\n' "" "$nginx_port" "$proxy_name"
 [ -z "$digest_floor" ] || printf '%-52s %s\n' "" "$(printf 'openssl dgst -%s of the image: %.2f CPU-s per GB (best of 3)' "$checksum" "$digest_floor")"
+fresh_memory_line "at the start"
 summary=()
 link_urls=() link_labels=() link_rtts=() link_caps=() link_totals=()
 shaped=${SHAPED:-30:100}
@@ -605,6 +636,7 @@ for link in $links; do
   printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: 4 KiB in the middle, $label" "$js_mid" "" "one part downloaded, on the same mount"
   row "jigdofs mount + dd (cold cache), $label" "$js_total" "dd alone $(printf %.2f "$js_dd") s, $js_requests requests, daemon peak RSS ${js_rss:-?} MiB"
   link_totals[${#link_totals[@]}-1]=$js_total
+  floor_pieces "$rtt"
   curl_one_file "$url"
   if [ -n "$cf_secs" ]; then
     row "curl, the ISO as one file (reference), $label" "$cf_secs" "same link"
@@ -624,15 +656,19 @@ for link in $links; do
     summary+=("$label: $(goal_ratio "jigdofs (mount + dd) / curl --parallel of the parts" "$js_total" "$cp_secs" "$(goal_at "" 1.1)")")
     [ -z "$cf_secs" ] || summary+=("$(printf '%s: curl --parallel of the parts alone / curl one file = %.2fx (the floor of fetching part by part at 32 at once, without checking)' "$label" "$(ratio "$cp_secs" "$cf_secs")")")
   fi
-  wb_lines=()
-  [ -n "$cap" ] || [ "$rtt" != 20 ] || for wb_nice in 19 0; do
+  # The same work by peers at once, against the goal's reference on the two links that have
+  # a wall-time goal of their own: 1.0x `curl | md5sum` at 0 ms, 1.1x `curl --parallel` at 20 ms.
+  wb_lines=() wb_ref= wb_ref_name= wb_goal=
+  if [ -z "$cap" ] && [ "$rtt" = 0 ] && [ -n "$cm_secs" ]; then wb_ref=$cm_secs wb_ref_name="curl | md5sum" wb_goal=1.0; fi
+  if [ -z "$cap" ] && [ "$rtt" = 20 ] && [ -n "$cp_secs" ]; then wb_ref=$cp_secs wb_ref_name="curl --parallel alone" wb_goal=1.1; fi
+  [ -z "$wb_ref" ] || for wb_nice in 19 0; do
     work_beside "$url" "$rtt" "$wb_nice"
     [ -n "$wb_secs" ] || continue
     row "the same work by peers at once (rest at nice $wb_nice), $label" "$wb_secs" \
       "$(printf 'the fetch (curl --parallel) %.2f s; beside it openssl dgst, cp of the parts, dd through plainfuse' "$wb_fetch")"
-    wb_line=$(printf '%s: the same work by peers at once, the rest at nice %s = %.2fx curl --parallel alone; jigdofs (mount + dd) / it = %.2fx' \
-      "$label" "$wb_nice" "$(ratio "$wb_secs" "$cp_secs")" "$(ratio "$js_total" "$wb_secs")")
-    wb_line+=$(printf ' (the 1.1x goal is %s it)' "$([ "$(verdict "$(ratio "$wb_secs" "$cp_secs")" 1.1)" = met ] && echo above || echo below)")
+    wb_line=$(printf '%s: the same work by peers at once, the rest at nice %s = %.2fx %s; jigdofs (mount + dd) / it = %.2fx' \
+      "$label" "$wb_nice" "$(ratio "$wb_secs" "$wb_ref")" "$wb_ref_name" "$(ratio "$js_total" "$wb_secs")")
+    wb_line+=$(printf ' (the %sx goal is %s it)' "$wb_goal" "$([ "$(verdict "$(ratio "$wb_secs" "$wb_ref")" "$wb_goal")" = met ] && echo above || echo below)")
     wb_lines+=("$wb_line")
   done
   aria2c_parts "$url" "$rtt"
@@ -723,4 +759,5 @@ if [ "${JIGDO_LITE:-1}" != 0 ]; then
   done
 fi
 [ ${#summary[@]} = 0 ] || printf '%s\n' "${summary[@]}"
+fresh_memory_line "at the end"
 echo "CPU time taken by the hypervisor (steal) during the run: $(steal_since "$bench_start_ticks")%"
