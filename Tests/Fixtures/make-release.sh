@@ -9,7 +9,8 @@
 #   OUT/jf-sha256-bz2/    jigdo-file make-template, SHA256, bzip2 template
 #   OUT/jte-md5-gz/       xorriso/libjte (-jigdo-jigdo, -md5-list),                gzip
 #   OUT/jte-sha256-bz2/   xorriso/libjte (-checksum-list, -jigdo-checksum-algorithm sha256), bzip2
-#   OUT/jte-*/release.iso the ISO libjte wrote alongside (identical content, own bytes)
+#   OUT/jte-*/release.iso the ISO libjte wrote alongside (identical content, own bytes: its
+#                         volume dated 2020-01-01 12:00, so it differs from release.iso)
 # Each variant's .jigdo has a [Servers] label Base pointing at ../tree/ (file: URL), so the
 # parts are found by --map Base=OUT/tree, --scan OUT/tree, or the jigdo's own file: server.
 #
@@ -80,7 +81,10 @@ make_jte() { # name algo compress
   checksum_list "${2}sum" > "$d/checksums.list"
   local listopt=-checksum-list
   [ "$2" = md5 ] && listopt=-md5-list
+  # A date of its own: two xorriso runs within one second write the same bytes, and the
+  # tests that plant one image's files in place of another's need images that differ.
   (cd "$d" && xorriso -as mkisofs -quiet -R -J -V JIGDOFS_TEST -o release.iso \
+    --modification-date=2020010112000000 \
     -jigdo-jigdo release.jigdo -jigdo-template release.template \
     -jigdo-map Base="$tree/" $listopt checksums.list \
     -jigdo-checksum-algorithm "$2" -jigdo-template-compress "$3" "$tree" 2>/dev/null)
