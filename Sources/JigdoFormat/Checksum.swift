@@ -103,30 +103,24 @@ public struct Checksum: Hashable, Comparable, Sendable, CustomStringConvertible 
 
 /// Incremental hashing with the algorithm of a jigdo image.
 public struct ChecksumHasher: @unchecked Sendable {
-    private enum State {
-        case md5(Insecure.MD5)
-        case sha256(SHA256)
-    }
-    private var state: State
+    // One of the two is set. Updated in place (optional chaining): a hasher taken out of an
+    // enum's payload to be updated was a second reference to its context, so every update
+    // copied the context first (copy on write), an allocation and a context copy per piece.
+    private var md5: Insecure.MD5?
+    private var sha256: SHA256?
     public let kind: ChecksumKind
 
     public init(_ kind: ChecksumKind) {
         self.kind = kind
         switch kind {
-        case .md5: state = .md5(Insecure.MD5())
-        case .sha256: state = .sha256(SHA256())
+        case .md5: md5 = Insecure.MD5()
+        case .sha256: sha256 = SHA256()
         }
     }
 
     public mutating func update(_ buffer: UnsafeRawBufferPointer) {
-        switch state {
-        case .md5(var h):
-            h.update(bufferPointer: buffer)
-            state = .md5(h)
-        case .sha256(var h):
-            h.update(bufferPointer: buffer)
-            state = .sha256(h)
-        }
+        md5?.update(bufferPointer: buffer)
+        sha256?.update(bufferPointer: buffer)
     }
 
     public mutating func update(_ bytes: [UInt8]) {
@@ -134,10 +128,8 @@ public struct ChecksumHasher: @unchecked Sendable {
     }
 
     public func finalize() -> Checksum {
-        switch state {
-        case .md5(let h): return h.finalize().withUnsafeBytes { Checksum(unchecked: $0) }
-        case .sha256(let h): return h.finalize().withUnsafeBytes { Checksum(unchecked: $0) }
-        }
+        if let h = md5 { return h.finalize().withUnsafeBytes { Checksum(unchecked: $0) } }
+        return sha256!.finalize().withUnsafeBytes { Checksum(unchecked: $0) }
     }
 }
 

@@ -152,7 +152,7 @@ public struct LocationResolver: Sendable {
                 let expanded = expandLabel(sub, stack: stack + [label], work: &work)
                 if labelProblem != nil { return [] }
                 // No local location leaves its label's directory (see Paths.swift).
-                let confined = staysInsideDirectory(String(rest))
+                let confined = staysInsideDirectory(rest)
                 for t in expanded where confined || !isLocal(t) {
                     let value = t.value + rest
                     work.entries += 1
@@ -254,7 +254,7 @@ public struct LocationResolver: Sendable {
     private func expand(_ location: JigdoLocation, fromJigdo: Bool, directory: Bool = false, into out: inout [(ResolvedLocation, Int)]) {
         if let (label, rest) = labelReference(location.value) {
             // No local location leaves its label's directory (see Paths.swift).
-            let confined = staysInsideDirectory(String(rest))
+            let confined = staysInsideDirectory(rest)
             for t in table[label] ?? [] where confined || !isLocal(t) {
                 if let r = terminal(t.value + rest, base: t.base, fromJigdo: t.fromJigdo), staysUnder(t.root, r, orIs: directory) {
                     out.append((r, clampWeight(location.weight + t.weight)))

@@ -97,19 +97,20 @@ public func isDirectory(_ path: String) -> Bool {
 
 /// Whether `path`, appended to a directory, names something inside it: relative, no `..`
 /// climbing above where it starts, no NUL.
-public func staysInsideDirectory(_ path: String) -> Bool {
+public func staysInsideDirectory<Path: StringProtocol>(_ path: Path) -> Bool {
     // Local lookups decode %XX once (Fedora's %2b), so %2e%2e must count as "..": the decoded
     // path is checked too, once (what it decodes to is a name, not decoded again).
     if path.utf8.contains(UInt8(ascii: "%")) {
-        let decoded = path.replacingPercentEscapes()
-        if decoded != path, !staysInsideLexically(decoded) { return false }
+        let text = String(path)
+        let decoded = text.replacingPercentEscapes()
+        if decoded != text, !staysInsideLexically(decoded) { return false }
     }
     return staysInsideLexically(path)
 }
 
 /// `staysInsideDirectory` of the path as it is, %XX not decoded.
-private func staysInsideLexically(_ path: String) -> Bool {
-    if path.hasPrefix("/") || path.utf8.contains(0) { return false }
+private func staysInsideLexically<Path: StringProtocol>(_ path: Path) -> Bool {
+    if path.utf8.first == UInt8(ascii: "/") || path.utf8.contains(0) { return false }
     // Component by component over the bytes (splitting made an array a location).
     var depth = 0
     var length = 0, dots = 0

@@ -110,6 +110,37 @@ public enum Syscalls {
         return Glibc.mkdir(path, mode)
     }
 
+    // MARK: The same, for paths held as Strings
+    // A String passed where a C string pointer is expected is copied into a new array at every
+    // call (the implicit conversion); `withCString` hands a native string's own bytes over. The
+    // path calls of a part downloaded (its partial file, the rename into the cache, the checks
+    // of its files) went through that copy about ten times a part.
+
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+        path.withCString { open($0, flags, mode) }
+    }
+
+    public static func stat(_ path: String, _ st: inout stat) -> Int32 {
+        path.withCString { stat($0, &st) }
+    }
+
+    public static func lstat(_ path: String, _ st: inout stat) -> Int32 {
+        path.withCString { lstat($0, &st) }
+    }
+
+    public static func rename(_ from: String, _ to: String) -> Int32 {
+        from.withCString { f in to.withCString { rename(f, $0) } }
+    }
+
+    @discardableResult
+    public static func unlink(_ path: String) -> Int32 {
+        path.withCString { unlink($0) }
+    }
+
+    public static func mkdir(_ path: String, _ mode: mode_t) -> Int32 {
+        path.withCString { mkdir($0, mode) }
+    }
+
     // MARK: Failure injection (tests only)
 
     /// One injected failure; `remove()` ends it (tests call it in a `defer`).

@@ -117,6 +117,15 @@ struct PathCheckEquivalenceTests {
         return lexically(path)
     }
 
+    @Test("a leading / is absolute by its byte, also when a combining mark follows it (one Character)")
+    func leadingSlashBeforeACombiningMark() {
+        #expect(!staysInsideDirectory("/x"))
+        // "/\u{301}" is one Character: String.hasPrefix("/") is false for it.
+        #expect(!staysInsideDirectory("/\u{301}etc/passwd"))
+        #expect(!staysInsideDirectory("/\u{301}etc/passwd"[...]))
+        #expect(staysInsideDirectory("a/\u{301}b"[...]))
+    }
+
     @Test("every path of up to five pieces from a small alphabet of names, dots, slashes and escapes")
     func staysInside() {
         let pieces = ["a", ".", "..", "/", "...", ".a", "a.", "%2e", "%2E%2e", "é", "%", "\u{0}"]

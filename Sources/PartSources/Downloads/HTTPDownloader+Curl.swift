@@ -59,7 +59,11 @@ final class Transfer: @unchecked Sendable {
          completion: @escaping @Sendable (Result<TransferSummary, TransferError>) -> Void) {
         self.id = id
         self.arriving = arriving
-        self.request = request
+        // The hasher moves here: a second reference to its context (the request's) would make
+        // each update copy it first (copy on write).
+        var kept = request
+        kept.hasher = nil
+        self.request = kept
         self.offset = request.resumeFrom
         self.hasher = request.hasher
         self.completion = completion
@@ -330,7 +334,7 @@ public func encodeURLForCurl(_ url: String) -> String {
 }
 
 /// Printable ASCII other than space and the characters RFC 3986 never allows unencoded.
-@inline(__always) private func isSafeInCurlURL(_ b: UInt8) -> Bool {
+@inline(__always) func isSafeInCurlURL(_ b: UInt8) -> Bool {
     switch b {
     case UInt8(ascii: "\""), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "\\"), UInt8(ascii: "^"),
          UInt8(ascii: "`"), UInt8(ascii: "{"), UInt8(ascii: "|"), UInt8(ascii: "}"):

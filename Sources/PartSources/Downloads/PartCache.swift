@@ -139,21 +139,39 @@ public final class PartCache: Sendable {
     /// string's storage: one allocation (these are made several times a part downloaded, and
     /// interpolating them cost five).
     private func path(_ sum: Checksum, partial: Bool) -> String {
-        let base = partial ? partialBases[Self.kindIndex(sum)] : partsBases[Self.kindIndex(sum)]
-        let n = JigdoBase64.encodedCount((sum.kind ?? .md5).byteCount)
-        return String(unsafeUninitializedCapacity: base.count + n + (partial ? 0 : 3)) { out in
-            var at = 0
-            for b in base { out[at] = b; at += 1 }
-            let name = UnsafeMutableBufferPointer(rebasing: out[(partial ? at : at + 3)...])
-            let written = sum.withUnsafeBytes { JigdoBase64.encode($0, into: name) }
-            if !partial {
-                out[at] = name[0]
-                out[at + 1] = name[1]
-                out[at + 2] = UInt8(ascii: "/")
-                at += 3
-            }
-            return at + written
+        String(unsafeUninitializedCapacity: pathLength(sum, partial: partial)) { writePath(sum, partial: partial, into: $0) }
+    }
+
+    /// The same path as a C string in a buffer on the stack, for calls that need it only while
+    /// they run (a look, an open, a rename): no string is made (`path` is, several times a part
+    /// downloaded, where one is kept or a message names it).
+    private func withPath<R>(_ sum: Checksum, partial: Bool, _ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+        let count = pathLength(sum, partial: partial)
+        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count + 1) { out in
+            out[writePath(sum, partial: partial, into: out)] = 0
+            return try out.baseAddress!.withMemoryRebound(to: CChar.self, capacity: count + 1) { try body($0) }
         }
+    }
+
+    private func pathLength(_ sum: Checksum, partial: Bool) -> Int {
+        let base = partial ? partialBases[Self.kindIndex(sum)] : partsBases[Self.kindIndex(sum)]
+        return base.count + JigdoBase64.encodedCount((sum.kind ?? .md5).byteCount) + (partial ? 0 : 3)
+    }
+
+    /// Writes the path into `out` (at least `pathLength` bytes), returning its length.
+    private func writePath(_ sum: Checksum, partial: Bool, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        let base = partial ? partialBases[Self.kindIndex(sum)] : partsBases[Self.kindIndex(sum)]
+        var at = 0
+        for b in base { out[at] = b; at += 1 }
+        let name = UnsafeMutableBufferPointer(rebasing: out[(partial ? at : at + 3)...])
+        let written = sum.withUnsafeBytes { JigdoBase64.encode($0, into: name) }
+        if !partial {
+            out[at] = name[0]
+            out[at + 1] = name[1]
+            out[at + 2] = UInt8(ascii: "/")
+            at += 3
+        }
+        return at + written
     }
 
     /// Takes the lock of a part's partial file (creating it if needed) for one whole download
@@ -219,32 +237,34 @@ public final class PartCache: Sendable {
     private func takePartialLock(_ sum: Checksum) throws -> Int32? {
         // EPERM classifies it (costsOnlyCaching): parts are kept in memory.
         if refusal != nil { throw JigdoError(.io, path: directory, "not trusted: the cache is not used", underlying: SystemErrno(EPERM)) }
-        let path = partialPath(for: sum)
-        for _ in 0..<2 {
-            // Read-write: a download that must start again from byte 0 empties it in place
-            // (`ftruncate`), keeping the lock.
-            let fd = Syscalls.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            if fd < 0 {
-                let e = SystemErrno.current
-                if e.rawValue == ELOOP {
+        return try withPath(sum, partial: true) { path in
+            for _ in 0..<2 {
+                // Read-write: a download that must start again from byte 0 empties it in place
+                // (`ftruncate`), keeping the lock.
+                let fd = Syscalls.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+                if fd < 0 {
+                    let e = SystemErrno.current
+                    if e.rawValue == ELOOP {
+                        Syscalls.unlink(path)
+                        continue
+                    }
+                    throw JigdoError(.io, path: partialPath(for: sum), "cannot open", errno: e)
+                }
+                guard Self.isOwnRegularFile(fd) else {
+                    Syscalls.close(fd)
                     Syscalls.unlink(path)
                     continue
                 }
-                throw JigdoError(.io, path: path, "cannot open", errno: e)
+                if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+                    Syscalls.close(fd)
+                    return nil
+                }
+                return fd
             }
-            guard Self.isOwnRegularFile(fd) else {
-                Syscalls.close(fd)
-                Syscalls.unlink(path)
-                continue
-            }
-            if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-                Syscalls.close(fd)
-                return nil
-            }
-            return fd
+            // EPERM classifies it (costsOnlyCaching) without adding its text to the line.
+            throw JigdoError(.io, path: partialPath(for: sum), "not a regular file of this user, and cannot be replaced",
+                             underlying: SystemErrno(EPERM))
         }
-        // EPERM classifies it (costsOnlyCaching) without adding its text to the line.
-        throw JigdoError(.io, path: path, "not a regular file of this user, and cannot be replaced", underlying: SystemErrno(EPERM))
     }
 
     /// Whether an open descriptor is a regular file owned by this process's user.
@@ -273,7 +293,7 @@ public final class PartCache: Sendable {
     /// through a symlink). Its bytes are checked when it is first served.
     public func contains(_ sum: Checksum, length: Int64) -> Bool {
         var st = stat()
-        guard refusal == nil, Syscalls.lstat(path(for: sum), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == thisUser else { return false }
+        guard refusal == nil, withPath(sum, partial: false, { Syscalls.lstat($0, &st) }) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == thisUser else { return false }
         return Int64(st.st_size) == length
     }
 
@@ -318,24 +338,26 @@ public final class PartCache: Sendable {
     /// Moves a verified partial file into the cache.
     public func commit(partial: String, as sum: Checksum) throws {
         if let refusal { throw refusal }
-        let target = path(for: sum)
         let bit = Self.prefixBit(sum)
         // A prefix directory this process made or checked is not made and checked again for
         // every part (a mkdir and an lstat a part, 1% of the daemon's CPU): below the cache's
         // private directory (`CacheTrust`) no one else can replace it. One removed meanwhile
         // (the cache emptied by hand) fails the rename: it is made again, once.
-        for known in [knownPrefixes.withLock { $0.contains(bit) }, false] {
-            if !known { try makePrefixDirectory(of: target) }
-            if Syscalls.rename(partial, target) == 0 {
+        var known = knownPrefixes.withLock { $0.contains(bit) }
+        while true {
+            if !known { try makePrefixDirectory(of: path(for: sum)) }
+            let renamed = partial.withCString { from in withPath(sum, partial: false) { Syscalls.rename(from, $0) } }
+            if renamed == 0 {
                 knownPrefixes.withLock { _ = $0.insert(bit) }
                 return
             }
             let e = SystemErrno.current
             if known && e.rawValue == ENOENT {
                 knownPrefixes.withLock { _ = $0.remove(bit) }
+                known = false
                 continue
             }
-            throw JigdoError(.io, path: target, "cannot move the downloaded part into the cache", errno: e)
+            throw JigdoError(.io, path: path(for: sum), "cannot move the downloaded part into the cache", errno: e)
         }
     }
 

@@ -35,26 +35,27 @@ extension PartPipeline {
     /// The mirror location a part URL comes from: the URL less the part's path below its
     /// label (`Label:path` in [Parts], or the checksum for the MD5Sum:/SHA256Sum: labels).
     func locationPrefix(_ url: String, part: TemplatePart) -> String {
-        let key = part.checksum.base64
-        var tails: [String] = []
-        for entry in resolver.descriptor.parts[key] ?? [] {
-            if let colon = entry.value.firstIndex(of: ":") {
-                tails.append(String(entry.value[entry.value.index(after: colon)...]))
-            }
-        }
-        tails.append(key)
         // Byte-wise (a URL's path is bytes; Character-wise counting and comparing cost more
-        // than the rest of a part's bookkeeping).
+        // than the rest of a part's bookkeeping), and without a string or array made for each
+        // tail tried: the tails are views of the [Parts] values, and the checksum's Base64 is
+        // made only when no value's tail matched.
         let u = url.utf8
-        for tail in tails where !tail.isEmpty {
-            let encoded = encodeURLForCurl(tail)
-            for candidate in encoded == tail ? [tail] : [tail, encoded] {
-                let c = candidate.utf8
-                if u.count > c.count, u.suffix(c.count).elementsEqual(c) {
-                    return String(decoding: u.dropLast(c.count), as: UTF8.self)
-                }
+        func lessTail<Tail: Collection<UInt8>>(_ tail: Tail) -> String? {
+            guard !tail.isEmpty else { return nil }
+            func strip<C: Collection<UInt8>>(_ c: C) -> String? {
+                guard u.count > c.count, u.suffix(c.count).elementsEqual(c) else { return nil }
+                return String(decoding: u.dropLast(c.count), as: UTF8.self)
             }
+            if let s = strip(tail) { return s }
+            // As libcurl was given it (`encodeURLForCurl`), when that differs.
+            guard !tail.allSatisfy(isSafeInCurlURL) else { return nil }
+            return strip(encodeURLForCurl(String(decoding: tail, as: UTF8.self)).utf8)
         }
+        for entry in resolver.descriptor.parts.locations(for: part.checksum) ?? [] {
+            let v = entry.value.utf8
+            if let colon = v.firstIndex(of: UInt8(ascii: ":")), let s = lessTail(v[v.index(after: colon)...]) { return s }
+        }
+        if let s = lessTail(part.checksum.base64.utf8) { return s }
         return directoryOf(url)
     }
 
