@@ -656,19 +656,21 @@ for link in $links; do
     summary+=("$label: $(goal_ratio "jigdofs (mount + dd) / curl --parallel of the parts" "$js_total" "$cp_secs" "$(goal_at "" 1.1)")")
     [ -z "$cf_secs" ] || summary+=("$(printf '%s: curl --parallel of the parts alone / curl one file = %.2fx (the floor of fetching part by part at 32 at once, without checking)' "$label" "$(ratio "$cp_secs" "$cf_secs")")")
   fi
-  # The same work by peers at once, against the goal's reference on the two links that have
-  # a wall-time goal of their own: 1.0x `curl | md5sum` at 0 ms, 1.1x `curl --parallel` at 20 ms.
-  wb_lines=() wb_ref= wb_ref_name= wb_goal=
-  if [ -z "$cap" ] && [ "$rtt" = 0 ] && [ -n "$cm_secs" ]; then wb_ref=$cm_secs wb_ref_name="curl | md5sum" wb_goal=1.0; fi
-  if [ -z "$cap" ] && [ "$rtt" = 20 ] && [ -n "$cp_secs" ]; then wb_ref=$cp_secs wb_ref_name="curl --parallel alone" wb_goal=1.1; fi
-  [ -z "$wb_ref" ] || for wb_nice in 19 0; do
+  # The wall-time goal of this link, if it has one of its own, and its reference: 1.0x `curl |
+  # md5sum` at 0 ms, 1.1x `curl --parallel` at 20 ms (the work floor and the same work by peers
+  # at once are printed against it).
+  goal_ref= goal_ref_name= goal_limit=
+  if [ -z "$cap" ] && [ "$rtt" = 0 ] && [ -n "$cm_secs" ]; then goal_ref=$cm_secs goal_ref_name="curl | md5sum" goal_limit=1.0; fi
+  if [ -z "$cap" ] && [ "$rtt" = 20 ] && [ -n "$cp_secs" ]; then goal_ref=$cp_secs goal_ref_name="curl --parallel" goal_limit=1.1; fi
+  wb_lines=()
+  [ -z "$goal_ref" ] || for wb_nice in 19 0; do
     work_beside "$url" "$rtt" "$wb_nice"
     [ -n "$wb_secs" ] || continue
     row "the same work by peers at once (rest at nice $wb_nice), $label" "$wb_secs" \
       "$(printf 'the fetch (curl --parallel) %.2f s; beside it openssl dgst, cp of the parts, dd through plainfuse' "$wb_fetch")"
     wb_line=$(printf '%s: the same work by peers at once, the rest at nice %s = %.2fx %s; jigdofs (mount + dd) / it = %.2fx' \
-      "$label" "$wb_nice" "$(ratio "$wb_secs" "$wb_ref")" "$wb_ref_name" "$(ratio "$js_total" "$wb_secs")")
-    wb_line+=$(printf ' (the %sx goal is %s it)' "$wb_goal" "$([ "$(verdict "$(ratio "$wb_secs" "$wb_ref")" "$wb_goal")" = met ] && echo above || echo below)")
+      "$label" "$wb_nice" "$(ratio "$wb_secs" "$goal_ref")" "$goal_ref_name" "$(ratio "$js_total" "$wb_secs")")
+    wb_line+=$(printf ' (the %sx goal is %s it)' "$goal_limit" "$([ "$(verdict "$(ratio "$wb_secs" "$goal_ref")" "$goal_limit")" = met ] && echo above || echo below)")
     wb_lines+=("$wb_line")
   done
   aria2c_parts "$url" "$rtt"
@@ -709,14 +711,11 @@ for link in $links; do
     wf_line=$(printf '%s: work floor: %.2f CPU-s (fetch %.2f + serving %.2f + check %.2f + store %.2f + reply %.2f) / %d cores = %.2f s%s' \
       "$label" "$wf_cpu" "$cp_cpu" "$cp_serve_cpu" "$(echo "$digest_floor * $gb" | bc -l)" "$wf_store" "$wf_reply" "$(nproc)" \
       "$(echo "$wf_cpu / $(nproc)" | bc -l)" "$(echo "$wf_cpu / $(nproc) < $cp_secs" | bc -l | grep -q 1 && printf ' (below fetching alone: %.2f s)' "$cp_secs")")
-    # Against each goal's reference: a goal below the floor is out of reach on this machine.
-    ref= ref_name= limit=
-    if [ -z "$cap" ] && [ "$rtt" = 0 ] && [ -n "$cm_secs" ]; then ref=$cm_secs ref_name="curl | md5sum" limit=1.0; fi
-    if [ -z "$cap" ] && [ "$rtt" = 20 ]; then ref=$cp_secs ref_name="curl --parallel" limit=1.1; fi
-    if [ -n "$ref" ]; then
-      r=$(ratio "$wf_secs" "$ref")
-      wf_line+=$(printf ' = %.2fx %s (the %sx goal is %s)' "$r" "$ref_name" "$limit" \
-        "$([ "$(verdict "$r" "$limit")" = met ] && echo "above it: within reach in principle" || echo "below it: out of reach on this machine")")
+    # Against the link's goal (above): a goal below the floor is out of reach on this machine.
+    if [ -n "$goal_ref" ]; then
+      r=$(ratio "$wf_secs" "$goal_ref")
+      wf_line+=$(printf ' = %.2fx %s (the %sx goal is %s)' "$r" "$goal_ref_name" "$goal_limit" \
+        "$([ "$(verdict "$r" "$goal_limit")" = met ] && echo "above it: within reach in principle" || echo "below it: out of reach on this machine")")
     fi
     summary+=("$wf_line")
   fi

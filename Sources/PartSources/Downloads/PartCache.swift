@@ -153,16 +153,19 @@ public final class PartCache: Sendable {
         }
     }
 
+    /// The directory part of the path: `<dir>/parts/<kind>/` or `<dir>/partial/<kind>/`.
+    private func base(_ sum: Checksum, partial: Bool) -> [UInt8] {
+        partial ? partialBases[Self.kindIndex(sum)] : partsBases[Self.kindIndex(sum)]
+    }
+
     private func pathLength(_ sum: Checksum, partial: Bool) -> Int {
-        let base = partial ? partialBases[Self.kindIndex(sum)] : partsBases[Self.kindIndex(sum)]
-        return base.count + JigdoBase64.encodedCount((sum.kind ?? .md5).byteCount) + (partial ? 0 : 3)
+        base(sum, partial: partial).count + JigdoBase64.encodedCount((sum.kind ?? .md5).byteCount) + (partial ? 0 : 3)
     }
 
     /// Writes the path into `out` (at least `pathLength` bytes), returning its length.
     private func writePath(_ sum: Checksum, partial: Bool, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
-        let base = partial ? partialBases[Self.kindIndex(sum)] : partsBases[Self.kindIndex(sum)]
         var at = 0
-        for b in base { out[at] = b; at += 1 }
+        for b in base(sum, partial: partial) { out[at] = b; at += 1 }
         let name = UnsafeMutableBufferPointer(rebasing: out[(partial ? at : at + 3)...])
         let written = sum.withUnsafeBytes { JigdoBase64.encode($0, into: name) }
         if !partial {
