@@ -38,7 +38,11 @@
 # curl --parallel to /dev/null (fetching alone, the floor) and aria2c (fetched, checked,
 # written: the same work, less the FUSE replies). And the daemon's transfer thread (the one
 # libcurl thread, `jigdofs-curl`): seconds on a core and seconds runnable but waiting for one
-# (/proc/PID/task/TID/schedstat), what the rest of the machine's work costs the fetch.
+# (/proc/PID/task/TID/schedstat), what the rest of the machine's work costs the fetch. The rows
+# of jigdofs's full read, `curl | md5sum` and the same work by peers at once also say how the
+# machine's cores spent that time (/proc/stat): busy, idle, and stolen by the hypervisor. On this
+# VM a halted vCPU woken again costs steal: a reader that leaves cores idle while it waits on
+# itself pays twice, and a run with much steal is slowed by the host, not by the tool.
 # Then an untimed counting run per RTT (COUNTING_RUN=0 skips it): the same mount and full dd,
 # with `strace -c -f` attached to the daemon (needs ptrace: root, or kernel.yama.ptrace_scope 0)
 # and bench/alloccount.c preloaded into it (built with cc into the run's directory), both counted
@@ -186,8 +190,8 @@ jigdofs_unmount_dl() { # NAME (its cache is kept until the end, see the header)
   if [ -n "$pid" ]; then unmount_daemon "$mp" "$pid"; else unmount "$mp"; fi
 }
 jigdofs_download() {
-  local rtt=$1 url=$2 name t0 t1 t2 t3 r0
-  js_mount= js_ttfb= js_mid= js_total= js_dd= js_rss= js_requests= js_cpu= js_parts= js_sched=
+  local rtt=$1 url=$2 name t0 t1 t2 t3 r0 c0
+  js_mount= js_ttfb= js_mid= js_total= js_dd= js_rss= js_requests= js_cpu= js_parts= js_sched= js_share=
   new_mount_point "ttfb-$rtt"
   t0=$(now)
   jigdofs_mount_dl "ttfb-$rtt" "$url" "$rtt" || return 0
@@ -203,10 +207,12 @@ jigdofs_download() {
 
   new_mount_point "full-$rtt"
   r0=$(requests)
+  c0=$(cpu_state)
   t0=$(now)
   jigdofs_mount_dl "full-$rtt" "$url" "$rtt" || return 0
   js_dd=$(timed_dd "$mp/$name") || { find_daemon; jigdofs_unmount_dl "full-$rtt"; return 0; }
   t1=$(now)
+  js_share=$(cpu_share_since "$c0")
   find_daemon
   js_total=$(secs "$t0" "$t1")
   [ -z "$pid" ] || js_rss=$(peak_rss_mib "$pid")
@@ -262,11 +268,13 @@ parts_fetched() {
 # only): through `openssl dgst -sha256` (coreutils' sha256sum does not use the CPU's SHA
 # extensions, and takes about twice as long as md5sum here: no fair reference)
 curl_one_file() {
-  local t0 t1
+  local t0 t1 c0
   t0=$(now)
   if curl -sf -o /dev/null "$1/release.iso"; then t1=$(now); cf_secs=$(secs "$t0" "$t1"); else cf_secs=; fi
+  c0=$(cpu_state)
   t0=$(now)
   if curl -sf "$1/release.iso" | md5sum > "$bench_tmp/one-file.md5"; then t1=$(now); cm_secs=$(secs "$t0" "$t1"); else cm_secs=; fi
+  cm_share=$(cpu_share_since "$c0")
   cs_secs=
   [ "$checksum" = sha256 ] || return 0
   t0=$(now)
@@ -434,8 +442,8 @@ work_floor() {
 # the rest takes only what the fetch leaves (the most favourable sharing of the machine for the
 # fetch); at nice 0 it competes as jigdofs's own threads do.
 work_beside() {
-  local d=$bench_tmp/beside-work-$2-$3 t0 t1 t2 a b c pid failed=0 kept=${#bench_pids[@]}
-  wb_secs= wb_fetch=
+  local d=$bench_tmp/beside-work-$2-$3 t0 t1 t2 a b c c0 pid failed=0 kept=${#bench_pids[@]}
+  wb_secs= wb_fetch= wb_share=
   [ -n "$cp_secs" ] && build_plainfuse || return 0
   rm -rf "$d"
   mkdir -p "$d/copy"
@@ -443,6 +451,7 @@ work_beside() {
   new_mount_point "beside-$2-$3"
   nice -n "$3" "$bench_tmp/plainfuse" "$iso" release.iso "$mp" || return 0
   pid=$(pgrep -n -f "^$bench_tmp/plainfuse") || { unmount "$mp"; return 0; }
+  c0=$(cpu_state)
   t0=$(now)
   nice -n "$3" openssl dgst "-$checksum" "$iso" >/dev/null 2>&1 & a=$!
   (cd "$work/tree" && exec nice -n "$3" xargs -d '\n' -a "$bench_tmp/floor-parts" cp --parents -t "$d/copy") & b=$!
@@ -454,6 +463,7 @@ work_beside() {
   wait "$b" || failed=1
   wait "$c" || failed=1
   t2=$(now)
+  wb_share=$(cpu_share_since "$c0")
   # waited for: not ours to kill at the end any more (their pids may be another's by then)
   bench_pids=("${bench_pids[@]:0:$kept}")
   if [ "$failed" = 0 ]; then
@@ -634,7 +644,7 @@ for link in $links; do
   fi
   printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: first byte of the image, $label" "$js_ttfb" "" "from mount start (mount returned after $(printf %.3f "$js_mount") s)"
   printf '%-52s %8.3f s %13s  %s\n' "jigdofs mount: 4 KiB in the middle, $label" "$js_mid" "" "one part downloaded, on the same mount"
-  row "jigdofs mount + dd (cold cache), $label" "$js_total" "dd alone $(printf %.2f "$js_dd") s, $js_requests requests, daemon peak RSS ${js_rss:-?} MiB"
+  row "jigdofs mount + dd (cold cache), $label" "$js_total" "dd alone $(printf %.2f "$js_dd") s, $js_requests requests, daemon peak RSS ${js_rss:-?} MiB; CPUs ${js_share}"
   link_totals[${#link_totals[@]}-1]=$js_total
   floor_pieces "$rtt"
   curl_one_file "$url"
@@ -643,7 +653,7 @@ for link in $links; do
     summary+=("$(printf '%s: jigdofs (mount + dd) / curl one file = %.2fx' "$label" "$(ratio "$js_total" "$cf_secs")")")
   fi
   if [ -n "$cm_secs" ]; then
-    row "curl | md5sum, the ISO verified on the way, $label" "$cm_secs" "same link, bytes verified"
+    row "curl | md5sum, the ISO verified on the way, $label" "$cm_secs" "same link, bytes verified; CPUs $cm_share"
     summary+=("$label: $(goal_ratio "jigdofs (mount + dd) / (curl | md5sum)" "$js_total" "$cm_secs" "$(goal_at 1.0 "")")")
   fi
   if [ -n "$cs_secs" ]; then
@@ -667,7 +677,7 @@ for link in $links; do
     work_beside "$url" "$rtt" "$wb_nice"
     [ -n "$wb_secs" ] || continue
     row "the same work by peers at once (rest at nice $wb_nice), $label" "$wb_secs" \
-      "$(printf 'the fetch (curl --parallel) %.2f s; beside it openssl dgst, cp of the parts, dd through plainfuse' "$wb_fetch")"
+      "$(printf 'the fetch (curl --parallel) %.2f s; beside it openssl dgst, cp of the parts, dd through plainfuse; CPUs %s' "$wb_fetch" "$wb_share")"
     wb_line=$(printf '%s: the same work by peers at once, the rest at nice %s = %.2fx %s; jigdofs (mount + dd) / it = %.2fx' \
       "$label" "$wb_nice" "$(ratio "$wb_secs" "$goal_ref")" "$goal_ref_name" "$(ratio "$js_total" "$wb_secs")")
     wb_line+=$(printf ' (the %sx goal is %s it)' "$goal_limit" "$([ "$(verdict "$(ratio "$wb_secs" "$goal_ref")" "$goal_limit")" = met ] && echo above || echo below)")

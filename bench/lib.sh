@@ -210,6 +210,20 @@ steal_since() {
   echo $(( (now[1] - was[1]) * 100 / (now[0] - was[0] > 0 ? now[0] - was[0] : 1) ))
 }
 bench_start_ticks=$(cpu_ticks)
+# cpu_state: "ALL IDLE STEAL" CPU ticks so far (idle counts iowait too), from /proc/stat
+cpu_state() { awk '/^cpu /{ t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6, $9 }' /proc/stat; }
+# cpu_share_since "ALL IDLE STEAL" -> "busy B%, idle I%, steal S%": how the machine's cores
+# spent the time since then. A tool that leaves cores idle while it waits on itself (a thread
+# hop, a reply) pays twice on a VM: the idle time, and the steal of waking a halted vCPU
+# (seen here: 10-30% steal while jigdofs read, 0% while peers kept both cores busy)
+cpu_share_since() {
+  local now was all
+  read -r -a now <<< "$(cpu_state)"
+  read -r -a was <<< "$1"
+  all=$(( now[0] - was[0] > 0 ? now[0] - was[0] : 1 ))
+  printf 'busy %d%%, idle %d%%, steal %d%%' $(( (all - (now[1] - was[1]) - (now[2] - was[2])) * 100 / all )) \
+    $(( (now[1] - was[1]) * 100 / all )) $(( (now[2] - was[2]) * 100 / all ))
+}
 
 header() {
   printf 'image %s: %d bytes, %d parts, %s, %s cores, load %s\n' "$(basename "$iso")" "$size" "$parts" "${checksum^^}" \
