@@ -16,28 +16,22 @@ extension PartCache {
     }
 
     /// Every verified part in the cache (none in a refused one).
-    public func entries() -> [Entry] {
-        var out: [Entry] = []
-        guard refusal == nil else { return out }
-        for kind in ChecksumKind.allCases {
-            let base = directory + "/parts/" + kind.rawValue.lowercased()
-            for prefix in listDirectory(base) {
-                for name in listDirectory(base + "/" + prefix) {
-                    if let e = Self.entry(base + "/" + prefix + "/" + name) { out.append(e) }
-                }
-            }
-        }
-        return out
-    }
+    public func entries() -> [Entry] { listEntries(under: "parts", inPrefixDirectories: true) }
 
     /// Partial (resumable) downloads.
-    public func partialEntries() -> [Entry] {
+    public func partialEntries() -> [Entry] { listEntries(under: "partial", inPrefixDirectories: false) }
+
+    /// The regular files of `area/<kind>/` (in its prefix directories: `parts/`).
+    private func listEntries(under area: String, inPrefixDirectories: Bool) -> [Entry] {
         var out: [Entry] = []
         guard refusal == nil else { return out }
         for kind in ChecksumKind.allCases {
-            let base = directory + "/partial/" + kind.rawValue.lowercased()
-            for name in listDirectory(base) {
-                if let e = Self.entry(base + "/" + name) { out.append(e) }
+            let base = directory + "/" + area + "/" + kind.rawValue.lowercased()
+            let folders = inPrefixDirectories ? listDirectory(base).map { base + "/" + $0 } : [base]
+            for folder in folders {
+                for name in listDirectory(folder) {
+                    if let e = Self.entry(folder + "/" + name) { out.append(e) }
+                }
             }
         }
         return out
