@@ -38,7 +38,7 @@ extension PartCache {
     }
 
     /// A regular file (not followed through a symlink) as an entry.
-    static func entry(_ path: String) -> Entry? {
+    private static func entry(_ path: String) -> Entry? {
         var st = stat()
         guard Syscalls.lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         return Entry(path: path, size: Int64(st.st_size), lastUseNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
@@ -52,7 +52,7 @@ extension PartCache {
         Self.evict(entries(), downTo: target)
     }
 
-    static func evict(_ parts: [Entry], downTo target: Int64) -> (removed: Int, freed: Int64, kept: Int64) {
+    private static func evict(_ parts: [Entry], downTo target: Int64) -> (removed: Int, freed: Int64, kept: Int64) {
         var kept = parts.reduce(Int64(0)) { $0 + $1.size }
         guard kept > target else { return (0, 0, kept) }
         let list = parts.sorted { $0.lastUseNs < $1.lastUseNs }
