@@ -199,20 +199,18 @@ row() { # label seconds [extra]
 row_na() { # label reason
   printf '%-52s %10s %13s  %s\n' "$1" "n/a" "" "$2"
 }
-# cpu_ticks: (all, steal) CPU ticks so far, from /proc/stat's first line (user to steal: guest
-# time is counted in user time already)
-cpu_ticks() { awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat; }
-# steal_since "ALL STEAL": the share of CPU time the hypervisor took from this VM since then,
-# in percent (a shared VM's neighbours make every figure slower: compare rows of one run)
+# cpu_state: "ALL IDLE STEAL" CPU ticks so far, from /proc/stat's first line (user to steal:
+# guest time is counted in user time already; idle counts iowait too)
+cpu_state() { awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $5 + $6, $9 }' /proc/stat; }
+# steal_since "ALL IDLE STEAL": the share of CPU time the hypervisor took from this VM since
+# then, in percent (a shared VM's neighbours make every figure slower: compare rows of one run)
 steal_since() {
   local now was
-  read -r -a now <<< "$(cpu_ticks)"
+  read -r -a now <<< "$(cpu_state)"
   read -r -a was <<< "$1"
-  echo $(( (now[1] - was[1]) * 100 / (now[0] - was[0] > 0 ? now[0] - was[0] : 1) ))
+  echo $(( (now[2] - was[2]) * 100 / (now[0] - was[0] > 0 ? now[0] - was[0] : 1) ))
 }
-bench_start_ticks=$(cpu_ticks)
-# cpu_state: "ALL IDLE STEAL" CPU ticks so far (idle counts iowait too), from /proc/stat
-cpu_state() { awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $5 + $6, $9 }' /proc/stat; }
+bench_start_ticks=$(cpu_state)
 # cpu_share_since "ALL IDLE STEAL" -> "busy B%, idle I%, steal S%": how the machine's cores
 # spent the time since then. A tool that leaves cores idle while it waits on itself (a thread
 # hop, a reply) pays twice on a VM: the idle time, and the steal of waking a halted vCPU
